@@ -1,0 +1,213 @@
+//! `edge bench`: the ingest benchmark matrix.
+//!
+//! For each backend (SQLite; PostgreSQL when a server is given) and each id
+//! scheme (UUIDv7, UUIDv4), starts a fresh `edge up` as a child process on a
+//! new data directory or database, with durable settings, and drives it with
+//! the load generator from this process. Reports readings/s, latency per call
+//! (per batch for streams) and the child's RSS: idle after start, and peak
+//! (VmHWM) after each scenario. Prints a Markdown table; never fails for being
+//! slow.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tokio::process::{Child, Command};
+
+use crate::cli::{BenchArgs, IdKind, LoadArgs, Mode};
+use crate::load;
+
+struct Scenario {
+    name: &'static str,
+    mode: Mode,
+    batch: usize,
+    concurrency: usize,
+    connections: usize,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "unary 1 reading, concurrency 1",
+        mode: Mode::Unary,
+        batch: 1,
+        concurrency: 1,
+        connections: 1,
+    },
+    Scenario {
+        name: "unary 1 reading, concurrency 64",
+        mode: Mode::Unary,
+        batch: 1,
+        concurrency: 64,
+        connections: 4,
+    },
+    Scenario {
+        name: "unary 100 readings, concurrency 16",
+        mode: Mode::Unary,
+        batch: 100,
+        concurrency: 16,
+        connections: 4,
+    },
+    Scenario {
+        name: "stream 500 readings/batch, 4 streams",
+        mode: Mode::Stream,
+        batch: 500,
+        concurrency: 4,
+        connections: 4,
+    },
+];
+
+/// A running `edge up` child.
+struct Site {
+    child: Child,
+    ingest_url: String,
+    _dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or_else(|| "n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+}
+
+async fn wait_ready(path: &Path, child: &mut Child) -> anyhow::Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return Ok(serde_json::from_str(&text)?);
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("edge up exited before it was ready: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("edge up was not ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn start_site(postgres_server: Option<&str>) -> anyhow::Result<Site> {
+    let dir = tempfile::tempdir()?;
+    let ready = dir.path().join("ready.json");
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("up")
+        .args([
+            "--ingest-addr",
+            "127.0.0.1:0",
+            "--store-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("EDGE_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let postgres = match postgres_server {
+        Some(server) => {
+            let (url, name) = edge_testkit::create_postgres_database(server, "edge_bench").await?;
+            cmd.arg("--database-url").arg(&url);
+            Some((server.to_owned(), name))
+        }
+        None => None,
+    };
+    let mut child = cmd.spawn().context("cannot start edge up")?;
+    let addrs = wait_ready(&ready, &mut child).await?;
+    let ingest = addrs["ingest"]
+        .as_str()
+        .context("ready file lacks the ingest address")?;
+    Ok(Site {
+        child,
+        ingest_url: format!("http://{ingest}"),
+        _dir: dir,
+        postgres,
+    })
+}
+
+impl Site {
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        if let Some((server, name)) = &self.postgres
+            && let Err(err) = edge_testkit::drop_postgres_database(server, name).await
+        {
+            eprintln!("could not drop benchmark database {name}: {err}");
+        }
+    }
+}
+
+/// Runs the matrix and prints the table.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let mut backends: Vec<(&str, Option<&str>)> = vec![("sqlite", None)];
+    match args.postgres_url.as_deref() {
+        Some(url) => backends.push(("postgres", Some(url))),
+        None => eprintln!("no --postgres-url: PostgreSQL runs skipped"),
+    }
+    println!(
+        "| backend | ids | scenario | readings/s | calls/s | p50 ms | p99 ms | failed | peak RSS MiB |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    let mut idle = Vec::new();
+    for (backend, server) in backends {
+        for ids in [IdKind::V7, IdKind::V4] {
+            let id_name = if ids == IdKind::V7 { "v7" } else { "v4" };
+            let site = start_site(server).await?;
+            idle.push(format!(
+                "{backend}/{id_name}: {} MiB",
+                mib(proc_status_kib(site.pid(), "VmRSS:"))
+            ));
+            for s in SCENARIOS {
+                if let Some(only) = &args.only
+                    && !s.name.contains(only.as_str())
+                {
+                    continue;
+                }
+                let spec = LoadArgs {
+                    mode: s.mode,
+                    batch: s.batch,
+                    concurrency: s.concurrency,
+                    connections: s.connections,
+                    in_flight: 4,
+                    ids,
+                    sensors: 1000,
+                    duration: args.duration,
+                    rate: 0.0,
+                };
+                let r = load::run(&site.ingest_url, &spec).await?;
+                println!(
+                    "| {backend} | {id_name} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                    s.name,
+                    r.readings_per_sec(),
+                    r.calls_per_sec(),
+                    r.latency_ms(0.5),
+                    r.latency_ms(0.99),
+                    r.errors,
+                    mib(proc_status_kib(site.pid(), "VmHWM:")),
+                );
+            }
+            site.stop().await;
+        }
+    }
+    println!();
+    println!(
+        "`edge up` RSS right after start (idle): {}",
+        idle.join(", ")
+    );
+    Ok(())
+}

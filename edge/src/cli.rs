@@ -1,0 +1,194 @@
+//! The `edge` command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use edge_runtime::RuntimeArgs;
+use ingest_svc::IngestConfig;
+use store_svc::StoreConfig;
+
+/// The edge mesh: an offline-first data platform for edge sites.
+#[derive(Parser)]
+#[command(name = "edge", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the mesh (store-svc and ingest-svc) in this process, on SQLite in
+    /// the data directory unless --database-url says otherwise.
+    Up(Box<UpArgs>),
+    /// Page through stored readings.
+    Query(QueryArgs),
+    /// Print the site's books: readings, backlog, dead letters, database size.
+    Stats(StatsArgs),
+    /// Simulate sensor gateways pushing readings (a load generator).
+    Simulate(SimulateArgs),
+    /// Run the ingest benchmark matrix and print a table.
+    Bench(BenchArgs),
+}
+
+/// `edge up`.
+#[derive(Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    #[command(flatten)]
+    pub store: StoreConfig,
+    #[command(flatten)]
+    pub ingest: IngestConfig,
+    /// Once every service listens, write their addresses here as JSON
+    /// (`{"ingest": "…", "store": "…", "metrics": "…"}`). For scripts and tests
+    /// that bind port 0.
+    #[arg(long, env = "EDGE_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Where store-svc is.
+#[derive(Args, Clone)]
+pub struct StoreTarget {
+    /// store-svc's gRPC address.
+    #[arg(long, env = "EDGE_STORE_URL", default_value = "http://127.0.0.1:50052")]
+    pub store_url: String,
+}
+
+/// A sync state to filter on.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SyncStateArg {
+    /// Waiting for the cloud.
+    Pending,
+    /// Acknowledged by the cloud.
+    Synced,
+    /// Rejected by the cloud.
+    DeadLettered,
+}
+
+/// Output format.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for a terminal.
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `edge query`.
+#[derive(Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub target: StoreTarget,
+    /// Only this sensor.
+    #[arg(long)]
+    pub sensor: Option<String>,
+    /// Only readings measured at or after this time (RFC 3339, e.g. 2026-11-23T10:00:00Z).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub from: Option<std::time::SystemTime>,
+    /// Only readings measured before this time (RFC 3339).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub to: Option<std::time::SystemTime>,
+    /// Only readings in this sync state.
+    #[arg(long, value_enum)]
+    pub state: Option<SyncStateArg>,
+    /// Stop after this many readings. Unset: page through all of them.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Readings fetched per page (1 to 1000).
+    #[arg(long, default_value_t = 500)]
+    pub page_size: u32,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// `edge stats`.
+#[derive(Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub target: StoreTarget,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Unary calls or bidirectional streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// One Ingest call per batch.
+    Unary,
+    /// IngestStream with several batches in flight per stream.
+    Stream,
+}
+
+/// How simulated gateways make reading ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IdKind {
+    /// Time-ordered UUIDv7 (recommended).
+    V7,
+    /// Random UUIDv4.
+    V4,
+}
+
+/// Shape of a load.
+#[derive(Args, Clone, Debug)]
+pub struct LoadArgs {
+    /// Unary calls or streams.
+    #[arg(long, value_enum, default_value_t = Mode::Stream)]
+    pub mode: Mode,
+    /// Readings per call or per stream batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Concurrent callers (unary) or streams (stream).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// HTTP/2 connections the callers share.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// Batches in flight per stream.
+    #[arg(long, default_value_t = 4)]
+    pub in_flight: usize,
+    /// Id scheme.
+    #[arg(long, value_enum, default_value_t = IdKind::V7)]
+    pub ids: IdKind,
+    /// Distinct sensors.
+    #[arg(long, default_value_t = 100)]
+    pub sensors: usize,
+    /// How long to push.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Target readings per second over all callers; 0 pushes as fast as the site acknowledges.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+}
+
+/// `edge simulate`.
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// ingest-svc's gRPC address.
+    #[arg(
+        long,
+        env = "EDGE_INGEST_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub ingest_url: String,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// `edge bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// PostgreSQL server to benchmark against (each run gets a fresh database
+    /// on it). Unset: PostgreSQL runs are skipped.
+    #[arg(long, env = "EDGE_BENCH_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    /// Length of each measured run.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Only scenarios whose name contains this text.
+    #[arg(long)]
+    pub only: Option<String>,
+}

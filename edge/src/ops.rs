@@ -1,0 +1,162 @@
+//! Operator commands that talk to a running store-svc: `edge query` pages
+//! through readings, `edge stats` prints the site's books.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use edge_proto::v1 as pb;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_runtime::client::{ClientArgs, channel};
+use prost_types::Timestamp;
+use tonic::transport::Channel;
+
+use crate::cli::{Format, QueryArgs, StatsArgs, StoreTarget, SyncStateArg};
+
+fn client(target: &StoreTarget) -> anyhow::Result<StoreServiceClient<Channel>> {
+    Ok(
+        StoreServiceClient::new(channel(&target.store_url, &ClientArgs::default())?)
+            .max_decoding_message_size(edge_runtime::config::DEFAULT_MAX_MESSAGE_BYTES),
+    )
+}
+
+fn rfc3339(ts: Option<&Timestamp>) -> String {
+    ts.and_then(|ts| {
+        let nanos = u32::try_from(ts.nanos).ok()?;
+        let secs = u64::try_from(ts.seconds).ok()?;
+        let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+        Some(humantime::format_rfc3339_millis(t).to_string())
+    })
+    .unwrap_or_else(|| "-".into())
+}
+
+fn state_name(state: i32) -> &'static str {
+    match pb::SyncState::try_from(state) {
+        Ok(pb::SyncState::Pending) => "pending",
+        Ok(pb::SyncState::Synced) => "synced",
+        Ok(pb::SyncState::DeadLettered) => "dead-lettered",
+        _ => "?",
+    }
+}
+
+/// `edge query`: every matching reading, page after page.
+pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let mut store = client(&args.target)?;
+    let mut request = pb::QueryReadingsRequest {
+        sensor_id: args.sensor.clone().unwrap_or_default(),
+        measured_from: args.from.map(Timestamp::from),
+        measured_to: args.to.map(Timestamp::from),
+        sync_state: match args.state {
+            None => pb::SyncState::Unspecified,
+            Some(SyncStateArg::Pending) => pb::SyncState::Pending,
+            Some(SyncStateArg::Synced) => pb::SyncState::Synced,
+            Some(SyncStateArg::DeadLettered) => pb::SyncState::DeadLettered,
+        } as i32,
+        page_size: args.page_size,
+        page_token: String::new(),
+    };
+    let limit = args.limit.unwrap_or(u64::MAX);
+    let mut printed = 0u64;
+    if args.format == Format::Table {
+        println!(
+            "{:>8}  {:<36}  {:<20}  {:<24}  {:>8}  {:>8}  {:<8}  {:<13}  flags",
+            "seq", "id", "sensor", "measured_at", "temp_c", "hum_pct", "priority", "sync"
+        );
+    }
+    'pages: loop {
+        let page = store
+            .query_readings(request.clone())
+            .await
+            .with_context(|| format!("query to store-svc at {} failed", args.target.store_url))?
+            .into_inner();
+        for r in page.readings {
+            if printed >= limit {
+                break 'pages;
+            }
+            printed += 1;
+            let priority = if r.priority == pb::Priority::Critical as i32 {
+                "critical"
+            } else {
+                "normal"
+            };
+            match args.format {
+                Format::Table => println!(
+                    "{:>8}  {:<36}  {:<20}  {:<24}  {:>8.2}  {:>8.2}  {:<8}  {:<13}  {}",
+                    r.seq,
+                    r.id,
+                    r.sensor_id,
+                    rfc3339(r.measured_at.as_ref()),
+                    r.temperature_celsius,
+                    r.humidity_percent,
+                    priority,
+                    state_name(r.sync_state),
+                    if r.clock_suspect { "clock_suspect" } else { "" }
+                ),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "seq": r.seq,
+                        "id": r.id,
+                        "sensor_id": r.sensor_id,
+                        "measured_at": rfc3339(r.measured_at.as_ref()),
+                        "received_at": rfc3339(r.received_at.as_ref()),
+                        "temperature_celsius": r.temperature_celsius,
+                        "humidity_percent": r.humidity_percent,
+                        "priority": priority,
+                        "site_id": r.site_id,
+                        "sync_state": state_name(r.sync_state),
+                        "clock_suspect": r.clock_suspect,
+                    })
+                ),
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    if args.format == Format::Table {
+        eprintln!("{printed} readings");
+    }
+    Ok(())
+}
+
+/// `edge stats`.
+pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
+    let s = client(&args.target)?
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .with_context(|| format!("stats from store-svc at {} failed", args.target.store_url))?
+        .into_inner();
+    let oldest = rfc3339(s.oldest_unsynced_at.as_ref());
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "site_id": s.site_id,
+                "backend": s.backend,
+                "total_readings": s.total_readings,
+                "total_versions": s.total_versions,
+                "unsynced_versions": s.unsynced_versions,
+                "dead_letters": s.dead_letters,
+                "oldest_unsynced_at": oldest,
+                "database_bytes": s.database_bytes,
+                "last_seq": s.last_seq,
+            })
+        ),
+        Format::Table => {
+            println!("site              {}", s.site_id);
+            println!("backend           {}", s.backend);
+            println!("readings          {}", s.total_readings);
+            println!("versions          {}", s.total_versions);
+            println!("unsynced          {}", s.unsynced_versions);
+            println!("oldest unsynced   {oldest}");
+            println!("dead letters      {}", s.dead_letters);
+            println!(
+                "database size     {:.1} MiB",
+                s.database_bytes as f64 / 1_048_576.0
+            );
+            println!("last seq          {}", s.last_seq);
+        }
+    }
+    Ok(())
+}

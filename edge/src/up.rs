@@ -1,0 +1,94 @@
+//! `edge up`: store-svc and ingest-svc in one process, each on its own port,
+//! sharing one metrics endpoint. The services are the same libraries the
+//! per-service binaries run; only the wiring is here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use edge_runtime::{Shutdown, metrics_http, shutdown, telemetry};
+use ingest_svc::IngestApp;
+use store_svc::StoreApp;
+use store_svc::hlc::SystemClock;
+use tokio::net::TcpListener;
+
+use crate::cli::UpArgs;
+
+/// The address to dial for a server bound to `addr` (a wildcard bind is
+/// reached through loopback).
+fn dialable(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
+        other => other,
+    }
+}
+
+/// Runs the mesh until SIGTERM or Ctrl-C.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(&args.runtime);
+    let shutdown = shutdown::on_signal();
+
+    let metrics_listener = TcpListener::bind(args.runtime.metrics_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--metrics-addr)",
+                args.runtime.metrics_addr
+            )
+        })?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let metrics = tokio::spawn(metrics_http::serve(metrics_listener, shutdown.clone()));
+
+    let store = StoreApp::build(&args.store, &args.runtime, Arc::new(SystemClock))
+        .await
+        .context("store-svc could not start")?;
+    let store_addr = store.local_addr();
+    let site_id = store.site_id().to_owned();
+
+    let mut ingest_config = args.ingest.clone();
+    ingest_config.store_url = format!("http://{}", dialable(store_addr));
+    let ingest = IngestApp::build(&ingest_config, &args.runtime)
+        .await
+        .context("ingest-svc could not start")?;
+    let ingest_addr = ingest.local_addr();
+
+    if let Some(path) = &args.ready_file {
+        let ready = serde_json::json!({
+            "ingest": dialable(ingest_addr).to_string(),
+            "store": dialable(store_addr).to_string(),
+            "metrics": dialable(metrics_addr).to_string(),
+            "site_id": site_id,
+        });
+        // Written whole then renamed, so a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, ready.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+    }
+    tracing::info!(
+        %site_id,
+        ingest = %ingest_addr,
+        store = %store_addr,
+        metrics = %metrics_addr,
+        "edge mesh up"
+    );
+
+    // Shutdown order: ingest-svc stops taking readings and drains first, so its
+    // in-flight calls can still reach store-svc; then store-svc drains and
+    // closes the database.
+    let store_stop = Shutdown::new();
+    let store_task = tokio::spawn(store.run(store_stop.clone()));
+    let ingest_result = ingest.run(shutdown.clone()).await;
+    store_stop.cancel();
+    let store_result = store_task.await.context("store-svc task failed")?;
+    shutdown.cancel();
+    metrics.await.context("metrics task failed")??;
+    ingest_result.context("ingest-svc failed")?;
+    store_result.context("store-svc failed")?;
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! ingest-svc's flags, each with an environment fallback and a default that
+//! works with `edge up`.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use edge_runtime::client::ClientArgs;
+
+use crate::validate::Limits;
+
+/// Default ingest-svc gRPC port.
+pub const DEFAULT_INGEST_PORT: u16 = 50051;
+
+/// ingest-svc configuration.
+#[derive(Debug, Clone, Args)]
+pub struct IngestConfig {
+    /// Address ingest-svc's gRPC server listens on (gateways connect here).
+    #[arg(long, env = "EDGE_INGEST_ADDR", default_value = "0.0.0.0:50051")]
+    pub ingest_addr: SocketAddr,
+
+    /// Where store-svc listens.
+    #[arg(long, env = "EDGE_STORE_URL", default_value = "http://127.0.0.1:50052")]
+    pub store_url: String,
+
+    /// Batches one IngestStream works on at once (acks stay in order).
+    #[arg(long, env = "EDGE_STREAM_IN_FLIGHT", default_value_t = 8)]
+    pub stream_in_flight: usize,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub limits: Limits,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub client: ClientArgs,
+}
+
+impl IngestConfig {
+    /// Defaults, talking to store-svc at `store_url`.
+    pub fn new(store_url: String) -> Self {
+        Self {
+            ingest_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_INGEST_PORT)),
+            store_url,
+            stream_in_flight: 8,
+            limits: Limits::default(),
+            client: ClientArgs::default(),
+        }
+    }
+}

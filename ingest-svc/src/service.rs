@@ -1,0 +1,326 @@
+//! The `edge.v1.IngestService` handlers.
+//!
+//! Both RPCs go through [`Ingestor::ingest_batch`]: validate every reading,
+//! send the valid ones to store-svc in one Append, and merge store-svc's
+//! outcomes with the rejections into one result per reading, in order. The
+//! reply is sent only after store-svc answered, i.e. after the readings are
+//! durable.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use edge_proto::v1 as pb;
+use edge_proto::v1::ingest_service_server::IngestService;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use futures::{Stream, StreamExt};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Counter;
+use prost_types::Timestamp;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::IngestError;
+use crate::validate::{Limits, Rejection};
+
+/// Counters ingest-svc owns (DESIGN §6).
+#[derive(Clone)]
+struct IngestMetrics {
+    ingested: Counter<u64>,
+    rejected: Counter<u64>,
+}
+
+impl IngestMetrics {
+    fn new() -> Self {
+        let meter = edge_runtime::telemetry::meter("ingest-svc");
+        Self {
+            ingested: meter
+                .u64_counter("readings_ingested")
+                .with_description("Readings newly stored through ingest-svc")
+                .build(),
+            rejected: meter
+                .u64_counter("readings_rejected")
+                .with_description("Readings refused, by the first offending field or 'conflict'")
+                .build(),
+        }
+    }
+}
+
+/// What ingesting one batch produced.
+struct BatchOutcome {
+    results: Vec<pb::ReadingResult>,
+    summary: pb::IngestSummary,
+}
+
+/// The shared core of both RPCs.
+#[derive(Clone)]
+pub struct Ingestor {
+    store: StoreServiceClient<Channel>,
+    limits: Limits,
+    metrics: IngestMetrics,
+}
+
+impl Ingestor {
+    /// An ingestor sending to store-svc over `channel`.
+    pub fn new(channel: Channel, limits: Limits, max_message_bytes: usize) -> Self {
+        Self {
+            store: StoreServiceClient::new(channel)
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+            limits,
+            metrics: IngestMetrics::new(),
+        }
+    }
+
+    fn check_batch_size(&self, len: usize) -> Result<(), IngestError> {
+        if len > self.limits.max_batch_readings {
+            return Err(IngestError::Invalid {
+                message: format!(
+                    "batch of {len} readings exceeds the limit of {}",
+                    self.limits.max_batch_readings
+                ),
+                violations: vec![(
+                    "readings".into(),
+                    format!(
+                        "at most {} readings per batch",
+                        self.limits.max_batch_readings
+                    ),
+                )],
+            });
+        }
+        Ok(())
+    }
+
+    /// Validates, stores and reports one batch. Fails as a whole only when
+    /// store-svc cannot take the valid readings.
+    async fn ingest_batch(&self, readings: Vec<pb::Reading>) -> Result<BatchOutcome, IngestError> {
+        let received_at = Timestamp::from(SystemTime::now());
+        let mut results: Vec<pb::ReadingResult> = Vec::with_capacity(readings.len());
+        let mut valid = Vec::with_capacity(readings.len());
+        let mut valid_index = Vec::with_capacity(readings.len());
+        let mut summary = pb::IngestSummary::default();
+        for (index, reading) in readings.into_iter().enumerate() {
+            let index = index as u32;
+            match self.limits.validate(reading, received_at) {
+                Ok(reading) => {
+                    results.push(pb::ReadingResult {
+                        index,
+                        id: reading.id.clone(),
+                        ..Default::default()
+                    });
+                    valid_index.push(index as usize);
+                    valid.push(reading);
+                }
+                Err(rejection) => {
+                    self.count_rejected(&rejection);
+                    summary.rejected += 1;
+                    results.push(rejected(index, rejection));
+                }
+            }
+        }
+        if !valid.is_empty() {
+            let reply = self
+                .store
+                .clone()
+                .append(pb::AppendRequest { readings: valid })
+                .await
+                .map_err(IngestError::from_store)?
+                .into_inner();
+            if reply.results.len() != valid_index.len() {
+                return Err(IngestError::Store(Status::internal(format!(
+                    "store-svc answered {} results for {} readings",
+                    reply.results.len(),
+                    valid_index.len()
+                ))));
+            }
+            for (index, stored) in valid_index.into_iter().zip(reply.results) {
+                let result = &mut results[index];
+                result.seq = stored.seq;
+                result.clock_suspect = stored.clock_suspect;
+                match pb::ReadingOutcome::try_from(stored.outcome) {
+                    Ok(pb::ReadingOutcome::Stored) => {
+                        result.outcome = pb::ReadingOutcome::Stored as i32;
+                        summary.stored += 1;
+                        if stored.clock_suspect {
+                            summary.clock_suspect += 1;
+                        }
+                    }
+                    Ok(pb::ReadingOutcome::Duplicate) => {
+                        result.outcome = pb::ReadingOutcome::Duplicate as i32;
+                        summary.duplicates += 1;
+                    }
+                    _ => {
+                        result.outcome = pb::ReadingOutcome::Conflict as i32;
+                        result.errors.push(pb::FieldError {
+                            field: "id".into(),
+                            reason: "a different reading is already stored under this id".into(),
+                        });
+                        summary.conflicts += 1;
+                        self.metrics
+                            .rejected
+                            .add(1, &[KeyValue::new("reason", "conflict")]);
+                    }
+                }
+            }
+            self.metrics.ingested.add(u64::from(summary.stored), &[]);
+        }
+        Ok(BatchOutcome { results, summary })
+    }
+
+    fn count_rejected(&self, rejection: &Rejection) {
+        self.metrics
+            .rejected
+            .add(1, &[KeyValue::new("reason", rejection.reason_label())]);
+    }
+
+    /// Handles one stream batch: refusals of the batch as a whole become the
+    /// ack's `batch_error`, so the stream carries on.
+    async fn ack(
+        &self,
+        request: pb::IngestStreamRequest,
+    ) -> Result<pb::IngestStreamResponse, IngestError> {
+        let batch_id = request.batch_id;
+        if let Err(IngestError::Invalid { violations, .. }) =
+            self.check_batch_size(request.readings.len())
+        {
+            let (field, reason) = violations.into_iter().next().unwrap_or_default();
+            return Ok(pb::IngestStreamResponse {
+                batch_id,
+                batch_error: Some(pb::FieldError { field, reason }),
+                ..Default::default()
+            });
+        }
+        let outcome = self.ingest_batch(request.readings).await?;
+        Ok(pb::IngestStreamResponse {
+            batch_id,
+            results: outcome.results,
+            summary: Some(outcome.summary),
+            batch_error: None,
+        })
+    }
+}
+
+fn rejected(index: u32, rejection: Rejection) -> pb::ReadingResult {
+    pb::ReadingResult {
+        index,
+        id: rejection.id,
+        outcome: pb::ReadingOutcome::Rejected as i32,
+        errors: rejection
+            .errors
+            .into_iter()
+            .map(|(field, reason)| pb::FieldError {
+                field: field.into(),
+                reason,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The IngestService implementation.
+pub struct IngestGrpc {
+    ingestor: Arc<Ingestor>,
+    stream_in_flight: usize,
+    /// Cancelled at shutdown: streams stop taking new batches, finish the ones
+    /// in flight and end with UNAVAILABLE so gateways reconnect elsewhere.
+    stopping: CancellationToken,
+}
+
+impl IngestGrpc {
+    /// Handlers over `ingestor`.
+    pub fn new(ingestor: Ingestor, stream_in_flight: usize, stopping: CancellationToken) -> Self {
+        Self {
+            ingestor: Arc::new(ingestor),
+            stream_in_flight: stream_in_flight.max(1),
+            stopping,
+        }
+    }
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<pb::IngestStreamResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl IngestService for IngestGrpc {
+    async fn ingest(
+        &self,
+        request: Request<pb::IngestRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
+        let readings = request.into_inner().readings;
+        if readings.is_empty() {
+            return Err(IngestError::Invalid {
+                message: "the batch holds no readings".into(),
+                violations: vec![("readings".into(), "must hold at least one reading".into())],
+            }
+            .into());
+        }
+        self.ingestor.check_batch_size(readings.len())?;
+        let outcome = self.ingestor.ingest_batch(readings).await?;
+        if outcome.summary.rejected as usize == outcome.results.len() {
+            // Nothing could be stored: the request as a whole is bad input.
+            let violations = outcome
+                .results
+                .iter()
+                .flat_map(|r| {
+                    r.errors.iter().map(move |e| {
+                        (
+                            format!("readings[{}].{}", r.index, e.field),
+                            e.reason.clone(),
+                        )
+                    })
+                })
+                .collect();
+            return Err(IngestError::Invalid {
+                message: format!("all {} readings are invalid", outcome.results.len()),
+                violations,
+            }
+            .into());
+        }
+        Ok(Response::new(pb::IngestResponse {
+            results: outcome.results,
+            summary: Some(outcome.summary),
+        }))
+    }
+
+    type IngestStreamStream = AckStream;
+
+    async fn ingest_stream(
+        &self,
+        request: Request<Streaming<pb::IngestStreamRequest>>,
+    ) -> Result<Response<Self::IngestStreamStream>, Status> {
+        let ingestor = self.ingestor.clone();
+        let stopping = self.stopping.clone();
+        let acks = request
+            .into_inner()
+            .take_until(self.stopping.clone().cancelled_owned())
+            .map(move |batch| {
+                let ingestor = ingestor.clone();
+                async move {
+                    match batch {
+                        Ok(batch) => ingestor.ack(batch).await.map_err(Status::from),
+                        Err(status) => Err(status),
+                    }
+                }
+            })
+            .buffered(self.stream_in_flight)
+            .chain(
+                futures::stream::once(async move {
+                    if stopping.is_cancelled() {
+                        Some(Err(Status::from(IngestError::ShuttingDown)))
+                    } else {
+                        None
+                    }
+                })
+                .filter_map(std::future::ready),
+            )
+            // The first error ends the stream; later acks would be out of order.
+            .scan(false, |failed, item| {
+                let next = if *failed { None } else { Some(item) };
+                if let Some(Err(_)) = &next {
+                    *failed = true;
+                }
+                std::future::ready(next)
+            });
+        Ok(Response::new(Box::pin(acks)))
+    }
+}

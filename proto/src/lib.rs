@@ -1,0 +1,23 @@
+//! The edge mesh's gRPC contracts, generated from `proto/edge/v1/*.proto`.
+//!
+//! This crate is the only home of generated code: services import message and
+//! client/server types from here and turn them into validated domain types at
+//! their gRPC boundary. Modules mirror the proto packages.
+
+/// Package `edge.v1`: readings, the ingest and store services.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("edge.v1");
+}
+
+/// The encoded `FileDescriptorSet` of every edge.v1 file, for gRPC server
+/// reflection (so `grpcurl` and `buf curl` work without proto files).
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("edge_descriptor");
+
+/// Fully qualified gRPC service names, as the health service reports them.
+pub mod service_names {
+    /// `edge.v1.IngestService`.
+    pub const INGEST: &str = "edge.v1.IngestService";
+    /// `edge.v1.StoreService`.
+    pub const STORE: &str = "edge.v1.StoreService";
+}

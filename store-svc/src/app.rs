@@ -1,0 +1,103 @@
+//! Building and running store-svc: open the database (migrations run here),
+//! start the group-commit writer, bind the gRPC listener. Tests and `edge up`
+//! use this exactly as the `store-svc` binary does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use edge_proto::v1::store_service_server::StoreServiceServer;
+use edge_runtime::{GrpcServer, RuntimeArgs, ServeError, Shutdown};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::StoreConfig;
+use crate::db::{Database, DbError};
+use crate::grpc::StoreGrpc;
+use crate::hlc::WallClock;
+use crate::writer::Writer;
+
+/// store-svc could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The gRPC address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built store-svc, listening and ready to run.
+pub struct StoreApp {
+    server: GrpcServer,
+    addr: SocketAddr,
+    db: Arc<Database>,
+    writer_task: JoinHandle<()>,
+}
+
+impl StoreApp {
+    /// Opens the database, starts the writer and binds `config.store_addr`.
+    pub async fn build(
+        config: &StoreConfig,
+        runtime: &RuntimeArgs,
+        clock: Arc<dyn WallClock>,
+    ) -> Result<StoreApp, StartError> {
+        let db = Arc::new(Database::open(&config.db_config(), clock).await?);
+        tracing::info!(
+            backend = db.backend(),
+            site_id = db.site_id(),
+            "site database ready"
+        );
+        let listener = TcpListener::bind(config.store_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.store_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.store_addr,
+            source,
+        })?;
+        let (writer, writer_task) = Writer::spawn(db.clone(), config.group_commit_max_rows);
+        let service = StoreServiceServer::new(StoreGrpc::new(writer, db.clone()))
+            .max_decoding_message_size(runtime.max_message_bytes)
+            .max_encoding_message_size(runtime.max_message_bytes);
+        let server = GrpcServer::new(listener, runtime.shutdown_grace).add_service(service);
+        Ok(StoreApp {
+            server,
+            addr,
+            db,
+            writer_task,
+        })
+    }
+
+    /// The address the gRPC server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// This site's id, as the database holds it.
+    pub fn site_id(&self) -> &str {
+        self.db.site_id()
+    }
+
+    /// Serves until `shutdown`, then drains calls, lets the writer finish what
+    /// it accepted and closes the database.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
+        let served = self.server.run(shutdown).await;
+        // The server (and with it every Writer handle) is gone: the writer
+        // finishes the queued groups and stops.
+        if let Err(err) = self.writer_task.await {
+            tracing::error!(%err, "store writer task failed");
+        }
+        self.db.close().await;
+        tracing::info!("store-svc stopped");
+        served
+    }
+}

@@ -1,0 +1,86 @@
+//! store-svc's flags. Every flag has an environment fallback; the defaults run
+//! a durable SQLite site in `./data` with no configuration at all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::db::{DbConfig, Durability};
+
+/// Default store-svc gRPC port.
+pub const DEFAULT_STORE_PORT: u16 = 50052;
+
+/// store-svc configuration.
+#[derive(Clone, Args)]
+pub struct StoreConfig {
+    /// Address store-svc's gRPC server listens on.
+    #[arg(long, env = "EDGE_STORE_ADDR", default_value = "0.0.0.0:50052")]
+    pub store_addr: SocketAddr,
+
+    /// This site's id, stamped on every reading and version. Unset: the id
+    /// stored in the database, or a generated one on first start.
+    #[arg(long, env = "EDGE_SITE_ID")]
+    pub site_id: Option<String>,
+
+    /// Directory of the embedded SQLite database.
+    #[arg(long, env = "EDGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// `postgres://user:password@host/db` for PostgreSQL, or `sqlite:path`.
+    /// Unset: SQLite in the data directory. Never logged.
+    #[arg(long, env = "EDGE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// SQLite durability: `full` syncs every commit to disk before replying.
+    #[arg(long, env = "EDGE_SQLITE_SYNC", value_enum, default_value_t = Durability::Full)]
+    pub sqlite_sync: Durability,
+
+    /// Database connections for queries and stats (writes use one more).
+    #[arg(long, env = "EDGE_DB_READ_CONNECTIONS", default_value_t = 4)]
+    pub db_read_connections: u32,
+
+    /// Most readings committed in one group-commit transaction.
+    #[arg(long, env = "EDGE_GROUP_COMMIT_MAX_ROWS", default_value_t = 10_000)]
+    pub group_commit_max_rows: usize,
+
+    /// A reading measured this far after the site's now is flagged clock_suspect.
+    #[arg(long, env = "EDGE_CLOCK_SUSPECT_AHEAD", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub clock_suspect_ahead: Duration,
+
+    /// A reading measured this far before the site's now is flagged
+    /// clock_suspect (gateways legitimately buffer readings while the site is down).
+    #[arg(long, env = "EDGE_CLOCK_SUSPECT_BEHIND", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub clock_suspect_behind: Duration,
+}
+
+impl StoreConfig {
+    /// Defaults, as `edge up` with no flags would use them.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            store_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_STORE_PORT)),
+            site_id: None,
+            data_dir,
+            database_url: None,
+            sqlite_sync: Durability::Full,
+            db_read_connections: 4,
+            group_commit_max_rows: 10_000,
+            clock_suspect_ahead: Duration::from_secs(300),
+            clock_suspect_behind: Duration::from_secs(30 * 86_400),
+        }
+    }
+
+    /// The database part of the configuration.
+    pub fn db_config(&self) -> DbConfig {
+        DbConfig {
+            database_url: self.database_url.clone(),
+            data_dir: self.data_dir.clone(),
+            site_id: self.site_id.clone(),
+            durability: self.sqlite_sync,
+            read_connections: self.db_read_connections,
+            suspect_ahead: self.clock_suspect_ahead,
+            suspect_behind: self.clock_suspect_behind,
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! What differs between SQLite and PostgreSQL: connection set-up, migrations,
+//! locking the state row, measuring the database, bind-parameter limits.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Postgres, Sqlite};
+
+use super::store::Store;
+use super::{DbConfig, DbError};
+use crate::hlc::WallClock;
+
+/// How hard SQLite works to make a commit durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit is on disk before the reply (P1). Default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a power cut may lose the last commits. Only for
+    /// benchmarks and throwaway sites.
+    Normal,
+}
+
+/// Per-backend SQL fragments and limits used by the generic [`Store`].
+pub trait Backend: sqlx::Database {
+    /// Name shown in stats and logs.
+    const LABEL: &'static str;
+    /// Appended to the `site_state` read that starts a write: takes the row
+    /// lock on PostgreSQL so two writers can never hand out the same seq.
+    /// SQLite needs none: its single writer connection serialises writes.
+    const LOCK_STATE: &'static str;
+    /// One row, one BIGINT column: bytes the database occupies.
+    const SIZE_SQL: &'static str;
+    /// Most bind parameters in one statement.
+    const MAX_BINDS: usize;
+}
+
+impl Backend for Sqlite {
+    const LABEL: &'static str = "sqlite";
+    const LOCK_STATE: &'static str = "";
+    // Pages in use, not the file size: the file does not shrink after a DELETE.
+    const SIZE_SQL: &'static str = "SELECT (p.page_count - f.freelist_count) * s.page_size \
+         FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s";
+    const MAX_BINDS: usize = 32_766;
+}
+
+impl Backend for Postgres {
+    const LABEL: &'static str = "postgres";
+    const LOCK_STATE: &'static str = " FOR UPDATE";
+    const SIZE_SQL: &'static str = "SELECT pg_database_size(current_database())";
+    const MAX_BINDS: usize = 65_535;
+}
+
+/// SQLite's page cache per connection, KiB (negative `cache_size`). Enough to
+/// keep the id index hot for random gateway ids without growing RSS at idle.
+const SQLITE_CACHE_KIB: i64 = 16 * 1024;
+
+impl Store<Sqlite> {
+    /// Opens (creating if needed) the SQLite database and migrates it.
+    pub(super) async fn open_sqlite(
+        config: &DbConfig,
+        clock: Arc<dyn WallClock>,
+    ) -> Result<Self, DbError> {
+        let connect = |source| DbError::Connect {
+            backend: Sqlite::LABEL,
+            source,
+        };
+        let options = match config.database_url.as_deref() {
+            Some(url) if !url.is_empty() => SqliteConnectOptions::from_str(url).map_err(connect)?,
+            _ => {
+                std::fs::create_dir_all(&config.data_dir).map_err(|source| DbError::DataDir {
+                    path: config.data_dir.clone(),
+                    source,
+                })?;
+                SqliteConnectOptions::new().filename(config.data_dir.join("edge.db"))
+            }
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match config.durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("cache_size", (-SQLITE_CACHE_KIB).to_string());
+
+        // One writer connection: SQLite allows one writer at a time anyway, and
+        // a single connection makes group commit the only write path.
+        let write = PoolOptions::<Sqlite>::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(connect)?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = PoolOptions::<Sqlite>::new()
+            .max_connections(config.read_connections.max(1))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(connect)?;
+        Store::init(write, read, config, clock).await
+    }
+}
+
+impl Store<Postgres> {
+    /// Connects to PostgreSQL and migrates it.
+    pub(super) async fn open_postgres(
+        url: &str,
+        config: &DbConfig,
+        clock: Arc<dyn WallClock>,
+    ) -> Result<Self, DbError> {
+        let connect = |source| DbError::Connect {
+            backend: Postgres::LABEL,
+            source,
+        };
+        let options = PgConnectOptions::from_str(url).map_err(connect)?;
+        let write = PoolOptions::<Postgres>::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(connect)?;
+        sqlx::migrate!("./migrations/postgres").run(&write).await?;
+        let read = PoolOptions::<Postgres>::new()
+            .max_connections(config.read_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(connect)?;
+        Store::init(write, read, config, clock).await
+    }
+}

@@ -1,0 +1,153 @@
+//! The site database, on SQLite (embedded default) or PostgreSQL.
+//!
+//! All SQL lives in [`store`], written once and generic over the sqlx
+//! backend; [`backend`] holds the few things that differ (locking, size, bind
+//! limits, connection set-up, migrations). [`Database`] picks the backend from
+//! the configured URL and dispatches to it.
+//!
+//! Invariants every write keeps, inside one transaction:
+//! - a reading id is stored once; a retry is a duplicate, a reuse with other
+//!   content a conflict, and neither changes what is stored;
+//! - `seq` is assigned at commit, gap-free and increasing, from `site_state`;
+//! - every write is a version stamped (reading, HLC, site) with one outbox
+//!   entry; the HLC in `site_state` is the highest stamp issued.
+
+mod backend;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Postgres, Sqlite};
+
+pub use backend::Durability;
+pub use store::Store;
+
+use crate::hlc::WallClock;
+use crate::model::{AppendOutcome, Cursor, NewReading, ReadingQuery, Stats, StoredReading};
+
+/// A database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database could not be reached or opened.
+    #[error("cannot open the {backend} database: {source}")]
+    Connect {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// What sqlx said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Schema migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database belongs to another site.
+    #[error(
+        "this database belongs to site {stored:?}, but the configured site id is {configured:?}; \
+         a database keeps one site's sequence numbers, so use the matching --site-id or another database"
+    )]
+    SiteMismatch {
+        /// From `--site-id`.
+        configured: String,
+        /// From the database.
+        stored: String,
+    },
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// How to reach the database and what to stamp on writes.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// `sqlite:…` or `postgres://…`; `None` means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Where the embedded SQLite database lives.
+    pub data_dir: PathBuf,
+    /// This site's id; `None` keeps the stored one, or generates one on first start.
+    pub site_id: Option<String>,
+    /// SQLite sync level; durable (`full`) by default.
+    pub durability: Durability,
+    /// Connections for queries and stats (the writer has its own).
+    pub read_connections: u32,
+    /// A measured_at this far after the site's now is flagged clock_suspect.
+    pub suspect_ahead: Duration,
+    /// A measured_at this far before the site's now is flagged clock_suspect.
+    pub suspect_behind: Duration,
+}
+
+/// The site database on one of the two backends.
+pub enum Database {
+    /// Embedded SQLite (WAL).
+    Sqlite(Store<Sqlite>),
+    /// PostgreSQL.
+    Postgres(Store<Postgres>),
+}
+
+macro_rules! dispatch {
+    ($db:expr, $store:ident => $body:expr) => {
+        match $db {
+            Database::Sqlite($store) => $body,
+            Database::Postgres($store) => $body,
+        }
+    };
+}
+
+impl Database {
+    /// Connects, runs migrations and settles the site id.
+    pub async fn open(config: &DbConfig, clock: Arc<dyn WallClock>) -> Result<Database, DbError> {
+        let url = config.database_url.as_deref().unwrap_or("");
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Database::Postgres(
+                Store::<Postgres>::open_postgres(url, config, clock).await?,
+            ))
+        } else {
+            Ok(Database::Sqlite(
+                Store::<Sqlite>::open_sqlite(config, clock).await?,
+            ))
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        dispatch!(self, s => s.backend())
+    }
+
+    /// This site's id.
+    pub fn site_id(&self) -> &str {
+        dispatch!(self, s => s.site_id())
+    }
+
+    /// Appends a group of readings in one durable transaction.
+    pub async fn append(&self, readings: &[&NewReading]) -> Result<Vec<AppendOutcome>, DbError> {
+        dispatch!(self, s => s.append(readings).await)
+    }
+
+    /// One page of readings matching `query`, and the cursor after it.
+    pub async fn query(
+        &self,
+        query: &ReadingQuery,
+    ) -> Result<(Vec<StoredReading>, Option<Cursor>), DbError> {
+        dispatch!(self, s => s.query(query).await)
+    }
+
+    /// The site's books.
+    pub async fn stats(&self) -> Result<Stats, DbError> {
+        dispatch!(self, s => s.stats().await)
+    }
+
+    /// Closes every connection (SQLite checkpoints its WAL on the last close).
+    pub async fn close(&self) {
+        dispatch!(self, s => s.close().await)
+    }
+}

@@ -1,0 +1,22 @@
+//! store-svc: the site's database behind `edge.v1.StoreService`.
+//!
+//! A tour:
+//! - [`model`]: validated domain types built from proto messages;
+//! - [`hlc`]: the hybrid logical clock stamping every version;
+//! - [`db`]: the schema's SQL, once for SQLite and PostgreSQL;
+//! - [`writer`]: group commit, so concurrent appends share one durable
+//!   transaction;
+//! - [`grpc`]: the StoreService handlers and the one mapping from errors to
+//!   gRPC statuses;
+//! - [`config`] and [`app`]: flags, and building and running the service.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod grpc;
+pub mod hlc;
+pub mod model;
+pub mod writer;
+
+pub use app::StoreApp;
+pub use config::StoreConfig;

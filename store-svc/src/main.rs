@@ -1,0 +1,30 @@
+//! The store-svc binary: one service per process, as Kubernetes runs it.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use edge_runtime::RuntimeArgs;
+use store_svc::{StoreApp, StoreConfig, hlc::SystemClock};
+
+/// store-svc: the edge site's database behind edge.v1.StoreService.
+#[derive(Parser)]
+#[command(name = "store-svc", version, about)]
+struct Cli {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    #[command(flatten)]
+    store: StoreConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli: Cli = edge_runtime::parse_config();
+    edge_runtime::telemetry::init_logging(&cli.runtime);
+    let shutdown = edge_runtime::shutdown::on_signal();
+    let metrics =
+        edge_runtime::metrics_http::spawn(cli.runtime.metrics_addr, shutdown.clone()).await?;
+    let app = StoreApp::build(&cli.store, &cli.runtime, Arc::new(SystemClock)).await?;
+    app.run(shutdown).await?;
+    metrics.await??;
+    Ok(())
+}

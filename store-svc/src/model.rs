@@ -1,0 +1,525 @@
+//! The store's domain types, built from proto messages once at the gRPC
+//! boundary ([`crate::grpc`]) and validated there; the database layer only
+//! ever sees these.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use edge_proto::v1 as pb;
+use prost_types::Timestamp;
+use uuid::Uuid;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::hlc::Hlc;
+
+/// Longest sensor id accepted (the same bound ingest-svc enforces).
+pub const MAX_SENSOR_ID_LEN: usize = 128;
+/// Most readings one Append call may carry.
+pub const MAX_APPEND_READINGS: usize = 10_000;
+/// Default and largest query page sizes.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest query page size.
+pub const MAX_PAGE_SIZE: u32 = 1_000;
+
+/// A problem with one field of a request: `(field path, reason)`.
+pub type FieldViolation = (String, String);
+
+/// Forwarding priority, stored as a small integer (higher drains first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Ordinary measurement.
+    Normal = 1,
+    /// Forwarded first.
+    Critical = 2,
+}
+
+impl Priority {
+    /// From the proto enum; unspecified means normal.
+    pub fn from_proto(value: i32) -> Option<Priority> {
+        match pb::Priority::try_from(value).ok()? {
+            pb::Priority::Unspecified | pb::Priority::Normal => Some(Priority::Normal),
+            pb::Priority::Critical => Some(Priority::Critical),
+        }
+    }
+
+    /// From the stored integer.
+    pub fn from_db(value: i64) -> Priority {
+        if value == Priority::Critical as i64 {
+            Priority::Critical
+        } else {
+            Priority::Normal
+        }
+    }
+
+    /// To the proto enum.
+    pub fn to_proto(self) -> pb::Priority {
+        match self {
+            Priority::Normal => pb::Priority::Normal,
+            Priority::Critical => pb::Priority::Critical,
+        }
+    }
+}
+
+/// Where a reading's current version stands with the cloud, stored as a small
+/// integer on the reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// Waiting in the outbox.
+    Pending = 1,
+    /// Acknowledged by the cloud.
+    Synced = 2,
+    /// Rejected by the cloud as permanently invalid.
+    DeadLettered = 3,
+}
+
+impl SyncState {
+    /// From the stored integer.
+    pub fn from_db(value: i64) -> SyncState {
+        match value {
+            2 => SyncState::Synced,
+            3 => SyncState::DeadLettered,
+            _ => SyncState::Pending,
+        }
+    }
+
+    /// To the proto enum.
+    pub fn to_proto(self) -> pb::SyncState {
+        match self {
+            SyncState::Pending => pb::SyncState::Pending,
+            SyncState::Synced => pb::SyncState::Synced,
+            SyncState::DeadLettered => pb::SyncState::DeadLettered,
+        }
+    }
+}
+
+/// A validated reading to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewReading {
+    /// Canonical lower-case hyphenated UUID.
+    pub id: String,
+    /// 1 to [`MAX_SENSOR_ID_LEN`] characters.
+    pub sensor_id: String,
+    /// Degrees Celsius, finite.
+    pub temperature: f64,
+    /// Percent, finite.
+    pub humidity: f64,
+    /// Gateway clock, microseconds since the epoch.
+    pub measured_at_us: i64,
+    /// Site clock at receipt, microseconds since the epoch.
+    pub received_at_us: i64,
+    /// Forwarding priority.
+    pub priority: Priority,
+}
+
+impl NewReading {
+    /// Validates one proto reading; `path` prefixes field names in violations
+    /// (e.g. `readings[3]`).
+    pub fn from_proto(p: pb::NewReading, path: &str) -> Result<NewReading, Vec<FieldViolation>> {
+        let mut errors = Vec::new();
+        let mut err = |field: &str, reason: &str| {
+            errors.push((format!("{path}.{field}"), reason.to_owned()));
+        };
+        let id = match Uuid::try_parse(&p.id) {
+            Ok(id) => Some(id.hyphenated().to_string()),
+            Err(_) => {
+                err("id", "must be a UUID");
+                None
+            }
+        };
+        if p.sensor_id.is_empty() || p.sensor_id.len() > MAX_SENSOR_ID_LEN {
+            err("sensor_id", "must be 1 to 128 characters");
+        }
+        if !p.temperature_celsius.is_finite() {
+            err("temperature_celsius", "must be a finite number");
+        }
+        if !p.humidity_percent.is_finite() {
+            err("humidity_percent", "must be a finite number");
+        }
+        let measured_at_us = timestamp_to_us(p.measured_at.as_ref());
+        if measured_at_us.is_none() {
+            err("measured_at", "is required and must be a valid timestamp");
+        }
+        let received_at_us = timestamp_to_us(p.received_at.as_ref());
+        if received_at_us.is_none() {
+            err("received_at", "is required and must be a valid timestamp");
+        }
+        let priority = Priority::from_proto(p.priority);
+        if priority.is_none() {
+            err("priority", "is not a known priority");
+        }
+        match (id, measured_at_us, received_at_us, priority) {
+            (Some(id), Some(measured_at_us), Some(received_at_us), Some(priority))
+                if errors.is_empty() =>
+            {
+                Ok(NewReading {
+                    id,
+                    sensor_id: p.sensor_id,
+                    temperature: p.temperature_celsius,
+                    humidity: p.humidity_percent,
+                    measured_at_us,
+                    received_at_us,
+                    priority,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+
+    /// A digest of what the gateway said about this reading (everything but the
+    /// site's receive time), to tell a retry (same digest) from a different
+    /// reading reusing an id (different digest).
+    pub fn content_digest(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(self.sensor_id.len() + 40);
+        buf.extend_from_slice(self.sensor_id.as_bytes());
+        buf.push(0);
+        buf.extend_from_slice(&self.temperature.to_bits().to_le_bytes());
+        buf.extend_from_slice(&self.humidity.to_bits().to_le_bytes());
+        buf.extend_from_slice(&self.measured_at_us.to_le_bytes());
+        buf.push(self.priority as u8);
+        xxh3_128(&buf).to_le_bytes().to_vec()
+    }
+}
+
+/// What happened to one appended reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Newly stored.
+    Stored,
+    /// Stored before with the same content.
+    Duplicate,
+    /// Stored before with different content; the stored one is kept.
+    Conflict,
+}
+
+/// A version's identity: the HLC stamp and the writing site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStamp {
+    /// Clock value assigned by the writing site.
+    pub hlc: Hlc,
+    /// The writing site.
+    pub site_id: String,
+}
+
+impl VersionStamp {
+    /// To the proto message.
+    pub fn to_proto(&self) -> pb::VersionStamp {
+        pb::VersionStamp {
+            hlc: Some(pb::Hlc {
+                physical_ms: self.hlc.physical_ms,
+                logical: u32::from(self.hlc.logical),
+            }),
+            site_id: self.site_id.clone(),
+        }
+    }
+}
+
+/// The result of appending one reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// What happened.
+    pub outcome: Outcome,
+    /// Site sequence number of the reading stored under this id.
+    pub seq: i64,
+    /// The stored reading's clock flag.
+    pub clock_suspect: bool,
+    /// The stored reading's current version.
+    pub version: VersionStamp,
+}
+
+/// A stored reading as queries return it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredReading {
+    /// Site sequence number.
+    pub seq: i64,
+    /// Reading id.
+    pub reading_id: String,
+    /// Site the reading entered the mesh at.
+    pub origin_site_id: String,
+    /// Sensor id.
+    pub sensor_id: String,
+    /// Current temperature, °C.
+    pub temperature: f64,
+    /// Current humidity, %.
+    pub humidity: f64,
+    /// Gateway clock, µs since the epoch.
+    pub measured_at_us: i64,
+    /// Site clock at receipt, µs since the epoch.
+    pub received_at_us: i64,
+    /// Stored priority.
+    pub priority: i64,
+    /// measured_at looked wrong on arrival.
+    pub clock_suspect: bool,
+    /// Packed HLC of the current version.
+    pub version_hlc: i64,
+    /// Site of the current version.
+    pub version_site_id: String,
+    /// Stored [`SyncState`].
+    pub sync_state: i64,
+}
+
+impl StoredReading {
+    /// To the proto message.
+    pub fn into_proto(self) -> pb::StoredReading {
+        pb::StoredReading {
+            id: self.reading_id,
+            sensor_id: self.sensor_id,
+            temperature_celsius: self.temperature,
+            humidity_percent: self.humidity,
+            measured_at: Some(us_to_timestamp(self.measured_at_us)),
+            received_at: Some(us_to_timestamp(self.received_at_us)),
+            priority: Priority::from_db(self.priority).to_proto() as i32,
+            site_id: self.origin_site_id,
+            seq: u64::try_from(self.seq).unwrap_or(0),
+            version: Some(
+                VersionStamp {
+                    hlc: Hlc::unpack(self.version_hlc),
+                    site_id: self.version_site_id,
+                }
+                .to_proto(),
+            ),
+            clock_suspect: self.clock_suspect,
+            sync_state: SyncState::from_db(self.sync_state).to_proto() as i32,
+        }
+    }
+}
+
+/// Where a page ended: the last row's sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// measured_at of the last row returned.
+    pub measured_at_us: i64,
+    /// seq of the last row returned.
+    pub seq: i64,
+}
+
+/// A validated query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadingQuery {
+    /// Only this sensor.
+    pub sensor_id: Option<String>,
+    /// measured_at at or after, µs.
+    pub from_us: Option<i64>,
+    /// measured_at before, µs.
+    pub to_us: Option<i64>,
+    /// Only this sync state.
+    pub sync_state: Option<SyncState>,
+    /// Rows per page.
+    pub page_size: u32,
+    /// Continue after this row.
+    pub after: Option<Cursor>,
+}
+
+impl ReadingQuery {
+    /// Validates a proto query.
+    pub fn from_proto(p: pb::QueryReadingsRequest) -> Result<ReadingQuery, Vec<FieldViolation>> {
+        let mut errors: Vec<FieldViolation> = Vec::new();
+        let page_size = match p.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n <= MAX_PAGE_SIZE => n,
+            _ => {
+                errors.push((
+                    "page_size".into(),
+                    format!("must be at most {MAX_PAGE_SIZE}"),
+                ));
+                DEFAULT_PAGE_SIZE
+            }
+        };
+        let mut bound = |field: &str, ts: Option<&Timestamp>| match ts {
+            None => None,
+            Some(ts) => {
+                let us = timestamp_to_us(Some(ts));
+                if us.is_none() {
+                    errors.push((field.into(), "must be a valid timestamp".into()));
+                }
+                us
+            }
+        };
+        let from_us = bound("measured_from", p.measured_from.as_ref());
+        let to_us = bound("measured_to", p.measured_to.as_ref());
+        let sync_state = match pb::SyncState::try_from(p.sync_state) {
+            Ok(pb::SyncState::Unspecified) => None,
+            Ok(pb::SyncState::Pending) => Some(SyncState::Pending),
+            Ok(pb::SyncState::Synced) => Some(SyncState::Synced),
+            Ok(pb::SyncState::DeadLettered) => Some(SyncState::DeadLettered),
+            Err(_) => {
+                errors.push(("sync_state".into(), "is not a known sync state".into()));
+                None
+            }
+        };
+        let mut query = ReadingQuery {
+            sensor_id: (!p.sensor_id.is_empty()).then_some(p.sensor_id),
+            from_us,
+            to_us,
+            sync_state,
+            page_size,
+            after: None,
+        };
+        if !p.page_token.is_empty() {
+            match query.decode_token(&p.page_token) {
+                Some(cursor) => query.after = Some(cursor),
+                None => errors.push((
+                    "page_token".into(),
+                    "is not a token returned for this query's filters".into(),
+                )),
+            }
+        }
+        if errors.is_empty() {
+            Ok(query)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// A fingerprint of the filters, carried in page tokens so a token is not
+    /// silently reused with other filters.
+    fn fingerprint(&self) -> u64 {
+        let text = format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            self.sensor_id, self.from_us, self.to_us, self.sync_state
+        );
+        xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+    }
+
+    /// The opaque token that continues this query after `cursor`.
+    pub fn encode_token(&self, cursor: Cursor) -> String {
+        let raw = format!(
+            "{}.{}.{:x}",
+            cursor.measured_at_us,
+            cursor.seq,
+            self.fingerprint()
+        );
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    fn decode_token(&self, token: &str) -> Option<Cursor> {
+        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+        let mut parts = raw.split('.');
+        let measured_at_us = parts.next()?.parse().ok()?;
+        let seq = parts.next()?.parse().ok()?;
+        let fingerprint = u64::from_str_radix(parts.next()?, 16).ok()?;
+        (parts.next().is_none() && fingerprint == self.fingerprint()).then_some(Cursor {
+            measured_at_us,
+            seq,
+        })
+    }
+}
+
+/// The site's books, computed from the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// This site's id.
+    pub site_id: String,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// Readings stored.
+    pub total_readings: i64,
+    /// Versions stored.
+    pub total_versions: i64,
+    /// Outbox entries not acknowledged, dead letters excluded.
+    pub unsynced_versions: i64,
+    /// Outbox entries dead-lettered.
+    pub dead_letters: i64,
+    /// Enqueue time of the oldest unsynced version, µs.
+    pub oldest_unsynced_us: Option<i64>,
+    /// Bytes the database occupies.
+    pub database_bytes: i64,
+    /// Highest seq assigned.
+    pub last_seq: i64,
+    /// Last persisted HLC.
+    pub hlc: Hlc,
+}
+
+/// Microseconds since the epoch from a proto timestamp; `None` when absent or
+/// out of range.
+pub fn timestamp_to_us(ts: Option<&Timestamp>) -> Option<i64> {
+    let ts = ts?;
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return None;
+    }
+    ts.seconds
+        .checked_mul(1_000_000)?
+        .checked_add(i64::from(ts.nanos / 1_000))
+}
+
+/// A proto timestamp from microseconds since the epoch.
+pub fn us_to_timestamp(us: i64) -> Timestamp {
+    Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1_000) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> ReadingQuery {
+        ReadingQuery::from_proto(pb::QueryReadingsRequest {
+            sensor_id: "s-1".into(),
+            ..Default::default()
+        })
+        .expect("valid query")
+    }
+
+    #[test]
+    fn page_tokens_round_trip_for_the_same_filters() {
+        let q = query();
+        let cursor = Cursor {
+            measured_at_us: -5,
+            seq: 42,
+        };
+        assert_eq!(q.decode_token(&q.encode_token(cursor)), Some(cursor));
+    }
+
+    #[test]
+    fn page_tokens_are_refused_with_other_filters() {
+        let q = query();
+        let token = q.encode_token(Cursor {
+            measured_at_us: 1,
+            seq: 2,
+        });
+        let err = ReadingQuery::from_proto(pb::QueryReadingsRequest {
+            sensor_id: "s-2".into(),
+            page_token: token,
+            ..Default::default()
+        })
+        .expect_err("token for other filters");
+        assert_eq!(err[0].0, "page_token");
+    }
+
+    #[test]
+    fn timestamps_convert_both_ways_including_before_1970() {
+        for us in [0, 1, -1, 1_700_000_000_123_456, -86_400_000_001] {
+            assert_eq!(timestamp_to_us(Some(&us_to_timestamp(us))), Some(us));
+        }
+        assert_eq!(
+            timestamp_to_us(Some(&Timestamp {
+                seconds: 1,
+                nanos: -1
+            })),
+            None
+        );
+        assert_eq!(timestamp_to_us(None), None);
+    }
+
+    #[test]
+    fn digest_differs_when_content_differs() {
+        let a = NewReading {
+            id: "x".into(),
+            sensor_id: "s".into(),
+            temperature: 1.0,
+            humidity: 2.0,
+            measured_at_us: 3,
+            received_at_us: 4,
+            priority: Priority::Normal,
+        };
+        let mut b = a.clone();
+        b.received_at_us = 99;
+        assert_eq!(
+            a.content_digest(),
+            b.content_digest(),
+            "receive time is not content"
+        );
+        b.temperature = 1.5;
+        assert_ne!(a.content_digest(), b.content_digest());
+    }
+}

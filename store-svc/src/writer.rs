@@ -1,0 +1,113 @@
+//! Group commit: one writer task turns concurrent appends into shared
+//! transactions.
+//!
+//! Every append is a job on a bounded queue. The writer takes the first job,
+//! then everything else already queued (up to a row limit), commits it all in
+//! one durable transaction and answers each job with its own outcomes. While a
+//! commit's fsync runs, new jobs queue up and form the next group, so the
+//! number of fsyncs adapts to the load: one per call when idle, one per many
+//! calls when busy. Per-transaction overhead, not fsync, is what this
+//! amortises (see PERF notes in BENCHMARKS.md).
+//!
+//! The task ends when every [`Writer`] handle is dropped and the queue is
+//! empty, so nothing accepted into the queue is left unanswered at shutdown.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::db::{Database, DbError};
+use crate::model::{AppendOutcome, NewReading};
+
+/// Jobs that may wait for the writer before callers feel back-pressure.
+const QUEUE_DEPTH: usize = 1024;
+
+/// Appending failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The writer has stopped (the service is shutting down).
+    #[error("the store is shutting down")]
+    Closed,
+    /// The transaction failed; nothing of the group was stored.
+    #[error(transparent)]
+    Db(Arc<DbError>),
+}
+
+struct Job {
+    readings: Vec<NewReading>,
+    reply: oneshot::Sender<Result<Vec<AppendOutcome>, WriteError>>,
+}
+
+/// A handle for submitting appends to the writer task.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task over `db`; a group holds at most `max_group_rows`
+    /// readings (a single larger call still forms its own group).
+    pub fn spawn(db: Arc<Database>, max_group_rows: usize) -> (Writer, JoinHandle<()>) {
+        let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
+        let task = tokio::spawn(run(db, jobs, max_group_rows.max(1)));
+        (Writer { queue }, task)
+    }
+
+    /// Appends `readings` durably; returns one outcome per reading, in order.
+    pub async fn append(
+        &self,
+        readings: Vec<NewReading>,
+    ) -> Result<Vec<AppendOutcome>, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { readings, reply })
+            .await
+            .map_err(|_| WriteError::Closed)?;
+        answer.await.map_err(|_| WriteError::Closed)?
+    }
+}
+
+async fn run(db: Arc<Database>, mut jobs: mpsc::Receiver<Job>, max_group_rows: usize) {
+    let mut group: Vec<Job> = Vec::new();
+    while let Some(first) = jobs.recv().await {
+        let mut rows = first.readings.len();
+        group.push(first);
+        while rows < max_group_rows {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    rows += job.readings.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&db, &mut group).await;
+    }
+    tracing::debug!("store writer stopped");
+}
+
+async fn commit(db: &Database, group: &mut Vec<Job>) {
+    let all: Vec<&NewReading> = group.iter().flat_map(|job| job.readings.iter()).collect();
+    let result = db.append(&all).await;
+    drop(all);
+    match result {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for job in group.drain(..) {
+                let mine: Vec<AppendOutcome> = outcomes.by_ref().take(job.readings.len()).collect();
+                // A caller that went away (deadline, disconnect) just misses
+                // its answer; its readings are committed all the same.
+                let _ = job.reply.send(Ok(mine));
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, readings = group.iter().map(|j| j.readings.len()).sum::<usize>(),
+                "group commit failed; nothing of the group was stored");
+            let err = WriteError::Db(Arc::new(err));
+            for job in group.drain(..) {
+                let _ = job.reply.send(Err(err.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Fixtures for tests and benchmarks: a fresh database per test on either
+//! backend, and waiting on a condition with a deadline instead of sleeping.
+//!
+//! PostgreSQL comes from `EDGE_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). Each [`TestDatabase`] creates
+//! its own database on that server, so tests never share state. When the
+//! server cannot be reached, PostgreSQL tests are skipped with a message,
+//! unless `EDGE_REQUIRE_POSTGRES=1` (CI sets it), which turns that into a
+//! failure.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+
+/// Default PostgreSQL server for tests.
+pub const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A database that could not be provided.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    /// The PostgreSQL server is not reachable.
+    #[error("PostgreSQL at {url} is not reachable: {source}")]
+    Unreachable {
+        /// The server URL.
+        url: String,
+        /// What sqlx said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Creating or dropping the database failed.
+    #[error("PostgreSQL fixture failed: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// The temporary directory could not be created.
+    #[error("cannot create a temporary directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in a temporary directory.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// A fresh, empty database for one test. SQLite files live in `data_dir`;
+/// for PostgreSQL, `url` names a database created for this test.
+pub struct TestDatabase {
+    /// The data directory (always present: services may keep files there).
+    pub data_dir: PathBuf,
+    /// `Some(postgres://…)` for PostgreSQL; `None` for SQLite in `data_dir`.
+    pub url: Option<String>,
+    _dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{root}/{name}?{query}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// The PostgreSQL server URL for tests.
+pub fn postgres_server_url() -> String {
+    std::env::var("EDGE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES_URL.into())
+}
+
+/// Whether a missing PostgreSQL server must fail the run.
+pub fn postgres_required() -> bool {
+    std::env::var("EDGE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// Creates a fresh database named `{prefix}_{random}` on `server_url` and
+/// returns its URL and name.
+pub async fn create_postgres_database(
+    server_url: &str,
+    prefix: &str,
+) -> Result<(String, String), FixtureError> {
+    let mut admin =
+        PgConnection::connect(server_url)
+            .await
+            .map_err(|source| FixtureError::Unreachable {
+                url: server_url.to_owned(),
+                source,
+            })?;
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    Ok((with_database(server_url, &name), name))
+}
+
+/// Drops a database made by [`create_postgres_database`].
+pub async fn drop_postgres_database(server_url: &str, name: &str) -> Result<(), FixtureError> {
+    let mut admin = PgConnection::connect(server_url).await?;
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    Ok(())
+}
+
+impl TestDatabase {
+    /// A fresh database on `backend`. Returns `None` (and says why on stderr)
+    /// when PostgreSQL is not reachable and not required.
+    ///
+    /// # Panics
+    /// When PostgreSQL is required (`EDGE_REQUIRE_POSTGRES=1`) but unreachable,
+    /// or a fixture cannot be created at all: the test cannot run.
+    pub async fn new(backend: Backend) -> Option<TestDatabase> {
+        let dir = match tempfile::tempdir() {
+            Ok(dir) => dir,
+            Err(err) => panic!("cannot create a temporary directory: {err}"),
+        };
+        let data_dir = dir.path().to_path_buf();
+        match backend {
+            Backend::Sqlite => Some(TestDatabase {
+                data_dir,
+                url: None,
+                _dir: dir,
+                postgres: None,
+            }),
+            Backend::Postgres => {
+                let server = postgres_server_url();
+                match create_postgres_database(&server, "edge_test").await {
+                    Ok((url, name)) => Some(TestDatabase {
+                        data_dir,
+                        url: Some(url),
+                        _dir: dir,
+                        postgres: Some((server, name)),
+                    }),
+                    Err(err @ FixtureError::Unreachable { .. }) if !postgres_required() => {
+                        eprintln!(
+                            "SKIPPED (PostgreSQL backend): {err}; set EDGE_REQUIRE_POSTGRES=1 to fail instead"
+                        );
+                        None
+                    }
+                    Err(err) => panic!("{err}"),
+                }
+            }
+        }
+    }
+
+    /// Drops the PostgreSQL database (SQLite files go with the temp dir).
+    pub async fn cleanup(self) {
+        if let Some((server, name)) = &self.postgres
+            && let Err(err) = drop_postgres_database(server, name).await
+        {
+            eprintln!("could not drop test database {name}: {err}");
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout`. For
+/// conditions that become true asynchronously; never a fixed sleep.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/test", "x"),
+            "postgres://u:p@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://h/test?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}
