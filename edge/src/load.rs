@@ -93,7 +93,7 @@ impl Gateway {
                     temperature_celsius: Some(15.0 + (n % 200) as f64 / 10.0),
                     humidity_percent: Some(30.0 + (n % 400) as f64 / 10.0),
                     measured_at: Some(now),
-                    priority: if n % 100 == 0 {
+                    priority: if n.is_multiple_of(100) {
                         pb::Priority::Critical
                     } else {
                         pb::Priority::Normal

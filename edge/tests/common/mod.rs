@@ -1,0 +1,171 @@
+//! The mesh in the test process: store-svc and ingest-svc on port 0, on a
+//! fresh database of either backend, with real gRPC clients.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use edge_proto::v1 as pb;
+use edge_proto::v1::ingest_service_client::IngestServiceClient;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_runtime::{RuntimeArgs, ServeError, Shutdown};
+use edge_testkit::TestDatabase;
+use ingest_svc::{IngestApp, IngestConfig};
+use prost_types::Timestamp;
+use store_svc::hlc::SystemClock;
+use store_svc::{StoreApp, StoreConfig};
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+pub fn runtime_args() -> RuntimeArgs {
+    RuntimeArgs {
+        shutdown_grace: Duration::from_secs(5),
+        ..RuntimeArgs::default()
+    }
+}
+
+/// A service running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Shutdown,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("service task")
+            .expect("service served");
+    }
+}
+
+pub async fn start_store(db: &TestDatabase, addr: SocketAddr) -> Running {
+    let mut config = StoreConfig::new(db.data_dir.clone());
+    config.store_addr = addr;
+    config.database_url = db.url.clone();
+    let app = StoreApp::build(&config, &runtime_args(), Arc::new(SystemClock))
+        .await
+        .expect("store-svc starts");
+    let addr = app.local_addr();
+    let stop = Shutdown::new();
+    let task = tokio::spawn(app.run(stop.clone()));
+    Running { addr, stop, task }
+}
+
+pub async fn start_ingest(store_addr: SocketAddr) -> Running {
+    let mut config = IngestConfig::new(format!("http://{store_addr}"));
+    config.ingest_addr = "127.0.0.1:0".parse().expect("address");
+    config.client.connect_timeout = Duration::from_millis(500);
+    config.client.request_timeout = Duration::from_secs(5);
+    let app = IngestApp::build(&config, &runtime_args())
+        .await
+        .expect("ingest-svc starts");
+    let addr = app.local_addr();
+    let stop = Shutdown::new();
+    let task = tokio::spawn(app.run(stop.clone()));
+    Running { addr, stop, task }
+}
+
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// store-svc and ingest-svc wired together.
+pub struct Mesh {
+    pub store: Running,
+    pub ingest: Running,
+    pub ingest_client: IngestServiceClient<Channel>,
+    pub store_client: StoreServiceClient<Channel>,
+}
+
+impl Mesh {
+    pub async fn start(db: &TestDatabase) -> Mesh {
+        let store = start_store(db, "127.0.0.1:0".parse().expect("address")).await;
+        let ingest = start_ingest(store.addr).await;
+        let ingest_client = IngestServiceClient::new(channel(ingest.addr).await);
+        let store_client = StoreServiceClient::new(channel(store.addr).await);
+        Mesh {
+            store,
+            ingest,
+            ingest_client,
+            store_client,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.ingest.stop().await;
+        self.store.stop().await;
+    }
+
+    /// Every stored reading, through store-svc's paginated query.
+    pub async fn all_readings(&mut self) -> Vec<pb::StoredReading> {
+        query_all(&mut self.store_client).await
+    }
+}
+
+pub async fn query_all(client: &mut StoreServiceClient<Channel>) -> Vec<pb::StoredReading> {
+    let mut request = pb::QueryReadingsRequest {
+        page_size: 1000,
+        ..Default::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let page = client
+            .query_readings(request.clone())
+            .await
+            .expect("query")
+            .into_inner();
+        all.extend(page.readings);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+/// A valid gateway reading with a fresh UUIDv7.
+pub fn reading(sensor: &str, temperature: f64) -> pb::Reading {
+    pb::Reading {
+        id: uuid::Uuid::now_v7().to_string(),
+        sensor_id: sensor.into(),
+        temperature_celsius: Some(temperature),
+        humidity_percent: Some(45.0),
+        measured_at: Some(Timestamp::from(SystemTime::now())),
+        priority: pb::Priority::Normal as i32,
+    }
+}
+
+/// Declares `$name::sqlite` and `$name::postgres` tests running
+/// `async fn $name(db: &TestDatabase)` on a fresh database of each backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            use edge_testkit::{Backend, TestDatabase};
+            #[tokio::test]
+            async fn sqlite() {
+                let db = TestDatabase::new(Backend::Sqlite)
+                    .await
+                    .expect("sqlite fixture");
+                super::$name(&db).await;
+                db.cleanup().await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let Some(db) = TestDatabase::new(Backend::Postgres).await else {
+                    return;
+                };
+                super::$name(&db).await;
+                db.cleanup().await;
+            }
+        }
+    };
+}

@@ -1,0 +1,400 @@
+//! A gateway's view: real gRPC clients ingest through ingest-svc and read back
+//! through store-svc, on SQLite and PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Mesh, reading, start_ingest, start_store};
+use edge_proto::v1 as pb;
+use edge_proto::v1::ingest_service_client::IngestServiceClient;
+use edge_testkit::{Backend, TestDatabase, eventually};
+use tonic::Code;
+
+async fn ingest_then_read_back(db: &TestDatabase) {
+    let mut mesh = Mesh::start(db).await;
+    let mut readings: Vec<_> = (0..3)
+        .map(|i| reading("deck-1", 20.0 + f64::from(i)))
+        .collect();
+    readings[2].id.clear(); // the site generates this one
+    let reply = mesh
+        .ingest_client
+        .ingest(pb::IngestRequest {
+            readings: readings.clone(),
+        })
+        .await
+        .expect("ingest")
+        .into_inner();
+    let summary = reply.summary.expect("summary");
+    assert_eq!(
+        (summary.stored, summary.rejected, summary.duplicates),
+        (3, 0, 0)
+    );
+    let generated = &reply.results[2].id;
+    assert_eq!(
+        uuid::Uuid::parse_str(generated)
+            .expect("generated id")
+            .get_version_num(),
+        7
+    );
+
+    let stored = mesh.all_readings().await;
+    assert_eq!(stored.len(), 3);
+    for (sent, result) in readings.iter().zip(&reply.results) {
+        let got = stored
+            .iter()
+            .find(|r| r.id == result.id)
+            .expect("stored reading");
+        assert_eq!(got.sensor_id, sent.sensor_id);
+        assert_eq!(Some(got.temperature_celsius), sent.temperature_celsius);
+        assert_eq!(got.seq, result.seq);
+        assert!(got.received_at.is_some());
+    }
+    mesh.stop().await;
+}
+on_both_backends!(ingest_then_read_back);
+
+async fn retrying_a_batch_stores_nothing_twice(db: &TestDatabase) {
+    let mut mesh = Mesh::start(db).await;
+    let batch: Vec<_> = (0..50)
+        .map(|i| reading("hold-2", f64::from(i % 30)))
+        .collect();
+    let first = mesh
+        .ingest_client
+        .ingest(pb::IngestRequest {
+            readings: batch.clone(),
+        })
+        .await
+        .expect("first");
+    let retry = mesh
+        .ingest_client
+        .ingest(pb::IngestRequest {
+            readings: batch.clone(),
+        })
+        .await
+        .expect("retry");
+    assert_eq!(first.into_inner().summary.expect("summary").stored, 50);
+    let retry = retry.into_inner();
+    assert_eq!(retry.summary.expect("summary").duplicates, 50);
+    assert!(
+        retry
+            .results
+            .iter()
+            .all(|r| r.outcome == pb::ReadingOutcome::Duplicate as i32)
+    );
+    assert_eq!(mesh.all_readings().await.len(), 50);
+
+    // The same id with other content is reported, not overwritten.
+    let mut reused = batch[0].clone();
+    reused.temperature_celsius = Some(99.0);
+    let reply = mesh
+        .ingest_client
+        .ingest(pb::IngestRequest {
+            readings: vec![reused],
+        })
+        .await
+        .expect("reuse");
+    let result = &reply.into_inner().results[0];
+    assert_eq!(result.outcome, pb::ReadingOutcome::Conflict as i32);
+    assert_eq!(result.errors[0].field, "id");
+    let stored = mesh.all_readings().await;
+    let kept = stored.iter().find(|r| r.id == batch[0].id).expect("kept");
+    assert_eq!(Some(kept.temperature_celsius), batch[0].temperature_celsius);
+    mesh.stop().await;
+}
+on_both_backends!(retrying_a_batch_stores_nothing_twice);
+
+async fn a_mixed_batch_stores_the_good_and_names_the_bad(db: &TestDatabase) {
+    let mut mesh = Mesh::start(db).await;
+    let mut too_hot = reading("engine-1", 500.0);
+    too_hot.humidity_percent = None;
+    let mut nameless = reading("", 20.0);
+    nameless.id = "not-a-uuid".into();
+    let good = [reading("engine-1", 80.0), reading("engine-2", 81.0)];
+    let readings = vec![good[0].clone(), too_hot, nameless, good[1].clone()];
+    let reply = mesh
+        .ingest_client
+        .ingest(pb::IngestRequest { readings })
+        .await
+        .expect("ingest")
+        .into_inner();
+
+    let summary = reply.summary.expect("summary");
+    assert_eq!((summary.stored, summary.rejected), (2, 2));
+    let outcome =
+        |i: usize| pb::ReadingOutcome::try_from(reply.results[i].outcome).expect("outcome");
+    assert_eq!(outcome(0), pb::ReadingOutcome::Stored);
+    assert_eq!(outcome(3), pb::ReadingOutcome::Stored);
+    assert_eq!(outcome(1), pb::ReadingOutcome::Rejected);
+    let errors = |i: usize| -> Vec<(String, String)> {
+        reply.results[i]
+            .errors
+            .iter()
+            .map(|e| (e.field.clone(), e.reason.clone()))
+            .collect()
+    };
+    assert_eq!(
+        errors(1),
+        [
+            (
+                "temperature_celsius".to_owned(),
+                "must be between -100 and 150, got 500".to_owned()
+            ),
+            ("humidity_percent".to_owned(), "is required".to_owned()),
+        ]
+    );
+    let fields: Vec<String> = errors(2).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(fields, ["id", "sensor_id"]);
+    assert_eq!(reply.results[2].index, 2);
+
+    let stored: Vec<String> = mesh
+        .all_readings()
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(stored.len(), 2);
+    assert!(good.iter().all(|g| stored.contains(&g.id)));
+    mesh.stop().await;
+}
+on_both_backends!(a_mixed_batch_stores_the_good_and_names_the_bad);
+
+#[tokio::test]
+async fn a_wholly_invalid_request_is_invalid_argument_with_field_violations() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let mut mesh = Mesh::start(&db).await;
+    let mut bad = reading("s-1", f64::NAN);
+    bad.measured_at = None;
+    let err = mesh
+        .ingest_client
+        .ingest(pb::IngestRequest {
+            readings: vec![reading("bad sensor", 20.0), bad],
+        })
+        .await
+        .expect_err("all invalid");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let fields: Vec<String> = edge_runtime::status::field_violations(&err)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "readings[0].sensor_id",
+            "readings[1].temperature_celsius",
+            "readings[1].measured_at"
+        ]
+    );
+
+    let empty = mesh
+        .ingest_client
+        .ingest(pb::IngestRequest { readings: vec![] })
+        .await
+        .expect_err("empty");
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    let oversized = (0..5001).map(|_| reading("s-1", 1.0)).collect();
+    let too_many = mesh
+        .ingest_client
+        .ingest(pb::IngestRequest {
+            readings: oversized,
+        })
+        .await
+        .expect_err("too many");
+    assert_eq!(too_many.code(), Code::InvalidArgument);
+    assert_eq!(
+        edge_runtime::status::field_violations(&too_many)[0].0,
+        "readings"
+    );
+    assert!(mesh.all_readings().await.is_empty());
+    mesh.stop().await;
+    db.cleanup().await;
+}
+
+async fn streams_ack_every_batch_in_order(db: &TestDatabase) {
+    let mut mesh = Mesh::start(db).await;
+    let mut batches: Vec<pb::IngestStreamRequest> = (1..=20)
+        .map(|batch_id| pb::IngestStreamRequest {
+            batch_id,
+            readings: (0..25).map(|_| reading("mast-1", 12.5)).collect(),
+        })
+        .collect();
+    // One wholly invalid batch and one over the limit: acknowledged, and the stream goes on.
+    batches[5].readings = vec![reading("", 1.0)];
+    batches[9].readings = (0..5001).map(|_| reading("mast-1", 1.0)).collect();
+    let stored_expected = 18 * 25;
+    let mut acks = mesh
+        .ingest_client
+        .ingest_stream(tokio_stream::iter(batches))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut ids = Vec::new();
+    let mut stored = 0;
+    while let Some(ack) = acks.message().await.expect("ack") {
+        ids.push(ack.batch_id);
+        match ack.batch_id {
+            6 => assert_eq!(ack.results[0].outcome, pb::ReadingOutcome::Rejected as i32),
+            10 => {
+                assert!(ack.results.is_empty());
+                assert_eq!(ack.batch_error.expect("batch error").field, "readings");
+            }
+            _ => stored += ack.summary.expect("summary").stored,
+        }
+    }
+    assert_eq!(
+        ids,
+        (1..=20).collect::<Vec<_>>(),
+        "one ack per batch, in order"
+    );
+    assert_eq!(stored, stored_expected);
+    assert_eq!(mesh.all_readings().await.len(), stored_expected as usize);
+    mesh.stop().await;
+}
+on_both_backends!(streams_ack_every_batch_in_order);
+
+#[tokio::test]
+async fn with_store_down_ingest_is_unavailable_and_recovers_without_a_restart() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let store = start_store(&db, "127.0.0.1:0".parse().expect("address")).await;
+    let store_addr = store.addr;
+    let ingest = start_ingest(store_addr).await;
+    let mut client = IngestServiceClient::new(common::channel(ingest.addr).await);
+    let before = reading("s-1", 1.0);
+    client
+        .ingest(pb::IngestRequest {
+            readings: vec![before.clone()],
+        })
+        .await
+        .expect("store up");
+
+    store.stop().await;
+    let lost = reading("s-1", 2.0);
+    let err = client
+        .ingest(pb::IngestRequest {
+            readings: vec![lost.clone()],
+        })
+        .await
+        .expect_err("store down");
+    assert_eq!(err.code(), Code::Unavailable);
+    assert!(
+        err.message().contains("store-svc is unreachable"),
+        "{}",
+        err.message()
+    );
+
+    // store-svc comes back on the same address; ingest-svc reconnects by itself.
+    let store = start_store(&db, store_addr).await;
+    let reply = eventually(Duration::from_secs(20), "ingest to work again", || {
+        let mut client = client.clone();
+        let lost = lost.clone();
+        async move {
+            client
+                .ingest(pb::IngestRequest {
+                    readings: vec![lost],
+                })
+                .await
+                .ok()
+        }
+    })
+    .await;
+    assert_eq!(
+        reply.into_inner().summary.expect("summary").stored,
+        1,
+        "the refused reading was not stored before"
+    );
+    let mut store_client = edge_proto::v1::store_service_client::StoreServiceClient::new(
+        common::channel(store_addr).await,
+    );
+    assert_eq!(common::query_all(&mut store_client).await.len(), 2);
+    ingest.stop().await;
+    store.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn health_and_reflection_answer_on_every_service() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1 as reflection_v1;
+    use tonic_reflection::pb::v1alpha as reflection_v1alpha;
+
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let mesh = Mesh::start(&db).await;
+    for (addr, service) in [
+        (mesh.ingest.addr, edge_proto::service_names::INGEST),
+        (mesh.store.addr, edge_proto::service_names::STORE),
+    ] {
+        let channel = common::channel(addr).await;
+        let mut health = HealthClient::new(channel.clone());
+        for name in ["", service] {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: name.into(),
+                })
+                .await
+                .expect("health check")
+                .into_inner()
+                .status;
+            assert_eq!(
+                status,
+                ServingStatus::Serving as i32,
+                "{service} health for {name:?}"
+            );
+        }
+
+        let request = reflection_v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                reflection_v1::server_reflection_request::MessageRequest::ListServices(
+                    String::new(),
+                ),
+            ),
+        };
+        let mut v1 =
+            reflection_v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+        let mut replies = v1
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection v1")
+            .into_inner();
+        let reply = replies.message().await.expect("reply").expect("one reply");
+        let Some(reflection_v1::server_reflection_response::MessageResponse::ListServicesResponse(
+            list,
+        )) = reply.message_response
+        else {
+            panic!("unexpected reflection reply")
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(names.contains(&service.to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"grpc.health.v1.Health".to_owned()),
+            "{names:?}"
+        );
+
+        let request = reflection_v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                reflection_v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                    service.into(),
+                ),
+            ),
+        };
+        let mut v1alpha =
+            reflection_v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+        let mut replies = v1alpha
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .expect("reflection v1alpha")
+            .into_inner();
+        let reply = replies.message().await.expect("reply").expect("one reply");
+        assert!(
+            matches!(
+                reply.message_response,
+                Some(reflection_v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+            ),
+            "v1alpha describes {service}"
+        );
+    }
+    mesh.stop().await;
+    db.cleanup().await;
+}

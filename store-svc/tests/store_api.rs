@@ -1,0 +1,576 @@
+//! store-svc through its real gRPC API, on a real database: every test runs
+//! once on SQLite and once on PostgreSQL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use edge_proto::v1 as pb;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_runtime::{RuntimeArgs, Shutdown};
+use edge_testkit::{Backend, TestDatabase};
+use prost_types::Timestamp;
+use store_svc::app::StartError;
+use store_svc::hlc::WallClock;
+use store_svc::{StoreApp, StoreConfig};
+use tokio::task::JoinHandle;
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// A wall clock the test sets (microseconds since the epoch).
+struct TestClock(AtomicI64);
+
+impl TestClock {
+    fn at(us: i64) -> Arc<TestClock> {
+        Arc::new(TestClock(AtomicI64::new(us)))
+    }
+    fn set(&self, us: i64) {
+        self.0.store(us, Ordering::SeqCst);
+    }
+}
+
+impl WallClock for TestClock {
+    fn now_us(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// 2026-11-23T00:00:00Z.
+const T0_US: i64 = 1_795_392_000_000_000;
+
+/// A running store-svc on port 0.
+struct RunningStore {
+    client: StoreServiceClient<Channel>,
+    stop: Shutdown,
+    task: JoinHandle<Result<(), edge_runtime::ServeError>>,
+}
+
+impl RunningStore {
+    async fn start(
+        db: &TestDatabase,
+        clock: Arc<dyn WallClock>,
+        site_id: Option<&str>,
+    ) -> Result<Self, StartError> {
+        let mut config = StoreConfig::new(db.data_dir.clone());
+        config.store_addr = "127.0.0.1:0".parse().expect("address");
+        config.database_url = db.url.clone();
+        config.site_id = site_id.map(str::to_owned);
+        let runtime = RuntimeArgs {
+            shutdown_grace: Duration::from_secs(5),
+            ..RuntimeArgs::default()
+        };
+        let app = StoreApp::build(&config, &runtime, clock).await?;
+        let addr = app.local_addr();
+        let stop = Shutdown::new();
+        let task = tokio::spawn(app.run(stop.clone()));
+        let client = StoreServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect to store-svc");
+        Ok(RunningStore { client, stop, task })
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.expect("store task").expect("store served");
+    }
+}
+
+fn ts(us: i64) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1000) as i32,
+    })
+}
+
+fn reading(n: u32, sensor: &str, measured_at_us: i64) -> pb::NewReading {
+    pb::NewReading {
+        id: format!("01900000-0000-7000-8000-{n:012}"),
+        sensor_id: sensor.into(),
+        temperature_celsius: 20.0 + f64::from(n % 10),
+        humidity_percent: 50.0,
+        measured_at: ts(measured_at_us),
+        received_at: ts(measured_at_us + 1_000),
+        priority: pb::Priority::Normal as i32,
+    }
+}
+
+async fn append(
+    client: &mut StoreServiceClient<Channel>,
+    readings: Vec<pb::NewReading>,
+) -> Vec<pb::AppendResult> {
+    client
+        .append(pb::AppendRequest { readings })
+        .await
+        .expect("append")
+        .into_inner()
+        .results
+}
+
+async fn query_all(
+    client: &mut StoreServiceClient<Channel>,
+    mut request: pb::QueryReadingsRequest,
+) -> Vec<pb::StoredReading> {
+    let mut all = Vec::new();
+    loop {
+        let page = client
+            .query_readings(request.clone())
+            .await
+            .expect("query")
+            .into_inner();
+        assert!(page.readings.len() <= request.page_size.max(100) as usize);
+        all.extend(page.readings);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+async fn stats(client: &mut StoreServiceClient<Channel>) -> pb::GetStatsResponse {
+    client
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner()
+}
+
+/// Runs `body` on a fresh database of the given backend (skipped, with a
+/// message, when PostgreSQL is absent and not required).
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                let db = TestDatabase::new(Backend::Sqlite)
+                    .await
+                    .expect("sqlite fixture");
+                super::$name(&db).await;
+                db.cleanup().await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let Some(db) = TestDatabase::new(Backend::Postgres).await else {
+                    return;
+                };
+                super::$name(&db).await;
+                db.cleanup().await;
+            }
+        }
+    };
+}
+
+async fn appended_readings_read_back_with_site_seq_and_version(db: &TestDatabase) {
+    {
+        let store = RunningStore::start(db, TestClock::at(T0_US), Some("ship-7"))
+            .await
+            .expect("start");
+        let mut client = store.client.clone();
+        let results = append(
+            &mut client,
+            (1..=3)
+                .map(|n| reading(n, "s-1", T0_US + i64::from(n)))
+                .collect(),
+        )
+        .await;
+        let seqs: Vec<u64> = results.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert!(
+            results
+                .iter()
+                .all(|r| r.outcome == pb::ReadingOutcome::Stored as i32)
+        );
+
+        let got = query_all(
+            &mut client,
+            pb::QueryReadingsRequest {
+                sensor_id: "s-1".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(got.len(), 3);
+        for (i, r) in got.iter().enumerate() {
+            let n = i as u32 + 1;
+            assert_eq!(r.id, reading(n, "s-1", 0).id);
+            assert_eq!(r.seq, u64::from(n));
+            assert_eq!(r.site_id, "ship-7");
+            assert_eq!(r.temperature_celsius, 20.0 + f64::from(n % 10));
+            assert_eq!(r.sync_state, pb::SyncState::Pending as i32);
+            assert_eq!(r.measured_at, ts(T0_US + i64::from(n)));
+            let version = r.version.as_ref().expect("version");
+            assert_eq!(version.site_id, "ship-7");
+            assert_eq!(
+                version.hlc.as_ref().expect("hlc").physical_ms,
+                (T0_US / 1000) as u64
+            );
+        }
+        store.stop().await;
+    }
+}
+
+async fn a_retry_stores_nothing_twice_and_a_reused_id_is_a_conflict(db: &TestDatabase) {
+    {
+        let store = RunningStore::start(db, TestClock::at(T0_US), None)
+            .await
+            .expect("start");
+        let mut client = store.client.clone();
+        let batch: Vec<_> = (1..=5).map(|n| reading(n, "s-1", T0_US)).collect();
+        let first = append(&mut client, batch.clone()).await;
+        let again = append(&mut client, batch.clone()).await;
+        for (a, b) in first.iter().zip(&again) {
+            assert_eq!(b.outcome, pb::ReadingOutcome::Duplicate as i32);
+            assert_eq!(a.seq, b.seq, "a duplicate reports the stored reading's seq");
+        }
+        let mut changed = batch[0].clone();
+        changed.temperature_celsius = 99.0;
+        let conflict = append(&mut client, vec![changed]).await;
+        assert_eq!(conflict[0].outcome, pb::ReadingOutcome::Conflict as i32);
+        assert_eq!(conflict[0].seq, first[0].seq);
+
+        let s = stats(&mut client).await;
+        assert_eq!(
+            (
+                s.total_readings,
+                s.total_versions,
+                s.unsynced_versions,
+                s.last_seq
+            ),
+            (5, 5, 5, 5)
+        );
+        let got = query_all(&mut client, pb::QueryReadingsRequest::default()).await;
+        assert_eq!(
+            got[0].temperature_celsius, batch[0].temperature_celsius,
+            "the stored reading is unchanged"
+        );
+
+        // Duplicates inside one call are resolved too.
+        let twice = vec![reading(9, "s-1", T0_US), reading(9, "s-1", T0_US)];
+        let r = append(&mut client, twice).await;
+        assert_eq!(r[0].outcome, pb::ReadingOutcome::Stored as i32);
+        assert_eq!(r[1].outcome, pb::ReadingOutcome::Duplicate as i32);
+        assert_eq!(r[0].seq, r[1].seq);
+        store.stop().await;
+    }
+}
+
+async fn concurrent_appends_share_commits_and_seq_stays_gap_free(db: &TestDatabase) {
+    {
+        let store = RunningStore::start(db, TestClock::at(T0_US), None)
+            .await
+            .expect("start");
+        let mut callers = tokio::task::JoinSet::new();
+        for caller in 0..16u32 {
+            let mut client = store.client.clone();
+            callers.spawn(async move {
+                // Overlapping id ranges: callers race to store the same readings.
+                let batch = (caller * 25..caller * 25 + 50)
+                    .map(|n| reading(n, "s-1", T0_US))
+                    .collect();
+                append(&mut client, batch).await
+            });
+        }
+        let mut stored = Vec::new();
+        while let Some(results) = callers.join_next().await {
+            for r in results.expect("caller") {
+                if r.outcome == pb::ReadingOutcome::Stored as i32 {
+                    stored.push(r.seq);
+                }
+            }
+        }
+        stored.sort_unstable();
+        let distinct = 15 * 25 + 50;
+        assert_eq!(
+            stored,
+            (1..=distinct as u64).collect::<Vec<_>>(),
+            "every id stored once, seq 1..=N without gaps"
+        );
+        let mut client = store.client.clone();
+        let s = stats(&mut client).await;
+        assert_eq!(
+            (s.total_readings, s.last_seq),
+            (distinct as u64, distinct as u64)
+        );
+        store.stop().await;
+    }
+}
+
+async fn queries_page_through_everything_with_filters(db: &TestDatabase) {
+    {
+        let store = RunningStore::start(db, TestClock::at(T0_US), None)
+            .await
+            .expect("start");
+        let mut client = store.client.clone();
+        // 300 readings over 3 sensors; measured_at not in insertion order.
+        let readings: Vec<_> = (0..300u32)
+            .map(|n| {
+                reading(
+                    n,
+                    &format!("s-{}", n % 3),
+                    T0_US + i64::from((n * 7919) % 300) * 1_000_000,
+                )
+            })
+            .collect();
+        append(&mut client, readings.clone()).await;
+
+        let all = query_all(
+            &mut client,
+            pb::QueryReadingsRequest {
+                page_size: 7,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(all.len(), 300, "pagination reaches every reading");
+        assert!(
+            all.windows(2)
+                .all(|w| (w[0].measured_at.map(|t| t.seconds), w[0].seq)
+                    <= (w[1].measured_at.map(|t| t.seconds), w[1].seq))
+        );
+
+        let from = T0_US + 100 * 1_000_000;
+        let to = T0_US + 200 * 1_000_000;
+        let window = query_all(
+            &mut client,
+            pb::QueryReadingsRequest {
+                sensor_id: "s-1".into(),
+                measured_from: ts(from),
+                measured_to: ts(to),
+                page_size: 5,
+                ..Default::default()
+            },
+        )
+        .await;
+        let expected: Vec<String> = readings
+            .iter()
+            .filter(|r| r.sensor_id == "s-1")
+            .filter(|r| {
+                let t = r.measured_at.expect("time");
+                let us = t.seconds * 1_000_000;
+                us >= from && us < to
+            })
+            .map(|r| r.id.clone())
+            .collect();
+        let mut got: Vec<String> = window.iter().map(|r| r.id.clone()).collect();
+        let mut want = expected.clone();
+        got.sort();
+        want.sort();
+        assert!(!want.is_empty());
+        assert_eq!(got, want);
+
+        let pending = query_all(
+            &mut client,
+            pb::QueryReadingsRequest {
+                sync_state: pb::SyncState::Pending as i32,
+                page_size: 1000,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(pending.len(), 300);
+        let synced = query_all(
+            &mut client,
+            pb::QueryReadingsRequest {
+                sync_state: pb::SyncState::Synced as i32,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(
+            synced.is_empty(),
+            "nothing is synced before the sync service exists"
+        );
+
+        // A token only continues the query it came from.
+        let first = client
+            .query_readings(pb::QueryReadingsRequest {
+                sensor_id: "s-1".into(),
+                page_size: 2,
+                ..Default::default()
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        let err = client
+            .query_readings(pb::QueryReadingsRequest {
+                sensor_id: "s-2".into(),
+                page_size: 2,
+                page_token: first.next_page_token,
+                ..Default::default()
+            })
+            .await
+            .expect_err("token with other filters");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert_eq!(
+            edge_runtime::status::field_violations(&err)[0].0,
+            "page_token"
+        );
+        store.stop().await;
+    }
+}
+
+async fn stats_report_backlog_and_size(db: &TestDatabase) {
+    {
+        let clock = TestClock::at(T0_US);
+        let store = RunningStore::start(db, clock.clone(), None)
+            .await
+            .expect("start");
+        let mut client = store.client.clone();
+        let empty = stats(&mut client).await;
+        assert_eq!(
+            (
+                empty.total_readings,
+                empty.unsynced_versions,
+                empty.last_seq
+            ),
+            (0, 0, 0)
+        );
+        assert!(empty.oldest_unsynced_at.is_none());
+        append(&mut client, vec![reading(1, "s", T0_US)]).await;
+        clock.set(T0_US + 5_000_000);
+        append(&mut client, vec![reading(2, "s", T0_US)]).await;
+        let s = stats(&mut client).await;
+        assert_eq!(
+            (
+                s.total_readings,
+                s.unsynced_versions,
+                s.dead_letters,
+                s.last_seq
+            ),
+            (2, 2, 0, 2)
+        );
+        assert_eq!(
+            s.oldest_unsynced_at,
+            ts(T0_US),
+            "the first write is the oldest unsynced"
+        );
+        assert!(s.database_bytes > 0);
+        assert_eq!(
+            s.backend,
+            if db.url.is_some() {
+                "postgres"
+            } else {
+                "sqlite"
+            }
+        );
+        store.stop().await;
+    }
+}
+
+async fn seq_and_hlc_survive_a_restart_even_when_the_wall_clock_jumps_back(db: &TestDatabase) {
+    {
+        let clock = TestClock::at(T0_US);
+        let store = RunningStore::start(db, clock.clone(), Some("mine-2"))
+            .await
+            .expect("start");
+        let mut client = store.client.clone();
+        let before = append(
+            &mut client,
+            vec![reading(1, "s", T0_US), reading(2, "s", T0_US)],
+        )
+        .await;
+        store.stop().await;
+
+        // The node reboots with no RTC: its clock is an hour behind.
+        clock.set(T0_US - 3_600_000_000);
+        let store = RunningStore::start(db, clock.clone(), None)
+            .await
+            .expect("restart");
+        let mut client = store.client.clone();
+        let after = append(&mut client, vec![reading(3, "s", T0_US)]).await;
+        assert_eq!(after[0].seq, 3, "seq continues without a gap");
+        let hlc = |r: &pb::AppendResult| {
+            let h = r
+                .version
+                .as_ref()
+                .and_then(|v| v.hlc.as_ref())
+                .expect("hlc");
+            (h.physical_ms, h.logical)
+        };
+        assert!(
+            hlc(&after[0]) > hlc(&before[1]),
+            "the HLC never goes backwards"
+        );
+        assert_eq!(
+            after[0].version.as_ref().map(|v| v.site_id.as_str()),
+            Some("mine-2"),
+            "site id kept"
+        );
+        store.stop().await;
+
+        // A different configured site id is refused, not adopted.
+        let err = match RunningStore::start(db, clock, Some("other-site")).await {
+            Err(err) => err,
+            Ok(_) => panic!("a mismatched site id must be refused"),
+        };
+        assert!(err.to_string().contains("mine-2"), "{err}");
+    }
+}
+
+async fn far_off_timestamps_are_kept_and_flagged(db: &TestDatabase) {
+    {
+        let store = RunningStore::start(db, TestClock::at(T0_US), None)
+            .await
+            .expect("start");
+        let mut client = store.client.clone();
+        let day = 86_400_000_000;
+        let results = append(
+            &mut client,
+            vec![
+                reading(1, "s", T0_US + day),      // gateway clock a day ahead
+                reading(2, "s", T0_US - 60 * day), // two months behind
+                reading(3, "s", T0_US - 2 * day),  // buffered for two days: normal
+            ],
+        )
+        .await;
+        let flags: Vec<bool> = results.iter().map(|r| r.clock_suspect).collect();
+        assert_eq!(flags, [true, true, false]);
+        assert!(
+            results
+                .iter()
+                .all(|r| r.outcome == pb::ReadingOutcome::Stored as i32)
+        );
+        let got = query_all(&mut client, pb::QueryReadingsRequest::default()).await;
+        assert_eq!(got.iter().filter(|r| r.clock_suspect).count(), 2);
+        store.stop().await;
+    }
+}
+
+async fn a_malformed_append_is_refused_whole_with_field_violations(db: &TestDatabase) {
+    {
+        let store = RunningStore::start(db, TestClock::at(T0_US), None)
+            .await
+            .expect("start");
+        let mut client = store.client.clone();
+        let mut bad = reading(2, "s", T0_US);
+        bad.id = "nope".into();
+        bad.humidity_percent = f64::INFINITY;
+        let err = client
+            .append(pb::AppendRequest {
+                readings: vec![reading(1, "s", T0_US), bad],
+            })
+            .await
+            .expect_err("malformed");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        let fields: Vec<String> = edge_runtime::status::field_violations(&err)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(fields, ["readings[1].id", "readings[1].humidity_percent"]);
+        assert_eq!(
+            stats(&mut client).await.total_readings,
+            0,
+            "nothing of a refused call is stored"
+        );
+        store.stop().await;
+    }
+}
+
+on_both_backends!(appended_readings_read_back_with_site_seq_and_version);
+on_both_backends!(a_retry_stores_nothing_twice_and_a_reused_id_is_a_conflict);
+on_both_backends!(concurrent_appends_share_commits_and_seq_stays_gap_free);
+on_both_backends!(queries_page_through_everything_with_filters);
+on_both_backends!(stats_report_backlog_and_size);
+on_both_backends!(seq_and_hlc_survive_a_restart_even_when_the_wall_clock_jumps_back);
+on_both_backends!(far_off_timestamps_are_kept_and_flagged);
+on_both_backends!(a_malformed_append_is_refused_whole_with_field_violations);
