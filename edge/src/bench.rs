@@ -8,12 +8,7 @@
 //! (VmHWM) after each scenario. Prints a Markdown table; never fails for being
 //! slow.
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-use anyhow::{Context as _, bail};
-use tokio::process::{Child, Command};
+use anyhow::Context as _;
 
 use crate::cli::{BenchArgs, IdKind, LoadArgs, Mode};
 use crate::load;
@@ -57,10 +52,9 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-/// A running `edge up` child.
+/// A running `edge up` child on a fresh data directory or database.
 struct Site {
-    child: Child,
-    ingest_url: String,
+    process: edge_testkit::EdgeUp,
     _dir: tempfile::TempDir,
     postgres: Option<(String, String)>,
 }
@@ -80,70 +74,34 @@ fn mib(kib: Option<u64>) -> String {
     kib.map_or_else(|| "n/a".into(), |k| format!("{:.1}", k as f64 / 1024.0))
 }
 
-async fn wait_ready(path: &Path, child: &mut Child) -> anyhow::Result<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return Ok(serde_json::from_str(&text)?);
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("edge up exited before it was ready: {status}");
-        }
-        if Instant::now() > deadline {
-            bail!("edge up was not ready within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn start_site(postgres_server: Option<&str>) -> anyhow::Result<Site> {
     let dir = tempfile::tempdir()?;
-    let ready = dir.path().join("ready.json");
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("up")
-        .args([
-            "--ingest-addr",
-            "127.0.0.1:0",
-            "--store-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("EDGE_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
     let postgres = match postgres_server {
-        Some(server) => {
-            let (url, name) = edge_testkit::create_postgres_database(server, "edge_bench").await?;
-            cmd.arg("--database-url").arg(&url);
-            Some((server.to_owned(), name))
-        }
+        Some(server) => Some((
+            server.to_owned(),
+            edge_testkit::create_postgres_database(server, "edge_bench").await?,
+        )),
         None => None,
     };
-    let mut child = cmd.spawn().context("cannot start edge up")?;
-    let addrs = wait_ready(&ready, &mut child).await?;
-    let ingest = addrs["ingest"]
-        .as_str()
-        .context("ready file lacks the ingest address")?;
+    let url = postgres.as_ref().map(|(_, (url, _))| url.as_str());
+    let process =
+        edge_testkit::spawn_edge_up(&std::env::current_exe()?, &dir.path().join("data"), url)
+            .await
+            .context("cannot start edge up")?;
     Ok(Site {
-        child,
-        ingest_url: format!("http://{ingest}"),
+        process,
         _dir: dir,
-        postgres,
+        postgres: postgres.map(|(server, (_, name))| (server, name)),
     })
 }
 
 impl Site {
     fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
+        self.process.child.id().unwrap_or(0)
     }
 
     async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        let _ = self.process.child.kill().await;
         if let Some((server, name)) = &self.postgres
             && let Err(err) = edge_testkit::drop_postgres_database(server, name).await
         {
@@ -189,7 +147,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     duration: args.duration,
                     rate: 0.0,
                 };
-                let r = load::run(&site.ingest_url, &spec).await?;
+                let r = load::run(&site.process.ingest_url, &spec).await?;
                 println!(
                     "| {backend} | {id_name} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {} |",
                     s.name,

@@ -5,66 +5,27 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
 use edge_proto::v1::store_service_client::StoreServiceClient;
-use edge_testkit::{TestDatabase, eventually};
+use edge_testkit::{EdgeUp, TestDatabase, on_both_backends, spawn_edge_up};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
 
-struct EdgeUp {
-    child: Child,
-    ingest: String,
-    store: String,
-}
-
-async fn edge_up(db: &TestDatabase, ready: &Path) -> EdgeUp {
-    let _ = std::fs::remove_file(ready);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
-    cmd.arg("up")
-        .args([
-            "--ingest-addr",
-            "127.0.0.1:0",
-            "--store-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&db.data_dir)
-        .arg("--ready-file")
-        .arg(ready)
-        .env("EDGE_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    if let Some(url) = &db.url {
-        cmd.arg("--database-url").arg(url);
-    }
-    let mut child = cmd.spawn().expect("spawn edge up");
-    let addrs: serde_json::Value =
-        eventually(Duration::from_secs(60), "edge up to be ready", || {
-            let exited = child.try_wait().expect("child status");
-            assert!(exited.is_none(), "edge up exited early: {exited:?}");
-            let text = std::fs::read_to_string(ready).ok();
-            async move { text.and_then(|t| serde_json::from_str(&t).ok()) }
-        })
-        .await;
-    let addr = |key: &str| format!("http://{}", addrs[key].as_str().expect("address"));
-    EdgeUp {
-        ingest: addr("ingest"),
-        store: addr("store"),
-        child,
-    }
+async fn edge_up(db: &TestDatabase) -> EdgeUp {
+    spawn_edge_up(
+        Path::new(env!("CARGO_BIN_EXE_edge")),
+        &db.data_dir,
+        db.url.as_deref(),
+    )
+    .await
+    .expect("edge up starts")
 }
 
 async fn acknowledged_readings_survive_sigkill(db: &TestDatabase) {
-    let ready = db.data_dir.join("ready.json");
-    let mut site = edge_up(db, &ready).await;
-    let mut ingest = IngestServiceClient::connect(site.ingest.clone())
+    let mut site = edge_up(db).await;
+    let mut ingest = IngestServiceClient::connect(site.ingest_url.clone())
         .await
         .expect("connect ingest");
 
@@ -106,8 +67,8 @@ async fn acknowledged_readings_survive_sigkill(db: &TestDatabase) {
     kill(pid, Signal::SIGKILL).expect("SIGKILL");
     site.child.wait().await.expect("reaped");
 
-    let site = edge_up(db, &ready).await;
-    let mut store = StoreServiceClient::connect(site.store.clone())
+    let site = edge_up(db).await;
+    let mut store = StoreServiceClient::connect(site.store_url.clone())
         .await
         .expect("connect store");
     let stored: std::collections::HashSet<String> = common::query_all(&mut store)

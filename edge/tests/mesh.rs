@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{Mesh, reading, start_ingest, start_store};
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
-use edge_testkit::{Backend, TestDatabase, eventually};
+use edge_testkit::{Backend, TestDatabase, eventually, on_both_backends};
 use tonic::Code;
 
 async fn ingest_then_read_back(db: &TestDatabase) {

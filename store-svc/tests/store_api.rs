@@ -8,7 +8,7 @@ use std::time::Duration;
 use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_runtime::{RuntimeArgs, Shutdown};
-use edge_testkit::{Backend, TestDatabase};
+use edge_testkit::{TestDatabase, on_both_backends};
 use prost_types::Timestamp;
 use store_svc::app::StartError;
 use store_svc::hlc::WallClock;
@@ -132,32 +132,6 @@ async fn stats(client: &mut StoreServiceClient<Channel>) -> pb::GetStatsResponse
         .await
         .expect("stats")
         .into_inner()
-}
-
-/// Runs `body` on a fresh database of the given backend (skipped, with a
-/// message, when PostgreSQL is absent and not required).
-macro_rules! on_both_backends {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test]
-            async fn sqlite() {
-                let db = TestDatabase::new(Backend::Sqlite)
-                    .await
-                    .expect("sqlite fixture");
-                super::$name(&db).await;
-                db.cleanup().await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                let Some(db) = TestDatabase::new(Backend::Postgres).await else {
-                    return;
-                };
-                super::$name(&db).await;
-                db.cleanup().await;
-            }
-        }
-    };
 }
 
 async fn appended_readings_read_back_with_site_seq_and_version(db: &TestDatabase) {

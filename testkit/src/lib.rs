@@ -9,7 +9,8 @@
 //! failure.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
@@ -32,9 +33,12 @@ pub enum FixtureError {
     /// Creating or dropping the database failed.
     #[error("PostgreSQL fixture failed: {0}")]
     Sql(#[from] sqlx::Error),
-    /// The temporary directory could not be created.
-    #[error("cannot create a temporary directory: {0}")]
+    /// The temporary directory could not be created, or a process not started.
+    #[error("fixture I/O failed: {0}")]
     Io(#[from] std::io::Error),
+    /// `edge up` did not become ready.
+    #[error("edge up did not become ready: {0}")]
+    NotReady(String),
 }
 
 /// Which backend a test runs on.
@@ -186,6 +190,106 @@ where
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
+}
+
+/// Declares `$name::sqlite` and `$name::postgres` tests that run
+/// `async fn $name(db: &TestDatabase)` on a fresh database of each backend.
+/// The PostgreSQL one is skipped, with a message, when the server is absent
+/// and not required.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let db = $crate::TestDatabase::new($crate::Backend::Sqlite)
+                    .await
+                    .expect("SQLite fixture");
+                super::$name(&db).await;
+                db.cleanup().await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some(db) = $crate::TestDatabase::new($crate::Backend::Postgres).await else {
+                    return;
+                };
+                super::$name(&db).await;
+                db.cleanup().await;
+            }
+        }
+    };
+}
+
+/// An `edge up` child process on ephemeral ports. Killed when dropped.
+pub struct EdgeUp {
+    /// The child process.
+    pub child: tokio::process::Child,
+    /// `http://…` of ingest-svc.
+    pub ingest_url: String,
+    /// `http://…` of store-svc.
+    pub store_url: String,
+}
+
+/// Starts `exe up` (the `edge` binary) on `data_dir` and, if given, the
+/// PostgreSQL database at `database_url`, with every port bound to 0, and
+/// waits (at most a minute) for it to write its ready file.
+pub async fn spawn_edge_up(
+    exe: &Path,
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> Result<EdgeUp, FixtureError> {
+    std::fs::create_dir_all(data_dir)?;
+    let ready = data_dir.join("ready.json");
+    let _ = std::fs::remove_file(&ready);
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("up")
+        .args([
+            "--ingest-addr",
+            "127.0.0.1:0",
+            "--store-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("EDGE_LOG", "warn,sqlx::query=error")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(url) = database_url {
+        cmd.arg("--database-url").arg(url);
+    }
+    let mut child = cmd.spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addrs: serde_json::Value = loop {
+        if let Some(addrs) = std::fs::read_to_string(&ready)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+        {
+            break addrs;
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(FixtureError::NotReady(format!("it exited with {status}")));
+        }
+        if Instant::now() > deadline {
+            return Err(FixtureError::NotReady("no ready file within 60 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let url = |key: &str| {
+        addrs[key]
+            .as_str()
+            .map(|addr| format!("http://{addr}"))
+            .ok_or_else(|| FixtureError::NotReady(format!("the ready file lacks {key:?}")))
+    };
+    Ok(EdgeUp {
+        ingest_url: url("ingest")?,
+        store_url: url("store")?,
+        child,
+    })
 }
 
 #[cfg(test)]

@@ -142,30 +142,3 @@ pub fn reading(sensor: &str, temperature: f64) -> pb::Reading {
         priority: pb::Priority::Normal as i32,
     }
 }
-
-/// Declares `$name::sqlite` and `$name::postgres` tests running
-/// `async fn $name(db: &TestDatabase)` on a fresh database of each backend.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($name:ident) => {
-        mod $name {
-            use edge_testkit::{Backend, TestDatabase};
-            #[tokio::test]
-            async fn sqlite() {
-                let db = TestDatabase::new(Backend::Sqlite)
-                    .await
-                    .expect("sqlite fixture");
-                super::$name(&db).await;
-                db.cleanup().await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                let Some(db) = TestDatabase::new(Backend::Postgres).await else {
-                    return;
-                };
-                super::$name(&db).await;
-                db.cleanup().await;
-            }
-        }
-    };
-}

@@ -23,9 +23,25 @@ use crate::model::{
 const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
      measured_at_us, received_at_us, priority, clock_suspect, version_hlc, version_site_id, sync_state";
 
-/// Most rows in one multi-row INSERT: statements, not rows, are the cost in
-/// sqlx's SQLite driver, so rows are batched up to the bind limit.
-const MAX_ROWS_PER_INSERT: usize = 1_000;
+/// The row counts multi-row statements come in, largest first. Statements,
+/// not rows, are the cost in sqlx's SQLite driver, so rows are batched; and a
+/// few fixed shapes (rather than one per group size) let both drivers reuse
+/// their prepared statements. Every shape stays under both backends' bind
+/// limits (512 rows × 14 columns).
+const STATEMENT_ROWS: [usize; 5] = [512, 128, 32, 8, 1];
+
+/// Splits `rows` into consecutive chunks whose lengths are in
+/// [`STATEMENT_ROWS`].
+fn shaped_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = STATEMENT_ROWS
+            .into_iter()
+            .find(|size| *size <= rows.len())?;
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
 
 /// The database of one backend.
 pub struct Store<DB: sqlx::Database> {
@@ -222,14 +238,23 @@ where
     ) -> Result<HashMap<&'a str, Existing>, DbError> {
         let mut known = HashMap::with_capacity(readings.len());
         let ids: Vec<&'a str> = readings.iter().map(|r| r.id.as_str()).collect();
-        for chunk in ids.chunks(MAX_ROWS_PER_INSERT) {
+        for chunk in ids.chunks(STATEMENT_ROWS[0]) {
+            // Padded to a fixed shape by repeating the last id (harmless in IN).
+            let shape = STATEMENT_ROWS
+                .into_iter()
+                .rev()
+                .find(|size| *size >= chunk.len())
+                .unwrap_or(chunk.len());
             let mut sql = String::from(
                 "SELECT reading_id, seq, content_digest, clock_suspect, version_hlc, version_site_id \
                  FROM readings WHERE reading_id IN ",
             );
-            push_placeholders(&mut sql, 1, 1, chunk.len());
+            push_placeholders::<DB>(&mut sql, 1, 1, shape);
             let mut query = sqlx::query_as::<DB, (String, i64, Vec<u8>, bool, i64, String)>(&sql);
-            for id in chunk {
+            for id in chunk.iter().chain(std::iter::repeat_n(
+                &chunk[chunk.len() - 1],
+                shape - chunk.len(),
+            )) {
                 query = query.bind(*id);
             }
             let found = query.fetch_all(&mut *conn).await?;
@@ -262,13 +287,13 @@ where
         now_us: i64,
     ) -> Result<(), DbError> {
         let pending = SyncState::Pending as i64;
-        for chunk in rows.chunks(MAX_ROWS_PER_INSERT.min(DB::MAX_BINDS / 14)) {
+        for chunk in shaped_chunks(rows) {
             let mut sql = String::from(
                 "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
                  measured_at_us, received_at_us, priority, clock_suspect, content_digest, version_hlc, \
                  version_site_id, sync_state) VALUES ",
             );
-            push_placeholders(&mut sql, 1, chunk.len(), 14);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 14);
             let mut insert = sqlx::query::<DB>(&sql);
             for row in chunk {
                 let r = row.reading;
@@ -290,12 +315,12 @@ where
             }
             insert.execute(&mut *conn).await?;
         }
-        for chunk in rows.chunks(MAX_ROWS_PER_INSERT.min(DB::MAX_BINDS / 7)) {
+        for chunk in shaped_chunks(rows) {
             let mut sql = String::from(
                 "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
                  humidity, created_at_us) VALUES ",
             );
-            push_placeholders(&mut sql, 1, chunk.len(), 7);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 7);
             let mut insert = sqlx::query::<DB>(&sql);
             for row in chunk {
                 insert = insert
@@ -309,11 +334,11 @@ where
             }
             insert.execute(&mut *conn).await?;
         }
-        for chunk in rows.chunks(MAX_ROWS_PER_INSERT.min(DB::MAX_BINDS / 4)) {
+        for chunk in shaped_chunks(rows) {
             let mut sql = String::from(
                 "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) VALUES ",
             );
-            push_placeholders(&mut sql, 1, chunk.len(), 4);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 4);
             let mut insert = sqlx::query::<DB>(&sql);
             for row in chunk {
                 insert = insert
@@ -338,7 +363,9 @@ where
         let mut n = 0;
         let mut arg = || {
             n += 1;
-            format!("${n}")
+            let mut p = String::new();
+            DB::placeholder(&mut p, n);
+            p
         };
         if query.sensor_id.is_some() {
             let _ = write!(sql, " AND sensor_id = {}", arg());
@@ -450,9 +477,9 @@ where
     }
 }
 
-/// Appends `rows` groups of `cols` numbered placeholders, `($k, …), (…)`,
-/// starting at `$first`. Both sqlx drivers accept `$N`.
-fn push_placeholders(sql: &mut String, first: usize, rows: usize, cols: usize) {
+/// Appends `rows` groups of `cols` placeholders, `(…), (…)`, numbered from
+/// `first` in the backend's syntax.
+fn push_placeholders<DB: Backend>(sql: &mut String, first: usize, rows: usize, cols: usize) {
     let mut n = first;
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -460,7 +487,7 @@ fn push_placeholders(sql: &mut String, first: usize, rows: usize, cols: usize) {
             if col > 0 {
                 sql.push_str(", ");
             }
-            let _ = write!(sql, "${n}");
+            DB::placeholder(sql, n);
             n += 1;
         }
         sql.push(')');
@@ -469,12 +496,27 @@ fn push_placeholders(sql: &mut String, first: usize, rows: usize, cols: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::push_placeholders;
+    use sqlx::{Postgres, Sqlite};
+
+    use super::{STATEMENT_ROWS, push_placeholders, shaped_chunks};
 
     #[test]
-    fn placeholders_are_numbered_row_by_row() {
-        let mut sql = String::new();
-        push_placeholders(&mut sql, 1, 2, 3);
-        assert_eq!(sql, "($1, $2, $3), ($4, $5, $6)");
+    fn placeholders_follow_the_backend() {
+        let mut pg = String::new();
+        push_placeholders::<Postgres>(&mut pg, 1, 2, 3);
+        assert_eq!(pg, "($1, $2, $3), ($4, $5, $6)");
+        let mut lite = String::new();
+        push_placeholders::<Sqlite>(&mut lite, 1, 2, 2);
+        assert_eq!(lite, "(?, ?), (?, ?)");
+    }
+
+    #[test]
+    fn chunks_cover_every_row_in_order_with_fixed_shapes() {
+        for total in [0, 1, 7, 8, 9, 511, 512, 1000, 8000] {
+            let rows: Vec<usize> = (0..total).collect();
+            let chunks: Vec<&[usize]> = shaped_chunks(&rows).collect();
+            assert!(chunks.iter().all(|c| STATEMENT_ROWS.contains(&c.len())));
+            assert_eq!(chunks.concat(), rows);
+        }
     }
 }
