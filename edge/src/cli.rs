@@ -139,10 +139,10 @@ pub struct LoadArgs {
     #[arg(long, value_enum, default_value_t = Mode::Stream)]
     pub mode: Mode,
     /// Readings per call or per stream batch.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub batch: usize,
     /// Concurrent callers (unary) or streams (stream).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub concurrency: usize,
     /// HTTP/2 connections the callers share.
     #[arg(long, default_value_t = 1)]
@@ -160,8 +160,16 @@ pub struct LoadArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Target readings per second over all callers; 0 pushes as fast as the site acknowledges.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     pub rate: f64,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate == 0.0 || (0.001..=1e9).contains(&rate) => Ok(rate),
+        Ok(_) => Err("must be 0 or between 0.001 and 1e9 readings/s".into()),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// `edge simulate`.

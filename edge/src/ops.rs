@@ -1,6 +1,7 @@
 //! Operator commands that talk to a running store-svc: `edge query` pages
 //! through readings, `edge stats` prints the site's books.
 
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -23,8 +24,11 @@ fn rfc3339(ts: Option<&Timestamp>) -> String {
     ts.and_then(|ts| {
         let nanos = u32::try_from(ts.nanos).ok()?;
         let secs = u64::try_from(ts.seconds).ok()?;
-        let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
-        Some(humantime::format_rfc3339_millis(t).to_string())
+        let t = SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))?;
+        // humantime cannot print years past 9999: show "-" rather than fail.
+        let mut text = String::new();
+        write!(text, "{}", humantime::format_rfc3339_millis(t)).ok()?;
+        Some(text)
     })
     .unwrap_or_else(|| "-".into())
 }

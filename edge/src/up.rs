@@ -81,12 +81,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Shutdown order: ingest-svc stops taking readings and drains first, so its
     // in-flight calls can still reach store-svc; then store-svc drains and
     // closes the database.
+    // If store-svc stops on its own (a serving error), the whole process
+    // shuts down rather than leave ingest-svc answering UNAVAILABLE forever.
     let store_stop = Shutdown::new();
-    let store_task = tokio::spawn(store.run(store_stop.clone()));
+    let store_task = tokio::spawn({
+        let store_stop = store_stop.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let result = store.run(store_stop).await;
+            shutdown.cancel();
+            result
+        }
+    });
     let ingest_result = ingest.run(shutdown.clone()).await;
     store_stop.cancel();
     let store_result = store_task.await.context("store-svc task failed")?;
-    shutdown.cancel();
     metrics.await.context("metrics task failed")??;
     ingest_result.context("ingest-svc failed")?;
     store_result.context("store-svc failed")?;

@@ -111,7 +111,19 @@ async fn a_mixed_batch_stores_the_good_and_names_the_bad(db: &TestDatabase) {
     let mut nameless = reading("", 20.0);
     nameless.id = "not-a-uuid".into();
     let good = [reading("engine-1", 80.0), reading("engine-2", 81.0)];
-    let readings = vec![good[0].clone(), too_hot, nameless, good[1].clone()];
+    // A timestamp past year 9999 must be refused here, not poison the batch in the store.
+    let mut far_future = reading("engine-3", 20.0);
+    far_future.measured_at = Some(prost_types::Timestamp {
+        seconds: 9_223_372_036_854,
+        nanos: 999_999_999,
+    });
+    let readings = vec![
+        good[0].clone(),
+        too_hot,
+        nameless,
+        good[1].clone(),
+        far_future,
+    ];
     let reply = mesh
         .ingest_client
         .ingest(pb::IngestRequest { readings })
@@ -120,7 +132,8 @@ async fn a_mixed_batch_stores_the_good_and_names_the_bad(db: &TestDatabase) {
         .into_inner();
 
     let summary = reply.summary.expect("summary");
-    assert_eq!((summary.stored, summary.rejected), (2, 2));
+    assert_eq!((summary.stored, summary.rejected), (2, 3));
+    assert_eq!(reply.results[4].errors[0].field, "measured_at");
     let outcome =
         |i: usize| pb::ReadingOutcome::try_from(reply.results[i].outcome).expect("outcome");
     assert_eq!(outcome(0), pb::ReadingOutcome::Stored);

@@ -9,11 +9,24 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::IngestConfig;
+
+/// Most readings store-svc takes in one Append (its contract, store.proto).
+const MAX_APPEND_READINGS: usize = 10_000;
 use crate::service::{IngestGrpc, Ingestor};
 
 /// ingest-svc could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A limit is out of its allowed range.
+    #[error(
+        "--max-batch-readings must be between 1 and {max} (store-svc's limit per Append), got {got}"
+    )]
+    BatchLimit {
+        /// store-svc's limit.
+        max: usize,
+        /// The configured value.
+        got: usize,
+    },
     /// The store-svc address is malformed.
     #[error(transparent)]
     StoreUrl(#[from] edge_runtime::client::InvalidEndpoint),
@@ -42,6 +55,13 @@ impl IngestApp {
         config: &IngestConfig,
         runtime: &RuntimeArgs,
     ) -> Result<IngestApp, StartError> {
+        let got = config.limits.max_batch_readings;
+        if got == 0 || got > MAX_APPEND_READINGS {
+            return Err(StartError::BatchLimit {
+                max: MAX_APPEND_READINGS,
+                got,
+            });
+        }
         let channel = edge_runtime::client::channel(&config.store_url, &config.client)?;
         let bind_error = |source| StartError::Bind {
             addr: config.ingest_addr,

@@ -15,7 +15,7 @@ pub enum IngestError {
     },
     /// store-svc could not be reached or did not answer in time; nothing of
     /// the batch was acknowledged.
-    #[error("store-svc is unreachable ({0}); nothing from this batch was acknowledged, retry it")]
+    #[error("store-svc is unreachable; nothing from this batch was acknowledged, retry it")]
     StoreUnavailable(String),
     /// store-svc answered with an error of its own.
     #[error("store-svc failed: {}", .0.message())]
@@ -44,9 +44,12 @@ impl From<IngestError> for Status {
                 message,
                 violations,
             } => edge_runtime::status::invalid_argument(message, violations),
-            IngestError::StoreUnavailable(_) | IngestError::ShuttingDown => {
+            IngestError::StoreUnavailable(ref detail) => {
+                // The transport detail is for operators, not gateways.
+                tracing::warn!(%detail, "store-svc unreachable");
                 Status::unavailable(err.to_string())
             }
+            IngestError::ShuttingDown => Status::unavailable(err.to_string()),
             IngestError::Store(status) => match status.code() {
                 // A store refusing what we validated is our bug, not the caller's.
                 Code::InvalidArgument => {

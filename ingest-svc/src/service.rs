@@ -150,7 +150,7 @@ impl Ingestor {
                         result.outcome = pb::ReadingOutcome::Duplicate as i32;
                         summary.duplicates += 1;
                     }
-                    _ => {
+                    Ok(pb::ReadingOutcome::Conflict) => {
                         result.outcome = pb::ReadingOutcome::Conflict as i32;
                         result.errors.push(pb::FieldError {
                             field: "id".into(),
@@ -160,6 +160,13 @@ impl Ingestor {
                         self.metrics
                             .rejected
                             .add(1, &[KeyValue::new("reason", "conflict")]);
+                    }
+                    other => {
+                        // The readings' fate is unknown: say so rather than
+                        // guess, so the gateway retries the batch.
+                        return Err(IngestError::Store(Status::internal(format!(
+                            "store-svc answered an unknown outcome {other:?}"
+                        ))));
                     }
                 }
             }

@@ -8,12 +8,10 @@
 //! `clock_suspect`.
 
 use clap::Args;
+use edge_proto::rules;
 use edge_proto::v1 as pb;
 use prost_types::Timestamp;
 use uuid::Uuid;
-
-/// Longest sensor id accepted.
-pub const MAX_SENSOR_ID_LEN: usize = 128;
 
 /// Configurable bounds on what a reading may hold.
 #[derive(Debug, Clone, Copy, Args)]
@@ -94,10 +92,6 @@ fn check_range(
     0.0
 }
 
-fn valid_timestamp(ts: &Timestamp) -> bool {
-    (0..1_000_000_000).contains(&ts.nanos) && ts.seconds.checked_mul(1_000_000).is_some()
-}
-
 impl Limits {
     /// Judges one reading. On success returns the reading as store-svc takes
     /// it, with its id (generated UUIDv7 when absent) and the site's receive
@@ -122,19 +116,8 @@ impl Limits {
                 }
             }
         };
-        if r.sensor_id.is_empty() {
-            errors.push(("sensor_id", "is required".into()));
-        } else if r.sensor_id.len() > MAX_SENSOR_ID_LEN {
-            errors.push((
-                "sensor_id",
-                format!("must be at most {MAX_SENSOR_ID_LEN} characters"),
-            ));
-        } else if !r
-            .sensor_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
-        {
-            errors.push(("sensor_id", "may only contain A-Z a-z 0-9 . _ : / -".into()));
+        if let Some(problem) = rules::sensor_id_problem(&r.sensor_id) {
+            errors.push(("sensor_id", problem));
         }
         let temperature = check_range(
             &mut errors,
@@ -152,8 +135,11 @@ impl Limits {
         );
         match &r.measured_at {
             None => errors.push(("measured_at", "is required".into())),
-            Some(ts) if !valid_timestamp(ts) => {
-                errors.push(("measured_at", "is not a valid timestamp".into()));
+            Some(ts) if rules::timestamp_to_us(ts).is_none() => {
+                errors.push((
+                    "measured_at",
+                    "must be a valid time in years 0001 to 9999".into(),
+                ));
             }
             Some(_) => {}
         }
@@ -283,6 +269,16 @@ mod tests {
         assert_eq!(fields(r.clone()), ["sensor_id"]);
         r.sensor_id = "x".repeat(128);
         assert!(Limits::default().validate(r, Timestamp::default()).is_ok());
+    }
+
+    #[test]
+    fn timestamps_outside_years_1_to_9999_are_refused() {
+        let mut r = good();
+        r.measured_at = Some(Timestamp {
+            seconds: 9_223_372_036_854,
+            nanos: 999_999_999,
+        });
+        assert_eq!(fields(r), ["measured_at"]);
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod v1 {
     tonic::include_proto!("edge.v1");
 }
 
+pub mod rules;
+
 /// The encoded `FileDescriptorSet` of every edge.v1 file, for gRPC server
 /// reflection (so `grpcurl` and `buf curl` work without proto files).
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("edge_descriptor");

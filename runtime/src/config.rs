@@ -75,10 +75,3 @@ pub fn parse_config<T: Parser>() -> T {
         }
     }
 }
-
-/// Reports a configuration problem found after parsing (e.g. a missing secret)
-/// and exits with [`EXIT_BAD_CONFIG`].
-pub fn exit_bad_config(message: &str) -> ! {
-    eprintln!("error: {message}");
-    std::process::exit(EXIT_BAD_CONFIG);
-}

@@ -39,6 +39,7 @@ pub struct StoreApp {
     addr: SocketAddr,
     db: Arc<Database>,
     writer_task: JoinHandle<()>,
+    grace: std::time::Duration,
 }
 
 impl StoreApp {
@@ -74,6 +75,7 @@ impl StoreApp {
             addr,
             db,
             writer_task,
+            grace: runtime.shutdown_grace,
         })
     }
 
@@ -91,10 +93,15 @@ impl StoreApp {
     /// it accepted and closes the database.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
         let served = self.server.run(shutdown).await;
-        // The server (and with it every Writer handle) is gone: the writer
-        // finishes the queued groups and stops.
-        if let Err(err) = self.writer_task.await {
-            tracing::error!(%err, "store writer task failed");
+        // The server is gone: once the last Writer handle drops (connection
+        // tasks may still hold one briefly), the writer finishes the queued
+        // groups and stops. Bounded, so a hung database cannot stall exit.
+        match tokio::time::timeout(self.grace, self.writer_task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(%err, "store writer task failed"),
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "store writer still busy at the end of the grace period")
+            }
         }
         self.db.close().await;
         tracing::info!("store-svc stopped");

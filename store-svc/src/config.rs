@@ -41,7 +41,8 @@ pub struct StoreConfig {
     #[arg(long, env = "EDGE_DB_READ_CONNECTIONS", default_value_t = 4)]
     pub db_read_connections: u32,
 
-    /// Most readings committed in one group-commit transaction.
+    /// A group-commit transaction stops taking further calls once it holds
+    /// this many readings (the call that crosses it is included).
     #[arg(long, env = "EDGE_GROUP_COMMIT_MAX_ROWS", default_value_t = 10_000)]
     pub group_commit_max_rows: usize,
 

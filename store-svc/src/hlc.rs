@@ -50,9 +50,10 @@ impl Hlc {
     /// The next stamp after `self` for a local event at wall-clock time
     /// `now_ms`: strictly greater than `self`, and never behind the wall clock.
     pub fn tick(self, now_ms: u64) -> Hlc {
+        let now_ms = now_ms.min(MAX_PHYSICAL_MS);
         if now_ms > self.physical_ms {
             Hlc {
-                physical_ms: now_ms.min(MAX_PHYSICAL_MS),
+                physical_ms: now_ms,
                 logical: 0,
             }
         } else if self.logical < u16::MAX {
@@ -60,12 +61,16 @@ impl Hlc {
                 physical_ms: self.physical_ms,
                 logical: self.logical + 1,
             }
-        } else {
+        } else if self.physical_ms < MAX_PHYSICAL_MS {
             // 65536 stamps in one millisecond: borrow from the next one.
             Hlc {
                 physical_ms: self.physical_ms + 1,
                 logical: 0,
             }
+        } else {
+            // The clock's range (to about the year 6400) is exhausted; only a
+            // broken clock gets here. Staying put keeps the order monotonic.
+            self
         }
     }
 }

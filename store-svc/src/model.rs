@@ -11,8 +11,6 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::hlc::Hlc;
 
-/// Longest sensor id accepted (the same bound ingest-svc enforces).
-pub const MAX_SENSOR_ID_LEN: usize = 128;
 /// Most readings one Append call may carry.
 pub const MAX_APPEND_READINGS: usize = 10_000;
 /// Default and largest query page sizes.
@@ -96,7 +94,7 @@ impl SyncState {
 pub struct NewReading {
     /// Canonical lower-case hyphenated UUID.
     pub id: String,
-    /// 1 to [`MAX_SENSOR_ID_LEN`] characters.
+    /// Valid by `edge_proto::rules::sensor_id_problem`.
     pub sensor_id: String,
     /// Degrees Celsius, finite.
     pub temperature: f64,
@@ -125,8 +123,8 @@ impl NewReading {
                 None
             }
         };
-        if p.sensor_id.is_empty() || p.sensor_id.len() > MAX_SENSOR_ID_LEN {
-            err("sensor_id", "must be 1 to 128 characters");
+        if let Some(problem) = edge_proto::rules::sensor_id_problem(&p.sensor_id) {
+            err("sensor_id", &problem);
         }
         if !p.temperature_celsius.is_finite() {
             err("temperature_celsius", "must be a finite number");
@@ -428,24 +426,12 @@ pub struct Stats {
     pub hlc: Hlc,
 }
 
-/// Microseconds since the epoch from a proto timestamp; `None` when absent or
-/// out of range.
-pub fn timestamp_to_us(ts: Option<&Timestamp>) -> Option<i64> {
-    let ts = ts?;
-    if !(0..1_000_000_000).contains(&ts.nanos) {
-        return None;
-    }
-    ts.seconds
-        .checked_mul(1_000_000)?
-        .checked_add(i64::from(ts.nanos / 1_000))
-}
+pub use edge_proto::rules::us_to_timestamp;
 
-/// A proto timestamp from microseconds since the epoch.
-pub fn us_to_timestamp(us: i64) -> Timestamp {
-    Timestamp {
-        seconds: us.div_euclid(1_000_000),
-        nanos: (us.rem_euclid(1_000_000) * 1_000) as i32,
-    }
+/// Microseconds since the epoch from an optional proto timestamp; `None`
+/// when absent or outside the contract's range.
+pub fn timestamp_to_us(ts: Option<&Timestamp>) -> Option<i64> {
+    edge_proto::rules::timestamp_to_us(ts?)
 }
 
 #[cfg(test)]

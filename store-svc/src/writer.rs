@@ -7,7 +7,7 @@
 //! commit's fsync runs, new jobs queue up and form the next group, so the
 //! number of fsyncs adapts to the load: one per call when idle, one per many
 //! calls when busy. Per-transaction overhead, not fsync, is what this
-//! amortises (see PERF notes in BENCHMARKS.md).
+//! amortises (figures in BENCHMARKS.md).
 //!
 //! The task ends when every [`Writer`] handle is dropped and the queue is
 //! empty, so nothing accepted into the queue is left unanswered at shutdown.
@@ -46,8 +46,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task over `db`; a group holds at most `max_group_rows`
-    /// readings (a single larger call still forms its own group).
+    /// Starts the writer task over `db`. A group stops taking queued jobs once
+    /// it holds `max_group_rows` readings; the job that crosses the limit is
+    /// still part of it, so a group holds less than `max_group_rows` plus one
+    /// call's readings.
     pub fn spawn(db: Arc<Database>, max_group_rows: usize) -> (Writer, JoinHandle<()>) {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         let task = tokio::spawn(run(db, jobs, max_group_rows.max(1)));

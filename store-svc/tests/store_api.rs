@@ -548,3 +548,30 @@ on_both_backends!(stats_report_backlog_and_size);
 on_both_backends!(seq_and_hlc_survive_a_restart_even_when_the_wall_clock_jumps_back);
 on_both_backends!(far_off_timestamps_are_kept_and_flagged);
 on_both_backends!(a_malformed_append_is_refused_whole_with_field_violations);
+
+#[tokio::test]
+async fn a_mistyped_database_url_is_refused_not_turned_into_a_sqlite_file() {
+    let db = TestDatabase::new(edge_testkit::Backend::Sqlite)
+        .await
+        .expect("fixture");
+    let mut config = StoreConfig::new(db.data_dir.clone());
+    config.store_addr = "127.0.0.1:0".parse().expect("address");
+    config.database_url = Some("postgress://edge:secret@db/edge".into());
+    let err = match StoreApp::build(&config, &RuntimeArgs::default(), TestClock::at(T0_US)).await {
+        Err(err) => err.to_string(),
+        Ok(_) => panic!("a mistyped URL must be refused"),
+    };
+    assert!(err.contains("postgress"), "{err}");
+    assert!(
+        !err.contains("secret"),
+        "the password must not be echoed: {err}"
+    );
+    let cwd_file = std::path::Path::new("postgress://edge:secret@db/edge");
+    assert!(!cwd_file.exists());
+    assert_eq!(
+        std::fs::read_dir(&db.data_dir).expect("data dir").count(),
+        0,
+        "nothing created"
+    );
+    db.cleanup().await;
+}

@@ -36,8 +36,6 @@ pub trait Backend: sqlx::Database {
     const LOCK_STATE: &'static str;
     /// One row, one BIGINT column: bytes the database occupies.
     const SIZE_SQL: &'static str;
-    /// Most bind parameters in one statement.
-    const MAX_BINDS: usize;
     /// Writes the placeholder for the `n`th bind parameter (from 1).
     fn placeholder(sql: &mut String, n: usize);
 }
@@ -48,7 +46,6 @@ impl Backend for Sqlite {
     // Pages in use, not the file size: the file does not shrink after a DELETE.
     const SIZE_SQL: &'static str = "SELECT (p.page_count - f.freelist_count) * s.page_size \
          FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s";
-    const MAX_BINDS: usize = 32_766;
     // Plain `?`: SQLite resolves named and numbered parameters (`$1`, `?1`) by
     // a linear scan per parameter, which makes a 10,000-parameter INSERT
     // quadratic; anonymous ones are bound by position for free.
@@ -61,7 +58,6 @@ impl Backend for Postgres {
     const LABEL: &'static str = "postgres";
     const LOCK_STATE: &'static str = " FOR UPDATE";
     const SIZE_SQL: &'static str = "SELECT pg_database_size(current_database())";
-    const MAX_BINDS: usize = 65_535;
     fn placeholder(sql: &mut String, n: usize) {
         use std::fmt::Write as _;
         let _ = write!(sql, "${n}");

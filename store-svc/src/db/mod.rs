@@ -48,6 +48,16 @@ pub enum DbError {
         #[source]
         source: std::io::Error,
     },
+    /// The database URL names a backend this store does not have. The URL
+    /// itself is not repeated: it may hold a password.
+    #[error(
+        "--database-url / EDGE_DATABASE_URL must start with postgres://, postgresql:// or sqlite: \
+         (got a URL starting with {scheme:?})"
+    )]
+    UnsupportedUrl {
+        /// What the URL started with, up to its first ':'.
+        scheme: String,
+    },
     /// Schema migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -107,6 +117,22 @@ impl Database {
     /// Connects, runs migrations and settles the site id.
     pub async fn open(config: &DbConfig, clock: Arc<dyn WallClock>) -> Result<Database, DbError> {
         let url = config.database_url.as_deref().unwrap_or("");
+        // A mistyped PostgreSQL URL must not quietly become a SQLite file
+        // inside a container, where acknowledged readings would not survive it.
+        if !url.is_empty()
+            && !url.starts_with("postgres://")
+            && !url.starts_with("postgresql://")
+            && !url.starts_with("sqlite:")
+        {
+            let scheme = url
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(20)
+                .collect();
+            return Err(DbError::UnsupportedUrl { scheme });
+        }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Database::Postgres(
                 Store::<Postgres>::open_postgres(url, config, clock).await?,

@@ -4,7 +4,7 @@
 //! [`Store::append`], on a pool of one connection; queries and stats use a
 //! separate read pool, so reads never wait behind a commit's fsync.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use std::fmt::Write as _;
@@ -29,6 +29,10 @@ const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, tempe
 /// their prepared statements. Every shape stays under both backends' bind
 /// limits (512 rows × 14 columns).
 const STATEMENT_ROWS: [usize; 5] = [512, 128, 32, 8, 1];
+
+// The widest statement (readings, 14 columns) stays within SQLite's bind limit
+// (32,766; PostgreSQL allows 65,535).
+const _: () = assert!(STATEMENT_ROWS[0] * 14 <= 32_766);
 
 /// Splits `rows` into consecutive chunks whose lengths are in
 /// [`STATEMENT_ROWS`].
@@ -238,6 +242,7 @@ where
     ) -> Result<HashMap<&'a str, Existing>, DbError> {
         let mut known = HashMap::with_capacity(readings.len());
         let ids: Vec<&'a str> = readings.iter().map(|r| r.id.as_str()).collect();
+        let wanted: HashSet<&'a str> = ids.iter().copied().collect();
         for chunk in ids.chunks(STATEMENT_ROWS[0]) {
             // Padded to a fixed shape by repeating the last id (harmless in IN).
             let shape = STATEMENT_ROWS
@@ -259,7 +264,7 @@ where
             }
             let found = query.fetch_all(&mut *conn).await?;
             for (id, seq, digest, clock_suspect, hlc, site_id) in found {
-                if let Some(key) = chunk.iter().find(|k| **k == id) {
+                if let Some(key) = wanted.get(id.as_str()) {
                     known.insert(
                         *key,
                         Existing {
@@ -425,9 +430,9 @@ where
     }
 
     /// Counts and sizes, computed from the database (never from counters that
-    /// a restart would reset).
+    /// a restart would reset), all from one snapshot so the books add up.
     pub async fn stats(&self) -> Result<Stats, DbError> {
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.read.begin().await?;
         let (next_seq, hlc): (i64, i64) =
             sqlx::query_as("SELECT next_seq, hlc FROM site_state WHERE singleton = 1")
                 .fetch_one(&mut *conn)
@@ -447,8 +452,9 @@ where
             count("SELECT COUNT(*) FROM outbox WHERE dead_lettered_at_us IS NOT NULL")
                 .fetch_one(&mut *conn)
                 .await?;
-        // version_id grows with enqueue time, so the first pending entry by key
-        // is the oldest, found through the primary key without a scan.
+        // The first pending entry by key was enqueued first, found through the
+        // primary key without a scan. (Its enqueue time comes from the wall
+        // clock, which may have stepped back since; the age is indicative.)
         let oldest_unsynced_us: Option<i64> = sqlx::query_scalar(
             "SELECT enqueued_at_us FROM outbox WHERE dead_lettered_at_us IS NULL \
              ORDER BY version_id LIMIT 1",

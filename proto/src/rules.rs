@@ -1,0 +1,95 @@
+//! Rules the contracts state for individual fields, in one place so that every
+//! service judges a field the same way (a reading ingest-svc accepts must never
+//! be refused by store-svc, or the good readings beside it would fail too).
+
+use prost_types::Timestamp;
+
+/// Earliest accepted timestamp: 0001-01-01T00:00:00Z (RFC 3339's range).
+pub const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+/// Latest accepted timestamp: 9999-12-31T23:59:59Z.
+pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+/// Longest sensor id.
+pub const MAX_SENSOR_ID_LEN: usize = 128;
+
+/// Microseconds since the epoch, or `None` when the timestamp is outside
+/// years 0001–9999 or its nanos are out of range.
+pub fn timestamp_to_us(ts: &Timestamp) -> Option<i64> {
+    if !(0..1_000_000_000).contains(&ts.nanos)
+        || !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&ts.seconds)
+    {
+        return None;
+    }
+    Some(ts.seconds * 1_000_000 + i64::from(ts.nanos / 1_000))
+}
+
+/// A timestamp from microseconds since the epoch.
+pub fn us_to_timestamp(us: i64) -> Timestamp {
+    Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1_000) as i32,
+    }
+}
+
+/// Why `sensor_id` is not acceptable, or `None` when it is: 1 to 128
+/// characters from `[A-Za-z0-9._:/-]`.
+pub fn sensor_id_problem(sensor_id: &str) -> Option<String> {
+    if sensor_id.is_empty() {
+        Some("is required".into())
+    } else if sensor_id.len() > MAX_SENSOR_ID_LEN {
+        Some(format!("must be at most {MAX_SENSOR_ID_LEN} characters"))
+    } else if !sensor_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
+    {
+        Some("may only contain A-Z a-z 0-9 . _ : / -".into())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_within_range_and_are_refused_outside() {
+        for us in [0, 1, -1, 1_700_000_000_123_456, -86_400_000_001] {
+            assert_eq!(timestamp_to_us(&us_to_timestamp(us)), Some(us));
+        }
+        let max = Timestamp {
+            seconds: MAX_TIMESTAMP_SECONDS,
+            nanos: 999_999_999,
+        };
+        assert!(timestamp_to_us(&max).is_some());
+        assert_eq!(
+            timestamp_to_us(&Timestamp {
+                seconds: MAX_TIMESTAMP_SECONDS + 1,
+                nanos: 0
+            }),
+            None
+        );
+        assert_eq!(
+            timestamp_to_us(&Timestamp {
+                seconds: 9_223_372_036_854,
+                nanos: 999_999_999
+            }),
+            None
+        );
+        assert_eq!(
+            timestamp_to_us(&Timestamp {
+                seconds: 1,
+                nanos: -1
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn sensor_ids_follow_the_contract() {
+        assert_eq!(sensor_id_problem("hold-3/temp.1:a_b"), None);
+        assert!(sensor_id_problem("").is_some());
+        assert!(sensor_id_problem("bad\0id").is_some());
+        assert!(sensor_id_problem(&"x".repeat(129)).is_some());
+        assert_eq!(sensor_id_problem(&"x".repeat(128)), None);
+    }
+}
