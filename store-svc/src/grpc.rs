@@ -28,12 +28,36 @@ pub enum StoreError {
     Db(#[from] DbError),
 }
 
+/// How a database error looks to callers: transient (retry) or not.
 fn db_status(err: &DbError) -> Status {
+    const FULL: &str = "the site's storage is full; nothing of this call was stored";
+    const RETRY: &str = "the site database is unavailable; nothing of this call was stored, retry";
     match err {
         DbError::Query(
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
         )
-        | DbError::Connect { .. } => Status::unavailable("the site database is unavailable; retry"),
+        | DbError::Connect { .. } => Status::unavailable(RETRY),
+        DbError::Query(sqlx::Error::Database(db)) => {
+            let code = db.code().unwrap_or_default();
+            match code.as_ref() {
+                // PostgreSQL disk full / out of memory; SQLite SQLITE_FULL (13).
+                "53100" | "53200" | "13" => Status::resource_exhausted(FULL),
+                // PostgreSQL connection (08), operator intervention (57),
+                // resources (53), serialization (40); SQLite BUSY (5), LOCKED (6)
+                // and their extended codes.
+                c if c.starts_with("08")
+                    || c.starts_with("57")
+                    || c.starts_with("53")
+                    || c.starts_with("40") =>
+                {
+                    Status::unavailable(RETRY)
+                }
+                c if c.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)) => {
+                    Status::unavailable(RETRY)
+                }
+                _ => Status::internal("the site database failed; see store-svc logs"),
+            }
+        }
         _ => Status::internal("the site database failed; see store-svc logs"),
     }
 }
@@ -157,5 +181,81 @@ impl StoreService for StoreGrpc {
                 logical: u32::from(stats.hlc.logical),
             }),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use sqlx::error::{DatabaseError, ErrorKind};
+    use tonic::Code;
+
+    use super::*;
+
+    /// A database error carrying only a code, as either driver reports it.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "database error {}", self.0)
+        }
+    }
+    impl std::error::Error for Coded {}
+    impl DatabaseError for Coded {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn code_for(code: &'static str) -> Code {
+        db_status(&DbError::Query(sqlx::Error::Database(Box::new(Coded(
+            code,
+        )))))
+        .code()
+    }
+
+    #[test]
+    fn full_storage_is_resource_exhausted() {
+        assert_eq!(code_for("53100"), Code::ResourceExhausted); // PostgreSQL disk_full
+        assert_eq!(code_for("13"), Code::ResourceExhausted); // SQLITE_FULL
+    }
+
+    #[test]
+    fn transient_failures_are_unavailable() {
+        assert_eq!(code_for("08006"), Code::Unavailable); // PostgreSQL connection failure
+        assert_eq!(code_for("57P01"), Code::Unavailable); // admin shutdown
+        assert_eq!(code_for("40001"), Code::Unavailable); // serialization failure
+        assert_eq!(code_for("5"), Code::Unavailable); // SQLITE_BUSY
+        assert_eq!(code_for("517"), Code::Unavailable); // SQLITE_BUSY_SNAPSHOT
+        assert_eq!(
+            db_status(&DbError::Query(sqlx::Error::PoolTimedOut)).code(),
+            Code::Unavailable
+        );
+    }
+
+    #[test]
+    fn other_failures_are_internal_without_details() {
+        let status = db_status(&DbError::Query(sqlx::Error::Database(Box::new(Coded(
+            "23505",
+        )))));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("23505"));
     }
 }

@@ -9,6 +9,10 @@
 //! calls when busy. Per-transaction overhead, not fsync, is what this
 //! amortises (figures in BENCHMARKS.md).
 //!
+//! If a shared transaction fails, each of its calls is retried alone, so one
+//! call the database refuses cannot fail the unrelated calls it was grouped
+//! with.
+//!
 //! The task ends when every [`Writer`] handle is dropped and the queue is
 //! empty, so nothing accepted into the queue is left unanswered at shutdown.
 
@@ -103,9 +107,19 @@ async fn commit(db: &Database, group: &mut Vec<Job>) {
                 let _ = job.reply.send(Ok(mine));
             }
         }
+        Err(err) if group.len() > 1 => {
+            tracing::warn!(error = %err, calls = group.len(), "group commit failed; retrying each call alone");
+            for job in group.drain(..) {
+                let readings: Vec<&NewReading> = job.readings.iter().collect();
+                let result = db.append(&readings).await.map_err(|err| {
+                    tracing::error!(error = %err, readings = readings.len(), "append failed; nothing of it was stored");
+                    WriteError::Db(Arc::new(err))
+                });
+                let _ = job.reply.send(result);
+            }
+        }
         Err(err) => {
-            tracing::error!(error = %err, readings = group.iter().map(|j| j.readings.len()).sum::<usize>(),
-                "group commit failed; nothing of the group was stored");
+            tracing::error!(error = %err, "append failed; nothing of it was stored");
             let err = WriteError::Db(Arc::new(err));
             for job in group.drain(..) {
                 let _ = job.reply.send(Err(err.clone()));
