@@ -80,9 +80,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     // Shutdown order: ingest-svc stops taking readings and drains first, so its
     // in-flight calls can still reach store-svc; then store-svc drains and
-    // closes the database.
-    // If store-svc stops on its own (a serving error), the whole process
-    // shuts down rather than leave ingest-svc answering UNAVAILABLE forever.
+    // closes the database. If store-svc stops on its own (a serving error),
+    // the whole process shuts down rather than leave ingest-svc answering
+    // UNAVAILABLE forever.
     let store_stop = Shutdown::new();
     let store_task = tokio::spawn({
         let store_stop = store_stop.clone();

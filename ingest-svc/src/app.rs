@@ -8,10 +8,9 @@ use edge_runtime::{GrpcServer, RuntimeArgs, ServeError, Shutdown};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::IngestConfig;
+use edge_proto::rules::MAX_APPEND_READINGS;
 
-/// Most readings store-svc takes in one Append (its contract, store.proto).
-const MAX_APPEND_READINGS: usize = 10_000;
+use crate::config::IngestConfig;
 use crate::service::{IngestGrpc, Ingestor};
 
 /// ingest-svc could not start.

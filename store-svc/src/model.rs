@@ -11,8 +11,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::hlc::Hlc;
 
-/// Most readings one Append call may carry.
-pub const MAX_APPEND_READINGS: usize = 10_000;
+pub use edge_proto::rules::MAX_APPEND_READINGS;
 /// Default and largest query page sizes.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Largest query page size.

@@ -117,30 +117,22 @@ impl Database {
     /// Connects, runs migrations and settles the site id.
     pub async fn open(config: &DbConfig, clock: Arc<dyn WallClock>) -> Result<Database, DbError> {
         let url = config.database_url.as_deref().unwrap_or("");
-        // A mistyped PostgreSQL URL must not quietly become a SQLite file
-        // inside a container, where acknowledged readings would not survive it.
-        if !url.is_empty()
-            && !url.starts_with("postgres://")
-            && !url.starts_with("postgresql://")
-            && !url.starts_with("sqlite:")
-        {
-            let scheme = url
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(20)
-                .collect();
-            return Err(DbError::UnsupportedUrl { scheme });
-        }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Database::Postgres(
                 Store::<Postgres>::open_postgres(url, config, clock).await?,
             ))
-        } else {
+        } else if url.is_empty() || url.starts_with("sqlite:") {
             Ok(Database::Sqlite(
                 Store::<Sqlite>::open_sqlite(config, clock).await?,
             ))
+        } else {
+            // A mistyped PostgreSQL URL must not quietly become a SQLite file
+            // inside a container, where acknowledged readings would not
+            // survive it.
+            let scheme = url.split(':').next().unwrap_or_default();
+            Err(DbError::UnsupportedUrl {
+                scheme: scheme.chars().take(20).collect(),
+            })
         }
     }
 
