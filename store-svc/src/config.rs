@@ -54,6 +54,12 @@ pub struct StoreConfig {
     /// clock_suspect (gateways legitimately buffer readings while the site is down).
     #[arg(long, env = "EDGE_CLOCK_SUSPECT_BEHIND", default_value = "30days", value_parser = humantime::parse_duration)]
     pub clock_suspect_behind: Duration,
+
+    /// Readings the by-sensor index may trail the newest by before a commit
+    /// adds them in one sorted batch (queries scan that tail instead). Larger
+    /// batches make ingest with many sensors cheaper and the tail longer.
+    #[arg(long, env = "EDGE_SENSOR_INDEX_BATCH", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sensor_index_batch: u32,
 }
 
 impl StoreConfig {
@@ -69,6 +75,7 @@ impl StoreConfig {
             group_commit_max_rows: 10_000,
             clock_suspect_ahead: Duration::from_secs(300),
             clock_suspect_behind: Duration::from_secs(30 * 86_400),
+            sensor_index_batch: 16_384,
         }
     }
 
@@ -82,6 +89,7 @@ impl StoreConfig {
             read_connections: self.db_read_connections,
             suspect_ahead: self.clock_suspect_ahead,
             suspect_behind: self.clock_suspect_behind,
+            sensor_index_batch: self.sensor_index_batch,
         }
     }
 }

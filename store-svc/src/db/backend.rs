@@ -11,6 +11,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite};
 
+use super::checkpoint::{self, Checkpointer};
 use super::store::Store;
 use super::{DbConfig, DbError};
 use crate::hlc::WallClock;
@@ -106,16 +107,28 @@ impl Store<Sqlite> {
         // a single connection makes group commit the only write path.
         let write = PoolOptions::<Sqlite>::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma(
+                        "wal_autocheckpoint",
+                        checkpoint::WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+                    )
+                    .pragma(
+                        "journal_size_limit",
+                        checkpoint::WAL_SIZE_LIMIT_BYTES.to_string(),
+                    ),
+            )
             .await
             .map_err(connect)?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let checkpointer = Checkpointer::start(&options).await.map_err(connect)?;
         let read = PoolOptions::<Sqlite>::new()
             .max_connections(config.read_connections.max(1))
             .connect_with(options.read_only(true))
             .await
             .map_err(connect)?;
-        Store::init(write, read, config, clock).await
+        Store::init(write, read, Some(checkpointer), config, clock).await
     }
 }
 
@@ -144,6 +157,6 @@ impl Store<Postgres> {
             .connect_with(options)
             .await
             .map_err(connect)?;
-        Store::init(write, read, config, clock).await
+        Store::init(write, read, None, config, clock).await
     }
 }

@@ -13,6 +13,7 @@
 //!   entry; the HLC in `site_state` is the highest stamp issued.
 
 mod backend;
+mod checkpoint;
 mod store;
 
 use std::path::PathBuf;
@@ -94,6 +95,9 @@ pub struct DbConfig {
     pub suspect_ahead: Duration,
     /// A measured_at this far before the site's now is flagged clock_suspect.
     pub suspect_behind: Duration,
+    /// Readings the sensor index may trail the newest by before a commit
+    /// catches it up in one sorted batch.
+    pub sensor_index_batch: u32,
 }
 
 /// The site database on one of the two backends.

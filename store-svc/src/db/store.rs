@@ -7,11 +7,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use std::fmt::Write as _;
-
 use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
 use super::backend::Backend;
+use super::checkpoint::Checkpointer;
 use super::{DbConfig, DbError};
 use crate::hlc::{Hlc, WallClock};
 use crate::model::{
@@ -51,10 +50,13 @@ fn shaped_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 pub struct Store<DB: sqlx::Database> {
     write: Pool<DB>,
     read: Pool<DB>,
+    /// SQLite only: WAL checkpoints off the write path.
+    checkpointer: Option<Checkpointer>,
     site_id: String,
     clock: Arc<dyn WallClock>,
     suspect_ahead_us: i64,
     suspect_behind_us: i64,
+    sensor_index_batch: i64,
 }
 
 /// What the database already holds under a reading id.
@@ -96,6 +98,7 @@ where
     pub(super) async fn init(
         write: Pool<DB>,
         read: Pool<DB>,
+        checkpointer: Option<Checkpointer>,
         config: &DbConfig,
         clock: Arc<dyn WallClock>,
     ) -> Result<Self, DbError> {
@@ -131,10 +134,12 @@ where
         Ok(Store {
             write,
             read,
+            checkpointer,
             site_id,
             clock,
             suspect_ahead_us: as_us(config.suspect_ahead),
             suspect_behind_us: as_us(config.suspect_behind),
+            sensor_index_batch: i64::from(config.sensor_index_batch.max(1)),
         })
     }
 
@@ -156,10 +161,11 @@ where
         let mut tx = self.write.begin().await?;
 
         let state_sql = format!(
-            "SELECT next_seq, next_version_id, hlc FROM site_state WHERE singleton = 1{}",
+            "SELECT next_seq, next_version_id, hlc, sensor_indexed_seq FROM site_state \
+             WHERE singleton = 1{}",
             DB::LOCK_STATE
         );
-        let (mut next_seq, mut next_version_id, hlc): (i64, i64, i64) =
+        let (mut next_seq, mut next_version_id, hlc, mut sensor_indexed_seq): (i64, i64, i64, i64) =
             sqlx::query_as(&state_sql).fetch_one(&mut *tx).await?;
         let mut hlc = Hlc::unpack(hlc);
         // The site's best idea of now: its wall clock, or its HLC if the wall
@@ -221,16 +227,27 @@ where
 
         if !rows.is_empty() {
             self.insert_rows(&mut tx, &rows, now_us).await?;
+            let last_seq = next_seq - 1;
+            if last_seq - sensor_indexed_seq >= self.sensor_index_batch {
+                index_sensors(&mut tx, sensor_indexed_seq, last_seq).await?;
+                sensor_indexed_seq = last_seq;
+            }
             sqlx::query(
-                "UPDATE site_state SET next_seq = $1, next_version_id = $2, hlc = $3 WHERE singleton = 1",
+                "UPDATE site_state SET next_seq = $1, next_version_id = $2, hlc = $3, \
+                 sensor_indexed_seq = $4 WHERE singleton = 1",
             )
             .bind(next_seq)
             .bind(next_version_id)
             .bind(hlc.pack())
+            .bind(sensor_indexed_seq)
             .execute(&mut *tx)
             .await?;
         }
+
         tx.commit().await?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
         Ok(outcomes)
     }
 
@@ -320,101 +337,109 @@ where
             }
             insert.execute(&mut *conn).await?;
         }
-        for chunk in shaped_chunks(rows) {
-            let mut sql = String::from(
-                "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
-                 humidity, created_at_us) VALUES ",
-            );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 7);
-            let mut insert = sqlx::query::<DB>(&sql);
-            for row in chunk {
-                insert = insert
-                    .bind(row.version_id)
-                    .bind(row.seq)
-                    .bind(row.hlc.pack())
-                    .bind(self.site_id.as_str())
-                    .bind(row.reading.temperature)
-                    .bind(row.reading.humidity)
-                    .bind(now_us);
-            }
-            insert.execute(&mut *conn).await?;
-        }
-        for chunk in shaped_chunks(rows) {
-            let mut sql = String::from(
-                "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) VALUES ",
-            );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 4);
-            let mut insert = sqlx::query::<DB>(&sql);
-            for row in chunk {
-                insert = insert
-                    .bind(row.version_id)
-                    .bind(row.reading.priority as i64)
-                    .bind(now_us)
-                    .bind(now_us);
-            }
-            insert.execute(&mut *conn).await?;
-        }
+        // Every new row got the next seq and the next version id, so within
+        // one group the version id is the seq plus a constant, and the first
+        // versions and their outbox entries can be written from the readings
+        // just inserted: one statement each, nothing bound per row.
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(());
+        };
+        let version_offset = first.version_id - first.seq;
+        let mut sql = String::from(
+            "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
+             humidity, created_at_us) \
+             SELECT seq + ",
+        );
+        DB::placeholder(&mut sql, 1);
+        sql.push_str(", seq, version_hlc, version_site_id, temperature, humidity, ");
+        DB::placeholder(&mut sql, 2);
+        sql.push_str(" FROM readings WHERE seq >= ");
+        DB::placeholder(&mut sql, 3);
+        sql.push_str(" AND seq <= ");
+        DB::placeholder(&mut sql, 4);
+        sqlx::query::<DB>(&sql)
+            .bind(version_offset)
+            .bind(now_us)
+            .bind(first.seq)
+            .bind(last.seq)
+            .execute(&mut *conn)
+            .await?;
+
+        let mut sql = String::from(
+            "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) \
+             SELECT seq + ",
+        );
+        DB::placeholder(&mut sql, 1);
+        sql.push_str(", priority, ");
+        DB::placeholder(&mut sql, 2);
+        sql.push_str(", ");
+        DB::placeholder(&mut sql, 3);
+        sql.push_str(" FROM readings WHERE seq >= ");
+        DB::placeholder(&mut sql, 4);
+        sql.push_str(" AND seq <= ");
+        DB::placeholder(&mut sql, 5);
+        sqlx::query::<DB>(&sql)
+            .bind(version_offset)
+            .bind(now_us)
+            .bind(now_us)
+            .bind(first.seq)
+            .bind(last.seq)
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 
     /// One page of readings ordered by (measured_at, seq), and the cursor to
     /// continue from when more rows follow.
+    ///
+    /// Without a sensor, the time index serves every filter. With one, the
+    /// rows come from two places merged in order: `readings_by_sensor` for
+    /// the rows it already covers, and a scan of the short tail of newer
+    /// rows (seq above `sensor_indexed_seq`) it does not cover yet; both are
+    /// read in one statement, so one snapshot.
     pub async fn query(
         &self,
         query: &ReadingQuery,
     ) -> Result<(Vec<StoredReading>, Option<Cursor>), DbError> {
-        // Placeholders are numbered in the order the filters bind below.
-        let mut sql = format!("SELECT {READING_COLUMNS} FROM readings WHERE 1 = 1");
-        let mut n = 0;
-        let mut arg = || {
-            n += 1;
-            let mut p = String::new();
-            DB::placeholder(&mut p, n);
-            p
-        };
-        if query.sensor_id.is_some() {
-            let _ = write!(sql, " AND sensor_id = {}", arg());
-        }
-        if query.from_us.is_some() {
-            let _ = write!(sql, " AND measured_at_us >= {}", arg());
-        }
-        if query.to_us.is_some() {
-            let _ = write!(sql, " AND measured_at_us < {}", arg());
-        }
-        if query.sync_state.is_some() {
-            let _ = write!(sql, " AND sync_state = {}", arg());
-        }
-        if query.after.is_some() {
-            let (a, b, c) = (arg(), arg(), arg());
-            let _ = write!(
-                sql,
-                " AND (measured_at_us > {a} OR (measured_at_us = {b} AND seq > {c}))"
-            );
-        }
-        let _ = write!(sql, " ORDER BY measured_at_us, seq LIMIT {}", arg());
-
-        let mut select = sqlx::query_as::<DB, StoredReading>(&sql);
-        if let Some(sensor_id) = &query.sensor_id {
-            select = select.bind(sensor_id.as_str());
-        }
-        if let Some(from) = query.from_us {
-            select = select.bind(from);
-        }
-        if let Some(to) = query.to_us {
-            select = select.bind(to);
-        }
-        if let Some(state) = query.sync_state {
-            select = select.bind(state as i64);
-        }
-        if let Some(after) = query.after {
-            select = select
-                .bind(after.measured_at_us)
-                .bind(after.measured_at_us)
-                .bind(after.seq);
-        }
         let page = query.page_size as usize;
-        let mut rows = select
-            .bind(page as i64 + 1)
+        let limit = page as i64 + 1;
+        let mut sql = SqlBuilder::<DB>::default();
+        match &query.sensor_id {
+            None => {
+                sql.push(&format!(
+                    "SELECT {READING_COLUMNS} FROM readings WHERE 1 = 1"
+                ));
+                sql.filters(query, "", "measured_at_us");
+                sql.push(" ORDER BY measured_at_us, seq LIMIT ");
+                sql.arg(limit);
+            }
+            Some(sensor_id) => {
+                // The tail is materialised and its time filters are written
+                // `+measured_at_us`, so the planner scans it by seq (at most a
+                // couple of batches) rather than walking the time index.
+                sql.push(&format!(
+                    "WITH tail AS MATERIALIZED (SELECT {READING_COLUMNS} FROM readings \
+                     WHERE seq > (SELECT sensor_indexed_seq FROM site_state WHERE singleton = 1) \
+                     AND sensor_id = "
+                ));
+                sql.arg(sensor_id.as_str());
+                sql.filters(query, "", "+measured_at_us");
+                sql.push(&format!(
+                    ") SELECT * FROM (SELECT {} FROM readings_by_sensor s \
+                     JOIN readings r ON r.seq = s.seq WHERE s.sensor_id = ",
+                    qualified_columns("r")
+                ));
+                sql.arg(sensor_id.as_str());
+                sql.filters(query, "s.", "s.measured_at_us");
+                sql.push(" ORDER BY s.measured_at_us, s.seq LIMIT ");
+                sql.arg(limit);
+                // Result columns by position: 7 is measured_at_us, 1 is seq.
+                sql.push(") covered UNION ALL SELECT * FROM tail ORDER BY 7, 1 LIMIT ");
+                sql.arg(limit);
+            }
+        }
+        let mut rows = sql
+            .query_as::<StoredReading>()
             .fetch_all(&mut *self.read.acquire().await?)
             .await?;
         let next = if rows.len() > page {
@@ -478,8 +503,135 @@ where
 
     /// Closes both pools.
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop().await;
+        }
         self.read.close().await;
         self.write.close().await;
+    }
+}
+
+/// Copies readings `(from, to]` into `readings_by_sensor`, sorted by its
+/// key so each of its pages is written once per batch.
+async fn index_sensors<DB>(conn: &mut DB::Connection, from: i64, to: i64) -> Result<(), DbError>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = String::from(
+        "INSERT INTO readings_by_sensor (sensor_id, measured_at_us, seq) \
+         SELECT sensor_id, measured_at_us, seq FROM readings WHERE seq > ",
+    );
+    DB::placeholder(&mut sql, 1);
+    sql.push_str(" AND seq <= ");
+    DB::placeholder(&mut sql, 2);
+    sql.push_str(" ORDER BY sensor_id, measured_at_us, seq");
+    sqlx::query::<DB>(&sql)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// [`READING_COLUMNS`], each prefixed with a table alias.
+fn qualified_columns(alias: &str) -> String {
+    READING_COLUMNS
+        .split(", ")
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A bind value of a query built at run time.
+enum Arg<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(value: i64) -> Self {
+        Arg::Int(value)
+    }
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(value: &'a str) -> Self {
+        Arg::Text(value)
+    }
+}
+
+/// SQL text and its bind values, kept in step so placeholders are numbered
+/// in the order the values bind, whatever filters a query has.
+struct SqlBuilder<'a, DB> {
+    sql: String,
+    args: Vec<Arg<'a>>,
+    backend: std::marker::PhantomData<DB>,
+}
+
+impl<DB> Default for SqlBuilder<'_, DB> {
+    fn default() -> Self {
+        SqlBuilder {
+            sql: String::new(),
+            args: Vec::new(),
+            backend: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'a, DB: Backend> SqlBuilder<'a, DB> {
+    fn push(&mut self, sql: &str) {
+        self.sql.push_str(sql);
+    }
+
+    fn arg(&mut self, value: impl Into<Arg<'a>>) {
+        self.args.push(value.into());
+        DB::placeholder(&mut self.sql, self.args.len());
+    }
+
+    /// ` AND …` for the query's time range, sync state and cursor. `prefix`
+    /// qualifies `seq` and `sync_state`; `time` is the measured_at
+    /// expression.
+    fn filters(&mut self, query: &ReadingQuery, prefix: &str, time: &str) {
+        if let Some(from) = query.from_us {
+            self.push(&format!(" AND {time} >= "));
+            self.arg(from);
+        }
+        if let Some(to) = query.to_us {
+            self.push(&format!(" AND {time} < "));
+            self.arg(to);
+        }
+        // Only a reading's own table has sync_state; `s.` rows join `r.`.
+        if let Some(state) = query.sync_state {
+            let table = if prefix == "s." { "r." } else { prefix };
+            self.push(&format!(" AND {table}sync_state = "));
+            self.arg(state as i64);
+        }
+        if let Some(after) = query.after {
+            self.push(&format!(" AND ({time}, {prefix}seq) > ("));
+            self.arg(after.measured_at_us);
+            self.push(", ");
+            self.arg(after.seq);
+            self.push(")");
+        }
+    }
+
+    fn query_as<T>(&'a self) -> sqlx::query::QueryAs<'a, DB, T, DB::Arguments<'a>>
+    where
+        T: for<'r> FromRow<'r, DB::Row>,
+        i64: Encode<'a, DB> + Type<DB>,
+        &'a str: Encode<'a, DB> + Type<DB>,
+    {
+        let mut query = sqlx::query_as::<DB, T>(&self.sql);
+        for arg in &self.args {
+            query = match arg {
+                Arg::Int(value) => query.bind(*value),
+                Arg::Text(value) => query.bind(*value),
+            };
+        }
+        query
     }
 }
 

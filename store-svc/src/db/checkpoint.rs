@@ -1,0 +1,100 @@
+//! SQLite WAL checkpoints on their own connection, off the write path.
+//!
+//! By default SQLite checkpoints inside the commit that pushes the WAL past
+//! 1,000 pages, on the committing connection: the writer would stop taking
+//! appends while it copies pages into the database file and fsyncs it. Here a
+//! background task on a separate connection runs `PASSIVE` checkpoints after
+//! commits (at most every [`Checkpointer::INTERVAL`]), so the copying runs in
+//! parallel with the next group commit. `PASSIVE` never blocks the writer.
+//!
+//! A WAL only rewinds when a write transaction starts while every frame is
+//! already copied; under sustained load the writer starts its next group at
+//! once, so the WAL could grow without bound. The writer therefore keeps its
+//! own automatic checkpoint at [`WRITER_AUTOCHECKPOINT_PAGES`] as a ceiling:
+//! when reached, it copies the few frames the background task has not (the
+//! rest are done) and the WAL rewinds. `journal_size_limit` then trims the
+//! file back.
+
+use std::time::Duration;
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// WAL pages (4 KiB each) at which the writer checkpoints itself. 16,384
+/// pages bounds the WAL at about 64 MiB.
+pub(super) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+
+/// Bytes the WAL file is trimmed to after it rewinds.
+pub(super) const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The background checkpoint task.
+pub(super) struct Checkpointer {
+    committed: std::sync::Arc<Notify>,
+    stop: CancellationToken,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    /// Shortest pause between two checkpoints. Pages rewritten by several
+    /// commits in the meantime are copied once.
+    pub(super) const INTERVAL: Duration = Duration::from_millis(200);
+
+    /// Opens the checkpoint connection and starts the task.
+    pub(super) async fn start(options: &SqliteConnectOptions) -> Result<Checkpointer, sqlx::Error> {
+        let conn = options.connect().await?;
+        let committed = std::sync::Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(conn, committed.clone(), stop.clone()));
+        Ok(Checkpointer {
+            committed,
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        })
+    }
+
+    /// Tells the task a commit added frames to the WAL.
+    pub(super) fn committed(&self) {
+        self.committed.notify_one();
+    }
+
+    /// Stops the task and closes its connection.
+    pub(super) async fn stop(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn run(
+    mut conn: SqliteConnection,
+    committed: std::sync::Arc<Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = committed.notified() => {}
+        }
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut conn)
+            .await
+        {
+            Ok((_busy, wal_frames, copied)) => {
+                tracing::trace!(wal_frames, copied, "WAL checkpoint");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "WAL checkpoint failed; the writer's own checkpoint still bounds the WAL")
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(Checkpointer::INTERVAL) => {}
+        }
+    }
+    let _ = conn.close().await;
+}
