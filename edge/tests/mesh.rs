@@ -172,6 +172,76 @@ async fn a_mixed_batch_stores_the_good_and_names_the_bad(db: &TestDatabase) {
 }
 on_both_backends!(a_mixed_batch_stores_the_good_and_names_the_bad);
 
+/// Concurrent calls share Append requests to store-svc (ingest-svc merges
+/// them); each caller must still get exactly its own results, in its own
+/// order, including its duplicates and rejections.
+async fn concurrent_callers_each_get_their_own_results(db: &TestDatabase) {
+    let mut mesh = Mesh::start(db).await;
+    let callers: Vec<_> = (0..48u32)
+        .map(|caller| {
+            let mut client = mesh.ingest_client.clone();
+            tokio::spawn(async move {
+                let sensor = format!("gw-{caller}");
+                let mut readings: Vec<_> = (0..1 + caller % 5)
+                    .map(|i| reading(&sensor, f64::from(caller) + f64::from(i) / 10.0))
+                    .collect();
+                let mut bad = reading(&sensor, 20.0);
+                bad.humidity_percent = Some(-1.0);
+                if caller % 3 == 0 {
+                    readings.insert(0, bad);
+                }
+                let reply = client
+                    .ingest(pb::IngestRequest {
+                        readings: readings.clone(),
+                    })
+                    .await
+                    .expect("ingest")
+                    .into_inner();
+                // The same batch again: all duplicates of this caller's own.
+                let retry = client
+                    .ingest(pb::IngestRequest {
+                        readings: readings.clone(),
+                    })
+                    .await
+                    .expect("retry")
+                    .into_inner();
+                (readings, reply, retry)
+            })
+        })
+        .collect();
+    let mut stored_ids = Vec::new();
+    for caller in callers {
+        let (sent, reply, retry) = caller.await.expect("caller");
+        assert_eq!(reply.results.len(), sent.len());
+        for (i, (reading, result)) in sent.iter().zip(&reply.results).enumerate() {
+            assert_eq!(result.index as usize, i);
+            assert_eq!(result.id, reading.id);
+            let outcome = pb::ReadingOutcome::try_from(result.outcome).expect("outcome");
+            let retried = pb::ReadingOutcome::try_from(retry.results[i].outcome).expect("outcome");
+            if reading.humidity_percent == Some(-1.0) {
+                assert_eq!(outcome, pb::ReadingOutcome::Rejected);
+                assert_eq!(result.errors[0].field, "humidity_percent");
+            } else {
+                assert_eq!(outcome, pb::ReadingOutcome::Stored);
+                assert_eq!(retried, pb::ReadingOutcome::Duplicate);
+                assert_eq!(retry.results[i].seq, result.seq);
+                stored_ids.push((result.id.clone(), result.seq, reading.sensor_id.clone()));
+            }
+        }
+    }
+    let stored = mesh.all_readings().await;
+    assert_eq!(stored.len(), stored_ids.len());
+    for (id, seq, sensor) in &stored_ids {
+        let got = stored.iter().find(|r| &r.id == id).expect("stored");
+        assert_eq!((&got.seq, &got.sensor_id), (seq, sensor));
+    }
+    let mut seqs: Vec<u64> = stored.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=stored.len() as u64).collect::<Vec<_>>());
+    mesh.stop().await;
+}
+on_both_backends!(concurrent_callers_each_get_their_own_results);
+
 #[tokio::test]
 async fn a_wholly_invalid_request_is_invalid_argument_with_field_violations() {
     let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");

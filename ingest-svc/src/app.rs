@@ -71,7 +71,12 @@ impl IngestApp {
             .map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let stopping = CancellationToken::new();
-        let ingestor = Ingestor::new(channel, config.limits, runtime.max_message_bytes);
+        let ingestor = Ingestor::new(
+            channel,
+            config.limits,
+            runtime.max_message_bytes,
+            config.store_in_flight as usize,
+        );
         let service = IngestServiceServer::new(IngestGrpc::new(
             ingestor,
             config.stream_in_flight,

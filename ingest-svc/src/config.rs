@@ -26,6 +26,11 @@ pub struct IngestConfig {
     #[arg(long, env = "EDGE_STREAM_IN_FLIGHT", default_value_t = 8)]
     pub stream_in_flight: usize,
 
+    /// Append requests to store-svc outstanding at once; calls arriving while
+    /// all are busy are merged into the next one.
+    #[arg(long, env = "EDGE_STORE_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub store_in_flight: u32,
+
     #[command(flatten)]
     #[allow(missing_docs)]
     pub limits: Limits,
@@ -42,6 +47,7 @@ impl IngestConfig {
             ingest_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_INGEST_PORT)),
             store_url,
             stream_in_flight: 8,
+            store_in_flight: 4,
             limits: Limits::default(),
             client: ClientArgs::default(),
         }

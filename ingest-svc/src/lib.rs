@@ -4,6 +4,7 @@
 //! - [`validate`]: every reading judged on its own, with field-level reasons;
 //! - [`service`]: the unary and streaming handlers, forwarding valid readings
 //!   to store-svc and replying only once they are durable;
+//! - [`coalesce`]: concurrent calls share Append requests to store-svc;
 //! - [`error`]: the one mapping from failures to gRPC statuses;
 //! - [`config`] and [`app`]: flags, and building and running the service.
 //!
@@ -12,6 +13,7 @@
 //! the cloud, so the link's state cannot slow it (P3).
 
 pub mod app;
+pub mod coalesce;
 pub mod config;
 pub mod error;
 pub mod service;

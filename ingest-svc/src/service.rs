@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::coalesce::StoreAppender;
 use crate::error::IngestError;
 use crate::validate::{Limits, Rejection};
 
@@ -56,18 +57,26 @@ struct BatchOutcome {
 /// The shared core of both RPCs.
 #[derive(Clone)]
 pub struct Ingestor {
-    store: StoreServiceClient<Channel>,
+    store: StoreAppender,
     limits: Limits,
     metrics: IngestMetrics,
 }
 
 impl Ingestor {
-    /// An ingestor sending to store-svc over `channel`.
-    pub fn new(channel: Channel, limits: Limits, max_message_bytes: usize) -> Self {
+    /// An ingestor sending to store-svc over `channel`, with at most
+    /// `store_in_flight` Appends outstanding (calls arriving meanwhile are
+    /// merged; see [`crate::coalesce`]).
+    pub fn new(
+        channel: Channel,
+        limits: Limits,
+        max_message_bytes: usize,
+        store_in_flight: usize,
+    ) -> Self {
+        let client = StoreServiceClient::new(channel)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes);
         Self {
-            store: StoreServiceClient::new(channel)
-                .max_decoding_message_size(max_message_bytes)
-                .max_encoding_message_size(max_message_bytes),
+            store: StoreAppender::spawn(client, store_in_flight, max_message_bytes),
             limits,
             metrics: IngestMetrics::new(),
         }
@@ -120,21 +129,12 @@ impl Ingestor {
             }
         }
         if !valid.is_empty() {
-            let reply = self
+            let stored = self
                 .store
-                .clone()
-                .append(pb::AppendRequest { readings: valid })
+                .append(valid)
                 .await
-                .map_err(IngestError::from_store)?
-                .into_inner();
-            if reply.results.len() != valid_index.len() {
-                return Err(IngestError::Store(Status::internal(format!(
-                    "store-svc answered {} results for {} readings",
-                    reply.results.len(),
-                    valid_index.len()
-                ))));
-            }
-            for (index, stored) in valid_index.into_iter().zip(reply.results) {
+                .map_err(IngestError::from_store)?;
+            for (index, stored) in valid_index.into_iter().zip(stored) {
                 let result = &mut results[index];
                 result.seq = stored.seq;
                 result.clock_suspect = stored.clock_suspect;

@@ -25,9 +25,11 @@ const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, tempe
 /// The row counts multi-row statements come in, largest first. Statements,
 /// not rows, are the cost in sqlx's SQLite driver, so rows are batched; and a
 /// few fixed shapes (rather than one per group size) let both drivers reuse
-/// their prepared statements. Every shape stays under both backends' bind
-/// limits (512 rows × 14 columns).
-const STATEMENT_ROWS: [usize; 5] = [512, 128, 32, 8, 1];
+/// their prepared statements. Powers of two, so any group takes at most one
+/// statement per shape: small groups (single-reading calls) are where the
+/// statement count shows. Every shape stays under both backends' bind limits
+/// (512 rows × 14 columns).
+const STATEMENT_ROWS: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 // The widest statement (readings, 14 columns) stays within SQLite's bind limit
 // (32,766; PostgreSQL allows 65,535).

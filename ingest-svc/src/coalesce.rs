@@ -1,0 +1,174 @@
+//! Merging concurrent Append calls to store-svc.
+//!
+//! Every ingest call (a unary batch or one stream batch) needs one Append on
+//! store-svc. Sent one by one, a site with many gateways each sending a
+//! reading at a time spends most of its CPU on the ingest → store gRPC hop,
+//! not on the readings. So calls go through [`StoreAppender`]: at most
+//! `max_in_flight` Appends are outstanding, and while they are, newly arriving
+//! calls queue and leave together as one Append (up to store-svc's
+//! per-request limits). Idle, a call leaves at once, alone; busy, calls share
+//! requests, the way store-svc's writer shares transactions.
+//!
+//! Each caller still gets exactly its own results, in order. A failed merged
+//! request (store-svc unreachable, a database error) fails every call in it:
+//! none of their readings was acknowledged, and each gateway retries its own
+//! batch. Only validated readings are sent, so store-svc refusing one as
+//! invalid is a bug in ingest-svc's rules, reported as such (see
+//! [`crate::error`]), not something one gateway's bad input can cause.
+
+use std::sync::Arc;
+
+use edge_proto::rules::MAX_APPEND_READINGS;
+use edge_proto::v1 as pb;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use prost::Message as _;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tonic::Status;
+use tonic::transport::Channel;
+
+/// Calls that may wait for a free Append slot before callers feel
+/// back-pressure.
+const QUEUE_DEPTH: usize = 4096;
+
+/// Bytes kept free in a merged request for the message's own framing.
+const FRAMING_BYTES: usize = 1024;
+
+/// One caller's readings and where its results go.
+struct Call {
+    readings: Vec<pb::NewReading>,
+    bytes: usize,
+    reply: oneshot::Sender<Result<Vec<pb::AppendResult>, Status>>,
+}
+
+/// A handle for appending through the merging task.
+#[derive(Clone)]
+pub struct StoreAppender {
+    queue: mpsc::Sender<Call>,
+}
+
+impl StoreAppender {
+    /// Starts the merging task. A merged request holds at most
+    /// [`MAX_APPEND_READINGS`] readings and `max_message_bytes` encoded.
+    pub fn spawn(
+        store: StoreServiceClient<Channel>,
+        max_in_flight: usize,
+        max_message_bytes: usize,
+    ) -> StoreAppender {
+        let (queue, calls) = mpsc::channel(QUEUE_DEPTH);
+        let limits = Limits {
+            readings: MAX_APPEND_READINGS,
+            bytes: max_message_bytes.saturating_sub(FRAMING_BYTES).max(1),
+        };
+        tokio::spawn(run(store, calls, max_in_flight.max(1), limits));
+        StoreAppender { queue }
+    }
+
+    /// Appends `readings` on store-svc; one result per reading, in order.
+    pub async fn append(
+        &self,
+        readings: Vec<pb::NewReading>,
+    ) -> Result<Vec<pb::AppendResult>, Status> {
+        let bytes = readings.iter().map(|r| r.encoded_len() + 4).sum();
+        let (reply, answer) = oneshot::channel();
+        let closed = || Status::unavailable("ingest-svc's store client has stopped");
+        self.queue
+            .send(Call {
+                readings,
+                bytes,
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    readings: usize,
+    bytes: usize,
+}
+
+async fn run(
+    store: StoreServiceClient<Channel>,
+    mut calls: mpsc::Receiver<Call>,
+    max_in_flight: usize,
+    limits: Limits,
+) {
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    let mut carried: Option<Call> = None;
+    loop {
+        let first = match carried.take() {
+            Some(call) => call,
+            None => match calls.recv().await {
+                Some(call) => call,
+                None => break,
+            },
+        };
+        // Waiting for a slot is what lets the next calls gather.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (mut readings, mut bytes) = (first.readings.len(), first.bytes);
+        let mut group = vec![first];
+        while let Ok(call) = calls.try_recv() {
+            if readings + call.readings.len() > limits.readings || bytes + call.bytes > limits.bytes
+            {
+                carried = Some(call);
+                break;
+            }
+            readings += call.readings.len();
+            bytes += call.bytes;
+            group.push(call);
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            send(store, group).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Sends one merged Append and answers every call in it.
+async fn send(mut store: StoreServiceClient<Channel>, group: Vec<Call>) {
+    let total = group.iter().map(|call| call.readings.len()).sum();
+    let mut merged = Vec::with_capacity(total);
+    let mut replies = Vec::with_capacity(group.len());
+    for call in group {
+        replies.push((call.readings.len(), call.reply));
+        merged.extend(call.readings);
+    }
+    match append(&mut store, merged).await {
+        Ok(results) => {
+            let mut results = results.into_iter();
+            for (size, reply) in replies {
+                let _ = reply.send(Ok(results.by_ref().take(size).collect()));
+            }
+        }
+        Err(status) => {
+            for (_, reply) in replies {
+                let _ = reply.send(Err(status.clone()));
+            }
+        }
+    }
+}
+
+/// One Append, checked to answer once per reading.
+async fn append(
+    store: &mut StoreServiceClient<Channel>,
+    readings: Vec<pb::NewReading>,
+) -> Result<Vec<pb::AppendResult>, Status> {
+    let sent = readings.len();
+    let results = store
+        .append(pb::AppendRequest { readings })
+        .await?
+        .into_inner()
+        .results;
+    if results.len() != sent {
+        return Err(Status::internal(format!(
+            "store-svc answered {} results for {sent} readings",
+            results.len()
+        )));
+    }
+    Ok(results)
+}
