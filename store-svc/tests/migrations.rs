@@ -13,9 +13,14 @@ use edge_testkit::{TestDatabase, on_both_backends};
 use sqlx::migrate::Migrator;
 use store_svc::hlc::SystemClock;
 use store_svc::{StoreApp, StoreConfig};
+use tonic::transport::Channel;
 
 /// 2026-11-23T00:00:00Z.
 const T0_US: i64 = 1_795_392_000_000_000;
+
+/// The old store had handed out more version ids than seqs (as amendments
+/// will), so new versions must not assume version id = seq.
+const NEXT_VERSION_ID: i64 = 50;
 
 /// Readings written at schema 1: (seq, id, sensor, measured_at_us).
 fn old_readings() -> Vec<(i64, String, String, i64)> {
@@ -43,7 +48,7 @@ async fn database_at_version_1(db: &TestDatabase) {
     let insert_outbox = "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) \
          VALUES ($1, 1, $2, $2)";
     let state = "INSERT INTO site_state (singleton, site_id, next_seq, next_version_id, hlc) \
-         VALUES (1, 'site-old', 41, 41, $1)";
+         VALUES (1, 'site-old', 41, $2, $1)";
     let hlc = |seq: i64| ((T0_US / 1_000) << 16) + seq;
 
     macro_rules! fill {
@@ -54,6 +59,7 @@ async fn database_at_version_1(db: &TestDatabase) {
             migrator.run(&pool).await.expect("schema version 1");
             sqlx::query(state)
                 .bind(hlc(40))
+                .bind(NEXT_VERSION_ID)
                 .execute(&pool)
                 .await
                 .expect("state");
@@ -128,6 +134,14 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
         .await
         .expect("connect");
 
+    // Before any new write: the migrated readings, all from the index.
+    for sensor in ["old-0", "old-1", "old-2"] {
+        assert_eq!(
+            by_sensor(&mut client, sensor).await,
+            expected(sensor, &[], &[])
+        );
+    }
+
     // New readings after the upgrade continue the old sequence.
     let new: Vec<pb::NewReading> = (41..=55u32)
         .map(|n| pb::NewReading {
@@ -158,42 +172,12 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     assert_eq!(seqs, (41..=55).collect::<Vec<u64>>());
 
     for sensor in ["old-0", "old-1", "old-2"] {
-        let mut got = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let page = client
-                .query_readings(pb::QueryReadingsRequest {
-                    sensor_id: sensor.into(),
-                    page_size: 4,
-                    page_token,
-                    ..Default::default()
-                })
-                .await
-                .expect("query")
-                .into_inner();
-            got.extend(page.readings.into_iter().map(|r| r.seq));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            page_token = page.next_page_token;
-        }
-        let mut want: Vec<(i64, u64)> = old_readings()
-            .into_iter()
-            .filter(|(_, _, s, _)| s == sensor)
-            .map(|(seq, _, _, at)| (at, seq as u64))
-            .chain(
-                new.iter()
-                    .zip(&seqs)
-                    .filter(|(r, _)| r.sensor_id == sensor)
-                    .map(|(r, seq)| {
-                        let at = r.measured_at.expect("time").seconds * 1_000_000;
-                        (at, *seq)
-                    }),
-            )
-            .collect();
-        want.sort_unstable();
-        let want: Vec<u64> = want.into_iter().map(|(_, seq)| seq).collect();
-        assert_eq!(got, want, "{sensor}: old and new readings, in time order");
+        let want: Vec<u64> = expected(sensor, &new, &seqs);
+        assert_eq!(
+            by_sensor(&mut client, sensor).await,
+            want,
+            "{sensor}: old and new readings, in time order"
+        );
     }
 
     let stats = client
@@ -201,8 +185,85 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
         .await
         .expect("stats")
         .into_inner();
-    assert_eq!(stats.total_readings, 55);
+    assert_eq!(
+        (
+            stats.total_readings,
+            stats.total_versions,
+            stats.unsynced_versions
+        ),
+        (55, 55, 55)
+    );
     stop.cancel();
     task.await.expect("store task").expect("store served");
+
+    // Each new reading's first version continues the old version ids, and has
+    // its own outbox entry.
+    let check = "SELECT v.reading_seq, v.version_id FROM reading_versions v \
+         JOIN outbox o ON o.version_id = v.version_id WHERE v.reading_seq > 40 ORDER BY 1";
+    let versions: Vec<(i64, i64)> = match &db.url {
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.expect("postgres");
+            sqlx::query_as(check)
+                .fetch_all(&pool)
+                .await
+                .expect("versions")
+        }
+        None => {
+            let pool = sqlx::SqlitePool::connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new().filename(db.data_dir.join("edge.db")),
+            )
+            .await
+            .expect("sqlite");
+            sqlx::query_as(check)
+                .fetch_all(&pool)
+                .await
+                .expect("versions")
+        }
+    };
+    let want: Vec<(i64, i64)> = (41..=55)
+        .map(|seq| (seq, seq - 41 + NEXT_VERSION_ID))
+        .collect();
+    assert_eq!(versions, want);
+}
+
+/// Every seq stored for `sensor`, paging 4 at a time.
+async fn by_sensor(client: &mut StoreServiceClient<Channel>, sensor: &str) -> Vec<u64> {
+    let mut got = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .query_readings(pb::QueryReadingsRequest {
+                sensor_id: sensor.into(),
+                page_size: 4,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .expect("query")
+            .into_inner();
+        got.extend(page.readings.into_iter().map(|r| r.seq));
+        if page.next_page_token.is_empty() {
+            return got;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// The seqs of `sensor`'s old readings and of `new` (stored as `seqs`), in
+/// (measured_at, seq) order.
+fn expected(sensor: &str, new: &[pb::NewReading], seqs: &[u64]) -> Vec<u64> {
+    let mut want: Vec<(i64, u64)> = old_readings()
+        .into_iter()
+        .filter(|(_, _, s, _)| s == sensor)
+        .map(|(seq, _, _, at)| (at, seq as u64))
+        .chain(
+            new.iter()
+                .zip(seqs)
+                .filter(|(r, _)| r.sensor_id == sensor)
+                .map(|(r, seq)| (r.measured_at.expect("time").seconds * 1_000_000, *seq)),
+        )
+        .collect();
+    want.sort_unstable();
+    want.into_iter().map(|(_, seq)| seq).collect()
 }
 on_both_backends!(an_old_database_is_upgraded_and_keeps_serving_its_readings);

@@ -22,3 +22,4 @@ ALTER TABLE site_state ADD COLUMN sensor_indexed_seq BIGINT NOT NULL DEFAULT 0;
 INSERT INTO readings_by_sensor (sensor_id, measured_at_us, seq)
     SELECT sensor_id, measured_at_us, seq FROM readings ORDER BY sensor_id, measured_at_us, seq;
 UPDATE site_state SET sensor_indexed_seq = next_seq - 1;
+ANALYZE readings_by_sensor;

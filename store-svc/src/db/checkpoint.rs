@@ -30,7 +30,9 @@ pub(super) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// Bytes the WAL file is trimmed to after it rewinds.
 pub(super) const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The background checkpoint task.
+/// The background checkpoint task. Dropping it (a store that failed to
+/// finish opening) stops the task too; [`Checkpointer::stop`] also waits for
+/// it.
 pub(super) struct Checkpointer {
     committed: std::sync::Arc<Notify>,
     stop: CancellationToken,
@@ -67,6 +69,12 @@ impl Checkpointer {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 

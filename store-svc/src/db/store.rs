@@ -347,6 +347,7 @@ where
             return Ok(());
         };
         let version_offset = first.version_id - first.seq;
+        debug_assert!(rows.iter().all(|r| r.version_id - r.seq == version_offset));
         let mut sql = String::from(
             "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
              humidity, created_at_us) \
@@ -529,7 +530,9 @@ where
     DB::placeholder(&mut sql, 1);
     sql.push_str(" AND seq <= ");
     DB::placeholder(&mut sql, 2);
-    sql.push_str(" ORDER BY sensor_id, measured_at_us, seq");
+    // Derived rows: one already there (a restored or repaired database) is
+    // the same row, and must not stop ingest.
+    sql.push_str(" ORDER BY sensor_id, measured_at_us, seq ON CONFLICT DO NOTHING");
     sqlx::query::<DB>(&sql)
         .bind(from)
         .bind(to)
