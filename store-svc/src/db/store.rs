@@ -7,7 +7,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use sqlx::{
+    Arguments as _, ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type,
+};
 
 use super::backend::Backend;
 use super::checkpoint::Checkpointer;
@@ -231,7 +233,8 @@ where
             self.insert_rows(&mut tx, &rows, now_us).await?;
             let last_seq = next_seq - 1;
             if last_seq - sensor_indexed_seq >= self.sensor_index_batch {
-                index_sensors(&mut tx, sensor_indexed_seq, last_seq).await?;
+                self.index_sensors(&mut tx, sensor_indexed_seq, last_seq)
+                    .await?;
                 sensor_indexed_seq = last_seq;
             }
             sqlx::query(
@@ -348,47 +351,50 @@ where
         };
         let version_offset = first.version_id - first.seq;
         debug_assert!(rows.iter().all(|r| r.version_id - r.seq == version_offset));
-        let mut sql = String::from(
+        let mut versions = SqlBuilder::<DB>::default();
+        versions.push(
             "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
-             humidity, created_at_us) \
-             SELECT seq + ",
+             humidity, created_at_us) SELECT seq + ",
         );
-        DB::placeholder(&mut sql, 1);
-        sql.push_str(", seq, version_hlc, version_site_id, temperature, humidity, ");
-        DB::placeholder(&mut sql, 2);
-        sql.push_str(" FROM readings WHERE seq >= ");
-        DB::placeholder(&mut sql, 3);
-        sql.push_str(" AND seq <= ");
-        DB::placeholder(&mut sql, 4);
-        sqlx::query::<DB>(&sql)
-            .bind(version_offset)
-            .bind(now_us)
-            .bind(first.seq)
-            .bind(last.seq)
-            .execute(&mut *conn)
-            .await?;
+        versions.arg(version_offset);
+        versions.push(", seq, version_hlc, version_site_id, temperature, humidity, ");
+        versions.arg(now_us);
+        versions.readings_in_seq_range(first.seq, last.seq);
+        versions.query()?.execute(&mut *conn).await?;
 
-        let mut sql = String::from(
+        let mut outbox = SqlBuilder::<DB>::default();
+        outbox.push(
             "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) \
              SELECT seq + ",
         );
-        DB::placeholder(&mut sql, 1);
-        sql.push_str(", priority, ");
-        DB::placeholder(&mut sql, 2);
-        sql.push_str(", ");
-        DB::placeholder(&mut sql, 3);
-        sql.push_str(" FROM readings WHERE seq >= ");
-        DB::placeholder(&mut sql, 4);
-        sql.push_str(" AND seq <= ");
-        DB::placeholder(&mut sql, 5);
-        sqlx::query::<DB>(&sql)
-            .bind(version_offset)
-            .bind(now_us)
-            .bind(now_us)
-            .bind(first.seq)
-            .bind(last.seq)
-            .execute(&mut *conn)
-            .await?;
+        outbox.arg(version_offset);
+        outbox.push(", priority, ");
+        outbox.arg(now_us);
+        outbox.push(", ");
+        outbox.arg(now_us);
+        outbox.readings_in_seq_range(first.seq, last.seq);
+        outbox.query()?.execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Copies readings `(from, to]` into `readings_by_sensor`, sorted by its
+    /// key so each of its pages is written once per batch.
+    async fn index_sensors(
+        &self,
+        conn: &mut DB::Connection,
+        from: i64,
+        to: i64,
+    ) -> Result<(), DbError> {
+        let mut sql = SqlBuilder::<DB>::default();
+        sql.push(
+            "INSERT INTO readings_by_sensor (sensor_id, measured_at_us, seq) \
+             SELECT sensor_id, measured_at_us, seq",
+        );
+        sql.readings_in_seq_range(from + 1, to);
+        // Derived rows: one already there (a restored or repaired database) is
+        // the same row, and must not stop ingest.
+        sql.push(" ORDER BY sensor_id, measured_at_us, seq ON CONFLICT DO NOTHING");
+        sql.query()?.execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -442,7 +448,7 @@ where
             }
         }
         let mut rows = sql
-            .query_as::<StoredReading>()
+            .query_as::<StoredReading>()?
             .fetch_all(&mut *self.read.acquire().await?)
             .await?;
         let next = if rows.len() > page {
@@ -512,33 +518,6 @@ where
         self.read.close().await;
         self.write.close().await;
     }
-}
-
-/// Copies readings `(from, to]` into `readings_by_sensor`, sorted by its
-/// key so each of its pages is written once per batch.
-async fn index_sensors<DB>(conn: &mut DB::Connection, from: i64, to: i64) -> Result<(), DbError>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-{
-    let mut sql = String::from(
-        "INSERT INTO readings_by_sensor (sensor_id, measured_at_us, seq) \
-         SELECT sensor_id, measured_at_us, seq FROM readings WHERE seq > ",
-    );
-    DB::placeholder(&mut sql, 1);
-    sql.push_str(" AND seq <= ");
-    DB::placeholder(&mut sql, 2);
-    // Derived rows: one already there (a restored or repaired database) is
-    // the same row, and must not stop ingest.
-    sql.push_str(" ORDER BY sensor_id, measured_at_us, seq ON CONFLICT DO NOTHING");
-    sqlx::query::<DB>(&sql)
-        .bind(from)
-        .bind(to)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
 
 /// [`READING_COLUMNS`], each prefixed with a table alias.
@@ -623,20 +602,51 @@ impl<'a, DB: Backend> SqlBuilder<'a, DB> {
         }
     }
 
-    fn query_as<T>(&'a self) -> sqlx::query::QueryAs<'a, DB, T, DB::Arguments<'a>>
+    /// ` FROM readings WHERE seq >= first AND seq <= last`: the readings a
+    /// group (or a sensor-index batch) covers.
+    fn readings_in_seq_range(&mut self, first_seq: i64, last_seq: i64) {
+        self.push(" FROM readings WHERE seq >= ");
+        self.arg(first_seq);
+        self.push(" AND seq <= ");
+        self.arg(last_seq);
+    }
+
+    /// The bind values, in placeholder order.
+    fn arguments(&self) -> Result<DB::Arguments<'a>, DbError>
     where
-        T: for<'r> FromRow<'r, DB::Row>,
         i64: Encode<'a, DB> + Type<DB>,
         &'a str: Encode<'a, DB> + Type<DB>,
     {
-        let mut query = sqlx::query_as::<DB, T>(&self.sql);
+        let mut arguments = DB::Arguments::default();
         for arg in &self.args {
-            query = match arg {
-                Arg::Int(value) => query.bind(*value),
-                Arg::Text(value) => query.bind(*value),
-            };
+            match *arg {
+                Arg::Int(value) => arguments.add(value),
+                Arg::Text(value) => arguments.add(value),
+            }
+            .map_err(sqlx::Error::Encode)?;
         }
-        query
+        Ok(arguments)
+    }
+
+    /// The statement, for `execute`.
+    fn query(&'a self) -> Result<sqlx::query::Query<'a, DB, DB::Arguments<'a>>, DbError>
+    where
+        DB::Arguments<'a>: IntoArguments<'a, DB>,
+        i64: Encode<'a, DB> + Type<DB>,
+        &'a str: Encode<'a, DB> + Type<DB>,
+    {
+        Ok(sqlx::query_with(&self.sql, self.arguments()?))
+    }
+
+    /// The statement, for rows of `T`.
+    fn query_as<T>(&'a self) -> Result<sqlx::query::QueryAs<'a, DB, T, DB::Arguments<'a>>, DbError>
+    where
+        T: for<'r> FromRow<'r, DB::Row>,
+        DB::Arguments<'a>: IntoArguments<'a, DB>,
+        i64: Encode<'a, DB> + Type<DB>,
+        &'a str: Encode<'a, DB> + Type<DB>,
+    {
+        Ok(sqlx::query_as_with(&self.sql, self.arguments()?))
     }
 }
 
