@@ -9,7 +9,7 @@ use std::time::Duration;
 use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_runtime::{RuntimeArgs, Shutdown};
-use edge_testkit::{TestDatabase, on_both_backends};
+use edge_testkit::{TestDatabase, on_both_backends, query_all};
 use sqlx::migrate::Migrator;
 use store_svc::hlc::SystemClock;
 use store_svc::{StoreApp, StoreConfig};
@@ -228,25 +228,16 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
 
 /// Every seq stored for `sensor`, paging 4 at a time.
 async fn by_sensor(client: &mut StoreServiceClient<Channel>, sensor: &str) -> Vec<u64> {
-    let mut got = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .query_readings(pb::QueryReadingsRequest {
-                sensor_id: sensor.into(),
-                page_size: 4,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .expect("query")
-            .into_inner();
-        got.extend(page.readings.into_iter().map(|r| r.seq));
-        if page.next_page_token.is_empty() {
-            return got;
-        }
-        page_token = page.next_page_token;
-    }
+    let request = pb::QueryReadingsRequest {
+        sensor_id: sensor.into(),
+        page_size: 4,
+        ..Default::default()
+    };
+    query_all(client, request)
+        .await
+        .into_iter()
+        .map(|r| r.seq)
+        .collect()
 }
 
 /// The seqs of `sensor`'s old readings and of `new` (stored as `seqs`), in

@@ -8,7 +8,7 @@ use std::time::Duration;
 use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_runtime::{RuntimeArgs, Shutdown};
-use edge_testkit::{TestDatabase, on_both_backends};
+use edge_testkit::{TestDatabase, on_both_backends, query_all};
 use prost_types::Timestamp;
 use store_svc::app::StartError;
 use store_svc::hlc::WallClock;
@@ -116,26 +116,6 @@ async fn append(
         .expect("append")
         .into_inner()
         .results
-}
-
-async fn query_all(
-    client: &mut StoreServiceClient<Channel>,
-    mut request: pb::QueryReadingsRequest,
-) -> Vec<pb::StoredReading> {
-    let mut all = Vec::new();
-    loop {
-        let page = client
-            .query_readings(request.clone())
-            .await
-            .expect("query")
-            .into_inner();
-        assert!(page.readings.len() <= request.page_size.max(100) as usize);
-        all.extend(page.readings);
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        request.page_token = page.next_page_token;
-    }
 }
 
 async fn stats(client: &mut StoreServiceClient<Channel>) -> pb::GetStatsResponse {

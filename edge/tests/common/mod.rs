@@ -111,24 +111,13 @@ impl Mesh {
     }
 }
 
+/// Every reading the store holds.
 pub async fn query_all(client: &mut StoreServiceClient<Channel>) -> Vec<pb::StoredReading> {
-    let mut request = pb::QueryReadingsRequest {
+    let request = pb::QueryReadingsRequest {
         page_size: 1000,
         ..Default::default()
     };
-    let mut all = Vec::new();
-    loop {
-        let page = client
-            .query_readings(request.clone())
-            .await
-            .expect("query")
-            .into_inner();
-        all.extend(page.readings);
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        request.page_token = page.next_page_token;
-    }
+    edge_testkit::query_all(client, request).await
 }
 
 /// A valid gateway reading with a fresh UUIDv7.
