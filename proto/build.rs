@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "edge/v1/reading.proto",
         "edge/v1/ingest.proto",
         "edge/v1/store.proto",
+        "edge/v1/sync.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use edge_runtime::RuntimeArgs;
 use ingest_svc::IngestConfig;
 use store_svc::StoreConfig;
+use sync_svc::SyncConfig;
 
 /// The edge mesh: an offline-first data platform for edge sites.
 #[derive(Parser)]
@@ -19,13 +20,20 @@ pub struct Cli {
 /// What to do.
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the mesh (store-svc and ingest-svc) in this process, on SQLite in
-    /// the data directory unless --database-url says otherwise.
+    /// Run the mesh (store-svc, ingest-svc and sync-svc) in this process, on
+    /// SQLite in the data directory unless --database-url says otherwise.
     Up(Box<UpArgs>),
     /// Page through stored readings.
     Query(QueryArgs),
     /// Print the site's books: readings, backlog, dead letters, database size.
     Stats(StatsArgs),
+    /// Sync to the cloud: status, sync now, follow the status.
+    Sync(SyncArgs),
+    /// Versions the cloud rejected as permanently invalid: list, re-drive.
+    DeadLetters(DeadLettersArgs),
+    /// Run the reference cloud server (the cloud contract, for tests, demos
+    /// and a central hub).
+    Cloud(Box<CloudCommandArgs>),
     /// Simulate sensor gateways pushing readings (a load generator).
     Simulate(SimulateArgs),
     /// Run the ingest benchmark matrix and print a table.
@@ -41,9 +49,11 @@ pub struct UpArgs {
     pub store: StoreConfig,
     #[command(flatten)]
     pub ingest: IngestConfig,
+    #[command(flatten)]
+    pub sync: SyncConfig,
     /// Once every service listens, write their addresses here as JSON
-    /// (`{"ingest": "…", "store": "…", "metrics": "…"}`). For scripts and tests
-    /// that bind port 0.
+    /// (`{"ingest": "…", "store": "…", "sync": "…", "metrics": "…"}`). For
+    /// scripts and tests that bind port 0.
     #[arg(long, env = "EDGE_READY_FILE")]
     pub ready_file: Option<PathBuf>,
 }
@@ -54,6 +64,91 @@ pub struct StoreTarget {
     /// store-svc's gRPC address.
     #[arg(long, env = "EDGE_STORE_URL", default_value = "http://127.0.0.1:50052")]
     pub store_url: String,
+}
+
+/// `edge cloud`.
+#[derive(Args)]
+pub struct CloudCommandArgs {
+    /// Log filter in `tracing` EnvFilter syntax.
+    #[arg(long, env = "EDGE_LOG", default_value = "info")]
+    pub log: String,
+    /// Log line format.
+    #[arg(long, env = "EDGE_LOG_FORMAT", value_enum, default_value_t = edge_runtime::config::LogFormat::Text)]
+    pub log_format: edge_runtime::config::LogFormat,
+    #[command(flatten)]
+    pub cloud: edge_cloud::CloudArgs,
+    /// Once both ports listen, write their addresses here as JSON
+    /// (`{"listen": "…", "admin": "…"}`). For scripts and tests that bind port 0.
+    #[arg(long, env = "EDGE_CLOUD_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Where sync-svc is.
+#[derive(Args, Clone)]
+pub struct SyncTarget {
+    /// sync-svc's gRPC address.
+    #[arg(long, env = "EDGE_SYNC_URL", default_value = "http://127.0.0.1:50053")]
+    pub sync_url: String,
+}
+
+/// `edge sync`.
+#[derive(Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub target: SyncTarget,
+    #[command(subcommand)]
+    pub command: SyncCommand,
+}
+
+/// What to ask sync-svc.
+#[derive(Subcommand)]
+pub enum SyncCommand {
+    /// Link state, backlog, last success and error, next attempt.
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Probe the cloud and push now, skipping any global backoff.
+    Now,
+    /// Print the status on every change until interrupted.
+    Watch {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// `edge dead-letters`.
+#[derive(Args)]
+pub struct DeadLettersArgs {
+    #[command(flatten)]
+    pub target: StoreTarget,
+    #[command(subcommand)]
+    pub command: DeadLettersCommand,
+}
+
+/// What to do with dead letters.
+#[derive(Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters, oldest first.
+    List {
+        /// Stop after this many.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Put dead letters back in the outbox to be pushed again.
+    Redrive {
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "version_ids")]
+        all: bool,
+        /// Version ids (as `list` prints them).
+        #[arg(required_unless_present = "all")]
+        version_ids: Vec<u64>,
+    },
 }
 
 /// A sync state to filter on.

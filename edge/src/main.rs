@@ -4,7 +4,10 @@ mod bench;
 mod cli;
 mod load;
 mod ops;
+mod sync_ops;
 mod up;
+
+use anyhow::Context as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -13,9 +16,34 @@ async fn main() -> anyhow::Result<()> {
         cli::Command::Up(args) => up::run(*args).await,
         cli::Command::Query(args) => ops::query(args).await,
         cli::Command::Stats(args) => ops::stats(args).await,
+        cli::Command::Sync(args) => sync_ops::sync(args).await,
+        cli::Command::DeadLetters(args) => sync_ops::dead_letters(args).await,
+        cli::Command::Cloud(args) => edge_cloud_run(*args).await,
         cli::Command::Simulate(args) => load::simulate(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
     }
+}
+
+/// `edge cloud`: the reference cloud until SIGTERM or Ctrl-C.
+async fn edge_cloud_run(args: cli::CloudCommandArgs) -> anyhow::Result<()> {
+    edge_runtime::telemetry::init_logging(&edge_runtime::RuntimeArgs {
+        log: args.log.clone(),
+        log_format: args.log_format,
+        ..edge_runtime::RuntimeArgs::default()
+    });
+    let shutdown = edge_runtime::shutdown::on_signal();
+    let app = edge_cloud::CloudApp::build(&args.cloud)
+        .await
+        .context("the reference cloud could not start")?;
+    if let Some(path) = &args.ready_file {
+        let ready = serde_json::json!({
+            "listen": app.local_addr().to_string(),
+            "admin": app.admin_addr().to_string(),
+        });
+        up::write_ready_file(path, &ready)?;
+    }
+    app.run(shutdown).await?;
+    Ok(())
 }
 
 #[cfg(test)]

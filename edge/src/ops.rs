@@ -13,14 +13,14 @@ use tonic::transport::Channel;
 
 use crate::cli::{Format, QueryArgs, StatsArgs, StoreTarget, SyncStateArg};
 
-fn client(target: &StoreTarget) -> anyhow::Result<StoreServiceClient<Channel>> {
+pub(crate) fn client(target: &StoreTarget) -> anyhow::Result<StoreServiceClient<Channel>> {
     Ok(
         StoreServiceClient::new(channel(&target.store_url, &ClientArgs::default())?)
             .max_decoding_message_size(edge_runtime::config::DEFAULT_MAX_MESSAGE_BYTES),
     )
 }
 
-fn rfc3339(ts: Option<&Timestamp>) -> String {
+pub(crate) fn rfc3339(ts: Option<&Timestamp>) -> String {
     ts.and_then(|ts| {
         let nanos = u32::try_from(ts.nanos).ok()?;
         let secs = u64::try_from(ts.seconds).ok()?;

@@ -1,4 +1,4 @@
-//! `edge up`: store-svc and ingest-svc in one process, each on its own port,
+//! `edge up`: store-svc, ingest-svc and sync-svc in one process, each on its own port,
 //! sharing one metrics endpoint. The services are the same libraries the
 //! per-service binaries run; only the wiring is here.
 
@@ -10,6 +10,7 @@ use edge_runtime::{Shutdown, metrics_http, shutdown, telemetry};
 use ingest_svc::IngestApp;
 use store_svc::StoreApp;
 use store_svc::hlc::SystemClock;
+use sync_svc::SyncApp;
 use tokio::net::TcpListener;
 
 use crate::cli::UpArgs;
@@ -26,6 +27,15 @@ fn dialable(addr: SocketAddr) -> SocketAddr {
         }
         other => other,
     }
+}
+
+/// Writes `ready` to `path` whole then renames it, so a reader never sees
+/// half a file.
+pub fn write_ready_file(path: &std::path::Path, ready: &serde_json::Value) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, ready.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write the ready file {}", path.display()))
 }
 
 /// Runs the mesh until SIGTERM or Ctrl-C.
@@ -57,30 +67,35 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("ingest-svc could not start")?;
     let ingest_addr = ingest.local_addr();
 
+    let store_url = format!("http://{}", dialable(store_addr));
+    let sync = SyncApp::build(&args.sync, &store_url, &args.runtime, &args.ingest.client)
+        .await
+        .context("sync-svc could not start")?;
+    let sync_addr = sync.local_addr();
+
     if let Some(path) = &args.ready_file {
         let ready = serde_json::json!({
             "ingest": dialable(ingest_addr).to_string(),
             "store": dialable(store_addr).to_string(),
+            "sync": dialable(sync_addr).to_string(),
             "metrics": dialable(metrics_addr).to_string(),
             "site_id": site_id,
         });
-        // Written whole then renamed, so a reader never sees half a file.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, ready.to_string())
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+        write_ready_file(path, &ready)?;
     }
     tracing::info!(
         %site_id,
         ingest = %ingest_addr,
         store = %store_addr,
+        sync = %sync_addr,
         metrics = %metrics_addr,
         "edge mesh up"
     );
 
-    // Shutdown order: ingest-svc stops taking readings and drains first, so its
-    // in-flight calls can still reach store-svc; then store-svc drains and
-    // closes the database. If store-svc stops on its own (a serving error),
+    // Shutdown order: ingest-svc and sync-svc stop first (ingest drains its
+    // in-flight calls, sync abandons its push: the lease lapses and the batch
+    // goes again later), so their calls can still reach store-svc; then
+    // store-svc drains and closes the database. If store-svc stops on its own (a serving error),
     // the whole process shuts down rather than leave ingest-svc answering
     // UNAVAILABLE forever.
     let store_stop = Shutdown::new();
@@ -93,11 +108,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             result
         }
     });
+    let sync_task = tokio::spawn(sync.run(shutdown.clone()));
     let ingest_result = ingest.run(shutdown.clone()).await;
+    shutdown.cancel();
+    let sync_result = sync_task.await.context("sync-svc task failed")?;
     store_stop.cancel();
     let store_result = store_task.await.context("store-svc task failed")?;
     metrics.await.context("metrics task failed")??;
     ingest_result.context("ingest-svc failed")?;
+    sync_result.context("sync-svc failed")?;
     store_result.context("store-svc failed")?;
     Ok(())
 }

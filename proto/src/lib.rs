@@ -4,7 +4,7 @@
 //! client/server types from here and turn them into validated domain types at
 //! their gRPC boundary. Modules mirror the proto packages.
 
-/// Package `edge.v1`: readings, the ingest and store services.
+/// Package `edge.v1`: readings, the ingest, store and sync services.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("edge.v1");
@@ -22,4 +22,6 @@ pub mod service_names {
     pub const INGEST: &str = "edge.v1.IngestService";
     /// `edge.v1.StoreService`.
     pub const STORE: &str = "edge.v1.StoreService";
+    /// `edge.v1.SyncService`.
+    pub const SYNC: &str = "edge.v1.SyncService";
 }

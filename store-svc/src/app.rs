@@ -49,7 +49,7 @@ impl StoreApp {
         runtime: &RuntimeArgs,
         clock: Arc<dyn WallClock>,
     ) -> Result<StoreApp, StartError> {
-        let db = Arc::new(Database::open(&config.db_config(), clock).await?);
+        let db = Arc::new(Database::open(&config.db_config(), clock.clone()).await?);
         tracing::info!(
             backend = db.backend(),
             site_id = db.site_id(),
@@ -66,7 +66,7 @@ impl StoreApp {
             source,
         })?;
         let (writer, writer_task) = Writer::spawn(db.clone(), config.group_commit_max_rows);
-        let service = StoreServiceServer::new(StoreGrpc::new(writer, db.clone()))
+        let service = StoreServiceServer::new(StoreGrpc::new(writer, db.clone(), clock))
             .max_decoding_message_size(runtime.max_message_bytes)
             .max_encoding_message_size(runtime.max_message_bytes);
         let server = GrpcServer::new(listener, runtime.shutdown_grace).add_service(service);

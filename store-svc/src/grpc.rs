@@ -3,15 +3,20 @@
 //! failures become gRPC statuses.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_server::StoreService;
 use tonic::{Request, Response, Status};
 
 use crate::db::{Database, DbError};
+use crate::hlc::WallClock;
+use crate::lease::{LeaseRequest, Leases};
 use crate::model::{
-    FieldViolation, MAX_APPEND_READINGS, NewReading, Outcome, ReadingQuery, us_to_timestamp,
+    FieldViolation, MAX_APPEND_READINGS, NewReading, Outcome, ReadingQuery, timestamp_to_us,
+    us_to_timestamp,
 };
+use crate::outbox::{Completion, FailedGroup};
 use crate::writer::{WriteError, Writer};
 
 /// Why a store call failed.
@@ -84,13 +89,88 @@ impl From<StoreError> for Status {
 pub struct StoreGrpc {
     writer: Writer,
     db: Arc<Database>,
+    leases: Leases,
+    clock: Arc<dyn WallClock>,
 }
 
 impl StoreGrpc {
-    /// Handlers over `db`, appending through `writer`.
-    pub fn new(writer: Writer, db: Arc<Database>) -> Self {
-        Self { writer, db }
+    /// Handlers over `db`, appending through `writer`; `clock` decides which
+    /// outbox entries are due.
+    pub fn new(writer: Writer, db: Arc<Database>, clock: Arc<dyn WallClock>) -> Self {
+        Self {
+            writer,
+            db,
+            leases: Leases::default(),
+            clock,
+        }
     }
+}
+
+/// Longest lease a caller may ask for.
+const MAX_LEASE: Duration = Duration::from_secs(3_600);
+/// Lease length when the caller names none.
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// Attempts after which a version is flagged stuck when the caller names none.
+const DEFAULT_STUCK_AFTER_ATTEMPTS: u32 = 10;
+/// Largest page of dead letters.
+const MAX_DEAD_LETTER_PAGE: u32 = 1_000;
+
+fn violation(field: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::Invalid(vec![(field.to_owned(), reason.into())])
+}
+
+/// Version ids from the wire: 1 to [`MAX_APPEND_READINGS`] of them, each a
+/// valid id.
+fn version_ids(field: &str, ids: &[u64]) -> Result<Vec<i64>, StoreError> {
+    if ids.len() > MAX_APPEND_READINGS {
+        return Err(violation(
+            field,
+            format!(
+                "at most {MAX_APPEND_READINGS} version ids, got {}",
+                ids.len()
+            ),
+        ));
+    }
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| {
+            i64::try_from(*id)
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| violation(&format!("{field}[{i}]"), "is not a version id"))
+        })
+        .collect()
+}
+
+/// Validates a CompleteBatch request into a [`Completion`].
+fn completion_from_proto(request: &pb::CompleteBatchRequest) -> Result<Completion, StoreError> {
+    let synced = version_ids("synced_version_ids", &request.synced_version_ids)?;
+    let rejected_ids: Vec<u64> = request.rejected.iter().map(|r| r.version_id).collect();
+    let rejected = version_ids("rejected", &rejected_ids)?
+        .into_iter()
+        .zip(&request.rejected)
+        .map(|(id, r)| (id, r.reason.clone()))
+        .collect();
+    let mut failed = Vec::with_capacity(request.failed.len());
+    for (i, group) in request.failed.iter().enumerate() {
+        let retry_at_us = timestamp_to_us(group.retry_at.as_ref())
+            .ok_or_else(|| violation(&format!("failed[{i}].retry_at"), "is required"))?;
+        failed.push(FailedGroup {
+            version_ids: version_ids(&format!("failed[{i}].version_ids"), &group.version_ids)?,
+            error: group.error.clone(),
+            retry_at_us,
+        });
+    }
+    let stuck_after = match request.stuck_after_attempts {
+        0 => DEFAULT_STUCK_AFTER_ATTEMPTS,
+        n => n,
+    };
+    Ok(Completion {
+        synced,
+        rejected,
+        failed,
+        stuck_after_attempts: i64::from(stuck_after),
+    })
 }
 
 fn outcome_to_proto(outcome: Outcome) -> pb::ReadingOutcome {
@@ -176,11 +256,164 @@ impl StoreService for StoreGrpc {
             oldest_unsynced_at: stats.oldest_unsynced_us.map(us_to_timestamp),
             database_bytes: to_u64(stats.database_bytes),
             last_seq: to_u64(stats.last_seq),
+            stuck_versions: to_u64(stats.stuck_versions),
+            synced_versions: to_u64(stats.synced_versions),
             hlc: Some(pb::Hlc {
                 physical_ms: stats.hlc.physical_ms,
                 logical: u32::from(stats.hlc.logical),
             }),
         }))
+    }
+
+    async fn lease_batch(
+        &self,
+        request: Request<pb::LeaseBatchRequest>,
+    ) -> Result<Response<pb::LeaseBatchResponse>, Status> {
+        let request = request.into_inner();
+        let max_versions = request.max_versions as usize;
+        if !(1..=MAX_APPEND_READINGS).contains(&max_versions) {
+            return Err(violation(
+                "max_versions",
+                format!("must be between 1 and {MAX_APPEND_READINGS}"),
+            )
+            .into());
+        }
+        if request.newest_share_percent > 100 {
+            return Err(violation("newest_share_percent", "must be between 0 and 100").into());
+        }
+        let duration = match request.lease_duration {
+            None => DEFAULT_LEASE,
+            Some(d) => Duration::try_from(d)
+                .ok()
+                .filter(|d| (Duration::from_secs(1)..=MAX_LEASE).contains(d))
+                .ok_or_else(|| violation("lease_duration", "must be between 1 s and 1 h"))?,
+        };
+        let now_us = self.clock.now_us();
+        let batch = self
+            .leases
+            .lease(
+                &self.db,
+                LeaseRequest {
+                    max_versions,
+                    newest_share_percent: request.newest_share_percent,
+                    duration,
+                },
+                now_us,
+            )
+            .await
+            .map_err(StoreError::from)?;
+        let expires_us = now_us.saturating_add(i64::try_from(duration.as_micros()).unwrap_or(0));
+        Ok(Response::new(pb::LeaseBatchResponse {
+            lease_expires_at: (!batch.lease_id.is_empty()).then(|| us_to_timestamp(expires_us)),
+            lease_id: batch.lease_id,
+            versions: batch.entries.into_iter().map(|e| e.into_proto()).collect(),
+        }))
+    }
+
+    async fn complete_batch(
+        &self,
+        request: Request<pb::CompleteBatchRequest>,
+    ) -> Result<Response<pb::CompleteBatchResponse>, Status> {
+        let request = request.into_inner();
+        let completion = completion_from_proto(&request)?;
+        let counts = self
+            .db
+            .complete(&completion)
+            .await
+            .map_err(StoreError::from)?;
+        // Only after the commit: see crate::lease.
+        self.leases.release(&request.lease_id).await;
+        Ok(Response::new(pb::CompleteBatchResponse {
+            synced: counts.synced,
+            dead_lettered: counts.dead_lettered,
+            failed: counts.failed,
+            newly_stuck: counts.newly_stuck,
+        }))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        let request = request.into_inner();
+        let page = match request.page_size {
+            0 => 100,
+            n if n <= MAX_DEAD_LETTER_PAGE => n,
+            _ => {
+                return Err(violation(
+                    "page_size",
+                    format!("must be at most {MAX_DEAD_LETTER_PAGE}"),
+                )
+                .into());
+            }
+        };
+        let after = if request.page_token.is_empty() {
+            0
+        } else {
+            request
+                .page_token
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| violation("page_token", "is not a token this call returned"))?
+        };
+        let mut rows = self
+            .db
+            .dead_letters(after, i64::from(page) + 1, request.unreported_only)
+            .await
+            .map_err(StoreError::from)?;
+        let next_page_token = if rows.len() > page as usize {
+            rows.truncate(page as usize);
+            rows.last()
+                .map(|r| r.entry.version_id.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListDeadLettersResponse {
+            dead_letters: rows
+                .into_iter()
+                .map(|r| pb::DeadLetter {
+                    dead_lettered_at: Some(us_to_timestamp(r.dead_lettered_at_us)),
+                    reported: r.dead_letter_reported,
+                    version: Some(r.entry.into_proto()),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn redrive_dead_letters(
+        &self,
+        request: Request<pb::RedriveDeadLettersRequest>,
+    ) -> Result<Response<pb::RedriveDeadLettersResponse>, Status> {
+        let request = request.into_inner();
+        let redriven = if request.all {
+            self.db.redrive(None).await
+        } else {
+            if request.version_ids.is_empty() {
+                return Err(violation("version_ids", "name at least one, or set all").into());
+            }
+            let ids = version_ids("version_ids", &request.version_ids)?;
+            self.db.redrive(Some(&ids)).await
+        }
+        .map_err(StoreError::from)?;
+        if redriven > 0 {
+            tracing::info!(redriven, "dead letters re-driven by an operator");
+        }
+        Ok(Response::new(pb::RedriveDeadLettersResponse { redriven }))
+    }
+
+    async fn mark_dead_letters_reported(
+        &self,
+        request: Request<pb::MarkDeadLettersReportedRequest>,
+    ) -> Result<Response<pb::MarkDeadLettersReportedResponse>, Status> {
+        let ids = version_ids("version_ids", &request.into_inner().version_ids)?;
+        self.db
+            .mark_reported(&ids)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(Response::new(pb::MarkDeadLettersReportedResponse {}))
     }
 }
 

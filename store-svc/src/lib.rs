@@ -15,7 +15,9 @@ pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod hlc;
+pub mod lease;
 pub mod model;
+pub mod outbox;
 pub mod writer;
 
 pub use app::StoreApp;

@@ -415,6 +415,10 @@ pub struct Stats {
     pub unsynced_versions: i64,
     /// Outbox entries dead-lettered.
     pub dead_letters: i64,
+    /// Unsynced entries flagged stuck.
+    pub stuck_versions: i64,
+    /// Versions the cloud acknowledged.
+    pub synced_versions: i64,
     /// Enqueue time of the oldest unsynced version, µs.
     pub oldest_unsynced_us: Option<i64>,
     /// Bytes the database occupies.

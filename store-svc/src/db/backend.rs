@@ -39,6 +39,8 @@ pub trait Backend: sqlx::Database {
     const SIZE_SQL: &'static str;
     /// Writes the placeholder for the `n`th bind parameter (from 1).
     fn placeholder(sql: &mut String, n: usize);
+    /// Rows a statement changed.
+    fn rows_affected(result: &Self::QueryResult) -> u64;
 }
 
 impl Backend for Sqlite {
@@ -53,6 +55,9 @@ impl Backend for Sqlite {
     fn placeholder(sql: &mut String, _n: usize) {
         sql.push('?');
     }
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
 impl Backend for Postgres {
@@ -62,6 +67,9 @@ impl Backend for Postgres {
     fn placeholder(sql: &mut String, n: usize) {
         use std::fmt::Write as _;
         let _ = write!(sql, "${n}");
+    }
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 

@@ -14,6 +14,8 @@
 
 mod backend;
 mod checkpoint;
+mod outbox;
+mod sql;
 mod store;
 
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ pub use store::Store;
 
 use crate::hlc::WallClock;
 use crate::model::{AppendOutcome, Cursor, NewReading, ReadingQuery, Stats, StoredReading};
+use crate::outbox::{Completion, CompletionCounts, DeadLetterEntry, DueOrder, OutboxEntry};
 
 /// A database operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +169,41 @@ impl Database {
     /// The site's books.
     pub async fn stats(&self) -> Result<Stats, DbError> {
         dispatch!(self, s => s.stats().await)
+    }
+
+    /// Outbox entries due at `now_us`, from the end `order` names.
+    pub async fn due(
+        &self,
+        order: DueOrder,
+        now_us: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxEntry>, DbError> {
+        dispatch!(self, s => s.due(order, now_us, limit).await)
+    }
+
+    /// Applies the cloud's answer for a batch.
+    pub async fn complete(&self, completion: &Completion) -> Result<CompletionCounts, DbError> {
+        dispatch!(self, s => s.complete(completion).await)
+    }
+
+    /// A page of dead letters after version id `after`.
+    pub async fn dead_letters(
+        &self,
+        after: i64,
+        limit: i64,
+        unreported_only: bool,
+    ) -> Result<Vec<DeadLetterEntry>, DbError> {
+        dispatch!(self, s => s.dead_letters(after, limit, unreported_only).await)
+    }
+
+    /// Re-drives the given dead letters, or all of them.
+    pub async fn redrive(&self, ids: Option<&[i64]>) -> Result<u64, DbError> {
+        dispatch!(self, s => s.redrive(ids).await)
+    }
+
+    /// Marks dead letters as reported to the cloud.
+    pub async fn mark_reported(&self, ids: &[i64]) -> Result<u64, DbError> {
+        dispatch!(self, s => s.mark_reported(ids).await)
     }
 
     /// Closes every connection (SQLite checkpoints its WAL on the last close).

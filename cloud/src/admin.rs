@@ -1,0 +1,181 @@
+//! The admin API, on its own port: fault injection, counters and the stored
+//! data. It is for tests and demos, has no authentication and binds loopback
+//! by default; it is a separate listener so that it keeps answering while
+//! the public port is refusing or black-holing connections.
+//!
+//! - `GET|PUT /admin/faults`: the [`Faults`] in force;
+//! - `GET /admin/stats`: [`CloudStats`];
+//! - `GET /admin/sites/{site_id}/versions?after=&limit=`: [`VersionsPage`];
+//! - `GET /admin/simple-readings?after=&limit=`: [`SimpleReadingsPage`].
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use edge_cloud_link::contract::{Priority, VersionStamp};
+use serde::{Deserialize, Serialize};
+
+use crate::api::error::ApiError;
+use crate::db::CloudDb;
+use crate::faults::{FaultState, Faults};
+use crate::stats::{CloudStats, Counters};
+
+/// Default page size of the admin listings.
+pub const DEFAULT_PAGE_LIMIT: u32 = 1_000;
+
+/// Largest page size of the admin listings.
+pub const MAX_PAGE_LIMIT: u32 = 10_000;
+
+/// One stored version, as `GET /admin/sites/{site_id}/versions` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredVersion {
+    /// The origin site's seq of the reading.
+    pub seq: u64,
+    /// The reading id.
+    pub reading_id: String,
+    /// Which version this is.
+    pub version: VersionStamp,
+    /// Sensor id.
+    pub sensor_id: String,
+    /// Degrees Celsius.
+    pub temperature_celsius: f64,
+    /// Percent relative humidity.
+    pub humidity_percent: f64,
+    /// Gateway clock at measurement, µs since the epoch.
+    pub measured_at_us: i64,
+    /// Site clock at arrival, µs since the epoch.
+    pub received_at_us: i64,
+    /// Forwarding priority.
+    pub priority: Priority,
+    /// The site flagged `measured_at` as suspect.
+    pub clock_suspect: bool,
+    /// Cloud-wide number of the push that stored it (grows across restarts).
+    pub push: u64,
+}
+
+/// `GET /admin/sites/{site_id}/versions`: versions in storage order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionsPage {
+    /// Up to `limit` versions.
+    pub versions: Vec<StoredVersion>,
+    /// Pass as `after` for the next page; `null` at the end.
+    pub next: Option<i64>,
+}
+
+/// One reading received through the simple API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSimpleReading {
+    /// The id answered in `201`.
+    pub id: i64,
+    /// Sensor id.
+    pub sensor_id: String,
+    /// Degrees Celsius.
+    pub temperature: f64,
+    /// Percent relative humidity.
+    pub humidity: f64,
+    /// The timestamp as sent (RFC 3339).
+    pub timestamp: String,
+}
+
+/// `GET /admin/simple-readings`: readings by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimpleReadingsPage {
+    /// Up to `limit` readings.
+    pub readings: Vec<StoredSimpleReading>,
+    /// Pass as `after` for the next page; `null` at the end.
+    pub next: Option<i64>,
+}
+
+/// `?after=&limit=` of the listings.
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+impl PageQuery {
+    fn parse(query: Result<Query<PageQuery>, QueryRejection>) -> Result<(i64, u32), ApiError> {
+        let Query(query) = query.map_err(|e| ApiError::invalid_field("query", e.body_text()))?;
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+        if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid_field(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE_LIMIT}, got {limit}"),
+            ));
+        }
+        Ok((query.after.unwrap_or(0), limit))
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    db: Arc<CloudDb>,
+    faults: FaultState,
+    counters: Arc<Counters>,
+}
+
+/// The admin router.
+pub(crate) fn router(db: Arc<CloudDb>, faults: FaultState, counters: Arc<Counters>) -> Router {
+    Router::new()
+        .route("/admin/faults", get(get_faults).put(put_faults))
+        .route("/admin/stats", get(stats))
+        .route("/admin/sites/{site_id}/versions", get(versions))
+        .route("/admin/simple-readings", get(simple_readings))
+        .fallback(crate::api::not_found)
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .with_state(AdminState {
+            db,
+            faults,
+            counters,
+        })
+}
+
+async fn get_faults(State(state): State<AdminState>) -> Json<Faults> {
+    Json(Faults::clone(&state.faults.current()))
+}
+
+async fn put_faults(
+    State(state): State<AdminState>,
+    body: Bytes,
+) -> Result<Json<Faults>, ApiError> {
+    let faults: Faults =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    faults
+        .validate()
+        .map_err(|e| ApiError::invalid_field(e.field, e.message))?;
+    state.faults.set(faults.clone());
+    Ok(Json(faults))
+}
+
+async fn stats(State(state): State<AdminState>) -> Json<CloudStats> {
+    Json(state.counters.snapshot())
+}
+
+async fn versions(
+    State(state): State<AdminState>,
+    Path(site_id): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<VersionsPage>, ApiError> {
+    let (after, limit) = PageQuery::parse(query)?;
+    let page = state.db.versions_page(&site_id, after, limit).await?;
+    Ok(Json(VersionsPage {
+        versions: page.rows,
+        next: page.next,
+    }))
+}
+
+async fn simple_readings(
+    State(state): State<AdminState>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<SimpleReadingsPage>, ApiError> {
+    let (after, limit) = PageQuery::parse(query)?;
+    let page = state.db.simple_page(after, limit).await?;
+    Ok(Json(SimpleReadingsPage {
+        readings: page.rows,
+        next: page.next,
+    }))
+}

@@ -1,0 +1,229 @@
+//! [`AdminClient`]: a typed client of the admin API (and of the public
+//! coverage endpoint), for end-to-end tests and demos that drive the
+//! reference cloud: set faults, read counters, list what the cloud holds.
+
+use std::time::Duration;
+
+use edge_cloud_link::contract::{Coverage, ErrorBody, coverage_path};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::admin::{
+    MAX_PAGE_LIMIT, SimpleReadingsPage, StoredSimpleReading, StoredVersion, VersionsPage,
+};
+use crate::faults::Faults;
+use crate::stats::CloudStats;
+
+/// An admin API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminClientError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+    /// The request did not get an answer (connection, timeout).
+    #[error("request to {url} failed: {source}")]
+    Request {
+        /// The URL asked.
+        url: String,
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered an error status.
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The status.
+        status: StatusCode,
+        /// The error body, if it was the usual JSON one.
+        body: Box<ErrorBodyOrText>,
+    },
+    /// The answer was not the expected JSON.
+    #[error("{url} answered something unexpected: {source}")]
+    Decode {
+        /// The URL asked.
+        url: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// An error answer's body: the contract's [`ErrorBody`], or raw text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ErrorBodyOrText {
+    /// The usual JSON error body.
+    Json(ErrorBody),
+    /// Anything else.
+    Text(String),
+}
+
+impl std::fmt::Display for ErrorBodyOrText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorBodyOrText::Json(body) => write!(f, "{}: {}", body.error.code, body.error.message),
+            ErrorBodyOrText::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Client of the reference cloud's admin API.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl AdminClient {
+    /// A client of the admin API at `admin_base_url` (e.g. `http://127.0.0.1:8081`).
+    pub fn new(admin_base_url: impl Into<String>) -> Result<Self, AdminClientError> {
+        // reqwest is built without a default crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(AdminClientError::Build)?;
+        Ok(AdminClient {
+            http,
+            base: admin_base_url.into().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The faults in force.
+    pub async fn faults(&self) -> Result<Faults, AdminClientError> {
+        self.get(&format!("{}/admin/faults", self.base)).await
+    }
+
+    /// Replaces the faults in force; returns them as the server stored them.
+    pub async fn set_faults(&self, faults: &Faults) -> Result<Faults, AdminClientError> {
+        let url = format!("{}/admin/faults", self.base);
+        let body = serde_json::to_vec(faults).map_err(|source| AdminClientError::Decode {
+            url: url.clone(),
+            source,
+        })?;
+        let request = self
+            .http
+            .put(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        send(request, url).await
+    }
+
+    /// Counters since the server started.
+    pub async fn stats(&self) -> Result<CloudStats, AdminClientError> {
+        self.get(&format!("{}/admin/stats", self.base)).await
+    }
+
+    /// One page of the versions stored for `site_id`, after cursor `after`.
+    pub async fn versions_page(
+        &self,
+        site_id: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<VersionsPage, AdminClientError> {
+        let mut url = format!(
+            "{}/admin/sites/{}/versions?limit={limit}",
+            self.base, site_id
+        );
+        if let Some(after) = after {
+            url.push_str(&format!("&after={after}"));
+        }
+        self.get(&url).await
+    }
+
+    /// Every version stored for `site_id`, in storage order.
+    pub async fn all_versions(
+        &self,
+        site_id: &str,
+    ) -> Result<Vec<StoredVersion>, AdminClientError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.versions_page(site_id, after, MAX_PAGE_LIMIT).await?;
+            all.extend(page.versions);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of the simple-API readings, after id `after`.
+    pub async fn simple_readings_page(
+        &self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<SimpleReadingsPage, AdminClientError> {
+        let mut url = format!("{}/admin/simple-readings?limit={limit}", self.base);
+        if let Some(after) = after {
+            url.push_str(&format!("&after={after}"));
+        }
+        self.get(&url).await
+    }
+
+    /// Every simple-API reading, by id.
+    pub async fn simple_readings_all(&self) -> Result<Vec<StoredSimpleReading>, AdminClientError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.simple_readings_page(after, MAX_PAGE_LIMIT).await?;
+            all.extend(page.readings);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// A site's coverage from the public API at `public_base_url`, with the
+    /// bearer `token` (coverage is part of the contract, not the admin API).
+    pub async fn coverage(
+        &self,
+        public_base_url: &str,
+        site_id: &str,
+        token: &str,
+    ) -> Result<Coverage, AdminClientError> {
+        let url = format!(
+            "{}{}",
+            public_base_url.trim_end_matches('/'),
+            coverage_path(site_id)
+        );
+        send(self.http.get(&url).bearer_auth(token), url).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, AdminClientError> {
+        send(self.http.get(url), url.to_owned()).await
+    }
+}
+
+/// Sends `request`, turning error statuses and bad JSON into errors.
+async fn send<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    url: String,
+) -> Result<T, AdminClientError> {
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(source) => return Err(AdminClientError::Request { url, source }),
+    };
+    let status = response.status();
+    let bytes = match response.bytes().await {
+        Ok(bytes) => bytes,
+        Err(source) => return Err(AdminClientError::Request { url, source }),
+    };
+    if !status.is_success() {
+        let body = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => ErrorBodyOrText::Json(body),
+            Err(_) => {
+                ErrorBodyOrText::Text(String::from_utf8_lossy(&bytes).chars().take(500).collect())
+            }
+        };
+        return Err(AdminClientError::Status {
+            url,
+            status,
+            body: Box::new(body),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|source| AdminClientError::Decode { url, source })
+}

@@ -1,0 +1,124 @@
+//! `edge cloud`'s flags. Every flag has an environment fallback. There is no
+//! default bearer token: a cloud that accepts any client is a configuration
+//! mistake, so a missing token fails start-up with a message naming the flag.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Default public port of the reference cloud (DESIGN §7).
+pub const DEFAULT_CLOUD_PORT: u16 = 8080;
+
+/// Default admin port; loopback only unless configured otherwise.
+pub const DEFAULT_ADMIN_PORT: u16 = 8081;
+
+/// The reference cloud's configuration; flattened into `edge cloud`.
+#[derive(Clone, Args)]
+pub struct CloudArgs {
+    /// Address of the public API (the cloud contract).
+    #[arg(
+        long = "listen",
+        env = "EDGE_CLOUD_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// Address of the admin API (fault injection, stats, stored data). It has
+    /// no authentication and is for tests and demos: keep it on loopback. It
+    /// is a separate port so it keeps answering while the public one is dark.
+    #[arg(
+        long = "admin-listen",
+        env = "EDGE_CLOUD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Directory of the embedded SQLite database (`cloud.db`).
+    #[arg(
+        long = "cloud-data-dir",
+        env = "EDGE_CLOUD_DATA_DIR",
+        default_value = "./cloud-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// `postgres://user:password@host/db` to use PostgreSQL instead of SQLite.
+    /// Never logged.
+    #[arg(
+        long = "cloud-database-url",
+        env = "EDGE_CLOUD_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// The bearer token clients must send (`Authorization: Bearer <token>`).
+    /// Required: there is no default secret. Never logged.
+    #[arg(long = "cloud-token", env = "EDGE_CLOUD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Database connections for reads (coverage, admin listings); writes use
+    /// one more, so they are serialised.
+    #[arg(
+        long = "cloud-db-read-connections",
+        env = "EDGE_CLOUD_DB_READ_CONNECTIONS",
+        default_value_t = 4
+    )]
+    pub read_connections: u32,
+
+    /// How long in-flight requests may take to finish after shutdown begins.
+    #[arg(
+        long = "cloud-shutdown-grace",
+        env = "EDGE_CLOUD_SHUTDOWN_GRACE",
+        default_value = "10s",
+        value_parser = humantime::parse_duration
+    )]
+    pub shutdown_grace: Duration,
+}
+
+impl CloudArgs {
+    /// Defaults as `edge cloud` would use them, with the given token.
+    pub fn new(data_dir: PathBuf, token: impl Into<String>) -> Self {
+        CloudArgs {
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_CLOUD_PORT)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT)),
+            data_dir,
+            database_url: None,
+            token: Some(token.into()),
+            read_connections: 4,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// For tests: both ports on `127.0.0.1:0` (ephemeral), SQLite in
+    /// `data_dir` unless `database_url` names a PostgreSQL database.
+    pub fn for_test(
+        data_dir: PathBuf,
+        database_url: Option<String>,
+        token: impl Into<String>,
+    ) -> Self {
+        CloudArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url,
+            shutdown_grace: Duration::from_secs(5),
+            ..CloudArgs::new(data_dir, token)
+        }
+    }
+}
+
+impl std::fmt::Debug for CloudArgs {
+    // By hand, so the token and the database URL (which may hold a password)
+    // never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudArgs")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("read_connections", &self.read_connections)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}

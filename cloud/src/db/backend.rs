@@ -1,0 +1,126 @@
+//! What differs between SQLite and PostgreSQL: connection set-up, migrations,
+//! placeholders and how a read transaction gets one snapshot.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Postgres, Sqlite};
+
+use super::store::Store;
+use super::{DbError, DbOptions};
+
+/// Per-backend SQL fragments used by the generic [`Store`].
+pub(crate) trait Backend: sqlx::Database {
+    /// Name shown in logs and errors.
+    const LABEL: &'static str;
+    /// First statement of a read transaction that must see one snapshot
+    /// (PostgreSQL's default isolation takes a snapshot per statement;
+    /// SQLite's WAL read transaction already is one).
+    const SNAPSHOT: Option<&'static str>;
+    /// Writes the placeholder for the `n`th bind parameter (from 1).
+    fn placeholder(sql: &mut String, n: usize);
+    /// Rows a statement inserted or changed (an inherent method of each
+    /// driver's result, so it is reached through here).
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+impl Backend for Sqlite {
+    const LABEL: &'static str = "sqlite";
+    const SNAPSHOT: Option<&'static str> = None;
+    // Plain `?`: SQLite resolves numbered parameters by a linear scan each,
+    // which makes a multi-thousand-parameter INSERT quadratic.
+    fn placeholder(sql: &mut String, _n: usize) {
+        sql.push('?');
+    }
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+impl Backend for Postgres {
+    const LABEL: &'static str = "postgres";
+    const SNAPSHOT: Option<&'static str> =
+        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    fn placeholder(sql: &mut String, n: usize) {
+        use std::fmt::Write as _;
+        let _ = write!(sql, "${n}");
+    }
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+/// SQLite page cache per connection, KiB: keeps the version key index hot.
+const SQLITE_CACHE_KIB: i64 = 32 * 1024;
+
+impl Store<Sqlite> {
+    /// Opens (creating if needed) the SQLite database and migrates it.
+    pub(super) async fn open_sqlite(options: &DbOptions) -> Result<Self, DbError> {
+        let connect = |source| DbError::Connect {
+            backend: Sqlite::LABEL,
+            source,
+        };
+        let connect_options = match options.database_url.as_deref() {
+            Some(url) if !url.is_empty() => SqliteConnectOptions::from_str(url).map_err(connect)?,
+            _ => {
+                std::fs::create_dir_all(&options.data_dir).map_err(|source| DbError::DataDir {
+                    path: options.data_dir.clone(),
+                    source,
+                })?;
+                SqliteConnectOptions::new().filename(options.data_dir.join("cloud.db"))
+            }
+        };
+        let connect_options = connect_options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // An answer means committed: every commit reaches the disk first.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", (-SQLITE_CACHE_KIB).to_string())
+            .pragma("temp_store", "MEMORY");
+        // One write connection: SQLite has one writer at a time anyway, and a
+        // pool of one serialises the cloud's transactions in arrival order.
+        let write = PoolOptions::<Sqlite>::new()
+            .max_connections(1)
+            .connect_with(connect_options.clone())
+            .await
+            .map_err(connect)?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = PoolOptions::<Sqlite>::new()
+            .max_connections(options.read_connections.max(1))
+            .connect_with(connect_options.read_only(true))
+            .await
+            .map_err(connect)?;
+        Ok(Store::new(write, read))
+    }
+}
+
+impl Store<Postgres> {
+    /// Connects to PostgreSQL and migrates it.
+    pub(super) async fn open_postgres(url: &str, options: &DbOptions) -> Result<Self, DbError> {
+        let connect = |source| DbError::Connect {
+            backend: Postgres::LABEL,
+            source,
+        };
+        let connect_options = PgConnectOptions::from_str(url).map_err(connect)?;
+        // One write connection, as on SQLite: the same serialised writes on
+        // both backends keep push numbering and idempotency checks simple.
+        let write = PoolOptions::<Postgres>::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect_options.clone())
+            .await
+            .map_err(connect)?;
+        sqlx::migrate!("./migrations/postgres").run(&write).await?;
+        let read = PoolOptions::<Postgres>::new()
+            .max_connections(options.read_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect_options)
+            .await
+            .map_err(connect)?;
+        Ok(Store::new(write, read))
+    }
+}

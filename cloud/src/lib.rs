@@ -1,0 +1,41 @@
+//! The reference cloud server, `edge cloud`: the cloud contract (DESIGN §4,
+//! `docs/cloud-api.yaml`) implemented for real, on SQLite or PostgreSQL,
+//! with fault injection so tests and demos can make the cloud misbehave.
+//!
+//! A tour:
+//!
+//! - [`config`]: [`CloudArgs`], the flags (`--listen`, `--admin-listen`,
+//!   `--cloud-data-dir`, `--cloud-database-url`, `--cloud-token`), flattened
+//!   into `edge cloud`;
+//! - [`app`]: [`CloudApp::build`] opens the database and binds both ports;
+//!   [`CloudApp::run`] serves until cancelled;
+//! - `api`: the public routes (health, batch push, coverage, unsent
+//!   reports, the simple API), their middleware and their one error type;
+//! - `batch`: the per-version rules a pushed version must meet;
+//! - `db`: the SQL, once for both backends; one write connection so a push
+//!   is one serialised transaction and an answer means committed;
+//! - `server`: the public port's accept loop, serving connections itself so
+//!   that the fault mode (`refuse`, `black_hole`) reaches open connections;
+//! - [`faults`]: [`Faults`], set at run time on the admin port;
+//! - [`admin`]: the admin API (faults, counters, stored data), on its own
+//!   port, for tests and demos; [`AdminClient`] is its typed client;
+//! - [`stats`]: the counters behind `GET /admin/stats`.
+
+pub mod admin;
+mod api;
+pub mod app;
+mod batch;
+pub mod client;
+pub mod config;
+mod db;
+pub mod faults;
+mod server;
+pub mod stats;
+
+pub use admin::{SimpleReadingsPage, StoredSimpleReading, StoredVersion, VersionsPage};
+pub use app::{CloudApp, CloudError};
+pub use client::{AdminClient, AdminClientError, ErrorBodyOrText};
+pub use config::CloudArgs;
+pub use db::DbError;
+pub use faults::{FaultMode, Faults, InvalidFaults};
+pub use stats::CloudStats;

@@ -1,0 +1,63 @@
+//! Counters since start, read through `GET /admin/stats`. Tests and demos use
+//! them to see what the cloud was asked and what it answered; they are not
+//! persisted (the stored data is the durable record).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Live counters, shared by the handlers.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub pushes_received: AtomicU64,
+    pub pushes: AtomicU64,
+    pub versions_accepted: AtomicU64,
+    pub versions_duplicate: AtomicU64,
+    pub versions_rejected: AtomicU64,
+    pub batch_replays: AtomicU64,
+    pub simple_received: AtomicU64,
+    pub unsent_reports: AtomicU64,
+}
+
+/// Adds `n` to a counter.
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// A consistent-enough copy for the admin API.
+    pub fn snapshot(&self) -> CloudStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CloudStats {
+            pushes_received: get(&self.pushes_received),
+            pushes: get(&self.pushes),
+            versions_accepted: get(&self.versions_accepted),
+            versions_duplicate: get(&self.versions_duplicate),
+            versions_rejected: get(&self.versions_rejected),
+            batch_replays: get(&self.batch_replays),
+            simple_received: get(&self.simple_received),
+            unsent_reports: get(&self.unsent_reports),
+        }
+    }
+}
+
+/// `GET /admin/stats`: counters since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudStats {
+    /// Batch POSTs that reached the handler, fault answers included.
+    pub pushes_received: u64,
+    /// Batch pushes answered `200` (replays included).
+    pub pushes: u64,
+    /// Versions newly stored.
+    pub versions_accepted: u64,
+    /// Versions already held when pushed again.
+    pub versions_duplicate: u64,
+    /// Versions rejected as permanently invalid.
+    pub versions_rejected: u64,
+    /// Pushes answered from the idempotency record (same key, same body).
+    pub batch_replays: u64,
+    /// Simple-API readings answered `201`.
+    pub simple_received: u64,
+    /// Unsent reports answered `200`.
+    pub unsent_reports: u64,
+}

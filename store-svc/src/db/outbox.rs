@@ -1,0 +1,339 @@
+//! The outbox's SQL: what is due, what the cloud's answer changes, dead
+//! letters. Written once for both backends, like [`super::store`].
+//!
+//! Sets of version ids arrive mostly as one or two consecutive runs (a lease
+//! draws from an end of the outbox), so statements take `BETWEEN` per run;
+//! scattered ids fall back to padded `IN` lists in the fixed statement shapes.
+
+use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
+
+use super::DbError;
+use super::backend::Backend;
+use super::sql::{STATEMENT_ROWS, SqlBuilder};
+use super::store::Store;
+use crate::model::SyncState;
+use crate::outbox::{
+    Completion, CompletionCounts, DeadLetterEntry, DueOrder, OutboxEntry, id_runs,
+};
+
+/// Columns of [`OutboxEntry`], from `outbox o`, `reading_versions v` and
+/// `readings r`.
+const ENTRY_COLUMNS: &str = "o.version_id, r.reading_id, r.seq, r.origin_site_id, r.sensor_id, \
+     v.temperature, v.humidity, r.measured_at_us, r.received_at_us, r.priority, r.clock_suspect, \
+     v.hlc, v.site_id AS version_site_id, o.attempts, o.enqueued_at_us, o.last_error";
+
+/// The joins every entry query needs.
+const ENTRY_FROM: &str = " FROM outbox o JOIN reading_versions v ON v.version_id = o.version_id \
+     JOIN readings r ON r.seq = v.reading_seq";
+
+/// Above this many runs a set of ids is bound as `IN` lists instead.
+const MAX_RUN_STATEMENTS: usize = 16;
+
+/// A slice of an id set that one statement covers.
+enum IdChunk {
+    /// `first..=last`, all in the set.
+    Run(i64, i64),
+    /// Scattered ids, padded to a statement shape by repeating the last.
+    List(Vec<i64>),
+}
+
+fn id_chunks(ids: &[i64]) -> Vec<IdChunk> {
+    let runs = id_runs(ids);
+    if runs.len() <= MAX_RUN_STATEMENTS {
+        return runs.into_iter().map(|(a, b)| IdChunk::Run(a, b)).collect();
+    }
+    let mut sorted: Vec<i64> = runs.iter().flat_map(|&(a, b)| a..=b).collect();
+    sorted.dedup();
+    sorted
+        .chunks(STATEMENT_ROWS[0])
+        .map(|chunk| {
+            let shape = STATEMENT_ROWS
+                .into_iter()
+                .rev()
+                .find(|size| *size >= chunk.len())
+                .unwrap_or(chunk.len());
+            let mut padded = chunk.to_vec();
+            let last = chunk[chunk.len() - 1];
+            padded.resize(shape, last);
+            IdChunk::List(padded)
+        })
+        .collect()
+}
+
+impl<DB: Backend> SqlBuilder<'_, DB> {
+    /// `column BETWEEN ? AND ?` or `column IN (…)` for one chunk.
+    fn id_filter(&mut self, column: &str, chunk: &IdChunk) {
+        match chunk {
+            IdChunk::Run(first, last) => {
+                self.push(&format!("{column} BETWEEN "));
+                self.arg(*first);
+                self.push(" AND ");
+                self.arg(*last);
+            }
+            IdChunk::List(ids) => {
+                self.push(&format!("{column} IN ("));
+                for (i, id) in ids.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    self.arg(*id);
+                }
+                self.push(")");
+            }
+        }
+    }
+}
+
+impl<DB> Store<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Decode<'q, DB>,
+    for<'q> Option<String>: Decode<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'r> OutboxEntry: FromRow<'r, DB::Row>,
+    for<'r> DeadLetterEntry: FromRow<'r, DB::Row>,
+{
+    /// Up to `limit` entries due at `now_us` (not dead-lettered, retry time
+    /// reached), from the end of the outbox `order` names.
+    pub async fn due(
+        &self,
+        order: DueOrder,
+        now_us: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxEntry>, DbError> {
+        let mut sql = SqlBuilder::<DB>::default();
+        sql.push(&format!(
+            "SELECT {ENTRY_COLUMNS}{ENTRY_FROM} WHERE o.dead_lettered_at_us IS NULL \
+             AND o.next_attempt_at_us <= "
+        ));
+        sql.arg(now_us);
+        match order {
+            // Written to match the partial index `outbox_critical`.
+            DueOrder::Critical => sql.push(" AND o.priority = 2 ORDER BY o.version_id"),
+            DueOrder::Oldest => sql.push(" ORDER BY o.version_id"),
+            DueOrder::Newest => sql.push(" ORDER BY o.version_id DESC"),
+        }
+        sql.push(" LIMIT ");
+        sql.arg(limit);
+        Ok(sql
+            .query_as::<OutboxEntry>()?
+            .fetch_all(&mut *self.read.acquire().await?)
+            .await?)
+    }
+
+    /// Applies the cloud's answer for a batch in one transaction.
+    pub async fn complete(&self, completion: &Completion) -> Result<CompletionCounts, DbError> {
+        let now_us = self.clock.now_us();
+        let mut counts = CompletionCounts::default();
+        let mut tx = self.write.begin().await?;
+
+        for chunk in id_chunks(&completion.synced) {
+            // The reading shows synced only if this is its current version.
+            let mut readings = SqlBuilder::<DB>::default();
+            readings.push("UPDATE readings SET sync_state = ");
+            readings.arg(SyncState::Synced as i64);
+            readings.push(" FROM reading_versions v WHERE ");
+            readings.id_filter("v.version_id", &chunk);
+            readings.push(
+                " AND readings.seq = v.reading_seq AND readings.version_hlc = v.hlc \
+                 AND readings.version_site_id = v.site_id",
+            );
+            readings.query()?.execute(&mut *tx).await?;
+
+            let mut versions = SqlBuilder::<DB>::default();
+            versions.push("UPDATE reading_versions SET synced_at_us = ");
+            versions.arg(now_us);
+            versions.push(" WHERE ");
+            versions.id_filter("version_id", &chunk);
+            versions.push(" AND synced_at_us IS NULL");
+            versions.query()?.execute(&mut *tx).await?;
+
+            let mut outbox = SqlBuilder::<DB>::default();
+            outbox.push("DELETE FROM outbox WHERE ");
+            outbox.id_filter("version_id", &chunk);
+            counts.synced += DB::rows_affected(&outbox.query()?.execute(&mut *tx).await?);
+        }
+
+        for (version_id, reason) in &completion.rejected {
+            let chunk = IdChunk::Run(*version_id, *version_id);
+            let mut outbox = SqlBuilder::<DB>::default();
+            outbox.push("UPDATE outbox SET dead_lettered_at_us = ");
+            outbox.arg(now_us);
+            outbox.push(", last_error = ");
+            outbox.arg(reason.as_str());
+            outbox.push(", attempts = attempts + 1, dead_letter_reported = FALSE WHERE ");
+            outbox.id_filter("version_id", &chunk);
+            outbox.push(" AND dead_lettered_at_us IS NULL");
+            let changed = DB::rows_affected(&outbox.query()?.execute(&mut *tx).await?);
+            counts.dead_lettered += changed;
+            if changed > 0 {
+                self.set_reading_state(&mut tx, &chunk, SyncState::DeadLettered)
+                    .await?;
+            }
+        }
+
+        let stuck_after = completion.stuck_after_attempts.max(1);
+        for group in &completion.failed {
+            for chunk in id_chunks(&group.version_ids) {
+                let mut stuck = SqlBuilder::<DB>::default();
+                stuck.push("SELECT COUNT(*) FROM outbox WHERE ");
+                stuck.id_filter("version_id", &chunk);
+                stuck.push(" AND dead_lettered_at_us IS NULL AND NOT stuck AND attempts + 1 >= ");
+                stuck.arg(stuck_after);
+                let (newly_stuck,): (i64,) = stuck.query_as()?.fetch_one(&mut *tx).await?;
+                counts.newly_stuck += u64::try_from(newly_stuck).unwrap_or(0);
+
+                let mut failed = SqlBuilder::<DB>::default();
+                failed.push("UPDATE outbox SET attempts = attempts + 1, last_error = ");
+                failed.arg(group.error.as_str());
+                failed.push(", next_attempt_at_us = ");
+                failed.arg(group.retry_at_us);
+                failed.push(", stuck = (stuck OR attempts + 1 >= ");
+                failed.arg(stuck_after);
+                failed.push(") WHERE ");
+                failed.id_filter("version_id", &chunk);
+                failed.push(" AND dead_lettered_at_us IS NULL");
+                counts.failed += DB::rows_affected(&failed.query()?.execute(&mut *tx).await?);
+            }
+        }
+
+        tx.commit().await?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
+        Ok(counts)
+    }
+
+    /// Sets the sync state of the readings whose current version is in `chunk`.
+    async fn set_reading_state(
+        &self,
+        conn: &mut DB::Connection,
+        chunk: &IdChunk,
+        state: SyncState,
+    ) -> Result<(), DbError> {
+        let mut sql = SqlBuilder::<DB>::default();
+        sql.push("UPDATE readings SET sync_state = ");
+        sql.arg(state as i64);
+        sql.push(" FROM reading_versions v WHERE ");
+        sql.id_filter("v.version_id", chunk);
+        sql.push(
+            " AND readings.seq = v.reading_seq AND readings.version_hlc = v.hlc \
+             AND readings.version_site_id = v.site_id",
+        );
+        sql.query()?.execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Dead letters with a version id above `after`, oldest first.
+    pub async fn dead_letters(
+        &self,
+        after: i64,
+        limit: i64,
+        unreported_only: bool,
+    ) -> Result<Vec<DeadLetterEntry>, DbError> {
+        let mut sql = SqlBuilder::<DB>::default();
+        sql.push(&format!(
+            "SELECT {ENTRY_COLUMNS}, o.dead_lettered_at_us, o.dead_letter_reported{ENTRY_FROM} \
+             WHERE o.dead_lettered_at_us IS NOT NULL AND o.version_id > "
+        ));
+        sql.arg(after);
+        if unreported_only {
+            sql.push(" AND NOT o.dead_letter_reported");
+        }
+        sql.push(" ORDER BY o.version_id LIMIT ");
+        sql.arg(limit);
+        Ok(sql
+            .query_as::<DeadLetterEntry>()?
+            .fetch_all(&mut *self.read.acquire().await?)
+            .await?)
+    }
+
+    /// Puts dead letters back in the outbox, due now: the given ones, or all
+    /// of them when `ids` is `None`. Returns how many were re-driven.
+    pub async fn redrive(&self, ids: Option<&[i64]>) -> Result<u64, DbError> {
+        let now_us = self.clock.now_us();
+        let mut tx = self.write.begin().await?;
+        let chunks = match ids {
+            Some(ids) => id_chunks(ids),
+            None => vec![IdChunk::Run(0, i64::MAX)],
+        };
+        let mut redriven = 0;
+        for chunk in chunks {
+            // Readings first, while the dead-letter flag still says which.
+            let mut readings = SqlBuilder::<DB>::default();
+            readings.push("UPDATE readings SET sync_state = ");
+            readings.arg(SyncState::Pending as i64);
+            readings.push(
+                " FROM reading_versions v JOIN outbox o ON o.version_id = v.version_id WHERE ",
+            );
+            readings.id_filter("o.version_id", &chunk);
+            readings.push(
+                " AND o.dead_lettered_at_us IS NOT NULL AND readings.seq = v.reading_seq \
+                 AND readings.version_hlc = v.hlc AND readings.version_site_id = v.site_id",
+            );
+            readings.query()?.execute(&mut *tx).await?;
+
+            let mut outbox = SqlBuilder::<DB>::default();
+            outbox.push(
+                "UPDATE outbox SET dead_lettered_at_us = NULL, dead_letter_reported = FALSE, \
+                 attempts = 0, stuck = FALSE, next_attempt_at_us = ",
+            );
+            outbox.arg(now_us);
+            outbox.push(" WHERE ");
+            outbox.id_filter("version_id", &chunk);
+            outbox.push(" AND dead_lettered_at_us IS NOT NULL");
+            redriven += DB::rows_affected(&outbox.query()?.execute(&mut *tx).await?);
+        }
+        tx.commit().await?;
+        Ok(redriven)
+    }
+
+    /// Records that the cloud was told about these dead letters.
+    pub async fn mark_reported(&self, ids: &[i64]) -> Result<u64, DbError> {
+        let mut tx = self.write.begin().await?;
+        let mut marked = 0;
+        for chunk in id_chunks(ids) {
+            let mut sql = SqlBuilder::<DB>::default();
+            sql.push("UPDATE outbox SET dead_letter_reported = TRUE WHERE ");
+            sql.id_filter("version_id", &chunk);
+            sql.push(" AND dead_lettered_at_us IS NOT NULL");
+            marked += DB::rows_affected(&sql.query()?.execute(&mut *tx).await?);
+        }
+        tx.commit().await?;
+        Ok(marked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IdChunk, MAX_RUN_STATEMENTS, id_chunks};
+
+    #[test]
+    fn few_runs_become_ranges_and_many_become_padded_lists() {
+        let chunks = id_chunks(&[3, 1, 2, 10]);
+        assert!(matches!(
+            chunks[..],
+            [IdChunk::Run(1, 3), IdChunk::Run(10, 10)]
+        ));
+
+        let scattered: Vec<i64> = (0..=MAX_RUN_STATEMENTS as i64).map(|i| i * 2).collect();
+        let chunks = id_chunks(&scattered);
+        let listed: Vec<i64> = chunks
+            .iter()
+            .flat_map(|c| match c {
+                IdChunk::List(ids) => ids.clone(),
+                IdChunk::Run(..) => Vec::new(),
+            })
+            .collect();
+        let mut distinct = listed.clone();
+        distinct.dedup();
+        assert_eq!(distinct, scattered);
+        assert!(listed.len().is_power_of_two());
+    }
+}

@@ -1,0 +1,158 @@
+//! Leases over outbox batches, held in store-svc's memory.
+//!
+//! A lease keeps its versions from being handed out again while sync-svc
+//! pushes them. It ends when sync-svc completes the batch or when it lapses
+//! (sync-svc died or hung), after which the versions are due again: nothing
+//! is lost or stuck for longer than the lease. Leases are not persisted: a
+//! restart of store-svc releases them all, which is what their expiry would
+//! do anyway. A version pushed twice because of that is harmless: the cloud
+//! answers `duplicate` and the outbox entry leaves all the same.
+//!
+//! Choosing a batch and recording its lease happen under one lock, and a
+//! completion releases its lease only after its transaction committed, so a
+//! version that just left the outbox is never leased again from a stale read.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::db::{Database, DbError};
+use crate::outbox::{DueOrder, OutboxEntry};
+
+/// What to lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// Most versions.
+    pub max_versions: usize,
+    /// Percent of `max_versions` taken from the newest versions.
+    pub newest_share_percent: u32,
+    /// How long the lease holds.
+    pub duration: Duration,
+}
+
+/// A leased batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeasedBatch {
+    /// Names the lease; empty when nothing was leased.
+    pub lease_id: String,
+    /// Critical versions first, then by version id.
+    pub entries: Vec<OutboxEntry>,
+}
+
+struct Lease {
+    version_ids: Vec<i64>,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct LeaseTable {
+    by_id: HashMap<String, Lease>,
+    leased: HashSet<i64>,
+}
+
+impl LeaseTable {
+    fn release(&mut self, lease_id: &str) {
+        if let Some(lease) = self.by_id.remove(lease_id) {
+            for id in lease.version_ids {
+                self.leased.remove(&id);
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let lapsed: Vec<String> = self
+            .by_id
+            .iter()
+            .filter(|(_, lease)| lease.expires <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lapsed {
+            tracing::info!(lease_id = %id, "outbox lease lapsed; its versions are due again");
+            self.release(&id);
+        }
+    }
+}
+
+/// The leases of one store.
+#[derive(Default)]
+pub struct Leases {
+    table: Mutex<LeaseTable>,
+}
+
+impl Leases {
+    /// Leases up to `request.max_versions` due versions: critical first, then
+    /// the newest share, then the oldest.
+    pub async fn lease(
+        &self,
+        db: &Database,
+        request: LeaseRequest,
+        now_us: i64,
+    ) -> Result<LeasedBatch, DbError> {
+        let mut table = self.table.lock().await;
+        table.expire(Instant::now());
+        let max = request.max_versions.max(1);
+        let newest = max * request.newest_share_percent.min(100) as usize / 100;
+        let mut picked: Vec<OutboxEntry> = Vec::new();
+        let mut seen: HashSet<i64> = HashSet::new();
+        for (order, want) in [
+            (DueOrder::Critical, max),
+            (DueOrder::Newest, newest),
+            (DueOrder::Oldest, max),
+        ] {
+            let want = want.min(max - picked.len());
+            if want == 0 {
+                continue;
+            }
+            // Leased and already picked versions may come first; ask for
+            // enough rows to skip all of them.
+            let limit = want + table.leased.len() + picked.len();
+            let rows = db
+                .due(order, now_us, i64::try_from(limit).unwrap_or(i64::MAX))
+                .await?;
+            let mut taken = 0;
+            for row in rows {
+                if taken == want {
+                    break;
+                }
+                if !table.leased.contains(&row.version_id) && seen.insert(row.version_id) {
+                    picked.push(row);
+                    taken += 1;
+                }
+            }
+        }
+        if picked.is_empty() {
+            return Ok(LeasedBatch {
+                lease_id: String::new(),
+                entries: picked,
+            });
+        }
+        // Critical first (priority 2 sorts before 1), then oldest first.
+        picked.sort_by_key(|e| (std::cmp::Reverse(e.priority), e.version_id));
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let version_ids: Vec<i64> = picked.iter().map(|e| e.version_id).collect();
+        table.leased.extend(version_ids.iter().copied());
+        table.by_id.insert(
+            lease_id.clone(),
+            Lease {
+                version_ids,
+                expires: Instant::now() + request.duration,
+            },
+        );
+        Ok(LeasedBatch {
+            lease_id,
+            entries: picked,
+        })
+    }
+
+    /// Ends a lease (its completion committed). Unknown ids are ignored: the
+    /// lease may have lapsed already.
+    pub async fn release(&self, lease_id: &str) {
+        self.table.lock().await.release(lease_id);
+    }
+
+    /// Versions currently leased.
+    pub async fn leased_count(&self) -> usize {
+        self.table.lock().await.leased.len()
+    }
+}

@@ -1,0 +1,172 @@
+//! The sync outbox as sync-svc sees it: versions waiting for the cloud,
+//! leases over batches of them, and what the cloud's answer changes.
+//!
+//! Invariants:
+//! - an outbox entry leaves only when the cloud acknowledged exactly that
+//!   version (accepted or duplicate); a later version of the same reading has
+//!   its own entry, so an earlier ack can never mark it synced;
+//! - transient failures only delay an entry (attempts, next attempt time,
+//!   last error; `stuck` once attempts reach a threshold) and never remove it;
+//! - only a permanent rejection dead-letters an entry; it stays in the outbox
+//!   (flagged) until re-driven, so it is counted and listed, never lost.
+
+use edge_proto::v1 as pb;
+
+use crate::hlc::Hlc;
+use crate::model::{Priority, VersionStamp, us_to_timestamp};
+
+/// Which end of the outbox a lease draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DueOrder {
+    /// Critical versions, oldest first.
+    Critical,
+    /// All versions, oldest first.
+    Oldest,
+    /// All versions, newest first (the live share).
+    Newest,
+}
+
+/// One unsynced version and the reading it belongs to.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OutboxEntry {
+    /// Outbox key: the site-local version id.
+    pub version_id: i64,
+    /// Reading id.
+    pub reading_id: String,
+    /// The reading's seq.
+    pub seq: i64,
+    /// Site the reading entered the mesh at.
+    pub origin_site_id: String,
+    /// Sensor.
+    pub sensor_id: String,
+    /// This version's temperature, °C.
+    pub temperature: f64,
+    /// This version's humidity, %.
+    pub humidity: f64,
+    /// Gateway clock, µs.
+    pub measured_at_us: i64,
+    /// Site clock at receipt, µs.
+    pub received_at_us: i64,
+    /// Stored priority.
+    pub priority: i64,
+    /// measured_at looked wrong on arrival.
+    pub clock_suspect: bool,
+    /// Packed HLC of this version.
+    pub hlc: i64,
+    /// Site that wrote this version.
+    pub version_site_id: String,
+    /// Pushes attempted.
+    pub attempts: i64,
+    /// When the version entered the outbox, µs.
+    pub enqueued_at_us: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl OutboxEntry {
+    /// To the proto message.
+    pub fn into_proto(self) -> pb::OutboxVersion {
+        pb::OutboxVersion {
+            version_id: u64::try_from(self.version_id).unwrap_or(0),
+            reading_id: self.reading_id,
+            seq: u64::try_from(self.seq).unwrap_or(0),
+            origin_site_id: self.origin_site_id,
+            sensor_id: self.sensor_id,
+            temperature_celsius: self.temperature,
+            humidity_percent: self.humidity,
+            measured_at: Some(us_to_timestamp(self.measured_at_us)),
+            received_at: Some(us_to_timestamp(self.received_at_us)),
+            priority: Priority::from_db(self.priority).to_proto() as i32,
+            clock_suspect: self.clock_suspect,
+            version: Some(
+                VersionStamp {
+                    hlc: Hlc::unpack(self.hlc),
+                    site_id: self.version_site_id,
+                }
+                .to_proto(),
+            ),
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            enqueued_at: Some(us_to_timestamp(self.enqueued_at_us)),
+            last_error: self.last_error.unwrap_or_default(),
+        }
+    }
+}
+
+/// A dead-lettered version.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeadLetterEntry {
+    /// The version and its reading.
+    #[sqlx(flatten)]
+    pub entry: OutboxEntry,
+    /// When the cloud rejected it, µs.
+    pub dead_lettered_at_us: i64,
+    /// Whether the cloud's coverage was told.
+    pub dead_letter_reported: bool,
+}
+
+/// Versions whose push failed for one reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedGroup {
+    /// The versions.
+    pub version_ids: Vec<i64>,
+    /// What went wrong.
+    pub error: String,
+    /// Not to be leased again before this time, µs.
+    pub retry_at_us: i64,
+}
+
+/// What the cloud did with a leased batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// Accepted or duplicate: leave the outbox.
+    pub synced: Vec<i64>,
+    /// Permanently rejected, with the cloud's reason.
+    pub rejected: Vec<(i64, String)>,
+    /// Transient failures.
+    pub failed: Vec<FailedGroup>,
+    /// Attempts at which a version is flagged stuck.
+    pub stuck_after_attempts: i64,
+}
+
+/// What a completion changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompletionCounts {
+    /// Entries that left the outbox.
+    pub synced: u64,
+    /// Entries dead-lettered.
+    pub dead_lettered: u64,
+    /// Failures recorded.
+    pub failed: u64,
+    /// Entries flagged stuck now.
+    pub newly_stuck: u64,
+}
+
+/// Sorted, deduplicated ids as consecutive runs `(first, last)`: a leased
+/// batch is mostly one or two runs, which one `BETWEEN` each covers.
+pub fn id_runs(ids: &[i64]) -> Vec<(i64, i64)> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for id in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == id => *last = id,
+            _ => runs.push((id, id)),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_runs;
+
+    #[test]
+    fn runs_cover_exactly_the_ids() {
+        assert_eq!(id_runs(&[]), vec![]);
+        assert_eq!(
+            id_runs(&[5, 3, 4, 4, 9, 10, 1]),
+            vec![(1, 1), (3, 5), (9, 10)]
+        );
+    }
+}

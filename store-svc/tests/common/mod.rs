@@ -1,0 +1,127 @@
+//! What the store-svc integration tests share: a settable clock, a store-svc
+//! on port 0 over a test database, and small request builders.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use edge_proto::v1 as pb;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_runtime::{RuntimeArgs, Shutdown};
+use edge_testkit::TestDatabase;
+use prost_types::Timestamp;
+use store_svc::app::StartError;
+use store_svc::hlc::WallClock;
+use store_svc::{StoreApp, StoreConfig};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// A wall clock the test sets (microseconds since the epoch).
+pub struct TestClock(AtomicI64);
+
+impl TestClock {
+    pub fn at(us: i64) -> Arc<TestClock> {
+        Arc::new(TestClock(AtomicI64::new(us)))
+    }
+    pub fn set(&self, us: i64) {
+        self.0.store(us, Ordering::SeqCst);
+    }
+}
+
+impl WallClock for TestClock {
+    fn now_us(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// 2026-11-23T00:00:00Z.
+pub const T0_US: i64 = 1_795_392_000_000_000;
+
+/// A running store-svc on port 0.
+pub struct RunningStore {
+    pub client: StoreServiceClient<Channel>,
+    pub stop: Shutdown,
+    pub task: JoinHandle<Result<(), edge_runtime::ServeError>>,
+}
+
+impl RunningStore {
+    pub async fn start(
+        db: &TestDatabase,
+        clock: Arc<dyn WallClock>,
+        site_id: Option<&str>,
+    ) -> Result<Self, StartError> {
+        Self::start_with(db, clock, |config| {
+            config.site_id = site_id.map(str::to_owned);
+        })
+        .await
+    }
+
+    /// Starts with the test's database and `configure`'s changes.
+    pub async fn start_with(
+        db: &TestDatabase,
+        clock: Arc<dyn WallClock>,
+        configure: impl FnOnce(&mut StoreConfig),
+    ) -> Result<Self, StartError> {
+        let mut config = StoreConfig::new(db.data_dir.clone());
+        config.store_addr = "127.0.0.1:0".parse().expect("address");
+        config.database_url = db.url.clone();
+        configure(&mut config);
+        let runtime = RuntimeArgs {
+            shutdown_grace: Duration::from_secs(5),
+            ..RuntimeArgs::default()
+        };
+        let app = StoreApp::build(&config, &runtime, clock).await?;
+        let addr = app.local_addr();
+        let stop = Shutdown::new();
+        let task = tokio::spawn(app.run(stop.clone()));
+        let client = StoreServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect to store-svc");
+        Ok(RunningStore { client, stop, task })
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.expect("store task").expect("store served");
+    }
+}
+
+pub fn ts(us: i64) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1000) as i32,
+    })
+}
+
+pub fn reading(n: u32, sensor: &str, measured_at_us: i64) -> pb::NewReading {
+    pb::NewReading {
+        id: format!("01900000-0000-7000-8000-{n:012}"),
+        sensor_id: sensor.into(),
+        temperature_celsius: 20.0 + f64::from(n % 10),
+        humidity_percent: 50.0,
+        measured_at: ts(measured_at_us),
+        received_at: ts(measured_at_us + 1_000),
+        priority: pb::Priority::Normal as i32,
+    }
+}
+
+pub async fn append(
+    client: &mut StoreServiceClient<Channel>,
+    readings: Vec<pb::NewReading>,
+) -> Vec<pb::AppendResult> {
+    client
+        .append(pb::AppendRequest { readings })
+        .await
+        .expect("append")
+        .into_inner()
+        .results
+}
+
+pub async fn stats(client: &mut StoreServiceClient<Channel>) -> pb::GetStatsResponse {
+    client
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner()
+}

@@ -1,0 +1,330 @@
+//! The outbox API sync-svc drives (lease, complete, dead letters), through
+//! store-svc's real gRPC API on both backends.
+
+use std::time::Duration;
+
+use edge_proto::v1 as pb;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::{TestDatabase, eventually, on_both_backends, query_all};
+use tonic::Code;
+use tonic::transport::Channel;
+
+mod common;
+
+use common::*;
+
+async fn lease(
+    client: &mut StoreServiceClient<Channel>,
+    max_versions: u32,
+    newest_share_percent: u32,
+    lease_secs: i64,
+) -> pb::LeaseBatchResponse {
+    client
+        .lease_batch(pb::LeaseBatchRequest {
+            max_versions,
+            newest_share_percent,
+            lease_duration: Some(prost_types::Duration {
+                seconds: lease_secs,
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect("lease")
+        .into_inner()
+}
+
+fn seqs(batch: &pb::LeaseBatchResponse) -> Vec<u64> {
+    batch.versions.iter().map(|v| v.seq).collect()
+}
+
+fn ids(batch: &pb::LeaseBatchResponse) -> Vec<u64> {
+    batch.versions.iter().map(|v| v.version_id).collect()
+}
+
+/// Appends `n` normal readings, then `critical` critical ones.
+async fn fill(client: &mut StoreServiceClient<Channel>, n: u32, critical: u32) {
+    let mut readings: Vec<pb::NewReading> = (1..=n)
+        .map(|i| reading(i, "s-1", T0_US + i64::from(i)))
+        .collect();
+    for i in 0..critical {
+        let mut r = reading(n + 1 + i, "alarm", T0_US);
+        r.priority = pb::Priority::Critical as i32;
+        readings.push(r);
+    }
+    append(client, readings).await;
+}
+
+async fn state_of(client: &mut StoreServiceClient<Channel>, state: pb::SyncState) -> Vec<u64> {
+    let mut rows: Vec<u64> = query_all(
+        client,
+        pb::QueryReadingsRequest {
+            sync_state: state as i32,
+            page_size: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .map(|r| r.seq)
+    .collect();
+    rows.sort_unstable();
+    rows
+}
+
+async fn leases_critical_first_then_oldest_and_never_twice(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    fill(&mut client, 10, 2).await;
+
+    let first = lease(&mut client, 5, 0, 60).await;
+    assert!(!first.lease_id.is_empty());
+    assert_eq!(
+        seqs(&first),
+        vec![11, 12, 1, 2, 3],
+        "critical first, then oldest"
+    );
+    let v = &first.versions[0];
+    assert_eq!(v.priority, pb::Priority::Critical as i32);
+    assert_eq!(v.origin_site_id, "site-a");
+    assert_eq!(
+        v.version.as_ref().map(|s| s.site_id.as_str()),
+        Some("site-a")
+    );
+
+    // A second lease skips what the first holds; half of it is the newest.
+    let second = lease(&mut client, 4, 50, 60).await;
+    assert_eq!(
+        seqs(&second),
+        vec![4, 5, 9, 10],
+        "oldest half and newest half"
+    );
+    let third = lease(&mut client, 100, 0, 60).await;
+    assert_eq!(seqs(&third), vec![6, 7, 8]);
+    assert!(
+        lease(&mut client, 100, 0, 60).await.versions.is_empty(),
+        "everything is leased"
+    );
+    store.stop().await;
+}
+
+async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
+    let clock = TestClock::at(T0_US);
+    let store = RunningStore::start(db, clock.clone(), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    fill(&mut client, 6, 0).await;
+    let batch = lease(&mut client, 6, 0, 60).await;
+    let v = ids(&batch);
+    let done = client
+        .complete_batch(pb::CompleteBatchRequest {
+            lease_id: batch.lease_id.clone(),
+            synced_version_ids: vec![v[0], v[1], v[2]],
+            rejected: vec![pb::RejectedVersion {
+                version_id: v[3],
+                reason: "sensor s-1 is not registered".into(),
+            }],
+            failed: vec![pb::FailedVersions {
+                version_ids: vec![v[4]],
+                error: "HTTP 503".into(),
+                retry_at: ts(T0_US + 60_000_000),
+            }],
+            stuck_after_attempts: 0,
+        })
+        .await
+        .expect("complete")
+        .into_inner();
+    assert_eq!((done.synced, done.dead_lettered, done.failed), (3, 1, 1));
+    // Acknowledging again changes nothing.
+    let again = client
+        .complete_batch(pb::CompleteBatchRequest {
+            synced_version_ids: vec![v[0], v[1], v[2]],
+            ..Default::default()
+        })
+        .await
+        .expect("complete again")
+        .into_inner();
+    assert_eq!(again.synced, 0);
+
+    let s = stats(&mut client).await;
+    assert_eq!(
+        (s.synced_versions, s.unsynced_versions, s.dead_letters),
+        (3, 2, 1)
+    );
+    assert_eq!(
+        state_of(&mut client, pb::SyncState::Synced).await,
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        state_of(&mut client, pb::SyncState::DeadLettered).await,
+        vec![4]
+    );
+    assert_eq!(
+        state_of(&mut client, pb::SyncState::Pending).await,
+        vec![5, 6]
+    );
+
+    // The lease was released: the unmentioned version is due, the failed one
+    // waits for its retry time, the dead letter is never leased.
+    assert_eq!(seqs(&lease(&mut client, 10, 0, 60).await), vec![6]);
+    clock.set(T0_US + 60_000_000);
+    let retried = lease(&mut client, 10, 0, 60).await;
+    assert_eq!(seqs(&retried), vec![5]);
+    assert_eq!(retried.versions[0].attempts, 1);
+    assert_eq!(retried.versions[0].last_error, "HTTP 503");
+
+    // Dead letters: listed, reported, re-driven.
+    let listed = client
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            unreported_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.dead_letters.len(), 1);
+    let dead = &listed.dead_letters[0];
+    let dead_version = dead.version.as_ref().expect("version");
+    assert_eq!((dead_version.seq, dead.reported), (4, false));
+    assert_eq!(dead_version.last_error, "sensor s-1 is not registered");
+    client
+        .mark_dead_letters_reported(pb::MarkDeadLettersReportedRequest {
+            version_ids: vec![dead_version.version_id],
+        })
+        .await
+        .expect("mark");
+    let unreported = client
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            unreported_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(unreported.dead_letters.is_empty());
+    let redriven = client
+        .redrive_dead_letters(pb::RedriveDeadLettersRequest {
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .expect("redrive")
+        .into_inner();
+    assert_eq!(redriven.redriven, 1);
+    assert_eq!(stats(&mut client).await.dead_letters, 0);
+    assert_eq!(
+        state_of(&mut client, pb::SyncState::Pending).await,
+        vec![4, 5, 6]
+    );
+    assert_eq!(seqs(&lease(&mut client, 10, 0, 60).await), vec![4]);
+    store.stop().await;
+}
+
+async fn repeated_failures_flag_versions_stuck_but_keep_them(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), None)
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    fill(&mut client, 2, 0).await;
+    let mut newly_stuck = 0;
+    for attempt in 1..=3 {
+        let batch = lease(&mut client, 10, 0, 60).await;
+        assert_eq!(batch.versions.len(), 2, "attempt {attempt}: still retried");
+        let done = client
+            .complete_batch(pb::CompleteBatchRequest {
+                lease_id: batch.lease_id.clone(),
+                failed: vec![pb::FailedVersions {
+                    version_ids: ids(&batch),
+                    error: "timeout".into(),
+                    retry_at: ts(T0_US),
+                }],
+                stuck_after_attempts: 2,
+                ..Default::default()
+            })
+            .await
+            .expect("complete")
+            .into_inner();
+        newly_stuck += done.newly_stuck;
+    }
+    assert_eq!(newly_stuck, 2, "each flagged once");
+    let s = stats(&mut client).await;
+    assert_eq!(
+        (s.stuck_versions, s.unsynced_versions, s.dead_letters),
+        (2, 2, 0)
+    );
+    store.stop().await;
+}
+
+async fn a_lapsed_lease_or_a_restart_makes_versions_due_again(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    fill(&mut client, 3, 0).await;
+    assert_eq!(lease(&mut client, 10, 0, 1).await.versions.len(), 3);
+    let again = eventually(Duration::from_secs(10), "the lease to lapse", || {
+        let mut client = client.clone();
+        async move {
+            let batch = lease(&mut client, 10, 0, 60).await;
+            (!batch.versions.is_empty()).then_some(batch)
+        }
+    })
+    .await;
+    assert_eq!(seqs(&again), vec![1, 2, 3]);
+    store.stop().await;
+
+    // Leases live in memory: a restarted store hands the versions out again.
+    let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("restart");
+    let mut client = store.client.clone();
+    assert_eq!(seqs(&lease(&mut client, 10, 0, 60).await), vec![1, 2, 3]);
+    store.stop().await;
+}
+
+async fn bad_outbox_requests_name_the_field(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), None)
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    let err = client
+        .lease_batch(pb::LeaseBatchRequest {
+            max_versions: 0,
+            ..Default::default()
+        })
+        .await
+        .expect_err("zero versions");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("invalid"), "{err:?}");
+    let details = tonic_types::StatusExt::get_details_bad_request(&err).expect("field violations");
+    assert_eq!(details.field_violations[0].field, "max_versions");
+
+    let err = client
+        .complete_batch(pb::CompleteBatchRequest {
+            failed: vec![pb::FailedVersions {
+                version_ids: vec![1],
+                error: "x".into(),
+                retry_at: None,
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect_err("no retry time");
+    let details = tonic_types::StatusExt::get_details_bad_request(&err).expect("field violations");
+    assert_eq!(details.field_violations[0].field, "failed[0].retry_at");
+
+    let err = client
+        .redrive_dead_letters(pb::RedriveDeadLettersRequest::default())
+        .await
+        .expect_err("nothing named");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    store.stop().await;
+}
+
+on_both_backends!(leases_critical_first_then_oldest_and_never_twice);
+on_both_backends!(completion_syncs_dead_letters_and_delays);
+on_both_backends!(repeated_failures_flag_versions_stuck_but_keep_them);
+on_both_backends!(a_lapsed_lease_or_a_restart_makes_versions_due_again);
+on_both_backends!(bad_outbox_requests_name_the_field);

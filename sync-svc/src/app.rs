@@ -1,0 +1,284 @@
+//! Building and running sync-svc: bind the gRPC listener, then (in the
+//! background, since store-svc may not be up yet) learn the site id from
+//! store-svc, start the probe, the drain workers, the dead-letter reporter
+//! and the backlog refresher. `edge up` uses this exactly as the `sync-svc`
+//! binary does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use edge_cloud_link::{CloudClient, CloudError, Prober};
+use edge_proto::v1 as pb;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_proto::v1::sync_service_server::SyncServiceServer;
+use edge_runtime::client::{ClientArgs, InvalidEndpoint};
+use edge_runtime::{GrpcServer, RuntimeArgs, ServeError, Shutdown};
+use opentelemetry::KeyValue;
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+use tonic::transport::Channel;
+
+use crate::config::{CloudApi, SyncConfig};
+use crate::drain::Drain;
+use crate::grpc::SyncGrpc;
+use crate::metrics::SyncMetrics;
+use crate::status::StatusBoard;
+
+/// sync-svc could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The gRPC address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store URL is not a valid endpoint.
+    #[error(transparent)]
+    Store(#[from] InvalidEndpoint),
+    /// The cloud URL or the HTTP client is unusable.
+    #[error("--cloud-url: {0}")]
+    Cloud(#[from] CloudError),
+    /// The cloud URL is not http(s).
+    #[error("--cloud-url / EDGE_CLOUD_URL must start with http:// or https:// (got {0:?})")]
+    CloudScheme(String),
+}
+
+/// A built sync-svc, listening and ready to run.
+pub struct SyncApp {
+    server: GrpcServer,
+    addr: SocketAddr,
+    store: StoreServiceClient<Channel>,
+    cloud: Option<CloudClient>,
+    config: SyncConfig,
+    status: StatusBoard,
+    drain: Arc<OnceCell<Arc<Drain>>>,
+}
+
+impl SyncApp {
+    /// Binds `config.sync_addr` and prepares clients for store-svc at
+    /// `store_url` and for the cloud.
+    pub async fn build(
+        config: &SyncConfig,
+        store_url: &str,
+        runtime: &RuntimeArgs,
+        client: &ClientArgs,
+    ) -> Result<SyncApp, StartError> {
+        let cloud = match config.cloud_url.as_deref().filter(|u| !u.is_empty()) {
+            None => None,
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(CloudClient::new(config.client(url))?)
+            }
+            Some(url) => {
+                // Only the scheme: the rest may carry credentials.
+                let scheme = url.split(':').next().unwrap_or_default();
+                return Err(StartError::CloudScheme(scheme.chars().take(20).collect()));
+            }
+        };
+        let store = StoreServiceClient::new(edge_runtime::client::channel(store_url, client)?)
+            .max_decoding_message_size(runtime.max_message_bytes)
+            .max_encoding_message_size(runtime.max_message_bytes);
+        let listener = TcpListener::bind(config.sync_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.sync_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.sync_addr,
+            source,
+        })?;
+        let (state, url) = match &cloud {
+            Some(c) => (pb::SyncLinkState::Offline, c.base_url().to_owned()),
+            None => (pb::SyncLinkState::Disabled, String::new()),
+        };
+        let status = StatusBoard::new(state, url, config.cloud_api == CloudApi::Simple);
+        let drain = Arc::new(OnceCell::new());
+        let service = SyncServiceServer::new(SyncGrpc::new(
+            status.clone(),
+            drain.clone(),
+            cloud.is_some(),
+        ));
+        let server = GrpcServer::new(listener, runtime.shutdown_grace).add_service(service);
+        Ok(SyncApp {
+            server,
+            addr,
+            store,
+            cloud,
+            config: config.clone(),
+            status,
+            drain,
+        })
+    }
+
+    /// The address the gRPC server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves and drains until `shutdown`. A push in flight at shutdown is
+    /// abandoned; its lease lapses and the batch is pushed again later (the
+    /// cloud answers duplicate for anything it already stored).
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
+        let background = match self.cloud {
+            None => {
+                tracing::info!(
+                    "no cloud URL configured (--cloud-url / EDGE_CLOUD_URL): the site runs offline; readings stay in the outbox"
+                );
+                None
+            }
+            Some(cloud) => Some(tokio::spawn(start_drain(
+                self.store,
+                cloud,
+                self.config,
+                self.status,
+                self.drain,
+                shutdown.clone(),
+            ))),
+        };
+        let served = self.server.run(shutdown.clone()).await;
+        shutdown.cancel();
+        if let Some(task) = background
+            && let Err(err) = task.await
+        {
+            tracing::error!(%err, "sync background task failed");
+        }
+        tracing::info!("sync-svc stopped");
+        served
+    }
+}
+
+/// Learns the site id, then runs the probe, workers, reporter and backlog
+/// refresher until `stop`.
+async fn start_drain(
+    store: StoreServiceClient<Channel>,
+    cloud: CloudClient,
+    config: SyncConfig,
+    status: StatusBoard,
+    cell: Arc<OnceCell<Arc<Drain>>>,
+    stop: Shutdown,
+) {
+    let Some(site_id) = site_id(&store, &status, &stop).await else {
+        return;
+    };
+    tracing::info!(%site_id, cloud = cloud.base_url(), api = ?config.cloud_api, "sync-svc draining the outbox to the cloud");
+    let prober = Prober::spawn(cloud.clone(), config.probe(), stop.clone());
+    register_link_gauges(&prober);
+    let drain = Drain::new(
+        store,
+        cloud,
+        prober.clone(),
+        site_id,
+        config.clone(),
+        status.clone(),
+        SyncMetrics::new(),
+    );
+    let _ = cell.set(drain.clone());
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..config.sync_concurrency.max(1) {
+        tasks.spawn(drain.clone().worker(stop.clone()));
+    }
+    if config.cloud_api == CloudApi::Batch {
+        tasks.spawn(crate::report::run(drain.clone(), stop.clone()));
+    }
+    tasks.spawn(refresh_backlog(drain.clone(), stop.clone()));
+    tasks.spawn(follow_link(prober, status, stop.clone()));
+    while let Some(done) = tasks.join_next().await {
+        if let Err(err) = done {
+            tracing::error!(%err, "a sync task failed");
+        }
+    }
+}
+
+/// The site id from store-svc, asking until it answers or `stop`.
+async fn site_id(
+    store: &StoreServiceClient<Channel>,
+    status: &StatusBoard,
+    stop: &Shutdown,
+) -> Option<String> {
+    let mut warned = false;
+    loop {
+        match store.clone().get_stats(pb::GetStatsRequest {}).await {
+            Ok(stats) => return Some(stats.into_inner().site_id),
+            Err(err) => {
+                if !warned {
+                    tracing::warn!(error = %err.message(), "waiting for store-svc to learn the site id");
+                    warned = true;
+                }
+                status.error(&format!("store-svc: {}", err.message()));
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Keeps the backlog figures in the status fresh.
+async fn refresh_backlog(drain: Arc<Drain>, stop: Shutdown) {
+    loop {
+        if let Ok(stats) = drain.store.clone().get_stats(pb::GetStatsRequest {}).await {
+            let stats = stats.into_inner();
+            drain.status.backlog(
+                stats.unsynced_versions,
+                stats.dead_letters,
+                stats.stuck_versions,
+            );
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(drain.config.stats_interval) => {}
+        }
+    }
+}
+
+/// Mirrors the probe's link changes into the status.
+async fn follow_link(prober: Prober, status: StatusBoard, stop: Shutdown) {
+    let mut link = prober.watch();
+    loop {
+        let since = link.borrow_and_update().since;
+        status.set_link_since(since);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = link.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// `cloud_reachable{probe="sync"}` and `cloud_unreachable_seconds{probe="sync"}`.
+fn register_link_gauges(prober: &Prober) {
+    let meter = edge_runtime::telemetry::meter("sync-svc");
+    let labels = [KeyValue::new("probe", "sync")];
+    let link = prober.watch();
+    let reachable_labels = labels.clone();
+    meter
+        .u64_observable_gauge("cloud_reachable")
+        .with_description("1 when the cloud answers the probe (after hysteresis), else 0")
+        .with_callback(move |gauge| {
+            gauge.observe(u64::from(link.borrow().is_online()), &reachable_labels);
+        })
+        .build();
+    let link = prober.watch();
+    meter
+        .f64_observable_gauge("cloud_unreachable_seconds")
+        .with_description("Seconds since the cloud became unreachable; 0 while reachable")
+        .with_callback(move |gauge| {
+            let status = link.borrow();
+            let seconds = if status.is_online() {
+                0.0
+            } else {
+                SystemTime::now()
+                    .duration_since(status.since)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0)
+            };
+            gauge.observe(seconds, &labels);
+        })
+        .build();
+}

@@ -1,0 +1,109 @@
+//! Compatibility mode: a cloud that only offers `POST /api/readings`, one
+//! JSON reading per call, answering 201.
+//!
+//! That API has no idempotency key, so this mode is at-least-once. A failure
+//! after the request may have reached the cloud (a timeout, a connection
+//! broken mid-answer) is recorded as ambiguous, and the next attempt at that
+//! version is counted in `sync_possible_duplicates_total`: the only place a
+//! duplicate can come from. A reading the API refuses (400/413/422) is
+//! dead-lettered like a rejected version.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use edge_cloud_link::contract::SimpleReading;
+use edge_proto::v1 as pb;
+use tokio_util::sync::CancellationToken;
+
+use crate::drain::{AMBIGUOUS_PREFIX, Drain, Outcome};
+
+/// RFC 3339 with microseconds, e.g. `2026-11-24T10:00:00.123456Z`.
+fn rfc3339(ts: Option<&prost_types::Timestamp>) -> String {
+    let at = ts
+        .and_then(|t| {
+            let nanos = u32::try_from(t.nanos).ok()?;
+            if t.seconds >= 0 {
+                UNIX_EPOCH.checked_add(Duration::new(t.seconds.unsigned_abs(), nanos))
+            } else {
+                UNIX_EPOCH
+                    .checked_sub(Duration::from_secs(t.seconds.unsigned_abs()))?
+                    .checked_add(Duration::from_nanos(u64::from(nanos)))
+            }
+        })
+        .unwrap_or(UNIX_EPOCH);
+    humantime::format_rfc3339_micros(at).to_string()
+}
+
+/// Pushes the versions one call each, in order, until one fails transiently.
+pub async fn push(
+    drain: &Drain,
+    versions: &[pb::OutboxVersion],
+    stop: &CancellationToken,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    for (i, version) in versions.iter().enumerate() {
+        if stop.is_cancelled() {
+            // Unmentioned versions are released by the completion.
+            break;
+        }
+        if version.last_error.starts_with(AMBIGUOUS_PREFIX) {
+            drain.metrics.possible_duplicates.add(1, &[]);
+        }
+        let reading = SimpleReading {
+            sensor_id: version.sensor_id.clone(),
+            temperature: version.temperature_celsius,
+            humidity: version.humidity_percent,
+            timestamp: rfc3339(version.measured_at.as_ref()),
+        };
+        drain.metrics.attempts.add(1, &[]);
+        let started = Instant::now();
+        let answer = drain.cloud.post_simple(&reading).await;
+        drain
+            .metrics
+            .push_seconds
+            .record(started.elapsed().as_secs_f64(), &[]);
+        match answer {
+            Ok(_) => {
+                drain.metrics.successes.add(1, &[]);
+                drain.metrics.synced("accepted", 1);
+                outcome.any_success = true;
+                outcome.synced.push(version.version_id);
+            }
+            Err(err) if err.is_batch_refusal() => {
+                drain.metrics.synced("rejected", 1);
+                outcome.rejected.push(pb::RejectedVersion {
+                    version_id: version.version_id,
+                    reason: err.to_string(),
+                });
+            }
+            Err(err) => {
+                let rest: Vec<&pb::OutboxVersion> = versions[i..].iter().collect();
+                // Only the version in flight can have reached the cloud.
+                let mut failed = drain.failed(&rest[..1], &err);
+                if rest.len() > 1 {
+                    let mut others = drain.failed(&rest[1..], &err);
+                    others.error = err.to_string();
+                    outcome.failed.push(others);
+                }
+                failed.retry_at = failed.retry_at.or(Some(SystemTime::now().into()));
+                outcome.failed.push(failed);
+                outcome.failure = Some((err.to_string(), err.retry_after()));
+                break;
+            }
+        }
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds() {
+        let ts = prost_types::Timestamp {
+            seconds: 1_795_392_000,
+            nanos: 123_456_000,
+        };
+        assert_eq!(rfc3339(Some(&ts)), "2026-11-23T00:00:00.123456Z");
+    }
+}

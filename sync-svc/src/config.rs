@@ -1,0 +1,172 @@
+//! sync-svc's flags. Every flag has an environment fallback; with no cloud
+//! URL the site runs offline by design and sync-svc only says so.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use edge_cloud_link::{ClientConfig, ProbeConfig};
+
+/// Default sync-svc gRPC port.
+pub const DEFAULT_SYNC_PORT: u16 = 50053;
+
+/// Which API the cloud offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CloudApi {
+    /// The batch API of `docs/cloud-api.yaml`: idempotent, exactly once in effect.
+    Batch,
+    /// Compatibility mode: `POST /api/readings`, one reading per call. No
+    /// idempotency key, so at-least-once: a retry after an ambiguous failure
+    /// may duplicate, and each such retry is counted.
+    Simple,
+}
+
+/// sync-svc configuration (shared by the `sync-svc` binary and `edge up`).
+#[derive(Debug, Clone, Args)]
+pub struct SyncConfig {
+    /// Address sync-svc's gRPC server listens on.
+    #[arg(long, env = "EDGE_SYNC_ADDR", default_value = "0.0.0.0:50053")]
+    pub sync_addr: SocketAddr,
+
+    /// The cloud's base URL (e.g. https://cloud.example.com). Unset: no
+    /// cloud, the site runs offline.
+    #[arg(long, env = "EDGE_CLOUD_URL")]
+    pub cloud_url: Option<String>,
+
+    /// Bearer token for the cloud. Never logged.
+    #[arg(long, env = "EDGE_CLOUD_TOKEN", hide_env_values = true)]
+    pub cloud_token: Option<String>,
+
+    /// The API the cloud offers.
+    #[arg(long, env = "EDGE_CLOUD_API", value_enum, default_value_t = CloudApi::Batch)]
+    pub cloud_api: CloudApi,
+
+    /// Time between reachability probes (`GET /health`).
+    #[arg(long, env = "EDGE_PROBE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub probe_interval: Duration,
+
+    /// Deadline for one probe.
+    #[arg(long, env = "EDGE_PROBE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub probe_timeout: Duration,
+
+    /// Consecutive failed probes that take the link offline.
+    #[arg(long, env = "EDGE_PROBE_FAILURES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub probe_failures: u32,
+
+    /// Consecutive good probes that bring it back.
+    #[arg(long, env = "EDGE_PROBE_SUCCESSES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub probe_successes: u32,
+
+    /// Deadline for one push (connect, send, answer).
+    #[arg(long, env = "EDGE_PUSH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub push_timeout: Duration,
+
+    /// Deadline for connecting to the cloud.
+    #[arg(long, env = "EDGE_CLOUD_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub cloud_connect_timeout: Duration,
+
+    /// Versions per pushed batch (1 to 10000).
+    #[arg(long, env = "EDGE_SYNC_BATCH_SIZE", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub sync_batch_size: u32,
+
+    /// Pushes in flight at once. The drain never takes more, so ingest keeps
+    /// the rest of the site's capacity.
+    #[arg(long, env = "EDGE_SYNC_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub sync_concurrency: u32,
+
+    /// Percent of every batch taken from the newest unsynced readings, so the
+    /// cloud sees the present while a backlog drains.
+    #[arg(long, env = "EDGE_SYNC_NEWEST_SHARE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub sync_newest_share: u32,
+
+    /// First retry delay after a failed push (doubles per failure, with jitter).
+    #[arg(long, env = "EDGE_SYNC_BACKOFF_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub backoff_initial: Duration,
+
+    /// Longest retry delay.
+    #[arg(long, env = "EDGE_SYNC_BACKOFF_MAX", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub backoff_max: Duration,
+
+    /// Attempts after which a version is flagged stuck (and still retried).
+    #[arg(long, env = "EDGE_SYNC_STUCK_AFTER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub stuck_after_attempts: u32,
+
+    /// How long a leased batch stays reserved; if sync-svc dies mid-push the
+    /// versions are due again after this. Keep it above the push timeout.
+    #[arg(long, env = "EDGE_SYNC_LEASE", default_value = "90s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+
+    /// Compress pushed bodies with gzip.
+    #[arg(long, env = "EDGE_SYNC_GZIP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sync_gzip: bool,
+
+    /// Largest cloud response read; a longer one is cut off and counts as a
+    /// failed push.
+    #[arg(long, env = "EDGE_SYNC_MAX_RESPONSE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_response_bytes: usize,
+
+    /// How often an idle drain looks at the outbox again.
+    #[arg(long, env = "EDGE_SYNC_IDLE_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub idle_poll: Duration,
+
+    /// How often the backlog figures are refreshed from store-svc.
+    #[arg(long, env = "EDGE_SYNC_STATS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub stats_interval: Duration,
+}
+
+impl SyncConfig {
+    /// Defaults, as `edge up` with no flags would use them.
+    pub fn new() -> Self {
+        SyncConfig {
+            sync_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_SYNC_PORT)),
+            cloud_url: None,
+            cloud_token: None,
+            cloud_api: CloudApi::Batch,
+            probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(2),
+            probe_failures: 3,
+            probe_successes: 2,
+            push_timeout: Duration::from_secs(30),
+            cloud_connect_timeout: Duration::from_secs(5),
+            sync_batch_size: 2000,
+            sync_concurrency: 2,
+            sync_newest_share: 10,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            stuck_after_attempts: 10,
+            lease_duration: Duration::from_secs(90),
+            sync_gzip: true,
+            max_response_bytes: 8 * 1024 * 1024,
+            idle_poll: Duration::from_secs(1),
+            stats_interval: Duration::from_secs(5),
+        }
+    }
+
+    /// The probe's settings.
+    pub fn probe(&self) -> ProbeConfig {
+        ProbeConfig {
+            interval: self.probe_interval,
+            timeout: self.probe_timeout,
+            failures_to_offline: self.probe_failures,
+            successes_to_online: self.probe_successes,
+        }
+    }
+
+    /// The HTTP client's settings for `base_url`.
+    pub fn client(&self, base_url: &str) -> ClientConfig {
+        ClientConfig {
+            base_url: base_url.to_owned(),
+            token: self.cloud_token.clone(),
+            request_timeout: self.push_timeout,
+            connect_timeout: self.cloud_connect_timeout,
+            gzip: self.sync_gzip,
+            max_response_bytes: self.max_response_bytes,
+        }
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,397 @@
+//! The drain: lease a batch from store-svc, push it, record the answer.
+//!
+//! Read as one chain (like a log shipper's sink): [`Drain::worker`] waits for
+//! the link and for any global backoff, leases, hands the batch to
+//! [`Drain::push_batch`] (or the compatibility pusher), and completes the
+//! lease with what the cloud said. *What* a failure means is decided by
+//! [`edge_cloud_link::CloudError`]; *when* to retry by [`Backoff`].
+//!
+//! - A well-formed answer acknowledges accepted and duplicate versions and
+//!   dead-letters rejected ones.
+//! - A refusal of the whole batch that names no version (400/413/422) is split
+//!   in halves and retried until the version to blame is alone; only that one
+//!   is dead-lettered.
+//! - Anything else (connection errors, timeouts, 5xx, 429, credentials, a
+//!   malformed answer) only delays: the versions' attempts are counted, their
+//!   next attempt is pushed out by a jittered backoff (at least any
+//!   `Retry-After`), and the whole drain backs off too while the cloud fails.
+//!
+//! Concurrency is bounded (`--sync-concurrency` workers), and completions
+//! reach store-svc one at a time, so the drain never takes more than a small,
+//! fixed share of the store's single writer: ingest keeps the rest.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use edge_cloud_link::contract::{self, PushBatch, VersionRecord, VersionStatus};
+use edge_cloud_link::{CloudClient, CloudError, Prober};
+use edge_proto::v1 as pb;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use tokio::sync::{Mutex, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::backoff::Backoff;
+use crate::config::{CloudApi, SyncConfig};
+use crate::metrics::SyncMetrics;
+use crate::status::StatusBoard;
+
+/// Prefix of a recorded failure after which the cloud may have stored the
+/// reading anyway (compatibility mode counts the next attempt as a possible
+/// duplicate).
+pub const AMBIGUOUS_PREFIX: &str = "ambiguous: ";
+
+/// How long to wait before asking an unreachable store-svc again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// The outcome of pushing some versions, to be recorded in the store.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Accepted or duplicate.
+    pub synced: Vec<u64>,
+    /// Rejected, with the reason.
+    pub rejected: Vec<pb::RejectedVersion>,
+    /// Failed transiently, with when to retry.
+    pub failed: Vec<pb::FailedVersions>,
+    /// A push got a well-formed answer.
+    pub any_success: bool,
+    /// The failure that should slow the whole drain, with any wait the
+    /// cloud asked for.
+    pub failure: Option<(String, Option<Duration>)>,
+}
+
+/// Global backoff shared by the workers.
+#[derive(Debug, Default)]
+struct Global {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+/// Everything the workers share.
+pub struct Drain {
+    pub(crate) store: StoreServiceClient<Channel>,
+    pub(crate) cloud: CloudClient,
+    pub(crate) prober: Prober,
+    pub(crate) site_id: String,
+    pub(crate) config: SyncConfig,
+    pub(crate) status: StatusBoard,
+    pub(crate) metrics: SyncMetrics,
+    backoff: Backoff,
+    global: Mutex<Global>,
+    /// Completions reach the store one at a time.
+    completions: Semaphore,
+    /// SyncNow.
+    pub(crate) wake: Notify,
+    /// A dead letter was recorded: report it to the cloud soon.
+    pub(crate) dead_lettered: Notify,
+}
+
+impl Drain {
+    /// The shared drain state.
+    pub fn new(
+        store: StoreServiceClient<Channel>,
+        cloud: CloudClient,
+        prober: Prober,
+        site_id: String,
+        config: SyncConfig,
+        status: StatusBoard,
+        metrics: SyncMetrics,
+    ) -> Arc<Drain> {
+        Arc::new(Drain {
+            backoff: Backoff {
+                initial: config.backoff_initial,
+                max: config.backoff_max,
+            },
+            store,
+            cloud,
+            prober,
+            site_id,
+            config,
+            status,
+            metrics,
+            global: Mutex::new(Global::default()),
+            completions: Semaphore::new(1),
+            wake: Notify::new(),
+            dead_lettered: Notify::new(),
+        })
+    }
+
+    /// Ends any global backoff and wakes every worker (SyncNow).
+    pub async fn sync_now(&self) {
+        self.global.lock().await.until = None;
+        self.prober.probe_now();
+        self.wake.notify_waiters();
+    }
+
+    /// Waits for `pause`, a SyncNow, or `stop`; `false` when stopping.
+    async fn pause(&self, pause: Duration, stop: &CancellationToken) -> bool {
+        tokio::select! {
+            () = stop.cancelled() => false,
+            () = tokio::time::sleep(pause) => true,
+            () = self.wake.notified() => true,
+        }
+    }
+
+    /// One worker: runs until `stop`.
+    pub async fn worker(self: Arc<Self>, stop: CancellationToken) {
+        let mut link = self.prober.watch();
+        while !stop.is_cancelled() {
+            let status = link.borrow_and_update().clone();
+            if !status.is_online() {
+                self.status.set_state(pb::SyncLinkState::Offline, None);
+                // No pushes while offline: wait for the probe to say otherwise.
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    changed = link.changed() => if changed.is_err() { return },
+                    () = self.wake.notified() => {}
+                }
+                continue;
+            }
+            let until = self.global.lock().await.until;
+            if let Some(until) = until.filter(|u| *u > Instant::now()) {
+                let wait = until - Instant::now();
+                self.status.set_state(
+                    pb::SyncLinkState::BackingOff,
+                    Some(SystemTime::now() + wait),
+                );
+                if !self.pause(wait, &stop).await {
+                    return;
+                }
+                continue;
+            }
+            let lease = match self
+                .store
+                .clone()
+                .lease_batch(pb::LeaseBatchRequest {
+                    max_versions: self.config.sync_batch_size,
+                    newest_share_percent: self.config.sync_newest_share,
+                    lease_duration: prost_types::Duration::try_from(self.config.lease_duration)
+                        .ok(),
+                })
+                .await
+            {
+                Ok(lease) => lease.into_inner(),
+                Err(status) => {
+                    tracing::warn!(error = %status.message(), code = ?status.code(), "cannot lease from store-svc");
+                    self.status
+                        .error(&format!("store-svc: {}", status.message()));
+                    if !self.pause(STORE_RETRY, &stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if lease.versions.is_empty() {
+                self.status.set_state(pb::SyncLinkState::Idle, None);
+                if !self.pause(self.config.idle_poll, &stop).await {
+                    return;
+                }
+                continue;
+            }
+            self.status.set_state(pb::SyncLinkState::Draining, None);
+            let outcome = match self.config.cloud_api {
+                CloudApi::Batch => self.push_batch(&lease.versions).await,
+                CloudApi::Simple => crate::compat::push(&self, &lease.versions, &stop).await,
+            };
+            self.record(lease.lease_id, outcome).await;
+        }
+    }
+
+    /// Completes the lease in the store and updates the global backoff.
+    async fn record(&self, lease_id: String, outcome: Outcome) {
+        let acknowledged = outcome.synced.len() as u64;
+        let rejected = outcome.rejected.len();
+        {
+            let mut global = self.global.lock().await;
+            if let Some((error, retry_after)) = &outcome.failure {
+                global.failures += 1;
+                let delay = self.backoff.delay(global.failures, *retry_after);
+                global.until = Some(Instant::now() + delay);
+                self.status.error(error);
+                tracing::warn!(%error, retry_in = ?delay, failures = global.failures, "push failed; backing off");
+            } else if outcome.any_success {
+                global.failures = 0;
+                global.until = None;
+            }
+        }
+        let request = pb::CompleteBatchRequest {
+            lease_id,
+            synced_version_ids: outcome.synced,
+            rejected: outcome.rejected,
+            failed: outcome.failed,
+            stuck_after_attempts: self.config.stuck_after_attempts,
+        };
+        let _turn = self.completions.acquire().await;
+        match self.store.clone().complete_batch(request).await {
+            Ok(done) => {
+                let done = done.into_inner();
+                if done.newly_stuck > 0 {
+                    self.metrics.stuck.add(done.newly_stuck, &[]);
+                    tracing::warn!(
+                        versions = done.newly_stuck,
+                        attempts = self.config.stuck_after_attempts,
+                        "versions flagged stuck after repeated failures; still retrying"
+                    );
+                }
+                if outcome.any_success {
+                    self.status.success(acknowledged);
+                }
+                if rejected > 0 {
+                    self.dead_lettered.notify_one();
+                }
+            }
+            Err(status) => {
+                // The lease lapses and the versions are pushed again; the
+                // cloud answers duplicate for what it already has.
+                tracing::error!(error = %status.message(), code = ?status.code(), "cannot record a push in store-svc; the batch will be pushed again");
+                self.status
+                    .error(&format!("store-svc: {}", status.message()));
+            }
+        }
+    }
+
+    /// Pushes versions through the batch API, splitting refused batches
+    /// until the version to blame is alone.
+    pub async fn push_batch(&self, versions: &[pb::OutboxVersion]) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut pending: Vec<&[pb::OutboxVersion]> = vec![versions];
+        while let Some(part) = pending.pop() {
+            let records: Vec<VersionRecord> = part.iter().map(record).collect();
+            let batch = PushBatch { versions: records };
+            let key = batch_key(&self.site_id, part);
+            self.metrics.attempts.add(1, &[]);
+            let started = Instant::now();
+            let answer = self.cloud.push(&self.site_id, &key, &batch).await;
+            self.metrics
+                .push_seconds
+                .record(started.elapsed().as_secs_f64(), &[]);
+            match answer {
+                Ok(answer) => {
+                    self.metrics.successes.add(1, &[]);
+                    outcome.any_success = true;
+                    let (mut accepted, mut duplicate, mut rejected) = (0, 0, 0);
+                    for (version, result) in part.iter().zip(answer.results) {
+                        match result.status {
+                            VersionStatus::Accepted => {
+                                accepted += 1;
+                                outcome.synced.push(version.version_id);
+                            }
+                            VersionStatus::Duplicate => {
+                                duplicate += 1;
+                                outcome.synced.push(version.version_id);
+                            }
+                            VersionStatus::Rejected => {
+                                let reason = result
+                                    .reason
+                                    .unwrap_or_else(|| "rejected by the cloud".into());
+                                tracing::warn!(reading_id = %version.reading_id, seq = version.seq, %reason, "cloud rejected a version; dead-lettered");
+                                rejected += 1;
+                                outcome.rejected.push(pb::RejectedVersion {
+                                    version_id: version.version_id,
+                                    reason,
+                                });
+                            }
+                        }
+                    }
+                    self.metrics.synced("accepted", accepted);
+                    self.metrics.synced("duplicate", duplicate);
+                    self.metrics.synced("rejected", rejected);
+                }
+                Err(err) if err.is_batch_refusal() => {
+                    if let [only] = part {
+                        let reason = format!("the cloud refused it alone: {err}");
+                        tracing::warn!(reading_id = %only.reading_id, seq = only.seq, %reason, "version isolated by splitting; dead-lettered");
+                        self.metrics.synced("rejected", 1);
+                        outcome.rejected.push(pb::RejectedVersion {
+                            version_id: only.version_id,
+                            reason,
+                        });
+                    } else {
+                        tracing::info!(versions = part.len(), error = %err, "cloud refused a batch naming no version; splitting it");
+                        let (left, right) = part.split_at(part.len() / 2);
+                        pending.push(right);
+                        pending.push(left);
+                    }
+                }
+                Err(err) => {
+                    // Nothing more goes out of this lease; the rest of it
+                    // waits out the backoff with the part that failed.
+                    let mut rest: Vec<&pb::OutboxVersion> = part.iter().collect();
+                    rest.extend(pending.drain(..).flatten());
+                    outcome.failed.push(self.failed(&rest, &err));
+                    outcome.failure = Some((err.to_string(), err.retry_after()));
+                    break;
+                }
+            }
+        }
+        outcome
+    }
+
+    /// The failure record for `versions` after `err`: retried after a
+    /// jittered backoff on their attempts, at least any `Retry-After`.
+    pub(crate) fn failed(
+        &self,
+        versions: &[&pb::OutboxVersion],
+        err: &CloudError,
+    ) -> pb::FailedVersions {
+        let attempts = versions.iter().map(|v| v.attempts).max().unwrap_or(0) + 1;
+        let delay = self.backoff.delay(attempts, err.retry_after());
+        let error = if err.is_ambiguous() {
+            format!("{AMBIGUOUS_PREFIX}{err}")
+        } else {
+            err.to_string()
+        };
+        pb::FailedVersions {
+            version_ids: versions.iter().map(|v| v.version_id).collect(),
+            error,
+            retry_at: Some(prost_types::Timestamp::from(SystemTime::now() + delay)),
+        }
+    }
+}
+
+/// The idempotency key of a batch: derived from the site and the version
+/// ids, so pushing the same versions again (after a timeout) is recognised
+/// by the cloud as a replay.
+fn batch_key(site_id: &str, versions: &[pb::OutboxVersion]) -> String {
+    let mut text = String::with_capacity(versions.len() * 8 + site_id.len());
+    text.push_str(site_id);
+    for v in versions {
+        text.push(',');
+        text.push_str(&v.version_id.to_string());
+    }
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+}
+
+fn us(ts: Option<&prost_types::Timestamp>) -> i64 {
+    ts.map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1_000))
+        .unwrap_or(0)
+}
+
+/// The contract's record of an outbox version.
+pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
+    let stamp = v.version.clone().unwrap_or_default();
+    let hlc = stamp.hlc.unwrap_or_default();
+    VersionRecord {
+        reading_id: v.reading_id.clone(),
+        seq: v.seq,
+        origin_site_id: v.origin_site_id.clone(),
+        sensor_id: v.sensor_id.clone(),
+        temperature_celsius: v.temperature_celsius,
+        humidity_percent: v.humidity_percent,
+        measured_at_us: us(v.measured_at.as_ref()),
+        received_at_us: us(v.received_at.as_ref()),
+        priority: if v.priority == pb::Priority::Critical as i32 {
+            contract::Priority::Critical
+        } else {
+            contract::Priority::Normal
+        },
+        clock_suspect: v.clock_suspect,
+        version: contract::VersionStamp {
+            hlc: contract::Hlc {
+                physical_ms: hlc.physical_ms,
+                logical: hlc.logical,
+            },
+            site_id: stamp.site_id,
+        },
+    }
+}

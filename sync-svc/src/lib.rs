@@ -1,0 +1,31 @@
+//! sync-svc: forwards the site's outbox to the cloud, exactly once in effect
+//! (DESIGN §1 P2–P3, §2, §4).
+//!
+//! A tour:
+//! - [`config`]: flags (cloud URL and token, probe, batch size, concurrency,
+//!   backoff, the live share);
+//! - [`drain`]: lease → push → record, splitting refused batches, backing
+//!   off on failures; the workers;
+//! - [`compat`]: the same for a cloud that only has the one-reading API;
+//! - [`report`]: dead letters reported to the cloud's coverage;
+//! - [`backoff`]: jittered exponential delays;
+//! - [`status`] and [`grpc`]: what `SyncNow`, `GetStatus` and `WatchStatus`
+//!   serve;
+//! - [`metrics`]: the DESIGN §6 instruments sync-svc owns;
+//! - [`app`]: building and running the service.
+//!
+//! The probe and the HTTP client live in `edge-cloud-link`, shared with
+//! health-svc.
+
+pub mod app;
+pub mod backoff;
+pub mod compat;
+pub mod config;
+pub mod drain;
+pub mod grpc;
+pub mod metrics;
+pub mod report;
+pub mod status;
+
+pub use app::SyncApp;
+pub use config::SyncConfig;

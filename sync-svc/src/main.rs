@@ -1,0 +1,34 @@
+//! The sync-svc binary: one service per process, as Kubernetes runs it.
+
+use clap::Parser;
+use edge_runtime::RuntimeArgs;
+use edge_runtime::client::ClientArgs;
+use sync_svc::{SyncApp, SyncConfig};
+
+/// sync-svc: forwards the site's outbox to the cloud (edge.v1.SyncService).
+#[derive(Parser)]
+#[command(name = "sync-svc", version, about)]
+struct Cli {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    #[command(flatten)]
+    sync: SyncConfig,
+    #[command(flatten)]
+    client: ClientArgs,
+    /// store-svc's gRPC address.
+    #[arg(long, env = "EDGE_STORE_URL", default_value = "http://127.0.0.1:50052")]
+    store_url: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli: Cli = edge_runtime::parse_config();
+    edge_runtime::telemetry::init_logging(&cli.runtime);
+    let shutdown = edge_runtime::shutdown::on_signal();
+    let metrics =
+        edge_runtime::metrics_http::spawn(cli.runtime.metrics_addr, shutdown.clone()).await?;
+    let app = SyncApp::build(&cli.sync, &cli.store_url, &cli.runtime, &cli.client).await?;
+    app.run(shutdown).await?;
+    metrics.await??;
+    Ok(())
+}

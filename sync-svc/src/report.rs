@@ -1,0 +1,84 @@
+//! Telling the cloud which seqs the site will not deliver, so its books
+//! balance: every dead letter is reported through the unsent endpoint once
+//! (again after a re-drive and a new rejection), and marked reported in the
+//! store only after the cloud confirmed it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_cloud_link::contract::{self, UnsentEntry, UnsentReport, UnsentStatus};
+use edge_proto::v1 as pb;
+use tokio_util::sync::CancellationToken;
+
+use crate::drain::{Drain, record};
+
+/// How often unreported dead letters are looked for without a nudge.
+const REPORT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Dead letters per report.
+const REPORT_PAGE: u32 = 1_000;
+
+/// Reports dead letters while the link is up, until `stop`.
+pub async fn run(drain: Arc<Drain>, stop: CancellationToken) {
+    let mut link = drain.prober.watch();
+    loop {
+        if link.borrow_and_update().is_online()
+            && let Err(err) = report_all(&drain).await
+        {
+            tracing::warn!(error = %err, "cannot report dead letters to the cloud yet");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(REPORT_INTERVAL) => {}
+            () = drain.dead_lettered.notified() => {}
+            changed = link.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Reports every unreported dead letter, a page at a time.
+async fn report_all(drain: &Drain) -> Result<(), String> {
+    let mut store = drain.store.clone();
+    loop {
+        let page = store
+            .list_dead_letters(pb::ListDeadLettersRequest {
+                page_size: REPORT_PAGE,
+                page_token: String::new(),
+                unreported_only: true,
+            })
+            .await
+            .map_err(|s| format!("store-svc: {}", s.message()))?
+            .into_inner();
+        if page.dead_letters.is_empty() {
+            return Ok(());
+        }
+        let mut ids = Vec::with_capacity(page.dead_letters.len());
+        let entries: Vec<UnsentEntry> = page
+            .dead_letters
+            .iter()
+            .filter_map(|d| d.version.as_ref())
+            .map(|v| {
+                ids.push(v.version_id);
+                let rec = record(v);
+                UnsentEntry {
+                    seq: v.seq,
+                    reading_id: rec.reading_id,
+                    version: rec.version,
+                    status: UnsentStatus::Rejected,
+                    reason: (!v.last_error.is_empty()).then(|| v.last_error.clone()),
+                }
+            })
+            .collect();
+        let count = entries.len();
+        drain
+            .cloud
+            .report_unsent(&drain.site_id, &UnsentReport { entries })
+            .await
+            .map_err(|err| err.to_string())?;
+        store
+            .mark_dead_letters_reported(pb::MarkDeadLettersReportedRequest { version_ids: ids })
+            .await
+            .map_err(|s| format!("store-svc: {}", s.message()))?;
+        tracing::info!(dead_letters = count, path = %contract::unsent_path(&drain.site_id), "dead letters reported to the cloud");
+    }
+}
