@@ -105,11 +105,7 @@ pub(crate) fn check_version(
             version.version.hlc.physical_ms
         ));
     }
-    if faults
-        .reject_sensors
-        .iter()
-        .any(|s| *s == version.sensor_id)
-    {
+    if faults.reject_sensors.contains(&version.sensor_id) {
         return Err(format!(
             "sensor {} is not registered with the cloud",
             version.sensor_id
@@ -199,7 +195,8 @@ mod tests {
 
     #[test]
     fn each_rule_rejects_with_its_own_reason() {
-        let cases: Vec<(Box<dyn FnOnce(&mut VersionRecord)>, &str)> = vec![
+        type Change = Box<dyn FnOnce(&mut VersionRecord)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|v| v.reading_id = "nope".into()), "not a UUID"),
             (Box::new(|v| v.seq = 0), "seq"),
             (

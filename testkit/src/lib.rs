@@ -230,6 +230,8 @@ pub struct EdgeUp {
     pub ingest_url: String,
     /// `http://…` of store-svc.
     pub store_url: String,
+    /// `http://…` of sync-svc.
+    pub sync_url: String,
 }
 
 /// Starts `exe up` (the `edge` binary) on `data_dir` and, if given, the
@@ -240,6 +242,16 @@ pub async fn spawn_edge_up(
     data_dir: &Path,
     database_url: Option<&str>,
 ) -> Result<EdgeUp, FixtureError> {
+    spawn_edge_up_with(exe, data_dir, database_url, &[]).await
+}
+
+/// [`spawn_edge_up`] with extra command-line arguments (e.g. the cloud URL).
+pub async fn spawn_edge_up_with(
+    exe: &Path,
+    data_dir: &Path,
+    database_url: Option<&str>,
+    extra_args: &[String],
+) -> Result<EdgeUp, FixtureError> {
     std::fs::create_dir_all(data_dir)?;
     let ready = data_dir.join("ready.json");
     let _ = std::fs::remove_file(&ready);
@@ -249,6 +261,8 @@ pub async fn spawn_edge_up(
             "--ingest-addr",
             "127.0.0.1:0",
             "--store-addr",
+            "127.0.0.1:0",
+            "--sync-addr",
             "127.0.0.1:0",
             "--metrics-addr",
             "127.0.0.1:0",
@@ -263,6 +277,7 @@ pub async fn spawn_edge_up(
     if let Some(url) = database_url {
         cmd.arg("--database-url").arg(url);
     }
+    cmd.args(extra_args);
     let mut child = cmd.spawn()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let addrs: serde_json::Value = loop {
@@ -289,6 +304,7 @@ pub async fn spawn_edge_up(
     Ok(EdgeUp {
         ingest_url: url("ingest")?,
         store_url: url("store")?,
+        sync_url: url("sync")?,
         child,
     })
 }

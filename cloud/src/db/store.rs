@@ -4,6 +4,7 @@
 //! transaction at a time; reads (coverage, admin listings) use a separate
 //! pool and never wait behind a commit's fsync.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read as _, Write as _};
 
@@ -170,21 +171,23 @@ where
                 continue;
             }
             let key = version_key(version);
-            if first_copy.contains_key(&key) {
-                fates.push(Fate::Duplicate);
-            } else {
-                first_copy.insert(key, i);
-                to_insert.push(i);
-                fates.push(Fate::Pending);
+            match first_copy.entry(key) {
+                Entry::Occupied(_) => fates.push(Fate::Duplicate),
+                Entry::Vacant(slot) => {
+                    slot.insert(i);
+                    to_insert.push(i);
+                    fates.push(Fate::Pending);
+                }
             }
         }
 
         // Ids only grow and pushes are serialised (the push counter's row is
         // locked until commit), so the rows this push inserts are exactly
         // those above the largest id now.
-        let (id_before,): (i64,) = sqlx::query_as::<DB, (i64,)>("SELECT COALESCE(MAX(id), 0) FROM versions")
-            .fetch_one(&mut *conn)
-            .await?;
+        let (id_before,): (i64,) =
+            sqlx::query_as::<DB, (i64,)>("SELECT COALESCE(MAX(id), 0) FROM versions")
+                .fetch_one(&mut *conn)
+                .await?;
         let mut inserted = 0u64;
         for chunk in shaped_chunks(&to_insert) {
             let mut sql = String::from(
@@ -227,12 +230,18 @@ where
                 "SELECT reading_id, hlc_physical_ms, hlc_logical, version_site_id FROM versions WHERE id > ",
             );
             DB::placeholder(&mut sql, 1);
-            let rows: Vec<(String, i64, i64, String)> = sqlx::query_as::<DB, (String, i64, i64, String)>(&sql)
-                .bind(id_before)
-                .fetch_all(&mut *conn)
-                .await?;
+            let rows: Vec<(String, i64, i64, String)> =
+                sqlx::query_as::<DB, (String, i64, i64, String)>(&sql)
+                    .bind(id_before)
+                    .fetch_all(&mut *conn)
+                    .await?;
             for (reading_id, physical_ms, logical, version_site) in &rows {
-                let key = (reading_id.as_str(), *physical_ms, *logical, version_site.as_str());
+                let key = (
+                    reading_id.as_str(),
+                    *physical_ms,
+                    *logical,
+                    version_site.as_str(),
+                );
                 if let Some(&i) = first_copy.get(&key) {
                     fates[i] = Fate::Accepted;
                 }

@@ -34,6 +34,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// Runs a built service: `start` gets the stop token and spawns it.
+    pub fn spawn(
+        addr: SocketAddr,
+        start: impl FnOnce(Shutdown) -> JoinHandle<Result<(), ServeError>>,
+    ) -> Running {
+        let stop = Shutdown::new();
+        let task = start(stop.clone());
+        Running { addr, stop, task }
+    }
+
     pub async fn stop(self) {
         self.stop.cancel();
         self.task

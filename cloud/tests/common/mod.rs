@@ -1,0 +1,162 @@
+//! The harness every test shares: a real cloud on ephemeral ports over a
+//! fresh database, a real HTTP client, and builders of contract bodies.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use edge_cloud::{AdminClient, CloudApp, CloudArgs, CloudError};
+use edge_cloud_link::contract::{
+    ErrorBody, Hlc, IDEMPOTENCY_KEY_HEADER, Priority, PushBatch, PushResponse, VersionRecord,
+    VersionStamp, batches_path,
+};
+use edge_testkit::TestDatabase;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The bearer token every test cloud uses.
+pub const TOKEN: &str = "test-token-3f9a";
+
+/// A running reference cloud.
+pub struct TestCloud {
+    /// `http://127.0.0.1:port` of the public API.
+    pub url: String,
+    /// `http://127.0.0.1:port` of the admin API.
+    pub admin_url: String,
+    /// Plain HTTP client (keep-alive pool) for the public API.
+    pub http: reqwest::Client,
+    /// Admin API client.
+    pub admin: AdminClient,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), CloudError>>,
+}
+
+/// An HTTP client that talks to loopback directly.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .expect("HTTP client")
+}
+
+impl TestCloud {
+    /// Starts a cloud on `db` (SQLite in its data dir, or its PostgreSQL URL).
+    pub async fn start(db: &TestDatabase) -> TestCloud {
+        Self::start_with(CloudArgs::for_test(
+            db.data_dir.join("cloud"),
+            db.url.clone(),
+            TOKEN,
+        ))
+        .await
+    }
+
+    /// Starts a cloud with `args`.
+    pub async fn start_with(args: CloudArgs) -> TestCloud {
+        let app = CloudApp::build(&args).await.expect("the cloud builds");
+        let url = format!("http://{}", app.local_addr());
+        let admin_url = format!("http://{}", app.admin_addr());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run(shutdown.clone()));
+        TestCloud {
+            url,
+            admin: AdminClient::new(admin_url.clone()).expect("admin client"),
+            admin_url,
+            http: http_client(Duration::from_secs(30)),
+            shutdown,
+            task,
+        }
+    }
+
+    /// Stops the cloud and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("the cloud task joins")
+            .expect("the cloud stops cleanly");
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Posts `batch` for `site` under `key`, authorised.
+    pub async fn push(&self, site: &str, key: &str, batch: &PushBatch) -> reqwest::Response {
+        self.http
+            .post(self.at(&batches_path(site)))
+            .bearer_auth(TOKEN)
+            .header(IDEMPOTENCY_KEY_HEADER, key)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(batch).expect("serialise"))
+            .send()
+            .await
+            .expect("the push gets an answer")
+    }
+
+    /// Posts `batch` and expects `200` with one result per version.
+    pub async fn push_ok(&self, site: &str, key: &str, batch: &PushBatch) -> PushResponse {
+        let response = self.push(site, key, batch).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "push answered {:?}",
+            response.text().await
+        );
+        let answer: PushResponse = json(response).await;
+        assert_eq!(answer.results.len(), batch.versions.len());
+        answer
+    }
+}
+
+/// A valid version of a new reading of `site` with `seq`.
+pub fn version(site: &str, seq: u64) -> VersionRecord {
+    VersionRecord {
+        reading_id: uuid::Uuid::new_v4().to_string(),
+        seq,
+        origin_site_id: site.into(),
+        sensor_id: format!("sensor-{}", seq % 7),
+        temperature_celsius: 20.0 + (seq % 10) as f64,
+        humidity_percent: 45.0,
+        measured_at_us: 1_780_000_000_000_000 + seq as i64,
+        received_at_us: 1_780_000_000_000_100 + seq as i64,
+        priority: Priority::Normal,
+        clock_suspect: false,
+        version: VersionStamp {
+            hlc: Hlc {
+                physical_ms: 1_780_000_000_000 + seq,
+                logical: 0,
+            },
+            site_id: site.into(),
+        },
+    }
+}
+
+/// A batch of new readings of `site` with seqs `seqs`.
+pub fn batch(site: &str, seqs: impl IntoIterator<Item = u64>) -> PushBatch {
+    PushBatch {
+        versions: seqs.into_iter().map(|seq| version(site, seq)).collect(),
+    }
+}
+
+/// Gzips `data`.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).expect("gzip in memory");
+    encoder.finish().expect("gzip in memory")
+}
+
+/// Reads an error answer's body, checking it is the contract's JSON.
+pub async fn error_body(response: reqwest::Response) -> ErrorBody {
+    let text = response.text().await.expect("a body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not an ErrorBody ({e}): {text}"))
+}
+
+/// Reads a JSON answer.
+pub async fn json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> T {
+    let text = response.text().await.expect("a body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("unexpected body ({e}): {text}"))
+}

@@ -1,0 +1,690 @@
+//! Store and forward, end to end: the mesh (store-svc, ingest-svc, sync-svc)
+//! and the reference cloud, both real servers on ephemeral ports, with the
+//! cloud's faults switched at run time. Every scenario ends by comparing
+//! what the site acknowledged with what the cloud holds (P2, P3).
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use edge_cloud::{AdminClient, CloudApp, CloudArgs, FaultMode, Faults};
+use edge_proto::v1 as pb;
+use edge_proto::v1::ingest_service_client::IngestServiceClient;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_proto::v1::sync_service_client::SyncServiceClient;
+use edge_runtime::Shutdown;
+use edge_runtime::client::ClientArgs;
+use edge_testkit::{TestDatabase, eventually, on_both_backends, spawn_edge_up_with};
+use sync_svc::config::CloudApi;
+use sync_svc::{SyncApp, SyncConfig};
+use tonic::transport::Channel;
+
+use common::{Mesh, Running, channel, reading, runtime_args};
+
+const TOKEN: &str = "test-token";
+/// Generous: CI machines are slow and shared; conditions usually hold in seconds.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// The reference cloud in this process.
+struct Cloud {
+    url: String,
+    admin: AdminClient,
+    stop: Shutdown,
+    task: tokio::task::JoinHandle<Result<(), edge_cloud::CloudError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cloud {
+    async fn start() -> Cloud {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let app = CloudApp::build(&CloudArgs::for_test(dir.path().to_path_buf(), None, TOKEN))
+            .await
+            .expect("cloud starts");
+        let url = format!("http://{}", app.local_addr());
+        let admin = AdminClient::new(format!("http://{}", app.admin_addr())).expect("admin client");
+        let stop = Shutdown::new();
+        let task = tokio::spawn(app.run(stop.clone()));
+        Cloud {
+            url,
+            admin,
+            stop,
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn faults(&self, faults: Faults) {
+        self.admin.set_faults(&faults).await.expect("set faults");
+    }
+
+    async fn mode(&self, mode: FaultMode) {
+        self.faults(Faults {
+            mode,
+            ..Faults::normal()
+        })
+        .await;
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Settings that make a test's link react in milliseconds, not seconds.
+fn quick_sync(cloud_url: &str) -> SyncConfig {
+    SyncConfig {
+        sync_addr: "127.0.0.1:0".parse().expect("address"),
+        cloud_url: Some(cloud_url.to_owned()),
+        cloud_token: Some(TOKEN.into()),
+        probe_interval: Duration::from_millis(100),
+        probe_timeout: Duration::from_millis(500),
+        probe_failures: 2,
+        probe_successes: 1,
+        push_timeout: Duration::from_secs(3),
+        backoff_initial: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        lease_duration: Duration::from_secs(5),
+        idle_poll: Duration::from_millis(50),
+        stats_interval: Duration::from_millis(200),
+        ..SyncConfig::new()
+    }
+}
+
+/// The mesh plus sync-svc, in this process.
+struct Site {
+    mesh: Mesh,
+    sync: Running,
+    sync_client: SyncServiceClient<Channel>,
+    site_id: String,
+}
+
+impl Site {
+    async fn start(db: &TestDatabase, config: SyncConfig) -> Site {
+        let mut mesh = Mesh::start(db).await;
+        let store_url = format!("http://{}", mesh.store.addr);
+        let app = SyncApp::build(&config, &store_url, &runtime_args(), &ClientArgs::default())
+            .await
+            .expect("sync-svc starts");
+        let addr = app.local_addr();
+        let sync = Running::spawn(addr, |stop| tokio::spawn(app.run(stop)));
+        let sync_client = SyncServiceClient::new(channel(addr).await);
+        let site_id = mesh
+            .store_client
+            .get_stats(pb::GetStatsRequest {})
+            .await
+            .expect("stats")
+            .into_inner()
+            .site_id;
+        Site {
+            mesh,
+            sync,
+            sync_client,
+            site_id,
+        }
+    }
+
+    async fn stats(&self) -> pb::GetStatsResponse {
+        stats(&self.mesh.store_client).await
+    }
+
+    async fn status(&self) -> pb::SyncStatus {
+        self.sync_client
+            .clone()
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .unwrap_or_default()
+    }
+
+    async fn stop(self) {
+        self.sync.stop().await;
+        self.mesh.stop().await;
+    }
+}
+
+async fn stats(store: &StoreServiceClient<Channel>) -> pb::GetStatsResponse {
+    store
+        .clone()
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner()
+}
+
+/// Ingests `n` readings of `sensor` in batches of up to 5000, four calls at
+/// a time; returns the acknowledged ids.
+async fn ingest(client: &IngestServiceClient<Channel>, n: usize, sensor: &str) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    let mut left = n;
+    while left > 0 {
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let size = left.min(5_000);
+            if size == 0 {
+                break;
+            }
+            left -= size;
+            let mut client = client.clone();
+            let readings: Vec<pb::Reading> = (0..size).map(|_| reading(sensor, 20.0)).collect();
+            calls.spawn(async move {
+                let reply = client
+                    .ingest(pb::IngestRequest { readings })
+                    .await
+                    .expect("ingest")
+                    .into_inner();
+                reply.results.into_iter().map(|r| r.id).collect::<Vec<_>>()
+            });
+        }
+        while let Some(batch) = calls.join_next().await {
+            ids.extend(batch.expect("ingest call"));
+        }
+    }
+    ids
+}
+
+/// Waits until the site's outbox is empty (dead letters aside).
+async fn drained(store: &StoreServiceClient<Channel>) -> pb::GetStatsResponse {
+    eventually(DEADLINE, "the outbox to drain", || async {
+        let s = stats(store).await;
+        (s.unsynced_versions == 0).then_some(s)
+    })
+    .await
+}
+
+/// The cloud holds exactly `acked` for the site, each once, its coverage is
+/// contiguous up to the site's last seq, and the books balance.
+async fn assert_exactly_once(
+    cloud: &Cloud,
+    site_id: &str,
+    acked: &[String],
+    site: &pb::GetStatsResponse,
+) {
+    let held = cloud
+        .admin
+        .all_versions(site_id)
+        .await
+        .expect("cloud versions");
+    let held_ids: Vec<&str> = held.iter().map(|v| v.reading_id.as_str()).collect();
+    let distinct: HashSet<&str> = held_ids.iter().copied().collect();
+    assert_eq!(distinct.len(), held_ids.len(), "a version is held twice");
+    let expected: HashSet<&str> = acked.iter().map(String::as_str).collect();
+    let missing = expected.difference(&distinct).count();
+    let extra = distinct.difference(&expected).count();
+    assert_eq!((missing, extra), (0, 0), "cloud and site disagree");
+    let coverage = cloud
+        .admin
+        .coverage(&cloud.url, site_id, TOKEN)
+        .await
+        .expect("coverage");
+    assert_eq!(
+        coverage.highest_contiguous_seq, site.last_seq,
+        "{coverage:?}"
+    );
+    assert!(coverage.gaps.is_empty(), "{coverage:?}");
+    // DESIGN §6: versions marked synced = distinct versions at the cloud + rejected.
+    assert_eq!(
+        site.synced_versions,
+        coverage.versions + coverage.rejected_seqs,
+        "the books do not balance: {coverage:?}"
+    );
+}
+
+async fn a_week_offline_drains_exactly_once(db: &TestDatabase) {
+    let cloud = Cloud::start().await;
+    cloud.mode(FaultMode::Refuse).await;
+    let site = Site::start(db, quick_sync(&cloud.url)).await;
+    let acked = ingest(&site.mesh.ingest_client.clone(), 100_000, "hold-1").await;
+    assert_eq!(acked.len(), 100_000);
+    eventually(DEADLINE, "sync-svc to report offline", || async {
+        (site.status().await.state == pb::SyncLinkState::Offline as i32).then_some(())
+    })
+    .await;
+    assert_eq!(
+        cloud.admin.stats().await.expect("stats").pushes,
+        0,
+        "nothing pushed while dark"
+    );
+
+    cloud.mode(FaultMode::Normal).await;
+    let after = drained(&site.mesh.store_client).await;
+    assert_eq!(after.dead_letters, 0);
+    assert_exactly_once(&cloud, &site.site_id, &acked, &after).await;
+    site.stop().await;
+    cloud.stop().await;
+}
+
+async fn a_failing_cloud_only_delays(db: &TestDatabase) {
+    let cloud = Cloud::start().await;
+    let mut config = quick_sync(&cloud.url);
+    config.sync_batch_size = 500;
+    config.stuck_after_attempts = 3;
+    let site = Site::start(db, config).await;
+
+    // 5xx at 30 %, 429 with Retry-After at 10 %, slow answers, and a link
+    // flapping dark/bright every few hundred ms while readings arrive.
+    let flaky = Faults {
+        latency_ms: 20,
+        error_rate: 0.3,
+        error_status: 503,
+        throttle_rate: 0.1,
+        retry_after_seconds: 1,
+        ..Faults::normal()
+    };
+    let mut acked = Vec::new();
+    for round in 0..6 {
+        let mode = if round % 2 == 0 {
+            FaultMode::Normal
+        } else {
+            FaultMode::Refuse
+        };
+        cloud
+            .faults(Faults {
+                mode,
+                ..flaky.clone()
+            })
+            .await;
+        acked.extend(ingest(&site.mesh.ingest_client, 2_000, "flap").await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Dark for longer than the stuck threshold's worth of attempts: every
+    // push fails with 5xx until versions are flagged stuck.
+    cloud
+        .faults(Faults {
+            error_rate: 1.0,
+            error_status: 500,
+            ..Faults::normal()
+        })
+        .await;
+    acked.extend(ingest(&site.mesh.ingest_client, 500, "stuck").await);
+    eventually(DEADLINE, "versions flagged stuck", || async {
+        (site.stats().await.stuck_versions > 0).then_some(())
+    })
+    .await;
+    cloud.mode(FaultMode::Normal).await;
+    site.sync_client
+        .clone()
+        .sync_now(pb::SyncNowRequest {})
+        .await
+        .expect("sync now");
+    let after = drained(&site.mesh.store_client).await;
+    assert_eq!(
+        after.dead_letters, 0,
+        "transient failures never dead-letter"
+    );
+    assert_exactly_once(&cloud, &site.site_id, &acked, &after).await;
+    let status = site.status().await;
+    assert!(!status.last_error.is_empty(), "the failures were reported");
+    site.stop().await;
+    cloud.stop().await;
+}
+
+async fn rejected_versions_are_dead_lettered_reported_and_redriven(db: &TestDatabase) {
+    let cloud = Cloud::start().await;
+    cloud
+        .faults(Faults {
+            reject_sensors: vec!["unregistered".into()],
+            batch_reject_sensors: vec!["poison".into()],
+            ..Faults::normal()
+        })
+        .await;
+    let site = Site::start(db, quick_sync(&cloud.url)).await;
+    let mut acked = ingest(&site.mesh.ingest_client, 300, "good").await;
+    let rejected = ingest(&site.mesh.ingest_client, 1, "unregistered").await;
+    acked.extend(ingest(&site.mesh.ingest_client, 300, "good").await);
+    let poison = ingest(&site.mesh.ingest_client, 1, "poison").await;
+    acked.extend(ingest(&site.mesh.ingest_client, 300, "good").await);
+
+    let after = drained(&site.mesh.store_client).await;
+    assert_eq!(after.dead_letters, 2, "exactly the two bad versions");
+    let mut store = site.mesh.store_client.clone();
+    let dead: HashSet<String> = store
+        .list_dead_letters(pb::ListDeadLettersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .dead_letters
+        .into_iter()
+        .filter_map(|d| d.version.map(|v| v.reading_id))
+        .collect();
+    assert_eq!(
+        dead,
+        HashSet::from([rejected[0].clone(), poison[0].clone()])
+    );
+    let held: HashSet<String> = cloud
+        .admin
+        .all_versions(&site.site_id)
+        .await
+        .expect("versions")
+        .into_iter()
+        .map(|v| v.reading_id)
+        .collect();
+    assert_eq!(
+        held,
+        acked.iter().cloned().collect::<HashSet<_>>(),
+        "the good ones all arrived"
+    );
+    // The dead letters reach the cloud's coverage as rejected: no gaps.
+    let coverage = eventually(DEADLINE, "dead letters reported to the cloud", || async {
+        let c = cloud
+            .admin
+            .coverage(&cloud.url, &site.site_id, TOKEN)
+            .await
+            .ok()?;
+        (c.rejected_seqs == 2 && c.highest_contiguous_seq == after.last_seq).then_some(c)
+    })
+    .await;
+    assert!(coverage.gaps.is_empty());
+
+    // Once the cloud accepts them, a re-drive delivers them.
+    cloud.mode(FaultMode::Normal).await;
+    let redriven = store
+        .redrive_dead_letters(pb::RedriveDeadLettersRequest {
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .expect("redrive")
+        .into_inner();
+    assert_eq!(redriven.redriven, 2);
+    let after = drained(&site.mesh.store_client).await;
+    assert_eq!(after.dead_letters, 0);
+    acked.extend(rejected);
+    acked.extend(poison);
+    assert_exactly_once(&cloud, &site.site_id, &acked, &after).await;
+    site.stop().await;
+    cloud.stop().await;
+}
+
+async fn ingest_never_waits_on_a_black_hole(db: &TestDatabase) {
+    let cloud = Cloud::start().await;
+    let mut config = quick_sync(&cloud.url);
+    config.push_timeout = Duration::from_secs(120);
+    config.lease_duration = Duration::from_secs(300);
+    config.sync_concurrency = 1;
+    let site = Site::start(db, config).await;
+    eventually(DEADLINE, "the link to come up", || async {
+        (site.status().await.state == pb::SyncLinkState::Idle as i32).then_some(())
+    })
+    .await;
+    cloud.mode(FaultMode::BlackHole).await;
+    let first = ingest(&site.mesh.ingest_client, 100, "probe").await;
+    // A push is in flight: the readings are leased (nothing is left to lease)
+    // and the drain reports itself draining, with no answer yet.
+    let mut store = site.mesh.store_client.clone();
+    eventually(DEADLINE, "a push in flight", || {
+        let mut store = store.clone();
+        async move {
+            let spare = store
+                .lease_batch(pb::LeaseBatchRequest {
+                    max_versions: 10,
+                    newest_share_percent: 0,
+                    lease_duration: None,
+                })
+                .await
+                .ok()?
+                .into_inner();
+            spare.versions.is_empty().then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        site.status().await.state,
+        pb::SyncLinkState::Draining as i32
+    );
+    // Thousands of ingests complete while that push hangs.
+    let mut acked = first;
+    for _ in 0..20 {
+        let mut client = site.mesh.ingest_client.clone();
+        let reply = client
+            .ingest(pb::IngestRequest {
+                readings: (0..100).map(|_| reading("during", 21.0)).collect(),
+            })
+            .await
+            .expect("ingest while the cloud is a black hole")
+            .into_inner();
+        assert_eq!(reply.summary.expect("summary").stored, 100);
+        acked.extend(reply.results.into_iter().map(|r| r.id));
+    }
+    assert_eq!(
+        site.status().await.synced_since_start,
+        0,
+        "the push is still unanswered"
+    );
+    let s = stats(&store).await;
+    assert_eq!(s.unsynced_versions, 2_100);
+    // The hung push is abandoned at shutdown; nothing was lost.
+    let _ = store.get_stats(pb::GetStatsRequest {}).await;
+    site.stop().await;
+    cloud.stop().await;
+}
+
+async fn the_present_arrives_within_a_few_pushes(db: &TestDatabase) {
+    let cloud = Cloud::start().await;
+    cloud.mode(FaultMode::Refuse).await;
+    let mut config = quick_sync(&cloud.url);
+    config.sync_batch_size = 500;
+    config.sync_concurrency = 1;
+    config.sync_newest_share = 10;
+    let site = Site::start(db, config).await;
+    let backlog = ingest(&site.mesh.ingest_client, 30_000, "backlog").await;
+    assert_eq!(backlog.len(), 30_000);
+    cloud
+        .faults(Faults {
+            latency_ms: 50,
+            ..Faults::normal()
+        })
+        .await;
+    eventually(DEADLINE, "the drain to start", || async {
+        (cloud.admin.stats().await.ok()?.pushes >= 3).then_some(())
+    })
+    .await;
+    let pushes_before = cloud.admin.stats().await.expect("stats").pushes;
+    let live = ingest(&site.mesh.ingest_client, 1, "live").await;
+    let arrived = eventually(DEADLINE, "the live reading at the cloud", || async {
+        let held = cloud.admin.all_versions(&site.site_id).await.ok()?;
+        held.into_iter().find(|v| v.reading_id == live[0])
+    })
+    .await;
+    assert!(
+        arrived.push <= pushes_before + 3,
+        "the live reading waited {} pushes",
+        arrived.push - pushes_before
+    );
+    let held = cloud
+        .admin
+        .all_versions(&site.site_id)
+        .await
+        .expect("versions")
+        .len();
+    assert!(
+        held < 30_000,
+        "it arrived before the backlog finished ({held} held)"
+    );
+    site.stop().await;
+    cloud.stop().await;
+}
+
+async fn compatibility_mode_delivers_everything_at_least_once(db: &TestDatabase) {
+    let cloud = Cloud::start().await;
+    let mut config = quick_sync(&cloud.url);
+    config.cloud_api = CloudApi::Simple;
+    config.push_timeout = Duration::from_millis(500);
+    let site = Site::start(db, config).await;
+    // Answers that come after the client gave up: the cloud stored the
+    // reading, the site cannot know. Those retries may duplicate.
+    cloud
+        .faults(Faults {
+            reply_delay_ms: 800,
+            ..Faults::normal()
+        })
+        .await;
+    let mut acked = ingest(&site.mesh.ingest_client, 3, "compat").await;
+    eventually(DEADLINE, "ambiguous failures", || async {
+        (!site.status().await.last_error.is_empty()).then_some(())
+    })
+    .await;
+    cloud.mode(FaultMode::Normal).await;
+    acked.extend(ingest(&site.mesh.ingest_client, 200, "compat").await);
+    drained(&site.mesh.store_client).await;
+    let held = cloud
+        .admin
+        .simple_readings_all()
+        .await
+        .expect("simple readings");
+    assert!(held.len() >= acked.len(), "everything arrives");
+    let metrics = edge_runtime::telemetry::metrics().render();
+    let counted: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("sync_possible_duplicates_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64);
+    let duplicates = (held.len() - acked.len()) as u64;
+    assert!(
+        duplicates <= counted,
+        "{duplicates} duplicates but only {counted} ambiguous retries counted"
+    );
+    site.stop().await;
+    cloud.stop().await;
+}
+
+on_both_backends!(a_week_offline_drains_exactly_once);
+on_both_backends!(a_failing_cloud_only_delays);
+on_both_backends!(rejected_versions_are_dead_lettered_reported_and_redriven);
+on_both_backends!(ingest_never_waits_on_a_black_hole);
+on_both_backends!(the_present_arrives_within_a_few_pushes);
+on_both_backends!(compatibility_mode_delivers_everything_at_least_once);
+
+/// SIGKILL of the whole site mid-push, then of the cloud mid-batch: nothing
+/// lost, nothing duplicated.
+#[tokio::test]
+async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing() {
+    let exe = Path::new(env!("CARGO_BIN_EXE_edge"));
+    let site_db = TestDatabase::new(edge_testkit::Backend::Sqlite)
+        .await
+        .expect("SQLite fixture");
+    let cloud_dir = tempfile::tempdir().expect("temp dir");
+    let mut cloud = spawn_cloud(exe, cloud_dir.path(), "127.0.0.1:0").await;
+    let admin = AdminClient::new(cloud.admin.clone()).expect("admin");
+    admin
+        .set_faults(&Faults {
+            reply_delay_ms: 200,
+            ..Faults::normal()
+        })
+        .await
+        .expect("faults");
+    let args = vec![
+        "--cloud-url".to_owned(),
+        cloud.url.clone(),
+        "--cloud-token".to_owned(),
+        TOKEN.to_owned(),
+        "--probe-interval".to_owned(),
+        "100ms".to_owned(),
+        "--sync-batch-size".to_owned(),
+        "500".to_owned(),
+        "--lease-duration".to_owned(),
+        "3s".to_owned(),
+        "--backoff-max".to_owned(),
+        "500ms".to_owned(),
+    ];
+    let mut site = spawn_edge_up_with(exe, &site_db.data_dir, None, &args)
+        .await
+        .expect("edge up");
+    let ingest_client = IngestServiceClient::new(channel_to(&site.ingest_url).await);
+    let mut acked = ingest(&ingest_client, 20_000, "kill").await;
+    eventually(DEADLINE, "pushes under way", || async {
+        (admin.stats().await.ok()?.pushes >= 2).then_some(())
+    })
+    .await;
+    kill9(&mut site.child).await;
+
+    let mut site = spawn_edge_up_with(exe, &site_db.data_dir, None, &args)
+        .await
+        .expect("edge up again");
+    let ingest_client = IngestServiceClient::new(channel_to(&site.ingest_url).await);
+    acked.extend(ingest(&ingest_client, 5_000, "kill").await);
+    let store = StoreServiceClient::new(channel_to(&site.store_url).await);
+    let pushes = admin.stats().await.expect("stats").pushes;
+    eventually(DEADLINE, "pushes to the cloud again", || async {
+        (admin.stats().await.ok()?.pushes > pushes).then_some(())
+    })
+    .await;
+    kill9(&mut cloud.child).await;
+    // Back on the same address, as a restarted server would be.
+    let listen = cloud.url.trim_start_matches("http://").to_owned();
+    let cloud = spawn_cloud(exe, cloud_dir.path(), &listen).await;
+    let admin = AdminClient::new(cloud.admin.clone()).expect("admin");
+    let after = drained(&store).await;
+    let in_process = Cloud {
+        url: cloud.url.clone(),
+        admin,
+        stop: Shutdown::new(),
+        task: tokio::spawn(async { Ok(()) }),
+        _dir: tempfile::tempdir().expect("temp dir"),
+    };
+    let site_id = after.site_id.clone();
+    assert_exactly_once(&in_process, &site_id, &acked, &after).await;
+    kill9(&mut site.child).await;
+    site_db.cleanup().await;
+}
+
+struct CloudProcess {
+    child: tokio::process::Child,
+    url: String,
+    admin: String,
+}
+
+/// Starts `edge cloud` on `listen` (`127.0.0.1:0` for any port).
+async fn spawn_cloud(exe: &Path, dir: &Path, listen: &str) -> CloudProcess {
+    let ready = dir.join("cloud-ready.json");
+    let _ = std::fs::remove_file(&ready);
+    let child = tokio::process::Command::new(exe)
+        .args(["cloud", "--listen", listen, "--admin-listen", "127.0.0.1:0"])
+        .arg("--cloud-data-dir")
+        .arg(dir)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("EDGE_CLOUD_TOKEN", TOKEN)
+        .env("EDGE_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("edge cloud starts");
+    let addrs: serde_json::Value = eventually(
+        Duration::from_secs(60),
+        "the cloud's ready file",
+        || async {
+            std::fs::read_to_string(&ready)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+        },
+    )
+    .await;
+    let addr = |key: &str| format!("http://{}", addrs[key].as_str().unwrap_or_default());
+    CloudProcess {
+        url: addr("listen"),
+        admin: addr("admin"),
+        child,
+    }
+}
+
+async fn channel_to(url: &str) -> Channel {
+    tonic::transport::Endpoint::from_shared(url.to_owned())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+async fn kill9(child: &mut tokio::process::Child) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let pid = Pid::from_raw(child.id().expect("pid") as i32);
+    kill(pid, Signal::SIGKILL).expect("SIGKILL");
+    child.wait().await.expect("reaped");
+}
