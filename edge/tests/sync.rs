@@ -591,6 +591,8 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
         "3s".to_owned(),
         "--backoff-max".to_owned(),
         "500ms".to_owned(),
+        "--gauge-interval".to_owned(),
+        "100ms".to_owned(),
     ];
     let mut site = spawn_edge_up_with(exe, &site_db.data_dir, None, &args)
         .await
@@ -629,6 +631,22 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
     };
     let site_id = after.site_id.clone();
     assert_exactly_once(&in_process, &site_id, &acked, &after).await;
+
+    // What Prometheus sees of it: the books from store-svc, the pushes from
+    // sync-svc, the link as sync-svc's probe sees it.
+    let scrape = eventually(DEADLINE, "the gauges to catch up", || async {
+        let text = edge_testkit::scrape(&site.metrics_addr).await.ok()?;
+        (edge_testkit::sample(&text, "unsynced_readings") == Some(0.0)).then_some(text)
+    })
+    .await;
+    let metric = |name: &str| edge_testkit::sample(&scrape, name).unwrap_or(-1.0);
+    assert_eq!(metric("dead_letters"), 0.0);
+    assert_eq!(metric("oldest_unsynced_age_seconds"), 0.0);
+    assert!(metric("storage_bytes") > 0.0);
+    assert!(metric("sync_attempts_total") >= metric("sync_success_total"));
+    assert!(metric("sync_success_total") > 0.0);
+    assert!(metric("readings_synced_total{result=\"accepted\"}") > 0.0);
+    assert_eq!(metric("cloud_reachable{probe=\"sync\"}"), 1.0);
     kill9(&mut site.child).await;
     site_db.cleanup().await;
 }
@@ -687,4 +705,81 @@ async fn kill9(child: &mut tokio::process::Child) {
     let pid = Pid::from_raw(child.id().expect("pid") as i32);
     kill(pid, Signal::SIGKILL).expect("SIGKILL");
     child.wait().await.expect("reaped");
+}
+
+/// `WatchStatus` sends the status at once, then every change of the link.
+#[tokio::test]
+async fn watch_status_follows_the_link_going_dark_and_back() {
+    let db = TestDatabase::new(edge_testkit::Backend::Sqlite)
+        .await
+        .expect("SQLite fixture");
+    let cloud = Cloud::start().await;
+    let site = Site::start(&db, quick_sync(&cloud.url)).await;
+    let mut updates = site
+        .sync_client
+        .clone()
+        .watch_status(pb::WatchStatusRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+    let idle = wait_for(&mut updates, pb::SyncLinkState::Idle).await;
+    assert_eq!(idle.cloud_url, cloud.url);
+    cloud.mode(FaultMode::Refuse).await;
+    let offline = wait_for(&mut updates, pb::SyncLinkState::Offline).await;
+    let since = |s: &pb::SyncStatus| s.link_since.map(|t| (t.seconds, t.nanos));
+    assert!(since(&offline) > since(&idle), "the transition is timed");
+    cloud.mode(FaultMode::Normal).await;
+    wait_for(&mut updates, pb::SyncLinkState::Idle).await;
+    site.stop().await;
+    cloud.stop().await;
+    db.cleanup().await;
+}
+
+/// The next update in `state`.
+async fn wait_for(
+    updates: &mut tonic::Streaming<pb::WatchStatusResponse>,
+    state: pb::SyncLinkState,
+) -> pb::SyncStatus {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let update = updates.message().await.expect("stream").expect("an update");
+            if update.status.as_ref().map(|s| s.state) == Some(state as i32) {
+                return update.status.unwrap_or_default();
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {state:?} update"))
+}
+
+/// With no cloud configured the site runs offline by design, and says so.
+#[tokio::test]
+async fn without_a_cloud_url_sync_is_disabled_not_failing() {
+    let db = TestDatabase::new(edge_testkit::Backend::Sqlite)
+        .await
+        .expect("SQLite fixture");
+    let config = SyncConfig {
+        sync_addr: "127.0.0.1:0".parse().expect("address"),
+        ..SyncConfig::new()
+    };
+    let site = Site::start(&db, config).await;
+    ingest(&site.mesh.ingest_client, 10, "offline").await;
+    let status = site.status().await;
+    assert_eq!(status.state, pb::SyncLinkState::Disabled as i32);
+    assert!(status.cloud_url.is_empty());
+    let err = site
+        .sync_client
+        .clone()
+        .sync_now(pb::SyncNowRequest {})
+        .await
+        .expect_err("nothing to sync to");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains("--cloud-url"), "{}", err.message());
+    assert_eq!(
+        site.stats().await.unsynced_versions,
+        10,
+        "kept for a later cloud"
+    );
+    site.stop().await;
+    db.cleanup().await;
 }

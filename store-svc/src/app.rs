@@ -40,6 +40,8 @@ pub struct StoreApp {
     db: Arc<Database>,
     writer_task: JoinHandle<()>,
     grace: std::time::Duration,
+    clock: Arc<dyn WallClock>,
+    gauge_interval: std::time::Duration,
 }
 
 impl StoreApp {
@@ -66,7 +68,7 @@ impl StoreApp {
             source,
         })?;
         let (writer, writer_task) = Writer::spawn(db.clone(), config.group_commit_max_rows);
-        let service = StoreServiceServer::new(StoreGrpc::new(writer, db.clone(), clock))
+        let service = StoreServiceServer::new(StoreGrpc::new(writer, db.clone(), clock.clone()))
             .max_decoding_message_size(runtime.max_message_bytes)
             .max_encoding_message_size(runtime.max_message_bytes);
         let server = GrpcServer::new(listener, runtime.shutdown_grace).add_service(service);
@@ -76,6 +78,8 @@ impl StoreApp {
             db,
             writer_task,
             grace: runtime.shutdown_grace,
+            clock,
+            gauge_interval: config.gauge_interval,
         })
     }
 
@@ -92,7 +96,16 @@ impl StoreApp {
     /// Serves until `shutdown`, then drains calls, lets the writer finish what
     /// it accepted and closes the database.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
+        let gauges_stop = Shutdown::new();
+        let gauges = crate::gauges::spawn(
+            self.db.clone(),
+            self.clock.clone(),
+            self.gauge_interval,
+            gauges_stop.clone(),
+        );
         let served = self.server.run(shutdown).await;
+        gauges_stop.cancel();
+        let _ = gauges.await;
         // The server is gone: once the last Writer handle drops (connection
         // tasks may still hold one briefly), the writer finishes the queued
         // groups and stops. Bounded, so a hung database cannot stall exit.

@@ -60,6 +60,11 @@ pub struct StoreConfig {
     /// batches make ingest with many sensors cheaper and the tail longer.
     #[arg(long, env = "EDGE_SENSOR_INDEX_BATCH", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
     pub sensor_index_batch: u32,
+
+    /// How often the backlog gauges (`unsynced_readings`, `dead_letters`, …)
+    /// are recounted from the database.
+    #[arg(long, env = "EDGE_STORE_GAUGE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub gauge_interval: Duration,
 }
 
 impl StoreConfig {
@@ -76,6 +81,7 @@ impl StoreConfig {
             clock_suspect_ahead: Duration::from_secs(300),
             clock_suspect_behind: Duration::from_secs(30 * 86_400),
             sensor_index_batch: 16_384,
+            gauge_interval: Duration::from_secs(10),
         }
     }
 

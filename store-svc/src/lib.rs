@@ -6,6 +6,9 @@
 //! - [`db`]: the schema's SQL, once for SQLite and PostgreSQL;
 //! - [`writer`]: group commit, so concurrent appends share one durable
 //!   transaction;
+//! - [`outbox`] and [`lease`]: what sync-svc leases, and what the cloud's
+//!   answer changes;
+//! - [`gauges`]: the books as Prometheus gauges;
 //! - [`grpc`]: the StoreService handlers and the one mapping from errors to
 //!   gRPC statuses;
 //! - [`config`] and [`app`]: flags, and building and running the service.
@@ -13,6 +16,7 @@
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod gauges;
 pub mod grpc;
 pub mod hlc;
 pub mod lease;

@@ -232,6 +232,8 @@ pub struct EdgeUp {
     pub store_url: String,
     /// `http://…` of sync-svc.
     pub sync_url: String,
+    /// `host:port` of the Prometheus endpoint.
+    pub metrics_addr: String,
 }
 
 /// Starts `exe up` (the `edge` binary) on `data_dir` and, if given, the
@@ -305,8 +307,34 @@ pub async fn spawn_edge_up_with(
         ingest_url: url("ingest")?,
         store_url: url("store")?,
         sync_url: url("sync")?,
+        metrics_addr: addrs["metrics"].as_str().unwrap_or_default().to_owned(),
         child,
     })
+}
+
+/// The text of `GET /metrics` at `addr` (`host:port`), over plain HTTP/1.0.
+pub async fn scrape(addr: &str) -> Result<String, FixtureError> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
+}
+
+/// The value of the first sample of `metric` (name and labels as written,
+/// e.g. `cloud_reachable{probe="sync"}`) in a scrape.
+pub fn sample(scrape: &str, metric: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find(|line| line.starts_with(metric) && line[metric.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
 }
 
 /// Every reading a store query matches, following page tokens to the end,
@@ -335,7 +363,15 @@ pub async fn query_all(
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{sample, with_database};
+
+    #[test]
+    fn samples_are_found_by_name_and_labels() {
+        let text = "# HELP x\nsync_success_total 3\ncloud_reachable{probe=\"sync\"} 1\nsync_success_total_other 9\n";
+        assert_eq!(sample(text, "sync_success_total"), Some(3.0));
+        assert_eq!(sample(text, "cloud_reachable{probe=\"sync\"}"), Some(1.0));
+        assert_eq!(sample(text, "missing"), None);
+    }
 
     #[test]
     fn database_names_are_replaced_in_urls() {
