@@ -10,7 +10,7 @@
 
 use anyhow::Context as _;
 
-use crate::cli::{BenchArgs, IdKind, LoadArgs, Mode};
+use crate::cli::{BenchArgs, BenchSuite, IdKind, LoadArgs, Mode};
 use crate::load;
 
 struct Scenario {
@@ -110,8 +110,16 @@ impl Site {
     }
 }
 
-/// Runs the matrix and prints the table.
+/// Runs the chosen suite and prints its table.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.suite {
+        BenchSuite::Ingest => ingest_matrix(args).await,
+        BenchSuite::Sync => crate::bench_sync::run(&args).await,
+    }
+}
+
+/// Runs the ingest matrix and prints the table.
+async fn ingest_matrix(args: BenchArgs) -> anyhow::Result<()> {
     let mut backends: Vec<(&str, Option<&str>)> = vec![("sqlite", None)];
     match args.postgres_url.as_deref() {
         Some(url) => backends.push(("postgres", Some(url))),

@@ -294,4 +294,21 @@ pub struct BenchArgs {
     /// Only scenarios whose name contains this text.
     #[arg(long)]
     pub only: Option<String>,
+    /// Which benchmark: the ingest matrix, or store and forward to the
+    /// reference cloud.
+    #[arg(long, value_enum, default_value_t = BenchSuite::Ingest)]
+    pub suite: BenchSuite,
+    /// `--suite sync`: unsynced versions to build up before draining.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: u64,
+}
+
+/// A benchmark suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchSuite {
+    /// Ingest throughput and latency over backends, id schemes and call shapes.
+    Ingest,
+    /// Backlog drain to the reference cloud, ingest beside it, and ingest
+    /// latency with a black-holed cloud.
+    Sync,
 }

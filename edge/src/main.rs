@@ -1,6 +1,7 @@
 //! `edge`: the whole mesh in one process (`edge up`) and the operator commands.
 
 mod bench;
+mod bench_sync;
 mod cli;
 mod load;
 mod ops;

@@ -16,7 +16,9 @@ use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_proto::v1::sync_service_client::SyncServiceClient;
 use edge_runtime::Shutdown;
 use edge_runtime::client::ClientArgs;
-use edge_testkit::{TestDatabase, eventually, on_both_backends, spawn_edge_up_with};
+use edge_testkit::{
+    TestDatabase, eventually, on_both_backends, spawn_edge_cloud, spawn_edge_up_with,
+};
 use sync_svc::config::CloudApi;
 use sync_svc::{SyncApp, SyncConfig};
 use tonic::transport::Channel;
@@ -569,8 +571,10 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
         .await
         .expect("SQLite fixture");
     let cloud_dir = tempfile::tempdir().expect("temp dir");
-    let mut cloud = spawn_cloud(exe, cloud_dir.path(), "127.0.0.1:0").await;
-    let admin = AdminClient::new(cloud.admin.clone()).expect("admin");
+    let mut cloud = spawn_edge_cloud(exe, cloud_dir.path(), "127.0.0.1:0", TOKEN)
+        .await
+        .expect("edge cloud");
+    let admin = AdminClient::new(cloud.admin_url.clone()).expect("admin");
     admin
         .set_faults(&Faults {
             reply_delay_ms: 200,
@@ -619,8 +623,10 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
     kill9(&mut cloud.child).await;
     // Back on the same address, as a restarted server would be.
     let listen = cloud.url.trim_start_matches("http://").to_owned();
-    let cloud = spawn_cloud(exe, cloud_dir.path(), &listen).await;
-    let admin = AdminClient::new(cloud.admin.clone()).expect("admin");
+    let cloud = spawn_edge_cloud(exe, cloud_dir.path(), &listen, TOKEN)
+        .await
+        .expect("edge cloud again");
+    let admin = AdminClient::new(cloud.admin_url.clone()).expect("admin");
     let after = drained(&store).await;
     let in_process = Cloud {
         url: cloud.url.clone(),
@@ -649,46 +655,6 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
     assert_eq!(metric("cloud_reachable{probe=\"sync\"}"), 1.0);
     kill9(&mut site.child).await;
     site_db.cleanup().await;
-}
-
-struct CloudProcess {
-    child: tokio::process::Child,
-    url: String,
-    admin: String,
-}
-
-/// Starts `edge cloud` on `listen` (`127.0.0.1:0` for any port).
-async fn spawn_cloud(exe: &Path, dir: &Path, listen: &str) -> CloudProcess {
-    let ready = dir.join("cloud-ready.json");
-    let _ = std::fs::remove_file(&ready);
-    let child = tokio::process::Command::new(exe)
-        .args(["cloud", "--listen", listen, "--admin-listen", "127.0.0.1:0"])
-        .arg("--cloud-data-dir")
-        .arg(dir)
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("EDGE_CLOUD_TOKEN", TOKEN)
-        .env("EDGE_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("edge cloud starts");
-    let addrs: serde_json::Value = eventually(
-        Duration::from_secs(60),
-        "the cloud's ready file",
-        || async {
-            std::fs::read_to_string(&ready)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-        },
-    )
-    .await;
-    let addr = |key: &str| format!("http://{}", addrs[key].as_str().unwrap_or_default());
-    CloudProcess {
-        url: addr("listen"),
-        admin: addr("admin"),
-        child,
-    }
 }
 
 async fn channel_to(url: &str) -> Channel {

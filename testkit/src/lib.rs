@@ -281,22 +281,7 @@ pub async fn spawn_edge_up_with(
     }
     cmd.args(extra_args);
     let mut child = cmd.spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addrs: serde_json::Value = loop {
-        if let Some(addrs) = std::fs::read_to_string(&ready)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-        {
-            break addrs;
-        }
-        if let Some(status) = child.try_wait()? {
-            return Err(FixtureError::NotReady(format!("it exited with {status}")));
-        }
-        if Instant::now() > deadline {
-            return Err(FixtureError::NotReady("no ready file within 60 s".into()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let addrs = wait_for_ready_file(&mut child, &ready).await?;
     let url = |key: &str| {
         addrs[key]
             .as_str()
@@ -310,6 +295,77 @@ pub async fn spawn_edge_up_with(
         metrics_addr: addrs["metrics"].as_str().unwrap_or_default().to_owned(),
         child,
     })
+}
+
+/// An `edge cloud` child process. Killed when dropped.
+pub struct EdgeCloud {
+    /// The child process.
+    pub child: tokio::process::Child,
+    /// `http://…` of the public API.
+    pub url: String,
+    /// `http://…` of the admin API.
+    pub admin_url: String,
+}
+
+/// Starts `exe cloud` with SQLite in `dir`, the public API on `listen`
+/// (`127.0.0.1:0` for any port), the admin API on any port, and `token`;
+/// waits (at most a minute) for its ready file.
+pub async fn spawn_edge_cloud(
+    exe: &Path,
+    dir: &Path,
+    listen: &str,
+    token: &str,
+) -> Result<EdgeCloud, FixtureError> {
+    std::fs::create_dir_all(dir)?;
+    let ready = dir.join("cloud-ready.json");
+    let _ = std::fs::remove_file(&ready);
+    let mut child = tokio::process::Command::new(exe)
+        .args(["cloud", "--listen", listen, "--admin-listen", "127.0.0.1:0"])
+        .arg("--cloud-data-dir")
+        .arg(dir)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("EDGE_CLOUD_TOKEN", token)
+        .env("EDGE_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let addrs = wait_for_ready_file(&mut child, &ready).await?;
+    let url = |key: &str| {
+        addrs[key]
+            .as_str()
+            .map(|addr| format!("http://{addr}"))
+            .ok_or_else(|| FixtureError::NotReady(format!("the ready file lacks {key:?}")))
+    };
+    Ok(EdgeCloud {
+        url: url("listen")?,
+        admin_url: url("admin")?,
+        child,
+    })
+}
+
+/// Waits (at most a minute) for a child's ready file, failing early if the
+/// child exits.
+async fn wait_for_ready_file(
+    child: &mut tokio::process::Child,
+    ready: &Path,
+) -> Result<serde_json::Value, FixtureError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(addrs) = std::fs::read_to_string(ready)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+        {
+            return Ok(addrs);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(FixtureError::NotReady(format!("it exited with {status}")));
+        }
+        if Instant::now() > deadline {
+            return Err(FixtureError::NotReady("no ready file within 60 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The text of `GET /metrics` at `addr` (`host:port`), over plain HTTP/1.0.

@@ -1,0 +1,219 @@
+//! `edge bench --suite sync`: store and forward under load.
+//!
+//! Starts `edge cloud` and `edge up` as child processes on fresh directories
+//! (SQLite, durable), on loopback, and measures:
+//!
+//! 1. ingest alone (the cloud dark, so nothing drains) while a backlog of
+//!    `--backlog` readings builds up;
+//! 2. the same ingest load while the backlog drains (the cloud back): ingest
+//!    readings/s and p99, and how much drained meanwhile;
+//! 3. the drain alone: the rest of the backlog, readings/s until the outbox
+//!    is empty;
+//! 4. ingest latency (unary, one reading, 64 callers) with no cloud
+//!    configured, beside a cloud that is a black hole with a push hanging.
+//!
+//! Prints a Markdown table; never fails for being slow.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use edge_cloud::{AdminClient, FaultMode, Faults};
+use edge_proto::v1 as pb;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::{EdgeCloud, EdgeUp};
+use tonic::transport::Channel;
+
+use crate::cli::{BenchArgs, IdKind, LoadArgs, Mode};
+use crate::load::{self, Report};
+
+const TOKEN: &str = "bench-token";
+
+fn stream_load(duration: Duration) -> LoadArgs {
+    LoadArgs {
+        mode: Mode::Stream,
+        batch: 500,
+        concurrency: 4,
+        connections: 4,
+        in_flight: 4,
+        ids: IdKind::V7,
+        sensors: 1000,
+        duration,
+        rate: 0.0,
+    }
+}
+
+fn latency_load(duration: Duration) -> LoadArgs {
+    LoadArgs {
+        mode: Mode::Unary,
+        batch: 1,
+        concurrency: 64,
+        connections: 4,
+        ..stream_load(duration)
+    }
+}
+
+async fn store_client(site: &EdgeUp) -> anyhow::Result<StoreServiceClient<Channel>> {
+    Ok(StoreServiceClient::connect(site.store_url.clone()).await?)
+}
+
+async fn stats(store: &StoreServiceClient<Channel>) -> anyhow::Result<pb::GetStatsResponse> {
+    Ok(store
+        .clone()
+        .get_stats(pb::GetStatsRequest {})
+        .await?
+        .into_inner())
+}
+
+async fn set_mode(admin: &AdminClient, mode: FaultMode) -> anyhow::Result<()> {
+    admin
+        .set_faults(&Faults {
+            mode,
+            ..Faults::normal()
+        })
+        .await?;
+    Ok(())
+}
+
+struct Rig {
+    cloud: EdgeCloud,
+    admin: AdminClient,
+    site: EdgeUp,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_rig(cloud_url: bool) -> anyhow::Result<Rig> {
+    let exe = std::env::current_exe()?;
+    let dir = tempfile::tempdir()?;
+    let cloud = edge_testkit::spawn_edge_cloud(&exe, &dir.path().join("cloud"), "127.0.0.1:0", TOKEN)
+        .await
+        .context("cannot start edge cloud")?;
+    let admin = AdminClient::new(cloud.admin_url.clone())?;
+    let mut args = vec![
+        "--probe-interval".to_owned(),
+        "200ms".to_owned(),
+        "--probe-successes".to_owned(),
+        "1".to_owned(),
+    ];
+    if cloud_url {
+        args.extend([
+            "--cloud-url".to_owned(),
+            cloud.url.clone(),
+            "--cloud-token".to_owned(),
+            TOKEN.to_owned(),
+        ]);
+    }
+    let site = edge_testkit::spawn_edge_up_with(&exe, &dir.path().join("site"), None, &args)
+        .await
+        .context("cannot start edge up")?;
+    Ok(Rig {
+        cloud,
+        admin,
+        site,
+        _dir: dir,
+    })
+}
+
+fn row(name: &str, r: &Report, note: &str) {
+    println!(
+        "| {name} | {:.0} | {:.2} | {:.2} | {note} |",
+        r.readings_per_sec(),
+        r.latency_ms(0.5),
+        r.latency_ms(0.99),
+    );
+}
+
+/// Runs the sync suite and prints its table.
+pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let duration = args.duration;
+    println!("| phase | readings/s | p50 ms | p99 ms | notes |");
+    println!("|---|---:|---:|---:|---|");
+
+    // 1–3: backlog, ingest alone and while draining, drain alone.
+    let rig = start_rig(true).await?;
+    set_mode(&rig.admin, FaultMode::Refuse).await?;
+    let store = store_client(&rig.site).await?;
+    while stats(&store).await?.unsynced_versions < args.backlog {
+        load::run(&rig.site.ingest_url, &stream_load(Duration::from_secs(5))).await?;
+    }
+    let alone = load::run(&rig.site.ingest_url, &stream_load(duration)).await?;
+    let before = stats(&store).await?;
+    row(
+        "ingest alone (cloud dark)",
+        &alone,
+        &format!("backlog {} versions", before.unsynced_versions),
+    );
+
+    set_mode(&rig.admin, FaultMode::Normal).await?;
+    let started = Instant::now();
+    // Wait for the drain to be under way before measuring beside it.
+    while stats(&store).await?.synced_versions == 0 {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "the drain never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let synced_at_start = stats(&store).await?.synced_versions;
+    let beside = load::run(&rig.site.ingest_url, &stream_load(duration)).await?;
+    let after = stats(&store).await?;
+    let drained_beside = after.synced_versions - synced_at_start;
+    row(
+        "ingest while draining",
+        &beside,
+        &format!(
+            "{:.0} % of alone; {} versions drained meanwhile ({:.0}/s)",
+            100.0 * beside.readings_per_sec() / alone.readings_per_sec().max(1.0),
+            drained_beside,
+            drained_beside as f64 / beside.elapsed.as_secs_f64()
+        ),
+    );
+
+    let rest = after.unsynced_versions;
+    let started = Instant::now();
+    while stats(&store).await?.unsynced_versions > 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = started.elapsed();
+    let cloud_stats = rig.admin.stats().await?;
+    println!(
+        "| drain alone | {:.0} | | | {rest} versions in {:.1} s; {} pushes, {} accepted, {} duplicate at the cloud |",
+        rest as f64 / took.as_secs_f64(),
+        took.as_secs_f64(),
+        cloud_stats.pushes,
+        cloud_stats.versions_accepted,
+        cloud_stats.versions_duplicate,
+    );
+    drop(rig);
+
+    // 4: ingest latency with no cloud, and beside a black hole.
+    let rig = start_rig(false).await?;
+    let none = load::run(&rig.site.ingest_url, &latency_load(duration)).await?;
+    row("unary c64, no cloud configured", &none, "");
+    drop(rig);
+
+    let rig = start_rig(true).await?;
+    let store = store_client(&rig.site).await?;
+    let mut sync = edge_proto::v1::sync_service_client::SyncServiceClient::connect(
+        rig.site.sync_url.clone(),
+    )
+    .await?;
+    while sync
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner()
+        .status
+        .is_none_or(|s| s.state != pb::SyncLinkState::Idle as i32)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    set_mode(&rig.admin, FaultMode::BlackHole).await?;
+    let hung = load::run(&rig.site.ingest_url, &latency_load(duration)).await?;
+    let s = stats(&store).await?;
+    row(
+        "unary c64, cloud a black hole",
+        &hung,
+        &format!(
+            "{} versions unsynced, {} synced: the push hangs, ingest does not",
+            s.unsynced_versions, s.synced_versions
+        ),
+    );
+    drop(rig.cloud);
+    Ok(())
+}
