@@ -84,9 +84,10 @@ struct Rig {
 async fn start_rig(cloud_url: bool) -> anyhow::Result<Rig> {
     let exe = std::env::current_exe()?;
     let dir = tempfile::tempdir()?;
-    let cloud = edge_testkit::spawn_edge_cloud(&exe, &dir.path().join("cloud"), "127.0.0.1:0", TOKEN)
-        .await
-        .context("cannot start edge cloud")?;
+    let cloud =
+        edge_testkit::spawn_edge_cloud(&exe, &dir.path().join("cloud"), "127.0.0.1:0", TOKEN)
+            .await
+            .context("cannot start edge cloud")?;
     let admin = AdminClient::new(cloud.admin_url.clone())?;
     let mut args = vec![
         "--probe-interval".to_owned(),
@@ -147,7 +148,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     // Wait for the drain to be under way before measuring beside it.
     while stats(&store).await?.synced_versions == 0 {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "the drain never started");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the drain never started"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let synced_at_start = stats(&store).await?.synced_versions;
@@ -190,10 +194,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     let rig = start_rig(true).await?;
     let store = store_client(&rig.site).await?;
-    let mut sync = edge_proto::v1::sync_service_client::SyncServiceClient::connect(
-        rig.site.sync_url.clone(),
-    )
-    .await?;
+    let mut sync =
+        edge_proto::v1::sync_service_client::SyncServiceClient::connect(rig.site.sync_url.clone())
+            .await?;
     while sync
         .get_status(pb::GetStatusRequest {})
         .await?

@@ -307,6 +307,7 @@ impl StoreService for StoreGrpc {
             lease_expires_at: (!batch.lease_id.is_empty()).then(|| us_to_timestamp(expires_us)),
             lease_id: batch.lease_id,
             versions: batch.entries.into_iter().map(|e| e.into_proto()).collect(),
+            ingest_busy_percent: self.writer.busy().percent(),
         }))
     }
 

@@ -16,7 +16,8 @@
 //! The task ends when every [`Writer`] handle is dropped and the queue is
 //! empty, so nothing accepted into the queue is left unanswered at shutdown.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -47,6 +48,74 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Job>,
+    busy: Arc<BusyMeter>,
+}
+
+/// Length of the window over which the writer's busy share is measured.
+const BUSY_WINDOW: Duration = Duration::from_millis(500);
+
+/// How much of the writer's time appends took recently: the capacity ingest
+/// uses, which the sync drain leaves to it (see `LeaseBatchResponse`).
+#[derive(Debug)]
+pub struct BusyMeter {
+    state: Mutex<BusyState>,
+}
+
+#[derive(Debug)]
+struct BusyState {
+    window_start: Instant,
+    busy_in_window: Duration,
+    last_share: f64,
+}
+
+impl BusyMeter {
+    fn new() -> Self {
+        BusyMeter {
+            state: Mutex::new(BusyState {
+                window_start: Instant::now(),
+                busy_in_window: Duration::ZERO,
+                last_share: 0.0,
+            }),
+        }
+    }
+
+    /// Records `busy` time spent appending, ending now.
+    fn record(&self, busy: Duration) {
+        if let Ok(mut state) = self.state.lock() {
+            state.busy_in_window += busy;
+            Self::roll(&mut state);
+        }
+    }
+
+    /// Closes the window once it is long enough; an idle gap counts as idle.
+    fn roll(state: &mut BusyState) {
+        let elapsed = state.window_start.elapsed();
+        if elapsed >= BUSY_WINDOW {
+            state.last_share =
+                (state.busy_in_window.as_secs_f64() / elapsed.as_secs_f64()).min(1.0);
+            state.window_start = Instant::now();
+            state.busy_in_window = Duration::ZERO;
+        }
+    }
+
+    /// Percent of the writer's time appends took in the last full window
+    /// (0 when the writer has been idle for longer than a window).
+    pub fn percent(&self) -> u32 {
+        let Ok(mut state) = self.state.lock() else {
+            return 0;
+        };
+        if state.window_start.elapsed() >= BUSY_WINDOW * 2 {
+            // Nothing recorded for a whole window: idle.
+            state.last_share = (state.busy_in_window.as_secs_f64()
+                / state.window_start.elapsed().as_secs_f64())
+            .min(1.0);
+            state.window_start = Instant::now();
+            state.busy_in_window = Duration::ZERO;
+        } else {
+            Self::roll(&mut state);
+        }
+        (state.last_share * 100.0).round() as u32
+    }
 }
 
 impl Writer {
@@ -56,8 +125,14 @@ impl Writer {
     /// call's readings.
     pub fn spawn(db: Arc<Database>, max_group_rows: usize) -> (Writer, JoinHandle<()>) {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
-        let task = tokio::spawn(run(db, jobs, max_group_rows.max(1)));
-        (Writer { queue }, task)
+        let busy = Arc::new(BusyMeter::new());
+        let task = tokio::spawn(run(db, jobs, max_group_rows.max(1), busy.clone()));
+        (Writer { queue, busy }, task)
+    }
+
+    /// How busy appends kept the writer recently.
+    pub fn busy(&self) -> &BusyMeter {
+        &self.busy
     }
 
     /// Appends `readings` durably; returns one outcome per reading, in order.
@@ -74,7 +149,12 @@ impl Writer {
     }
 }
 
-async fn run(db: Arc<Database>, mut jobs: mpsc::Receiver<Job>, max_group_rows: usize) {
+async fn run(
+    db: Arc<Database>,
+    mut jobs: mpsc::Receiver<Job>,
+    max_group_rows: usize,
+    busy: Arc<BusyMeter>,
+) {
     let mut group: Vec<Job> = Vec::new();
     while let Some(first) = jobs.recv().await {
         let mut rows = first.readings.len();
@@ -88,7 +168,9 @@ async fn run(db: Arc<Database>, mut jobs: mpsc::Receiver<Job>, max_group_rows: u
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         commit(&db, &mut group).await;
+        busy.record(started.elapsed());
     }
     tracing::debug!("store writer stopped");
 }

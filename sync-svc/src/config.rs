@@ -79,6 +79,12 @@ pub struct SyncConfig {
     #[arg(long, env = "EDGE_SYNC_NEWEST_SHARE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub sync_newest_share: u32,
 
+    /// Leave the store to ingest: after each batch, pause in proportion to how
+    /// busy ingest kept store-svc's writer, so the drain takes only the
+    /// capacity ingest leaves (at least 5 %).
+    #[arg(long, env = "EDGE_SYNC_YIELD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sync_yield: bool,
+
     /// First retry delay after a failed push (doubles per failure, with jitter).
     #[arg(long, env = "EDGE_SYNC_BACKOFF_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub backoff_initial: Duration,
@@ -131,6 +137,7 @@ impl SyncConfig {
             sync_batch_size: 2000,
             sync_concurrency: 2,
             sync_newest_share: 10,
+            sync_yield: true,
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             stuck_after_attempts: 10,

@@ -41,6 +41,9 @@ use crate::status::StatusBoard;
 /// duplicate).
 pub const AMBIGUOUS_PREFIX: &str = "ambiguous: ";
 
+/// Longest pause a drain worker makes to leave the store to ingest.
+const MAX_YIELD: Duration = Duration::from_secs(2);
+
 /// How long to wait before asking an unreachable store-svc again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -159,6 +162,7 @@ impl Drain {
                 }
                 continue;
             }
+            let cycle = Instant::now();
             let lease = match self
                 .store
                 .clone()
@@ -194,6 +198,14 @@ impl Drain {
                 CloudApi::Simple => crate::compat::push(&self, &lease.versions, &stop).await,
             };
             self.record(lease.lease_id, outcome).await;
+            let pause = if self.config.sync_yield {
+                yield_pause(cycle.elapsed(), lease.ingest_busy_percent)
+            } else {
+                Duration::ZERO
+            };
+            if !pause.is_zero() && !self.pause(pause, &stop).await {
+                return;
+            }
         }
     }
 
@@ -349,6 +361,16 @@ impl Drain {
     }
 }
 
+/// How long to leave the store to ingest after a drain cycle that took
+/// `cycle`, when ingest kept the store's writer `busy_percent` busy: the
+/// drain's duty cycle becomes the capacity ingest leaves, never less than
+/// 5 % (the backlog and the live share still move under a saturating load),
+/// and never a pause over [`MAX_YIELD`].
+pub fn yield_pause(cycle: Duration, busy_percent: u32) -> Duration {
+    let busy = f64::from(busy_percent.min(95)) / 100.0;
+    cycle.mul_f64(busy / (1.0 - busy)).min(MAX_YIELD)
+}
+
 /// The idempotency key of a batch: derived from the site and the version
 /// ids, so pushing the same versions again (after a timeout) is recognised
 /// by the cloud as a replay.
@@ -393,5 +415,28 @@ pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
             },
             site_id: stamp.site_id,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{MAX_YIELD, yield_pause};
+
+    #[test]
+    fn the_drain_takes_the_share_ingest_leaves() {
+        let cycle = Duration::from_millis(100);
+        assert_eq!(
+            yield_pause(cycle, 0),
+            Duration::ZERO,
+            "idle store: no pause"
+        );
+        assert_eq!(yield_pause(cycle, 50), cycle, "half busy: half the time");
+        assert_eq!(yield_pause(cycle, 75), cycle * 3);
+        // Saturated: at least a 5 % duty cycle, and a bounded pause.
+        assert_eq!(yield_pause(cycle, 100), yield_pause(cycle, 95));
+        assert!(yield_pause(cycle, 100) <= MAX_YIELD);
+        assert_eq!(yield_pause(Duration::from_secs(1), 95), MAX_YIELD);
     }
 }
