@@ -97,10 +97,14 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
             print_status(&status, format);
         }
         SyncCommand::Now => {
-            client
-                .sync_now(pb::SyncNowRequest {})
-                .await
-                .with_context(cannot)?;
+            match client.sync_now(pb::SyncNowRequest {}).await {
+                Ok(_) => {}
+                // sync-svc answered: say what it said, not that it is unreachable.
+                Err(status) if status.code() != tonic::Code::Unavailable => {
+                    anyhow::bail!("sync-svc refused: {}", status.message())
+                }
+                Err(status) => return Err(status).with_context(cannot),
+            }
             println!("sync started; follow it with `edge sync watch`");
         }
         SyncCommand::Watch { format } => {

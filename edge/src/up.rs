@@ -11,6 +11,7 @@ use ingest_svc::IngestApp;
 use store_svc::StoreApp;
 use store_svc::hlc::SystemClock;
 use sync_svc::SyncApp;
+use tokio::sync::oneshot;
 use tokio::net::TcpListener;
 
 use crate::cli::UpArgs;
@@ -36,6 +37,62 @@ pub fn write_ready_file(path: &std::path::Path, ready: &serde_json::Value) -> an
     std::fs::write(&tmp, ready.to_string())
         .and_then(|()| std::fs::rename(&tmp, path))
         .with_context(|| format!("cannot write the ready file {}", path.display()))
+}
+
+/// Nice value of sync-svc's thread: the drain's own CPU work (encoding,
+/// compressing, HTTP) runs only on what ingest and the store leave. In
+/// Kubernetes, where sync-svc is its own pod, its CPU request does this.
+const SYNC_NICE: i32 = 10;
+
+/// Builds and runs sync-svc on a thread of its own at a lower CPU priority,
+/// with its own single-threaded runtime; returns its address and a receiver
+/// for its result.
+async fn spawn_sync(
+    args: &UpArgs,
+    store_url: String,
+    shutdown: Shutdown,
+) -> anyhow::Result<(
+    SocketAddr,
+    oneshot::Receiver<Result<(), edge_runtime::ServeError>>,
+)> {
+    let (addr_tx, addr_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    let (config, runtime, client) = (args.sync.clone(), args.runtime.clone(), args.ingest.client);
+    std::thread::Builder::new()
+        .name("sync-svc".into())
+        .spawn(move || {
+            // Linux: the nice value belongs to the calling thread only.
+            if let Err(err) = rustix::process::setpriority_process(None, SYNC_NICE) {
+                tracing::warn!(%err, "cannot lower sync-svc's CPU priority; it runs at normal priority");
+            }
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(err) => {
+                    let _ = addr_tx.send(Err(anyhow::anyhow!("cannot start sync-svc's runtime: {err}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match SyncApp::build(&config, &store_url, &runtime, &client).await {
+                    Ok(app) => {
+                        let _ = addr_tx.send(Ok(app.local_addr()));
+                        let _ = done_tx.send(app.run(shutdown).await);
+                    }
+                    Err(err) => {
+                        let _ = addr_tx.send(Err(anyhow::Error::new(err)));
+                    }
+                }
+            });
+        })
+        .context("cannot start sync-svc's thread")?;
+    let addr = addr_rx
+        .await
+        .context("sync-svc's thread ended before it started")?
+        .context("sync-svc could not start")?;
+    Ok((addr, done_rx))
 }
 
 /// Runs the mesh until SIGTERM or Ctrl-C.
@@ -68,10 +125,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let ingest_addr = ingest.local_addr();
 
     let store_url = format!("http://{}", dialable(store_addr));
-    let sync = SyncApp::build(&args.sync, &store_url, &args.runtime, &args.ingest.client)
-        .await
-        .context("sync-svc could not start")?;
-    let sync_addr = sync.local_addr();
+    let (sync_addr, sync_task) = spawn_sync(&args, store_url, shutdown.clone()).await?;
 
     if let Some(path) = &args.ready_file {
         let ready = serde_json::json!({
@@ -108,10 +162,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             result
         }
     });
-    let sync_task = tokio::spawn(sync.run(shutdown.clone()));
     let ingest_result = ingest.run(shutdown.clone()).await;
     shutdown.cancel();
-    let sync_result = sync_task.await.context("sync-svc task failed")?;
+    let sync_result = sync_task.await.context("sync-svc thread failed")?;
     store_stop.cancel();
     let store_result = store_task.await.context("store-svc task failed")?;
     metrics.await.context("metrics task failed")??;

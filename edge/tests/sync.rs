@@ -228,11 +228,17 @@ async fn assert_exactly_once(
         "{coverage:?}"
     );
     assert!(coverage.gaps.is_empty(), "{coverage:?}");
-    // DESIGN §6: versions marked synced = distinct versions at the cloud + rejected.
+    assert_books_balance(site, &coverage);
+}
+
+/// DESIGN §6: the versions the site settled with the cloud (acknowledged, or
+/// dead-lettered on the cloud's rejection) equal the distinct versions the
+/// cloud holds plus those it rejected.
+fn assert_books_balance(site: &pb::GetStatsResponse, coverage: &edge_cloud_link::contract::Coverage) {
     assert_eq!(
-        site.synced_versions,
+        site.synced_versions + site.dead_letters,
         coverage.versions + coverage.rejected_seqs,
-        "the books do not balance: {coverage:?}"
+        "the books do not balance: site {site:?}, cloud {coverage:?}"
     );
 }
 
@@ -381,6 +387,7 @@ async fn rejected_versions_are_dead_lettered_reported_and_redriven(db: &TestData
     })
     .await;
     assert!(coverage.gaps.is_empty());
+    assert_books_balance(&stats(&site.mesh.store_client).await, &coverage);
 
     // Once the cloud accepts them, a re-drive delivers them.
     cloud.mode(FaultMode::Normal).await;

@@ -99,7 +99,7 @@ pub struct SyncConfig {
 
     /// How long a leased batch stays reserved; if sync-svc dies mid-push the
     /// versions are due again after this. Keep it above the push timeout.
-    #[arg(long, env = "EDGE_SYNC_LEASE", default_value = "90s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "EDGE_SYNC_LEASE", default_value = "90s", value_parser = parse_lease)]
     pub lease_duration: Duration,
 
     /// Compress pushed bodies with gzip.
@@ -118,6 +118,16 @@ pub struct SyncConfig {
     /// How often the backlog figures are refreshed from store-svc.
     #[arg(long, env = "EDGE_SYNC_STATS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub stats_interval: Duration,
+}
+
+/// A lease length store-svc accepts: 1 s to 1 h.
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if (Duration::from_secs(1)..=Duration::from_secs(3_600)).contains(&lease) {
+        Ok(lease)
+    } else {
+        Err("must be between 1s and 1h".into())
+    }
 }
 
 impl SyncConfig {

@@ -186,7 +186,15 @@ impl Drain {
                 }
             };
             if lease.versions.is_empty() {
-                self.status.set_state(pb::SyncLinkState::Idle, None);
+                // Nothing due: idle, unless what is left waits out the
+                // retry delay of a failed push.
+                let failing = self.global.lock().await.failures > 0;
+                let state = if failing {
+                    pb::SyncLinkState::BackingOff
+                } else {
+                    pb::SyncLinkState::Idle
+                };
+                self.status.set_state(state, None);
                 if !self.pause(self.config.idle_poll, &stop).await {
                     return;
                 }
