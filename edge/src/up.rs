@@ -11,8 +11,8 @@ use ingest_svc::IngestApp;
 use store_svc::StoreApp;
 use store_svc::hlc::SystemClock;
 use sync_svc::SyncApp;
-use tokio::sync::oneshot;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 use crate::cli::UpArgs;
 

@@ -234,7 +234,10 @@ async fn assert_exactly_once(
 /// DESIGN §6: the versions the site settled with the cloud (acknowledged, or
 /// dead-lettered on the cloud's rejection) equal the distinct versions the
 /// cloud holds plus those it rejected.
-fn assert_books_balance(site: &pb::GetStatsResponse, coverage: &edge_cloud_link::contract::Coverage) {
+fn assert_books_balance(
+    site: &pb::GetStatsResponse,
+    coverage: &edge_cloud_link::contract::Coverage,
+) {
     assert_eq!(
         site.synced_versions + site.dead_letters,
         coverage.versions + coverage.rejected_seqs,
