@@ -201,9 +201,18 @@ impl Drain {
                 continue;
             }
             self.status.set_state(pb::SyncLinkState::Draining, None);
-            let outcome = match self.config.cloud_api {
-                CloudApi::Batch => self.push_batch(&lease.versions).await,
-                CloudApi::Simple => crate::compat::push(&self, &lease.versions, &stop).await,
+            let push = async {
+                match self.config.cloud_api {
+                    CloudApi::Batch => self.push_batch(&lease.versions).await,
+                    CloudApi::Simple => crate::compat::push(&self, &lease.versions, &stop).await,
+                }
+            };
+            // A push in flight at shutdown is abandoned, not waited for: its
+            // lease lapses and the batch goes again (the cloud answers
+            // duplicate for what it already stored).
+            let outcome = tokio::select! {
+                outcome = push => outcome,
+                () = stop.cancelled() => return,
             };
             self.record(lease.lease_id, outcome).await;
             let pause = if self.config.sync_yield {
