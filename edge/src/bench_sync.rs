@@ -163,7 +163,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     set_mode(&rig.admin, FaultMode::Refuse).await?;
     let store = store_client(&rig.site).await?;
     while stats(&store).await?.unsynced_versions < args.backlog {
-        load::run(&rig.site.ingest_url, &stream_load(Duration::from_secs(5))).await?;
+        load::run(&rig.site.ingest_url, &stream_load(Duration::from_secs(1))).await?;
     }
     let alone = load::run(&rig.site.ingest_url, &stream_load(duration)).await?;
     let before = stats(&store).await?;

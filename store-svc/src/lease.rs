@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::db::{Database, DbError};
-use crate::outbox::{DueOrder, OutboxEntry};
+use crate::outbox::{DueOrder, OutboxEntry, id_runs};
+
+/// Most runs of taken version ids left out of a lease query in SQL.
+const MAX_EXCLUDED_RUNS: usize = 32;
 
 /// What to lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,11 +107,23 @@ impl Leases {
             if want == 0 {
                 continue;
             }
-            // Leased and already picked versions may come first; ask for
-            // enough rows to skip all of them.
-            let limit = want + table.leased.len() + picked.len();
+            // Leased and already picked versions are left out in SQL, as a
+            // few runs of ids; should they be scattered into too many runs,
+            // enough rows are read to skip them instead.
+            let taken: Vec<i64> = table.leased.iter().chain(seen.iter()).copied().collect();
+            let runs = id_runs(&taken);
+            let (limit, exclude) = if runs.len() <= MAX_EXCLUDED_RUNS {
+                (want, runs)
+            } else {
+                (want + taken.len(), Vec::new())
+            };
             let rows = db
-                .due(order, now_us, i64::try_from(limit).unwrap_or(i64::MAX))
+                .due(
+                    order,
+                    now_us,
+                    i64::try_from(limit).unwrap_or(i64::MAX),
+                    &exclude,
+                )
                 .await?;
             let mut taken = 0;
             for row in rows {

@@ -171,14 +171,16 @@ impl Database {
         dispatch!(self, s => s.stats().await)
     }
 
-    /// Outbox entries due at `now_us`, from the end `order` names.
+    /// Outbox entries due at `now_us`, from the end `order` names, except
+    /// the ids in the `exclude` runs.
     pub async fn due(
         &self,
         order: DueOrder,
         now_us: i64,
         limit: i64,
+        exclude: &[(i64, i64)],
     ) -> Result<Vec<OutboxEntry>, DbError> {
-        dispatch!(self, s => s.due(order, now_us, limit).await)
+        dispatch!(self, s => s.due(order, now_us, limit, exclude).await)
     }
 
     /// Applies the cloud's answer for a batch.

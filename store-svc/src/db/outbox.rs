@@ -100,12 +100,15 @@ where
     for<'r> DeadLetterEntry: FromRow<'r, DB::Row>,
 {
     /// Up to `limit` entries due at `now_us` (not dead-lettered, retry time
-    /// reached), from the end of the outbox `order` names.
+    /// reached), from the end of the outbox `order` names, leaving out the
+    /// version ids in the `exclude` runs (leased or already picked). The
+    /// runs are filtered in SQL, so no row is read only to be dropped.
     pub async fn due(
         &self,
         order: DueOrder,
         now_us: i64,
         limit: i64,
+        exclude: &[(i64, i64)],
     ) -> Result<Vec<OutboxEntry>, DbError> {
         let mut sql = SqlBuilder::<DB>::default();
         sql.push(&format!(
@@ -113,6 +116,12 @@ where
              AND o.next_attempt_at_us <= "
         ));
         sql.arg(now_us);
+        for (first, last) in exclude {
+            sql.push(" AND o.version_id NOT BETWEEN ");
+            sql.arg(*first);
+            sql.push(" AND ");
+            sql.arg(*last);
+        }
         match order {
             // Written to match the partial index `outbox_critical`.
             DueOrder::Critical => sql.push(" AND o.priority = 2 ORDER BY o.version_id"),
