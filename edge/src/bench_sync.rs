@@ -12,10 +12,9 @@
 //! 4. ingest latency (unary, one reading, 64 callers) with no cloud
 //!    configured, beside a cloud that is a black hole with a push hanging.
 //!
-//! The reference cloud runs on the same machine but stands in for a remote
-//! one, so by default its threads run at nice 19 (`--cloud-nice`): its CPU
-//! is then not taken from the site's ingest. `--cloud-nice 0` measures the
-//! loopback set-up as it is.
+//! The reference cloud shares the machine's CPU with the site, as loopback
+//! does; `--cloud-nice 19` runs it at the lowest priority instead, to let it
+//! stand in for a remote machine.
 //!
 //! Prints a Markdown table; never fails for being slow.
 

@@ -301,9 +301,10 @@ pub struct BenchArgs {
     /// `--suite sync`: unsynced versions to build up before draining.
     #[arg(long, default_value_t = 1_000_000)]
     pub backlog: u64,
-    /// `--suite sync`: nice value for the reference cloud's threads (it
-    /// stands in for a remote machine); 0 leaves it at normal priority.
-    #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
+    /// `--suite sync`: nice value for the reference cloud's threads, to let
+    /// it stand in for a remote machine; 0 (default) runs it at normal
+    /// priority, sharing the CPU with the site as loopback does.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub cloud_nice: i32,
 }
 
