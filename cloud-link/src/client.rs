@@ -20,6 +20,16 @@ use crate::contract::{
     UnsentReport, VersionResult,
 };
 
+/// Error codes of the contract that blame the request's envelope (headers),
+/// not the data in it: never a reason to dead-letter a reading.
+const REQUEST_ERROR_CODES: [&str; 5] = [
+    "missing_idempotency_key",
+    "invalid_idempotency_key",
+    "idempotency_key_reused",
+    "unauthorized",
+    "unsupported_encoding",
+];
+
 /// How much of a bad response body goes into errors and logs.
 const EXCERPT_CHARS: usize = 200;
 
@@ -415,13 +425,30 @@ impl CloudClient {
                 status: code,
                 excerpt: text,
             },
-            StatusCode::BAD_REQUEST
-            | StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::UNPROCESSABLE_ENTITY => CloudError::Refused {
+            // Too large is about the batch whoever says it: splitting helps.
+            StatusCode::PAYLOAD_TOO_LARGE => CloudError::Refused {
                 status: code,
                 body: serde_json::from_slice(&body).ok(),
                 excerpt: text,
             },
+            // A 400/422 blames the data only when it is the contract's error
+            // body with a data code: a proxy's page, or a complaint about the
+            // request's headers, must not dead-letter readings.
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+                match serde_json::from_slice::<ErrorBody>(&body) {
+                    Ok(parsed) if !REQUEST_ERROR_CODES.contains(&parsed.error.code.as_str()) => {
+                        CloudError::Refused {
+                            status: code,
+                            body: Some(parsed),
+                            excerpt: text,
+                        }
+                    }
+                    _ => CloudError::Unexpected {
+                        status: code,
+                        excerpt: text,
+                    },
+                }
+            }
             _ => CloudError::Unexpected {
                 status: code,
                 excerpt: text,
@@ -462,14 +489,22 @@ pub fn excerpt(body: &[u8]) -> String {
         .collect()
 }
 
-/// `Retry-After` as seconds or an HTTP date, relative to `now`.
+/// Longest `Retry-After` honoured: a larger value (a misconfigured proxy, a
+/// hostile answer) is cut to this, so it can delay a push but never park it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
+
+/// `Retry-After` as seconds or an HTTP date, relative to `now`, at most
+/// [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds.min(MAX_RETRY_AFTER.as_secs())),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// Matches results to the versions sent: exactly one each, nothing else.

@@ -61,6 +61,17 @@ async fn batches(Path(site): Path<String>) -> axum::response::Response {
             r#"{"error":{"code":"rate_limited","message":"slow down"}}"#,
         )
             .into_response(),
+        "proxy-400" => (
+            StatusCode::BAD_REQUEST,
+            "<html><body>400 Bad Request</body></html>",
+        )
+            .into_response(),
+        "no-key" => (
+            StatusCode::BAD_REQUEST,
+            json,
+            r#"{"error":{"code":"missing_idempotency_key","message":"no key"}}"#,
+        )
+            .into_response(),
         "refused" => (
             StatusCode::BAD_REQUEST,
             json,
@@ -171,4 +182,9 @@ async fn throttling_and_refusals_are_told_apart() {
     let refused = push(&client, "refused").await.expect_err("400");
     assert!(refused.is_batch_refusal());
     assert!(!refused.is_ambiguous());
+    // A proxy's 400 page, or a complaint about the headers, blames no data.
+    for site in ["proxy-400", "no-key"] {
+        let err = push(&client, site).await.expect_err(site);
+        assert!(!err.is_batch_refusal(), "{site}: {err:?}");
+    }
 }

@@ -323,6 +323,50 @@ async fn bad_outbox_requests_name_the_field(db: &TestDatabase) {
     store.stop().await;
 }
 
+/// A site offline with its clock far ahead, then stepped back (NTP once the
+/// link returns): the backlog must be due at once, not hours later.
+async fn a_wall_clock_stepped_back_does_not_hide_the_backlog(db: &TestDatabase) {
+    const HOUR_US: i64 = 3_600_000_000;
+    let clock = TestClock::at(T0_US + 6 * HOUR_US);
+    let store = RunningStore::start(db, clock.clone(), None)
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    fill(&mut client, 3, 0).await;
+    // One version failed while the clock was ahead: retry in a minute, by that clock.
+    let batch = lease(&mut client, 1, 0, 60).await;
+    client
+        .complete_batch(pb::CompleteBatchRequest {
+            lease_id: batch.lease_id.clone(),
+            failed: vec![pb::FailedVersions {
+                version_ids: ids(&batch),
+                error: "HTTP 503".into(),
+                retry_at: ts(T0_US + 6 * HOUR_US + 60_000_000),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("complete");
+    // Back by half an hour: never-attempted versions are due at once; the
+    // failed one waits its minute (plus the half hour, by this clock).
+    clock.set(T0_US + 6 * HOUR_US - HOUR_US / 2);
+    let first = lease(&mut client, 10, 0, 60).await;
+    assert_eq!(seqs(&first), vec![2, 3], "versions never attempted are due");
+    client
+        .complete_batch(pb::CompleteBatchRequest {
+            lease_id: first.lease_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("release");
+    // Back by six hours: a retry time further ahead than any retry is ever
+    // scheduled means the clock moved, and the version is due too.
+    clock.set(T0_US);
+    assert_eq!(seqs(&lease(&mut client, 10, 0, 60).await), vec![1, 2, 3]);
+    store.stop().await;
+}
+
+on_both_backends!(a_wall_clock_stepped_back_does_not_hide_the_backlog);
 on_both_backends!(leases_critical_first_then_oldest_and_never_twice);
 on_both_backends!(completion_syncs_dead_letters_and_delays);
 on_both_backends!(repeated_failures_flag_versions_stuck_but_keep_them);

@@ -57,6 +57,7 @@ pub struct SyncApp {
     config: SyncConfig,
     status: StatusBoard,
     drain: Arc<OnceCell<Arc<Drain>>>,
+    streams_stop: Shutdown,
 }
 
 impl SyncApp {
@@ -98,10 +99,12 @@ impl SyncApp {
         };
         let status = StatusBoard::new(state, url, config.cloud_api == CloudApi::Simple);
         let drain = Arc::new(OnceCell::new());
+        let streams_stop = Shutdown::new();
         let service = SyncServiceServer::new(SyncGrpc::new(
             status.clone(),
             drain.clone(),
             cloud.is_some(),
+            streams_stop.clone(),
         ));
         let server = GrpcServer::new(listener, runtime.shutdown_grace).add_service(service);
         Ok(SyncApp {
@@ -112,6 +115,7 @@ impl SyncApp {
             config: config.clone(),
             status,
             drain,
+            streams_stop,
         })
     }
 
@@ -124,6 +128,12 @@ impl SyncApp {
     /// abandoned; its lease lapses and the batch is pushed again later (the
     /// cloud answers duplicate for anything it already stored).
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
+        let streams_stop = self.streams_stop.clone();
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            streams_stop.cancel();
+        });
         let background = match self.cloud {
             None => {
                 tracing::info!(

@@ -16,21 +16,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::drain::{AMBIGUOUS_PREFIX, Drain, Outcome};
 
-/// RFC 3339 with microseconds, e.g. `2026-11-24T10:00:00.123456Z`.
-fn rfc3339(ts: Option<&prost_types::Timestamp>) -> String {
-    let at = ts
-        .and_then(|t| {
-            let nanos = u32::try_from(t.nanos).ok()?;
-            if t.seconds >= 0 {
-                UNIX_EPOCH.checked_add(Duration::new(t.seconds.unsigned_abs(), nanos))
-            } else {
-                UNIX_EPOCH
-                    .checked_sub(Duration::from_secs(t.seconds.unsigned_abs()))?
-                    .checked_add(Duration::from_nanos(u64::from(nanos)))
-            }
-        })
-        .unwrap_or(UNIX_EPOCH);
-    humantime::format_rfc3339_micros(at).to_string()
+/// RFC 3339 with microseconds, e.g. `2026-11-24T10:00:00.123456Z`; `None`
+/// before 1970 or after 9999, which the formatter cannot write.
+fn rfc3339(ts: Option<&prost_types::Timestamp>) -> Option<String> {
+    let t = ts?;
+    let seconds = u64::try_from(t.seconds).ok()?;
+    let nanos = u32::try_from(t.nanos).ok()?;
+    // 9999-12-31T23:59:59Z.
+    if seconds > 253_402_300_799 {
+        return None;
+    }
+    let at = UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))?;
+    Some(humantime::format_rfc3339_micros(at).to_string())
 }
 
 /// Pushes the versions one call each, in order, until one fails transiently.
@@ -48,11 +45,19 @@ pub async fn push(
         if version.last_error.starts_with(AMBIGUOUS_PREFIX) {
             drain.metrics.possible_duplicates.add(1, &[]);
         }
+        let Some(timestamp) = rfc3339(version.measured_at.as_ref()) else {
+            drain.metrics.synced("rejected", 1);
+            outcome.rejected.push(pb::RejectedVersion {
+                version_id: version.version_id,
+                reason: "the simple API cannot carry a measured_at before 1970".into(),
+            });
+            continue;
+        };
         let reading = SimpleReading {
             sensor_id: version.sensor_id.clone(),
             temperature: version.temperature_celsius,
             humidity: version.humidity_percent,
-            timestamp: rfc3339(version.measured_at.as_ref()),
+            timestamp,
         };
         drain.metrics.attempts.add(1, &[]);
         let started = Instant::now();
@@ -104,6 +109,14 @@ mod tests {
             seconds: 1_795_392_000,
             nanos: 123_456_000,
         };
-        assert_eq!(rfc3339(Some(&ts)), "2026-11-23T00:00:00.123456Z");
+        assert_eq!(
+            rfc3339(Some(&ts)).as_deref(),
+            Some("2026-11-23T00:00:00.123456Z")
+        );
+        let before_1970 = prost_types::Timestamp {
+            seconds: -1,
+            nanos: 0,
+        };
+        assert_eq!(rfc3339(Some(&before_1970)), None);
     }
 }

@@ -126,6 +126,23 @@ impl Drain {
         self.wake.notify_waiters();
     }
 
+    /// Versions per lease. In compatibility mode every version is its own
+    /// call, so a lease holds no more than fit in its duration at one push
+    /// timeout each: a lease must not lapse while its versions are being
+    /// posted, or another worker would post them again.
+    fn lease_size(&self) -> u32 {
+        match self.config.cloud_api {
+            CloudApi::Batch => self.config.sync_batch_size,
+            CloudApi::Simple => {
+                let fit = self.config.lease_duration.as_millis()
+                    / self.config.push_timeout.as_millis().max(1);
+                u32::try_from(fit)
+                    .unwrap_or(u32::MAX)
+                    .clamp(1, self.config.sync_batch_size)
+            }
+        }
+    }
+
     /// Waits for `pause`, a SyncNow, or `stop`; `false` when stopping.
     async fn pause(&self, pause: Duration, stop: &CancellationToken) -> bool {
         tokio::select! {
@@ -167,7 +184,7 @@ impl Drain {
                 .store
                 .clone()
                 .lease_batch(pb::LeaseBatchRequest {
-                    max_versions: self.config.sync_batch_size,
+                    max_versions: self.lease_size(),
                     newest_share_percent: self.config.sync_newest_share,
                     lease_duration: prost_types::Duration::try_from(self.config.lease_duration)
                         .ok(),
@@ -201,18 +218,18 @@ impl Drain {
                 continue;
             }
             self.status.set_state(pb::SyncLinkState::Draining, None);
-            let push = async {
-                match self.config.cloud_api {
-                    CloudApi::Batch => self.push_batch(&lease.versions).await,
-                    CloudApi::Simple => crate::compat::push(&self, &lease.versions, &stop).await,
-                }
-            };
-            // A push in flight at shutdown is abandoned, not waited for: its
-            // lease lapses and the batch goes again (the cloud answers
-            // duplicate for what it already stored).
-            let outcome = tokio::select! {
-                outcome = push => outcome,
-                () = stop.cancelled() => return,
+            let outcome = match self.config.cloud_api {
+                // A batch push in flight at shutdown is abandoned, not waited
+                // for: its lease lapses and the batch goes again (the cloud
+                // answers duplicate for what it already stored).
+                CloudApi::Batch => tokio::select! {
+                    outcome = self.push_batch(&lease.versions) => outcome,
+                    () = stop.cancelled() => return,
+                },
+                // The simple API has no idempotency: what was posted must be
+                // recorded, so the pusher stops between readings instead
+                // (each bounded by the push timeout).
+                CloudApi::Simple => crate::compat::push(&self, &lease.versions, &stop).await,
             };
             self.record(lease.lease_id, outcome).await;
             let pause = if self.config.sync_yield {
@@ -287,7 +304,10 @@ impl Drain {
         while let Some(part) = pending.pop() {
             let records: Vec<VersionRecord> = part.iter().map(record).collect();
             let batch = PushBatch { versions: records };
-            let key = batch_key(&self.site_id, part);
+            // A fresh key per push: exactly-once rests on the cloud's
+            // (reading id, version) dedup; a key derived from the versions
+            // would make a re-driven dead letter replay its old rejection.
+            let key = uuid::Uuid::new_v4().to_string();
             self.metrics.attempts.add(1, &[]);
             let started = Instant::now();
             let answer = self.cloud.push(&self.site_id, &key, &batch).await;
@@ -386,19 +406,6 @@ impl Drain {
 pub fn yield_pause(cycle: Duration, busy_percent: u32) -> Duration {
     let busy = f64::from(busy_percent.min(95)) / 100.0;
     cycle.mul_f64(busy / (1.0 - busy)).min(MAX_YIELD)
-}
-
-/// The idempotency key of a batch: derived from the site and the version
-/// ids, so pushing the same versions again (after a timeout) is recognised
-/// by the cloud as a replay.
-fn batch_key(site_id: &str, versions: &[pb::OutboxVersion]) -> String {
-    let mut text = String::with_capacity(versions.len() * 8 + site_id.len());
-    text.push_str(site_id);
-    for v in versions {
-        text.push(',');
-        text.push_str(&v.version_id.to_string());
-    }
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
 }
 
 fn us(ts: Option<&prost_types::Timestamp>) -> i64 {

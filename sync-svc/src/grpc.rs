@@ -8,6 +8,7 @@ use edge_proto::v1 as pb;
 use edge_proto::v1::sync_service_server::SyncService;
 use futures::Stream;
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::drain::Drain;
@@ -24,15 +25,24 @@ pub struct SyncGrpc {
     /// starting, and forever when no cloud is configured.
     drain: Arc<OnceCell<Arc<Drain>>>,
     enabled: bool,
+    /// Ends WatchStatus streams at shutdown, so a connected dashboard does
+    /// not hold the server open for the whole grace period.
+    stop: CancellationToken,
 }
 
 impl SyncGrpc {
-    /// Handlers over the shared status and drain.
-    pub fn new(status: StatusBoard, drain: Arc<OnceCell<Arc<Drain>>>, enabled: bool) -> Self {
+    /// Handlers over the shared status and drain; `stop` ends open streams.
+    pub fn new(
+        status: StatusBoard,
+        drain: Arc<OnceCell<Arc<Drain>>>,
+        enabled: bool,
+        stop: CancellationToken,
+    ) -> Self {
         SyncGrpc {
             status,
             drain,
             enabled,
+            stop,
         }
     }
 }
@@ -77,6 +87,7 @@ impl SyncService for SyncGrpc {
         _request: Request<pb::WatchStatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
         let mut updates = self.status.subscribe();
+        let stop = self.stop.clone();
         let stream = async_stream(move |tx| async move {
             loop {
                 let status = updates.borrow_and_update().clone();
@@ -93,6 +104,7 @@ impl SyncService for SyncGrpc {
                 tokio::select! {
                     changed = updates.changed() => if changed.is_err() { return },
                     () = tx.closed() => return,
+                    () = stop.cancelled() => return,
                 }
             }
         });

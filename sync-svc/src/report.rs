@@ -22,10 +22,14 @@ const REPORT_PAGE: u32 = 1_000;
 pub async fn run(drain: Arc<Drain>, stop: CancellationToken) {
     let mut link = drain.prober.watch();
     loop {
-        if link.borrow_and_update().is_online()
-            && let Err(err) = report_all(&drain).await
-        {
-            tracing::warn!(error = %err, "cannot report dead letters to the cloud yet");
+        if link.borrow_and_update().is_online() {
+            let reported = tokio::select! {
+                reported = report_all(&drain) => reported,
+                () = stop.cancelled() => return,
+            };
+            if let Err(err) = reported {
+                tracing::warn!(error = %err, "cannot report dead letters to the cloud yet");
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return,

@@ -26,6 +26,12 @@ const ENTRY_COLUMNS: &str = "o.version_id, r.reading_id, r.seq, r.origin_site_id
 const ENTRY_FROM: &str = " FROM outbox o JOIN reading_versions v ON v.version_id = o.version_id \
      JOIN readings r ON r.seq = v.reading_seq";
 
+/// Furthest ahead a retry is scheduled (1 h, the longest `Retry-After` a
+/// client honours). Later retry times are clamped to it, so an entry whose
+/// retry time lies further ahead than this was scheduled by a wall clock that
+/// has since stepped back, and is due.
+pub const MAX_RETRY_AHEAD_US: i64 = 3_600_000_000;
+
 /// Above this many runs a set of ids is bound as `IN` lists instead.
 const MAX_RUN_STATEMENTS: usize = 16;
 
@@ -111,11 +117,16 @@ where
         exclude: &[(i64, i64)],
     ) -> Result<Vec<OutboxEntry>, DbError> {
         let mut sql = SqlBuilder::<DB>::default();
+        // A retry time further ahead than any retry is ever set can only
+        // come from a wall clock that has since stepped back: due now.
         sql.push(&format!(
             "SELECT {ENTRY_COLUMNS}{ENTRY_FROM} WHERE o.dead_lettered_at_us IS NULL \
-             AND o.next_attempt_at_us <= "
+             AND (o.next_attempt_at_us <= "
         ));
         sql.arg(now_us);
+        sql.push(" OR o.next_attempt_at_us > ");
+        sql.arg(now_us.saturating_add(MAX_RETRY_AHEAD_US));
+        sql.push(")");
         for (first, last) in exclude {
             sql.push(" AND o.version_id NOT BETWEEN ");
             sql.arg(*first);
@@ -202,7 +213,11 @@ where
                 failed.push("UPDATE outbox SET attempts = attempts + 1, last_error = ");
                 failed.arg(group.error.as_str());
                 failed.push(", next_attempt_at_us = ");
-                failed.arg(group.retry_at_us);
+                failed.arg(
+                    group
+                        .retry_at_us
+                        .min(now_us.saturating_add(MAX_RETRY_AHEAD_US)),
+                );
                 failed.push(", stuck = (stuck OR attempts + 1 >= ");
                 failed.arg(stuck_after);
                 failed.push(") WHERE ");

@@ -341,10 +341,11 @@ where
              SELECT seq + ",
         );
         outbox.arg(version_offset);
+        // Due at once (time 0), not "at now": a wall clock stepped back later
+        // (NTP after a long offline stretch) must not hide the backlog.
         outbox.push(", priority, ");
         outbox.arg(now_us);
-        outbox.push(", ");
-        outbox.arg(now_us);
+        outbox.push(", 0");
         outbox.readings_in_seq_range(first.seq, last.seq);
         outbox.query()?.execute(&mut *conn).await?;
         Ok(())
