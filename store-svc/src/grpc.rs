@@ -159,6 +159,7 @@ fn completion_from_proto(request: &pb::CompleteBatchRequest) -> Result<Completio
             version_ids: version_ids(&format!("failed[{i}].version_ids"), &group.version_ids)?,
             error: group.error.clone(),
             retry_at_us,
+            attempted: !group.not_attempted,
         });
     }
     let stuck_after = match request.stuck_after_attempts {

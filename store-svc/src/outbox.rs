@@ -113,6 +113,9 @@ pub struct FailedGroup {
     pub error: String,
     /// Not to be leased again before this time, µs.
     pub retry_at_us: i64,
+    /// The versions were sent (an attempt counts); `false` for versions a
+    /// failed batch never got to.
+    pub attempted: bool,
 }
 
 /// What the cloud did with a leased batch.

@@ -129,6 +129,7 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
             failed: vec![pb::FailedVersions {
                 version_ids: vec![v[4]],
                 error: "HTTP 503".into(),
+                not_attempted: false,
                 retry_at: ts(T0_US + 60_000_000),
             }],
             stuck_after_attempts: 0,
@@ -238,6 +239,7 @@ async fn repeated_failures_flag_versions_stuck_but_keep_them(db: &TestDatabase) 
                 failed: vec![pb::FailedVersions {
                     version_ids: ids(&batch),
                     error: "timeout".into(),
+                    not_attempted: false,
                     retry_at: ts(T0_US),
                 }],
                 stuck_after_attempts: 2,
@@ -306,6 +308,7 @@ async fn bad_outbox_requests_name_the_field(db: &TestDatabase) {
             failed: vec![pb::FailedVersions {
                 version_ids: vec![1],
                 error: "x".into(),
+                not_attempted: false,
                 retry_at: None,
             }],
             ..Default::default()
@@ -341,6 +344,7 @@ async fn a_wall_clock_stepped_back_does_not_hide_the_backlog(db: &TestDatabase) 
             failed: vec![pb::FailedVersions {
                 version_ids: ids(&batch),
                 error: "HTTP 503".into(),
+                not_attempted: false,
                 retry_at: ts(T0_US + 6 * HOUR_US + 60_000_000),
             }],
             ..Default::default()
@@ -366,6 +370,42 @@ async fn a_wall_clock_stepped_back_does_not_hide_the_backlog(db: &TestDatabase) 
     store.stop().await;
 }
 
+/// Versions a failed batch never got to are postponed, not charged an attempt.
+async fn versions_never_sent_are_postponed_without_an_attempt(db: &TestDatabase) {
+    let clock = TestClock::at(T0_US);
+    let store = RunningStore::start(db, clock.clone(), None)
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    fill(&mut client, 1, 0).await;
+    let batch = lease(&mut client, 1, 0, 60).await;
+    client
+        .complete_batch(pb::CompleteBatchRequest {
+            lease_id: batch.lease_id.clone(),
+            failed: vec![pb::FailedVersions {
+                version_ids: ids(&batch),
+                error: String::new(),
+                retry_at: ts(T0_US + 60_000_000),
+                not_attempted: true,
+            }],
+            stuck_after_attempts: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("complete");
+    assert!(
+        lease(&mut client, 1, 0, 60).await.versions.is_empty(),
+        "postponed"
+    );
+    clock.set(T0_US + 60_000_000);
+    let again = lease(&mut client, 1, 0, 60).await;
+    assert_eq!(again.versions.len(), 1);
+    assert_eq!(again.versions[0].attempts, 0, "no attempt counted");
+    assert_eq!(stats(&mut client).await.stuck_versions, 0);
+    store.stop().await;
+}
+
+on_both_backends!(versions_never_sent_are_postponed_without_an_attempt);
 on_both_backends!(a_wall_clock_stepped_back_does_not_hide_the_backlog);
 on_both_backends!(leases_critical_first_then_oldest_and_never_twice);
 on_both_backends!(completion_syncs_dead_letters_and_delays);

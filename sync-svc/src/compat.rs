@@ -85,9 +85,12 @@ pub async fn push(
                 // Only the version in flight can have reached the cloud.
                 let mut failed = drain.failed(&rest[..1], &err);
                 if rest.len() > 1 {
-                    let mut others = drain.failed(&rest[1..], &err);
-                    others.error = err.to_string();
-                    outcome.failed.push(others);
+                    outcome.failed.push(pb::FailedVersions {
+                        version_ids: rest[1..].iter().map(|v| v.version_id).collect(),
+                        error: String::new(),
+                        retry_at: failed.retry_at,
+                        not_attempted: true,
+                    });
                 }
                 failed.retry_at = failed.retry_at.or(Some(SystemTime::now().into()));
                 outcome.failed.push(failed);

@@ -363,11 +363,22 @@ impl Drain {
                     }
                 }
                 Err(err) => {
-                    // Nothing more goes out of this lease; the rest of it
-                    // waits out the backoff with the part that failed.
-                    let mut rest: Vec<&pb::OutboxVersion> = part.iter().collect();
-                    rest.extend(pending.drain(..).flatten());
-                    outcome.failed.push(self.failed(&rest, &err));
+                    // Nothing more goes out of this lease; the parts not
+                    // sent yet wait out the same backoff, without an attempt
+                    // counted against them.
+                    let sent: Vec<&pb::OutboxVersion> = part.iter().collect();
+                    let failed = self.failed(&sent, &err);
+                    let unsent: Vec<u64> =
+                        pending.drain(..).flatten().map(|v| v.version_id).collect();
+                    if !unsent.is_empty() {
+                        outcome.failed.push(pb::FailedVersions {
+                            version_ids: unsent,
+                            error: String::new(),
+                            retry_at: failed.retry_at,
+                            not_attempted: true,
+                        });
+                    }
+                    outcome.failed.push(failed);
                     outcome.failure = Some((err.to_string(), err.retry_after()));
                     break;
                 }
@@ -394,6 +405,7 @@ impl Drain {
             version_ids: versions.iter().map(|v| v.version_id).collect(),
             error,
             retry_at: Some(prost_types::Timestamp::from(SystemTime::now() + delay)),
+            not_attempted: false,
         }
     }
 }

@@ -37,6 +37,10 @@ pub trait Backend: sqlx::Database {
     const LOCK_STATE: &'static str;
     /// One row, one BIGINT column: bytes the database occupies.
     const SIZE_SQL: &'static str;
+    /// Run first in a read transaction that must see one snapshot. SQLite's
+    /// transactions already do (WAL: from their first read on); PostgreSQL's
+    /// default, READ COMMITTED, takes a new one per statement.
+    const SNAPSHOT: Option<&'static str>;
     /// Writes the placeholder for the `n`th bind parameter (from 1).
     fn placeholder(sql: &mut String, n: usize);
     /// Rows a statement changed.
@@ -46,6 +50,7 @@ pub trait Backend: sqlx::Database {
 impl Backend for Sqlite {
     const LABEL: &'static str = "sqlite";
     const LOCK_STATE: &'static str = "";
+    const SNAPSHOT: Option<&'static str> = None;
     // Pages in use, not the file size: the file does not shrink after a DELETE.
     const SIZE_SQL: &'static str = "SELECT (p.page_count - f.freelist_count) * s.page_size \
          FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s";
@@ -63,6 +68,8 @@ impl Backend for Sqlite {
 impl Backend for Postgres {
     const LABEL: &'static str = "postgres";
     const LOCK_STATE: &'static str = " FOR UPDATE";
+    const SNAPSHOT: Option<&'static str> =
+        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     const SIZE_SQL: &'static str = "SELECT pg_database_size(current_database())";
     fn placeholder(sql: &mut String, n: usize) {
         use std::fmt::Write as _;

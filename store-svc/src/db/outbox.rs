@@ -200,6 +200,22 @@ where
 
         let stuck_after = completion.stuck_after_attempts.max(1);
         for group in &completion.failed {
+            let retry_at_us = group
+                .retry_at_us
+                .min(now_us.saturating_add(MAX_RETRY_AHEAD_US));
+            if !group.attempted {
+                // Never sent: only postponed.
+                for chunk in id_chunks(&group.version_ids) {
+                    let mut later = SqlBuilder::<DB>::default();
+                    later.push("UPDATE outbox SET next_attempt_at_us = ");
+                    later.arg(retry_at_us);
+                    later.push(" WHERE ");
+                    later.id_filter("version_id", &chunk);
+                    later.push(" AND dead_lettered_at_us IS NULL");
+                    later.query()?.execute(&mut *tx).await?;
+                }
+                continue;
+            }
             for chunk in id_chunks(&group.version_ids) {
                 let mut stuck = SqlBuilder::<DB>::default();
                 stuck.push("SELECT COUNT(*) FROM outbox WHERE ");
@@ -213,11 +229,7 @@ where
                 failed.push("UPDATE outbox SET attempts = attempts + 1, last_error = ");
                 failed.arg(group.error.as_str());
                 failed.push(", next_attempt_at_us = ");
-                failed.arg(
-                    group
-                        .retry_at_us
-                        .min(now_us.saturating_add(MAX_RETRY_AHEAD_US)),
-                );
+                failed.arg(retry_at_us);
                 failed.push(", stuck = (stuck OR attempts + 1 >= ");
                 failed.arg(stuck_after);
                 failed.push(") WHERE ");

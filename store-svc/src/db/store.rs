@@ -441,6 +441,9 @@ where
     /// a restart would reset), all from one snapshot so the books add up.
     pub async fn stats(&self) -> Result<Stats, DbError> {
         let mut conn = self.read.begin().await?;
+        if let Some(snapshot) = DB::SNAPSHOT {
+            sqlx::query(snapshot).execute(&mut *conn).await?;
+        }
         let (next_seq, hlc): (i64, i64) =
             sqlx::query_as("SELECT next_seq, hlc FROM site_state WHERE singleton = 1")
                 .fetch_one(&mut *conn)
