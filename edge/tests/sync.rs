@@ -574,12 +574,10 @@ on_both_backends!(compatibility_mode_delivers_everything_at_least_once);
 
 /// SIGKILL of the whole site mid-push, then of the cloud mid-batch: nothing
 /// lost, nothing duplicated.
-#[tokio::test]
-async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing() {
+async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
+    site_db: &TestDatabase,
+) {
     let exe = Path::new(env!("CARGO_BIN_EXE_edge"));
-    let site_db = TestDatabase::new(edge_testkit::Backend::Sqlite)
-        .await
-        .expect("SQLite fixture");
     let cloud_dir = tempfile::tempdir().expect("temp dir");
     let mut cloud = spawn_edge_cloud(exe, cloud_dir.path(), "127.0.0.1:0", TOKEN)
         .await
@@ -608,7 +606,8 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
         "--gauge-interval".to_owned(),
         "100ms".to_owned(),
     ];
-    let mut site = spawn_edge_up_with(exe, &site_db.data_dir, None, &args)
+    let database_url = site_db.url.as_deref();
+    let mut site = spawn_edge_up_with(exe, &site_db.data_dir, database_url, &args)
         .await
         .expect("edge up");
     let ingest_client = IngestServiceClient::new(channel_to(&site.ingest_url).await);
@@ -619,7 +618,7 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
     .await;
     kill9(&mut site.child).await;
 
-    let mut site = spawn_edge_up_with(exe, &site_db.data_dir, None, &args)
+    let mut site = spawn_edge_up_with(exe, &site_db.data_dir, database_url, &args)
         .await
         .expect("edge up again");
     let ingest_client = IngestServiceClient::new(channel_to(&site.ingest_url).await);
@@ -664,8 +663,9 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
     assert!(metric("readings_synced_total{result=\"accepted\"}") > 0.0);
     assert_eq!(metric("cloud_reachable{probe=\"sync\"}"), 1.0);
     kill9(&mut site.child).await;
-    site_db.cleanup().await;
 }
+
+on_both_backends!(sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing);
 
 async fn channel_to(url: &str) -> Channel {
     tonic::transport::Endpoint::from_shared(url.to_owned())
