@@ -236,7 +236,12 @@ impl CloudClient {
         batch: &PushBatch,
     ) -> Result<PushOutcome, CloudError> {
         let response = self
-            .post_json(&contract::batches_path(site_id), batch, Some(batch_id))
+            .send_json(
+                reqwest::Method::POST,
+                &contract::batches_path(site_id),
+                batch,
+                Some(batch_id),
+            )
             .await?;
         let status = response.status();
         if status != StatusCode::OK {
@@ -256,15 +261,14 @@ impl CloudClient {
         site_id: &str,
         report: &UnsentReport,
     ) -> Result<UnsentAck, CloudError> {
-        let body = self.encode(report)?;
-        let request = self
-            .authorized(
-                self.http
-                    .put(format!("{}{}", self.base, contract::unsent_path(site_id))),
+        let response = self
+            .send_json(
+                reqwest::Method::PUT,
+                &contract::unsent_path(site_id),
+                report,
+                None,
             )
-            .header(CONTENT_TYPE, "application/json");
-        let request = self.with_body(request, body);
-        let response = request.send().await.map_err(send_error)?;
+            .await?;
         let status = response.status();
         if status != StatusCode::OK {
             return Err(self.failure(response).await);
@@ -292,7 +296,12 @@ impl CloudClient {
     /// Compatibility mode: one reading to the simple API, answered 201.
     pub async fn post_simple(&self, reading: &SimpleReading) -> Result<SimpleCreated, CloudError> {
         let response = self
-            .post_json(contract::SIMPLE_READINGS_PATH, reading, None)
+            .send_json(
+                reqwest::Method::POST,
+                contract::SIMPLE_READINGS_PATH,
+                reading,
+                None,
+            )
             .await?;
         let status = response.status();
         if status != StatusCode::CREATED {
@@ -336,15 +345,18 @@ impl CloudClient {
         request.body(body)
     }
 
-    async fn post_json<T: Serialize>(
+    /// Sends `body` as JSON (gzip-encoded if configured) with the token and,
+    /// if given, an idempotency key.
+    async fn send_json<T: Serialize>(
         &self,
+        method: reqwest::Method,
         path: &str,
         body: &T,
         idempotency_key: Option<&str>,
     ) -> Result<Response, CloudError> {
         let body = self.encode(body)?;
         let mut request = self
-            .authorized(self.http.post(format!("{}{path}", self.base)))
+            .authorized(self.http.request(method, format!("{}{path}", self.base)))
             .header(CONTENT_TYPE, "application/json");
         if let Some(key) = idempotency_key {
             request = request.header(contract::IDEMPOTENCY_KEY_HEADER, key);

@@ -21,7 +21,7 @@ use crate::model::Stats;
 /// The latest books, shared with the gauge callbacks.
 type Latest = Arc<Mutex<Option<Stats>>>;
 
-fn read<T: Default>(latest: &Latest, f: impl FnOnce(&Stats) -> T) -> Option<T> {
+fn read<T>(latest: &Latest, f: impl FnOnce(&Stats) -> T) -> Option<T> {
     latest.lock().ok()?.as_ref().map(f)
 }
 

@@ -165,9 +165,4 @@ impl Leases {
     pub async fn release(&self, lease_id: &str) {
         self.table.lock().await.release(lease_id);
     }
-
-    /// Versions currently leased.
-    pub async fn leased_count(&self) -> usize {
-        self.table.lock().await.leased.len()
-    }
 }

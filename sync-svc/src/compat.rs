@@ -8,13 +8,13 @@
 //! duplicate can come from. A reading the API refuses (400/413/422) is
 //! dead-lettered like a rejected version.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use edge_cloud_link::contract::SimpleReading;
 use edge_proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
-use crate::drain::{AMBIGUOUS_PREFIX, Drain, Outcome};
+use crate::drain::{AMBIGUOUS_PREFIX, Drain, Outcome, postponed};
 
 /// RFC 3339 with microseconds, e.g. `2026-11-24T10:00:00.123456Z`; `None`
 /// before 1970 or after 9999, which the formatter cannot write.
@@ -83,16 +83,11 @@ pub async fn push(
             Err(err) => {
                 let rest: Vec<&pb::OutboxVersion> = versions[i..].iter().collect();
                 // Only the version in flight can have reached the cloud.
-                let mut failed = drain.failed(&rest[..1], &err);
+                let failed = drain.failed(&rest[..1], &err);
                 if rest.len() > 1 {
-                    outcome.failed.push(pb::FailedVersions {
-                        version_ids: rest[1..].iter().map(|v| v.version_id).collect(),
-                        error: String::new(),
-                        retry_at: failed.retry_at,
-                        not_attempted: true,
-                    });
+                    let unsent = rest[1..].iter().map(|v| v.version_id).collect();
+                    outcome.failed.push(postponed(unsent, failed.retry_at));
                 }
-                failed.retry_at = failed.retry_at.or(Some(SystemTime::now().into()));
                 outcome.failed.push(failed);
                 outcome.failure = Some((err.to_string(), err.retry_after()));
                 break;

@@ -371,12 +371,7 @@ impl Drain {
                     let unsent: Vec<u64> =
                         pending.drain(..).flatten().map(|v| v.version_id).collect();
                     if !unsent.is_empty() {
-                        outcome.failed.push(pb::FailedVersions {
-                            version_ids: unsent,
-                            error: String::new(),
-                            retry_at: failed.retry_at,
-                            not_attempted: true,
-                        });
+                        outcome.failed.push(postponed(unsent, failed.retry_at));
                     }
                     outcome.failed.push(failed);
                     outcome.failure = Some((err.to_string(), err.retry_after()));
@@ -421,8 +416,21 @@ pub fn yield_pause(cycle: Duration, busy_percent: u32) -> Duration {
 }
 
 fn us(ts: Option<&prost_types::Timestamp>) -> i64 {
-    ts.map(|t| t.seconds * 1_000_000 + i64::from(t.nanos / 1_000))
-        .unwrap_or(0)
+    ts.and_then(edge_proto::rules::timestamp_to_us).unwrap_or(0)
+}
+
+/// Versions a failed lease never got to send: they wait until `retry_at`
+/// like the failed ones, but no attempt is counted against them.
+pub(crate) fn postponed(
+    version_ids: Vec<u64>,
+    retry_at: Option<prost_types::Timestamp>,
+) -> pb::FailedVersions {
+    pb::FailedVersions {
+        version_ids,
+        error: String::new(),
+        retry_at,
+        not_attempted: true,
+    }
 }
 
 /// The contract's record of an outbox version.

@@ -155,16 +155,8 @@ where
 
         for chunk in id_chunks(&completion.synced) {
             // The reading shows synced only if this is its current version.
-            let mut readings = SqlBuilder::<DB>::default();
-            readings.push("UPDATE readings SET sync_state = ");
-            readings.arg(SyncState::Synced as i64);
-            readings.push(" FROM reading_versions v WHERE ");
-            readings.id_filter("v.version_id", &chunk);
-            readings.push(
-                " AND readings.seq = v.reading_seq AND readings.version_hlc = v.hlc \
-                 AND readings.version_site_id = v.site_id",
-            );
-            readings.query()?.execute(&mut *tx).await?;
+            self.set_reading_state(&mut tx, &chunk, SyncState::Synced)
+                .await?;
 
             let mut versions = SqlBuilder::<DB>::default();
             versions.push("UPDATE reading_versions SET synced_at_us = ");
