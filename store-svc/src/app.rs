@@ -14,6 +14,8 @@ use crate::config::StoreConfig;
 use crate::db::{Database, DbError};
 use crate::grpc::StoreGrpc;
 use crate::hlc::WallClock;
+use crate::lease::Leases;
+use crate::storage::{Budget, DiskProbe, FileSystem};
 use crate::writer::Writer;
 
 /// store-svc could not start.
@@ -38,6 +40,7 @@ pub struct StoreApp {
     server: GrpcServer,
     addr: SocketAddr,
     db: Arc<Database>,
+    budget: Arc<Budget>,
     writer_task: JoinHandle<()>,
     grace: std::time::Duration,
     clock: Arc<dyn WallClock>,
@@ -67,15 +70,38 @@ impl StoreApp {
             addr: config.store_addr,
             source,
         })?;
-        let (writer, writer_task) = Writer::spawn(db.clone(), config.group_commit_max_rows);
-        let service = StoreServiceServer::new(StoreGrpc::new(writer, db.clone(), clock.clone()))
-            .max_decoding_message_size(runtime.max_message_bytes)
-            .max_encoding_message_size(runtime.max_message_bytes);
+        let leases = Arc::new(Leases::default());
+        let disk: Option<Arc<dyn DiskProbe>> = match (&config.disk_probe, db.sqlite_path()) {
+            (Some(probe), _) => Some(probe.clone()),
+            (None, Some(file)) => Some(Arc::new(FileSystem::of(
+                file.parent().unwrap_or(&config.data_dir),
+            ))),
+            (None, None) => None,
+        };
+        let budget = Arc::new(Budget::new(
+            db.clone(),
+            leases.clone(),
+            clock.clone(),
+            config.storage.clone(),
+            disk,
+        ));
+        let (writer, writer_task) =
+            Writer::spawn(db.clone(), budget.clone(), config.group_commit_max_rows);
+        let service = StoreServiceServer::new(StoreGrpc::new(
+            writer,
+            db.clone(),
+            leases,
+            budget.clone(),
+            clock.clone(),
+        ))
+        .max_decoding_message_size(runtime.max_message_bytes)
+        .max_encoding_message_size(runtime.max_message_bytes);
         let server = GrpcServer::new(listener, runtime.shutdown_grace).add_service(service);
         Ok(StoreApp {
             server,
             addr,
             db,
+            budget,
             writer_task,
             grace: runtime.shutdown_grace,
             clock,
@@ -96,16 +122,19 @@ impl StoreApp {
     /// Serves until `shutdown`, then drains calls, lets the writer finish what
     /// it accepted and closes the database.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
-        let gauges_stop = Shutdown::new();
+        let background_stop = Shutdown::new();
         let gauges = crate::gauges::spawn(
             self.db.clone(),
+            self.budget.clone(),
             self.clock.clone(),
             self.gauge_interval,
-            gauges_stop.clone(),
+            background_stop.clone(),
         );
+        let budget = tokio::spawn(self.budget.clone().run(background_stop.clone()));
         let served = self.server.run(shutdown).await;
-        gauges_stop.cancel();
+        background_stop.cancel();
         let _ = gauges.await;
+        let _ = budget.await;
         // The server is gone: once the last Writer handle drops (connection
         // tasks may still hold one briefly), the writer finishes the queued
         // groups and stops. Bounded, so a hung database cannot stall exit.

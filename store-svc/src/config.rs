@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::db::{DbConfig, Durability};
+use crate::storage::{DiskProbe, StorageArgs};
 
 /// Default store-svc gRPC port.
 pub const DEFAULT_STORE_PORT: u16 = 50052;
@@ -65,6 +67,16 @@ pub struct StoreConfig {
     /// are recounted from the database.
     #[arg(long, env = "EDGE_STORE_GAUGE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub gauge_interval: Duration,
+
+    /// Retention, the storage budget and its policy.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// Where free disk space is read from; unset: the data directory's file
+    /// system (SQLite) or nowhere (PostgreSQL). Set by tests that cannot
+    /// mount a small file system.
+    #[arg(skip)]
+    pub disk_probe: Option<Arc<dyn DiskProbe>>,
 }
 
 impl StoreConfig {
@@ -82,6 +94,8 @@ impl StoreConfig {
             clock_suspect_behind: Duration::from_secs(30 * 86_400),
             sensor_index_batch: 16_384,
             gauge_interval: Duration::from_secs(10),
+            storage: StorageArgs::default(),
+            disk_probe: None,
         }
     }
 

@@ -1,11 +1,16 @@
 //! The store's books as Prometheus gauges (DESIGN §6, owner store-svc):
 //! `unsynced_readings`, `oldest_unsynced_age_seconds`, `dead_letters`,
-//! `stuck_versions`, `storage_bytes`.
+//! `stuck_versions`, `storage_bytes`; the storage budget's
+//! `storage_budget_bytes`, `storage_free_disk_bytes`,
+//! `storage_reserve_bytes`, `storage_room_bytes`, `storage_full`,
+//! `unreported_drops`; and the counters `readings_pruned_total` and
+//! `readings_dropped_total` (versions, kept in the database).
 //!
 //! Gauges are read synchronously at scrape time, but the figures come from
 //! counting queries, so a background task refreshes them on an interval and
 //! the gauges read the latest result. Counted from the database every time,
-//! never kept as counters a restart would reset.
+//! never kept as counters a restart would reset. The storage figures come
+//! from the budget's latest measurement (every `--storage-check-interval`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::db::Database;
 use crate::hlc::WallClock;
 use crate::model::Stats;
+use crate::storage::{Budget, StorageSnapshot};
 
 /// The latest books, shared with the gauge callbacks.
 type Latest = Arc<Mutex<Option<Stats>>>;
@@ -25,7 +31,7 @@ fn read<T>(latest: &Latest, f: impl FnOnce(&Stats) -> T) -> Option<T> {
     latest.lock().ok()?.as_ref().map(f)
 }
 
-fn register(meter: &Meter, latest: &Latest, clock: Arc<dyn WallClock>) {
+fn register(meter: &Meter, latest: &Latest, budget: &Arc<Budget>, clock: Arc<dyn WallClock>) {
     let gauge = |name: &'static str, description: &'static str, f: fn(&Stats) -> i64| {
         let latest = latest.clone();
         meter
@@ -53,9 +59,81 @@ fn register(meter: &Meter, latest: &Latest, clock: Arc<dyn WallClock>) {
         "Unsynced versions that failed repeatedly (still retried)",
         |s| s.stuck_versions,
     );
-    gauge("storage_bytes", "Bytes in use by the site database", |s| {
-        s.database_bytes
-    });
+    gauge(
+        "unreported_drops",
+        "Versions dropped by the storage policy that the cloud was not told about yet",
+        |s| s.unreported_drops,
+    );
+    let counter = |name: &'static str, description: &'static str, f: fn(&Stats) -> i64| {
+        let latest = latest.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_description(description)
+            .with_callback(move |c| {
+                if let Some(value) = read(&latest, f) {
+                    c.observe(u64::try_from(value).unwrap_or(0), &[]);
+                }
+            })
+            .build();
+    };
+    counter(
+        "readings_pruned",
+        "Synced versions removed by retention or to stay within the storage limits",
+        |s| s.pruned_versions,
+    );
+    counter(
+        "readings_dropped",
+        "Unsynced versions dropped by the drop-oldest-unsynced storage policy",
+        |s| s.dropped_versions,
+    );
+    let storage =
+        |name: &'static str, description: &'static str, f: fn(&StorageSnapshot) -> Option<i64>| {
+            let budget = budget.clone();
+            meter
+                .i64_observable_gauge(name)
+                .with_description(description)
+                .with_callback(move |g| {
+                    let snapshot = budget.snapshot();
+                    if let Some(value) = f(&snapshot).filter(|_| snapshot.measured) {
+                        g.observe(value, &[]);
+                    }
+                })
+                .build();
+        };
+    storage(
+        "storage_bytes",
+        "Bytes in use by the site database (SQLite pages in use; PostgreSQL the site's tables and indexes)",
+        |s| Some(s.used_bytes),
+    );
+    storage(
+        "storage_budget_bytes",
+        "The configured storage budget",
+        |s| s.budget_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+    );
+    storage(
+        "storage_free_disk_bytes",
+        "Free bytes on the data directory's file system",
+        |s| {
+            s.disk_free_bytes
+                .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
+        },
+    );
+    storage(
+        "storage_reserve_bytes",
+        "Free disk the site leaves alone",
+        |s| Some(i64::try_from(s.reserve_bytes).unwrap_or(i64::MAX)),
+    );
+    storage(
+        "storage_room_bytes",
+        "Bytes the site may still grow by before the budget or the reserve stops it",
+        |s| Some(s.room_bytes.max(0)),
+    );
+    storage(
+        "storage_full",
+        "1 while ingest is refused because the site's storage is full",
+        |s| Some(i64::from(s.full)),
+    );
+
     let latest = latest.clone();
     meter
         .f64_observable_gauge("oldest_unsynced_age_seconds")
@@ -72,12 +150,18 @@ fn register(meter: &Meter, latest: &Latest, clock: Arc<dyn WallClock>) {
 /// Registers the gauges and refreshes them every `interval` until `stop`.
 pub fn spawn(
     db: Arc<Database>,
+    budget: Arc<Budget>,
     clock: Arc<dyn WallClock>,
     interval: Duration,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     let latest: Latest = Arc::new(Mutex::new(None));
-    register(&edge_runtime::telemetry::meter("store-svc"), &latest, clock);
+    register(
+        &edge_runtime::telemetry::meter("store-svc"),
+        &latest,
+        &budget,
+        clock,
+    );
     tokio::spawn(async move {
         loop {
             match db.stats().await {

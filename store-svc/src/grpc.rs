@@ -10,13 +10,14 @@ use edge_proto::v1::store_service_server::StoreService;
 use tonic::{Request, Response, Status};
 
 use crate::db::{Database, DbError};
-use crate::hlc::WallClock;
+use crate::hlc::{Hlc, WallClock};
 use crate::lease::{LeaseRequest, Leases};
 use crate::model::{
-    FieldViolation, MAX_APPEND_READINGS, NewReading, Outcome, ReadingQuery, timestamp_to_us,
-    us_to_timestamp,
+    FieldViolation, MAX_APPEND_READINGS, NewReading, Outcome, ReadingQuery, Stats, VersionStamp,
+    timestamp_to_us, us_to_timestamp,
 };
 use crate::outbox::{Completion, FailedGroup};
+use crate::storage::Budget;
 use crate::writer::{WriteError, Writer};
 
 /// Why a store call failed.
@@ -77,6 +78,7 @@ impl From<StoreError> for Status {
                 Status::unavailable("store-svc is shutting down")
             }
             StoreError::Write(WriteError::Db(err)) => db_status(&err),
+            StoreError::Write(WriteError::Full(full)) => Status::resource_exhausted(full.0),
             StoreError::Db(err) => {
                 tracing::error!(error = %err, "store query failed");
                 db_status(&err)
@@ -89,19 +91,48 @@ impl From<StoreError> for Status {
 pub struct StoreGrpc {
     writer: Writer,
     db: Arc<Database>,
-    leases: Leases,
+    leases: Arc<Leases>,
+    budget: Arc<Budget>,
     clock: Arc<dyn WallClock>,
 }
 
 impl StoreGrpc {
-    /// Handlers over `db`, appending through `writer`; `clock` decides which
-    /// outbox entries are due.
-    pub fn new(writer: Writer, db: Arc<Database>, clock: Arc<dyn WallClock>) -> Self {
+    /// Handlers over `db`, appending through `writer`, leasing from
+    /// `leases`, reporting `budget`; `clock` decides which outbox entries are
+    /// due.
+    pub fn new(
+        writer: Writer,
+        db: Arc<Database>,
+        leases: Arc<Leases>,
+        budget: Arc<Budget>,
+        clock: Arc<dyn WallClock>,
+    ) -> Self {
         Self {
             writer,
             db,
-            leases: Leases::default(),
+            leases,
+            budget,
             clock,
+        }
+    }
+
+    /// The storage part of the stats.
+    fn storage_status(&self, stats: &Stats) -> pb::StorageStatus {
+        let snapshot = self.budget.snapshot();
+        let args = self.budget.args();
+        let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
+        pb::StorageStatus {
+            used_bytes: to_u64(stats.database_bytes),
+            budget_bytes: args.storage_budget.unwrap_or(0),
+            disk_free_bytes: snapshot.disk_free_bytes,
+            reserve_bytes: snapshot.reserve_bytes,
+            room_bytes: to_u64(snapshot.room_bytes),
+            full: snapshot.full,
+            policy: args.storage_policy.label().to_owned(),
+            retention: prost_types::Duration::try_from(args.retention).ok(),
+            pruned_versions: to_u64(stats.pruned_versions),
+            dropped_versions: to_u64(stats.dropped_versions),
+            unreported_drops: to_u64(stats.unreported_drops),
         }
     }
 }
@@ -112,8 +143,20 @@ const MAX_LEASE: Duration = Duration::from_secs(3_600);
 const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// Attempts after which a version is flagged stuck when the caller names none.
 const DEFAULT_STUCK_AFTER_ATTEMPTS: u32 = 10;
-/// Largest page of dead letters.
+/// Largest page of dead letters (and of unreported drops).
 const MAX_DEAD_LETTER_PAGE: u32 = 1_000;
+
+/// A page size from the wire: 0 means 100; at most [`MAX_DEAD_LETTER_PAGE`].
+fn page_size(requested: u32) -> Result<u32, StoreError> {
+    match requested {
+        0 => Ok(100),
+        n if n <= MAX_DEAD_LETTER_PAGE => Ok(n),
+        _ => Err(violation(
+            "page_size",
+            format!("must be at most {MAX_DEAD_LETTER_PAGE}"),
+        )),
+    }
+}
 
 fn violation(field: &str, reason: impl Into<String>) -> StoreError {
     StoreError::Invalid(vec![(field.to_owned(), reason.into())])
@@ -247,7 +290,9 @@ impl StoreService for StoreGrpc {
     ) -> Result<Response<pb::GetStatsResponse>, Status> {
         let stats = self.db.stats().await.map_err(StoreError::from)?;
         let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
+        let storage = Some(self.storage_status(&stats));
         Ok(Response::new(pb::GetStatsResponse {
+            storage,
             site_id: stats.site_id,
             backend: stats.backend.to_owned(),
             total_readings: to_u64(stats.total_readings),
@@ -338,17 +383,7 @@ impl StoreService for StoreGrpc {
         request: Request<pb::ListDeadLettersRequest>,
     ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
         let request = request.into_inner();
-        let page = match request.page_size {
-            0 => 100,
-            n if n <= MAX_DEAD_LETTER_PAGE => n,
-            _ => {
-                return Err(violation(
-                    "page_size",
-                    format!("must be at most {MAX_DEAD_LETTER_PAGE}"),
-                )
-                .into());
-            }
-        };
+        let page = page_size(request.page_size)?;
         let after = if request.page_token.is_empty() {
             0
         } else {
@@ -416,6 +451,46 @@ impl StoreService for StoreGrpc {
             .await
             .map_err(StoreError::from)?;
         Ok(Response::new(pb::MarkDeadLettersReportedResponse {}))
+    }
+
+    async fn list_unreported_drops(
+        &self,
+        request: Request<pb::ListUnreportedDropsRequest>,
+    ) -> Result<Response<pb::ListUnreportedDropsResponse>, Status> {
+        let page = page_size(request.into_inner().page_size)?;
+        let rows = self
+            .db
+            .unreported_drops(i64::from(page))
+            .await
+            .map_err(StoreError::from)?;
+        let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok(Response::new(pb::ListUnreportedDropsResponse {
+            drops: rows
+                .into_iter()
+                .map(|r| pb::DroppedVersion {
+                    version_id: to_u64(r.version_id),
+                    seq: to_u64(r.seq),
+                    reading_id: r.reading_id,
+                    version: Some(
+                        VersionStamp {
+                            hlc: Hlc::unpack(r.hlc),
+                            site_id: r.site_id,
+                        }
+                        .to_proto(),
+                    ),
+                    dropped_at: Some(us_to_timestamp(r.dropped_at_us)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn forget_reported_drops(
+        &self,
+        request: Request<pb::ForgetReportedDropsRequest>,
+    ) -> Result<Response<pb::ForgetReportedDropsResponse>, Status> {
+        let ids = version_ids("version_ids", &request.into_inner().version_ids)?;
+        let forgotten = self.db.forget_drops(&ids).await.map_err(StoreError::from)?;
+        Ok(Response::new(pb::ForgetReportedDropsResponse { forgotten }))
     }
 }
 

@@ -160,6 +160,20 @@ impl Leases {
         })
     }
 
+    /// Runs `f` with the runs of leased version ids while no lease can be
+    /// taken, so nothing `f` removes from the outbox (leaving those runs out)
+    /// is in flight to the cloud.
+    pub async fn excluding_leased<T, F, Fut>(&self, f: F) -> T
+    where
+        F: FnOnce(Vec<(i64, i64)>) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let mut table = self.table.lock().await;
+        table.expire(Instant::now());
+        let leased: Vec<i64> = table.leased.iter().copied().collect();
+        f(id_runs(&leased)).await
+    }
+
     /// Ends a lease (its completion committed). Unknown ids are ignored: the
     /// lease may have lapsed already.
     pub async fn release(&self, lease_id: &str) {

@@ -8,6 +8,7 @@
 //!   transaction;
 //! - [`outbox`] and [`lease`]: what sync-svc leases, and what the cloud's
 //!   answer changes;
+//! - [`storage`]: retention, the storage budget and its policy;
 //! - [`gauges`]: the books as Prometheus gauges;
 //! - [`grpc`]: the StoreService handlers and the one mapping from errors to
 //!   gRPC statuses;
@@ -22,6 +23,7 @@ pub mod hlc;
 pub mod lease;
 pub mod model;
 pub mod outbox;
+pub mod storage;
 pub mod writer;
 
 pub use app::StoreApp;

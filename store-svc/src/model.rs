@@ -417,8 +417,14 @@ pub struct Stats {
     pub dead_letters: i64,
     /// Unsynced entries flagged stuck.
     pub stuck_versions: i64,
-    /// Versions the cloud acknowledged.
+    /// Versions the cloud acknowledged, pruned ones included.
     pub synced_versions: i64,
+    /// Synced versions removed by retention or the budget, ever.
+    pub pruned_versions: i64,
+    /// Unsynced versions removed by the drop policy, ever.
+    pub dropped_versions: i64,
+    /// Dropped versions the cloud's coverage was not told about yet.
+    pub unreported_drops: i64,
     /// Enqueue time of the oldest unsynced version, µs.
     pub oldest_unsynced_us: Option<i64>,
     /// Bytes the database occupies.

@@ -9,6 +9,10 @@
 //! calls when busy. Per-transaction overhead, not fsync, is what this
 //! amortises (figures in BENCHMARKS.md).
 //!
+//! Before a group is committed, the storage budget ([`Budget::admit`]) must
+//! have room for it; a group refused there is answered `Full` and nothing of
+//! it is stored.
+//!
 //! If a shared transaction fails, each of its calls is retried alone, so one
 //! call the database refuses cannot fail the unrelated calls it was grouped
 //! with.
@@ -24,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::db::{Database, DbError};
 use crate::model::{AppendOutcome, NewReading};
+use crate::storage::{Budget, StorageFull};
 
 /// Jobs that may wait for the writer before callers feel back-pressure.
 const QUEUE_DEPTH: usize = 1024;
@@ -37,6 +42,9 @@ pub enum WriteError {
     /// The transaction failed; nothing of the group was stored.
     #[error(transparent)]
     Db(Arc<DbError>),
+    /// The site's storage is full and its policy refuses new readings.
+    #[error(transparent)]
+    Full(StorageFull),
 }
 
 struct Job {
@@ -123,10 +131,14 @@ impl Writer {
     /// it holds `max_group_rows` readings; the job that crosses the limit is
     /// still part of it, so a group holds less than `max_group_rows` plus one
     /// call's readings.
-    pub fn spawn(db: Arc<Database>, max_group_rows: usize) -> (Writer, JoinHandle<()>) {
+    pub fn spawn(
+        db: Arc<Database>,
+        budget: Arc<Budget>,
+        max_group_rows: usize,
+    ) -> (Writer, JoinHandle<()>) {
         let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         let busy = Arc::new(BusyMeter::new());
-        let task = tokio::spawn(run(db, jobs, max_group_rows.max(1), busy.clone()));
+        let task = tokio::spawn(run(db, budget, jobs, max_group_rows.max(1), busy.clone()));
         (Writer { queue, busy }, task)
     }
 
@@ -151,6 +163,7 @@ impl Writer {
 
 async fn run(
     db: Arc<Database>,
+    budget: Arc<Budget>,
     mut jobs: mpsc::Receiver<Job>,
     max_group_rows: usize,
     busy: Arc<BusyMeter>,
@@ -169,7 +182,14 @@ async fn run(
             }
         }
         let started = Instant::now();
-        commit(&db, &mut group).await;
+        match budget.admit(rows).await {
+            Ok(()) => commit(&db, &mut group).await,
+            Err(full) => {
+                for job in group.drain(..) {
+                    let _ = job.reply.send(Err(WriteError::Full(full.clone())));
+                }
+            }
+        }
         busy.record(started.elapsed());
     }
     tracing::debug!("store writer stopped");

@@ -214,6 +214,13 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
             )
             .await
             .expect("sqlite");
+            // Converted to incremental vacuum, so pruned space can go back to
+            // the file system.
+            let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
+                .fetch_one(&pool)
+                .await
+                .expect("auto_vacuum");
+            assert_eq!(mode, 2, "incremental auto-vacuum after the upgrade");
             sqlx::query_as(check)
                 .fetch_all(&pool)
                 .await

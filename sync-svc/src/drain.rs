@@ -435,8 +435,6 @@ pub(crate) fn postponed(
 
 /// The contract's record of an outbox version.
 pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
-    let stamp = v.version.clone().unwrap_or_default();
-    let hlc = stamp.hlc.unwrap_or_default();
     VersionRecord {
         reading_id: v.reading_id.clone(),
         seq: v.seq,
@@ -452,13 +450,20 @@ pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
             contract::Priority::Normal
         },
         clock_suspect: v.clock_suspect,
-        version: contract::VersionStamp {
-            hlc: contract::Hlc {
-                physical_ms: hlc.physical_ms,
-                logical: hlc.logical,
-            },
-            site_id: stamp.site_id,
+        version: version_stamp(v.version.as_ref()),
+    }
+}
+
+/// A store version stamp in the cloud contract's shape.
+pub fn version_stamp(stamp: Option<&pb::VersionStamp>) -> contract::VersionStamp {
+    let stamp = stamp.cloned().unwrap_or_default();
+    let hlc = stamp.hlc.unwrap_or_default();
+    contract::VersionStamp {
+        hlc: contract::Hlc {
+            physical_ms: hlc.physical_ms,
+            logical: hlc.logical,
         },
+        site_id: stamp.site_id,
     }
 }
 

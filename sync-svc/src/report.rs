@@ -1,7 +1,9 @@
 //! Telling the cloud which seqs the site will not deliver, so its books
 //! balance: every dead letter is reported through the unsent endpoint once
 //! (again after a re-drive and a new rejection), and marked reported in the
-//! store only after the cloud confirmed it.
+//! store only after the cloud confirmed it; every version the storage policy
+//! dropped is reported as dropped, and forgotten by the store only after the
+//! cloud confirmed it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use edge_cloud_link::contract::{self, UnsentEntry, UnsentReport, UnsentStatus};
 use edge_proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
-use crate::drain::{Drain, record};
+use crate::drain::{Drain, record, version_stamp};
 
 /// How often unreported dead letters are looked for without a nudge.
 const REPORT_INTERVAL: Duration = Duration::from_secs(30);
@@ -40,8 +42,54 @@ pub async fn run(drain: Arc<Drain>, stop: CancellationToken) {
     }
 }
 
-/// Reports every unreported dead letter, a page at a time.
+/// Reports every unreported dead letter and drop, a page at a time.
 async fn report_all(drain: &Drain) -> Result<(), String> {
+    report_dead_letters(drain).await?;
+    report_drops(drain).await
+}
+
+/// Reports every version the storage policy dropped, a page at a time.
+async fn report_drops(drain: &Drain) -> Result<(), String> {
+    let mut store = drain.store.clone();
+    loop {
+        let page = store
+            .list_unreported_drops(pb::ListUnreportedDropsRequest {
+                page_size: REPORT_PAGE,
+            })
+            .await
+            .map_err(|s| format!("store-svc: {}", s.message()))?
+            .into_inner();
+        if page.drops.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<u64> = page.drops.iter().map(|d| d.version_id).collect();
+        let entries: Vec<UnsentEntry> = page
+            .drops
+            .into_iter()
+            .map(|d| UnsentEntry {
+                seq: d.seq,
+                reading_id: d.reading_id,
+                version: version_stamp(d.version.as_ref()),
+                status: UnsentStatus::Dropped,
+                reason: Some("dropped unsynced by the site's storage policy".to_owned()),
+            })
+            .collect();
+        let count = entries.len();
+        drain
+            .cloud
+            .report_unsent(&drain.site_id, &UnsentReport { entries })
+            .await
+            .map_err(|err| err.to_string())?;
+        store
+            .forget_reported_drops(pb::ForgetReportedDropsRequest { version_ids: ids })
+            .await
+            .map_err(|s| format!("store-svc: {}", s.message()))?;
+        tracing::info!(dropped = count, path = %contract::unsent_path(&drain.site_id), "drops reported to the cloud");
+    }
+}
+
+/// Reports every unreported dead letter, a page at a time.
+async fn report_dead_letters(drain: &Drain) -> Result<(), String> {
     let mut store = drain.store.clone();
     loop {
         let page = store

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite};
 
 use super::checkpoint::{self, Checkpointer};
@@ -35,8 +35,9 @@ pub trait Backend: sqlx::Database {
     /// lock on PostgreSQL so two writers can never hand out the same seq.
     /// SQLite needs none: its single writer connection serialises writes.
     const LOCK_STATE: &'static str;
-    /// One row, one BIGINT column: bytes the database occupies.
-    const SIZE_SQL: &'static str;
+    /// One row, two BIGINT columns: bytes the database occupies, and bytes
+    /// free inside it that new rows reuse before it grows (0 when unknown).
+    const USAGE_SQL: &'static str;
     /// Run first in a read transaction that must see one snapshot. SQLite's
     /// transactions already do (WAL: from their first read on); PostgreSQL's
     /// default, READ COMMITTED, takes a new one per statement.
@@ -51,8 +52,10 @@ impl Backend for Sqlite {
     const LABEL: &'static str = "sqlite";
     const LOCK_STATE: &'static str = "";
     const SNAPSHOT: Option<&'static str> = None;
-    // Pages in use, not the file size: the file does not shrink after a DELETE.
-    const SIZE_SQL: &'static str = "SELECT (p.page_count - f.freelist_count) * s.page_size \
+    // Pages in use, not the file size: the file does not shrink after a
+    // DELETE (its pages join the freelist, reused first).
+    const USAGE_SQL: &'static str = "SELECT (p.page_count - f.freelist_count) * s.page_size, \
+         f.freelist_count * s.page_size \
          FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s";
     // Plain `?`: SQLite resolves named and numbered parameters (`$1`, `?1`) by
     // a linear scan per parameter, which makes a 10,000-parameter INSERT
@@ -70,7 +73,12 @@ impl Backend for Postgres {
     const LOCK_STATE: &'static str = " FOR UPDATE";
     const SNAPSHOT: Option<&'static str> =
         Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
-    const SIZE_SQL: &'static str = "SELECT pg_database_size(current_database())";
+    // The site's tables with their indexes and TOAST, not the whole
+    // database (its catalogs are not the site's data). Free space inside
+    // them is not visible without extensions: see `crate::storage`.
+    const USAGE_SQL: &'static str = "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::BIGINT, 0::BIGINT \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind = 'r'";
     fn placeholder(sql: &mut String, n: usize) {
         use std::fmt::Write as _;
         let _ = write!(sql, "${n}");
@@ -125,6 +133,11 @@ impl Store<Sqlite> {
             .connect_with(
                 options
                     .clone()
+                    // Space freed by pruning goes back to the file system
+                    // in the background (`PRAGMA incremental_vacuum`), never
+                    // in a commit. Set on the writer only, which creates
+                    // the tables (a read-only connection cannot set it).
+                    .auto_vacuum(SqliteAutoVacuum::Incremental)
                     .pragma(
                         "wal_autocheckpoint",
                         checkpoint::WRITER_AUTOCHECKPOINT_PAGES.to_string(),
@@ -137,14 +150,37 @@ impl Store<Sqlite> {
             .await
             .map_err(connect)?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        enable_incremental_vacuum(&write).await.map_err(connect)?;
         let checkpointer = Checkpointer::start(&options).await.map_err(connect)?;
         let read = PoolOptions::<Sqlite>::new()
             .max_connections(config.read_connections.max(1))
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await
             .map_err(connect)?;
-        Store::init(write, read, Some(checkpointer), config, clock).await
+        let mut store = Store::init(write, read, Some(checkpointer), config, clock).await?;
+        store.path = Some(options.get_filename().to_owned());
+        Ok(store)
     }
+}
+
+/// Makes a database created before incremental vacuum was configured use
+/// it: the mode of an existing file only changes with a full `VACUUM`, run
+/// once here (it rewrites the file, so it takes a while on a large one).
+async fn enable_incremental_vacuum(write: &sqlx::Pool<Sqlite>) -> Result<(), sqlx::Error> {
+    const INCREMENTAL: i64 = 2;
+    let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
+        .fetch_one(write)
+        .await?;
+    if mode != INCREMENTAL {
+        tracing::warn!(
+            "converting the site database to incremental vacuum (once; rewrites the file)"
+        );
+        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+            .execute(write)
+            .await?;
+        sqlx::query("VACUUM").execute(write).await?;
+    }
+    Ok(())
 }
 
 impl Store<Postgres> {

@@ -16,6 +16,7 @@ mod backend;
 mod checkpoint;
 mod outbox;
 mod sql;
+mod storage;
 mod store;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use sqlx::{Postgres, Sqlite};
 
 pub use backend::Durability;
+pub use storage::{DroppedRow, Usage};
 pub use store::Store;
 
 use crate::hlc::WallClock;
@@ -206,6 +208,63 @@ impl Database {
     /// Marks dead letters as reported to the cloud.
     pub async fn mark_reported(&self, ids: &[i64]) -> Result<u64, DbError> {
         dispatch!(self, s => s.mark_reported(ids).await)
+    }
+
+    /// Measures what the database occupies.
+    pub async fn usage(&self) -> Result<Usage, DbError> {
+        dispatch!(self, s => s.usage().await)
+    }
+
+    /// Whether deleting rows lowers [`Usage::used_bytes`] at once (SQLite:
+    /// freed pages leave the count). PostgreSQL's relations keep their size
+    /// and reuse the space inside.
+    pub fn reclaims_on_delete(&self) -> bool {
+        matches!(self, Database::Sqlite(_))
+    }
+
+    /// Removes up to `limit` of the oldest synced readings (received before
+    /// `received_before_us`, when given); returns the versions removed.
+    pub async fn prune_synced(
+        &self,
+        received_before_us: Option<i64>,
+        limit: i64,
+    ) -> Result<u64, DbError> {
+        dispatch!(self, s => s.prune_synced(received_before_us, limit).await)
+    }
+
+    /// Drops up to `limit` of the oldest unsynced versions outside `exclude`.
+    pub async fn drop_unsynced(
+        &self,
+        limit: i64,
+        exclude: &[(i64, i64)],
+    ) -> Result<Vec<DroppedRow>, DbError> {
+        dispatch!(self, s => s.drop_unsynced(limit, exclude).await)
+    }
+
+    /// Dropped versions not yet reported to the cloud, oldest first.
+    pub async fn unreported_drops(&self, limit: i64) -> Result<Vec<DroppedRow>, DbError> {
+        dispatch!(self, s => s.unreported_drops(limit).await)
+    }
+
+    /// Forgets drops the cloud now records.
+    pub async fn forget_drops(&self, version_ids: &[i64]) -> Result<u64, DbError> {
+        dispatch!(self, s => s.forget_drops(version_ids).await)
+    }
+
+    /// Gives freed space back (SQLite: free pages beyond `keep_bytes` to the
+    /// file system; PostgreSQL: reusable by new rows). Returns bytes given
+    /// back to the file system.
+    pub async fn give_back_space(&self, keep_bytes: i64) -> Result<i64, DbError> {
+        dispatch!(self, s => s.give_back_space(keep_bytes).await)
+    }
+
+    /// The SQLite database file, for measuring its file system; `None` on
+    /// PostgreSQL, whose disk is the server's.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Database::Sqlite(s) => s.path(),
+            Database::Postgres(_) => None,
+        }
     }
 
     /// Closes every connection (SQLite checkpoints its WAL on the last close).

@@ -36,14 +36,14 @@ pub const MAX_RETRY_AHEAD_US: i64 = 3_600_000_000;
 const MAX_RUN_STATEMENTS: usize = 16;
 
 /// A slice of an id set that one statement covers.
-enum IdChunk {
+pub(super) enum IdChunk {
     /// `first..=last`, all in the set.
     Run(i64, i64),
     /// Scattered ids, padded to a statement shape by repeating the last.
     List(Vec<i64>),
 }
 
-fn id_chunks(ids: &[i64]) -> Vec<IdChunk> {
+pub(super) fn id_chunks(ids: &[i64]) -> Vec<IdChunk> {
     let runs = id_runs(ids);
     if runs.len() <= MAX_RUN_STATEMENTS {
         return runs.into_iter().map(|(a, b)| IdChunk::Run(a, b)).collect();
@@ -68,7 +68,7 @@ fn id_chunks(ids: &[i64]) -> Vec<IdChunk> {
 
 impl<DB: Backend> SqlBuilder<'_, DB> {
     /// `column BETWEEN ? AND ?` or `column IN (…)` for one chunk.
-    fn id_filter(&mut self, column: &str, chunk: &IdChunk) {
+    pub(super) fn id_filter(&mut self, column: &str, chunk: &IdChunk) {
         match chunk {
             IdChunk::Run(first, last) => {
                 self.push(&format!("{column} BETWEEN "));
@@ -232,9 +232,7 @@ where
         }
 
         tx.commit().await?;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.committed();
-        }
+        self.after_write();
         Ok(counts)
     }
 

@@ -29,6 +29,8 @@ pub struct Store<DB: sqlx::Database> {
     pub(super) read: Pool<DB>,
     /// SQLite only: WAL checkpoints off the write path.
     pub(super) checkpointer: Option<Checkpointer>,
+    /// SQLite only: the database file.
+    pub(super) path: Option<std::path::PathBuf>,
     site_id: String,
     pub(super) clock: Arc<dyn WallClock>,
     suspect_ahead_us: i64,
@@ -52,6 +54,20 @@ struct NewRow<'a> {
     hlc: Hlc,
     digest: Vec<u8>,
     clock_suspect: bool,
+}
+
+impl<DB: sqlx::Database> Store<DB> {
+    /// The SQLite database file; `None` on PostgreSQL.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
+    /// After a commit: lets the SQLite checkpointer copy the new WAL frames.
+    pub(super) fn after_write(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
+    }
 }
 
 impl<DB> Store<DB>
@@ -112,6 +128,7 @@ where
             write,
             read,
             checkpointer,
+            path: None,
             site_id,
             clock,
             suspect_ahead_us: as_us(config.suspect_ahead),
@@ -223,9 +240,7 @@ where
         }
 
         tx.commit().await?;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.committed();
-        }
+        self.after_write();
         Ok(outcomes)
     }
 
@@ -444,10 +459,13 @@ where
         if let Some(snapshot) = DB::SNAPSHOT {
             sqlx::query(snapshot).execute(&mut *conn).await?;
         }
-        let (next_seq, hlc): (i64, i64) =
-            sqlx::query_as("SELECT next_seq, hlc FROM site_state WHERE singleton = 1")
-                .fetch_one(&mut *conn)
-                .await?;
+        let (next_seq, hlc, pruned_versions, dropped_versions): (i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT next_seq, hlc, pruned_versions, dropped_versions FROM site_state \
+                 WHERE singleton = 1",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
         let count = |sql: &'static str| sqlx::query_scalar::<DB, i64>(sql);
         let total_readings = count("SELECT COUNT(*) FROM readings")
             .fetch_one(&mut *conn)
@@ -463,6 +481,9 @@ where
             count("SELECT COUNT(*) FROM outbox WHERE dead_lettered_at_us IS NOT NULL")
                 .fetch_one(&mut *conn)
                 .await?;
+        let unreported_drops = count("SELECT COUNT(*) FROM unreported_drops")
+            .fetch_one(&mut *conn)
+            .await?;
         let stuck_versions =
             count("SELECT COUNT(*) FROM outbox WHERE stuck AND dead_lettered_at_us IS NULL")
                 .fetch_one(&mut *conn)
@@ -476,7 +497,8 @@ where
         )
         .fetch_optional(&mut *conn)
         .await?;
-        let database_bytes = count(DB::SIZE_SQL).fetch_one(&mut *conn).await?;
+        let (database_bytes, _free_inside): (i64, i64) =
+            sqlx::query_as(DB::USAGE_SQL).fetch_one(&mut *conn).await?;
         Ok(Stats {
             site_id: self.site_id.clone(),
             backend: DB::LABEL,
@@ -486,8 +508,12 @@ where
             dead_letters,
             stuck_versions,
             // Every version gets an outbox entry, which leaves only when the
-            // cloud acknowledges it.
-            synced_versions: total_versions - unsynced_versions - dead_letters,
+            // cloud acknowledges it (or the drop policy drops it); only
+            // synced versions are pruned.
+            synced_versions: total_versions - unsynced_versions - dead_letters + pruned_versions,
+            pruned_versions,
+            dropped_versions,
+            unreported_drops,
             oldest_unsynced_us,
             database_bytes,
             last_seq: next_seq - 1,

@@ -1,0 +1,325 @@
+//! The SQL of bounded storage: how much room the database takes, removing
+//! synced versions (retention, and room for the budget), dropping unsynced
+//! ones under the `drop-oldest-unsynced` policy, and giving space back.
+//! The decisions are [`crate::storage`]'s; this module only does what it is
+//! told, each call one short transaction, so the group-commit writer waits at
+//! most one of them.
+
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Postgres, Sqlite, Type};
+
+use super::DbError;
+use super::backend::Backend;
+use super::outbox::{IdChunk, id_chunks};
+use super::sql::{SqlBuilder, push_placeholders, shaped_chunks};
+use super::store::Store;
+use crate::outbox::id_runs;
+
+/// What the database occupies, measured, and the counts that go with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Bytes in use: SQLite pages in use (the file minus its free pages);
+    /// PostgreSQL the size of the site's tables with their indexes.
+    pub used_bytes: i64,
+    /// SQLite: bytes of free pages inside the file, which new writes reuse
+    /// before the file grows. PostgreSQL: 0 (its free space is not visible
+    /// without extensions; see `crate::storage`).
+    pub free_inside_bytes: i64,
+    /// Versions ever written (the next version id minus one).
+    pub versions_written: i64,
+    /// Versions stored now.
+    pub live_versions: i64,
+}
+
+/// Readings that retention or the budget may remove: synced (the current
+/// version acknowledged), with no version still in the outbox.
+const PRUNABLE: &str = "sync_state = 2 AND NOT EXISTS (SELECT 1 FROM reading_versions pv \
+     JOIN outbox po ON po.version_id = pv.version_id WHERE pv.reading_seq = readings.seq)";
+
+/// A version dropped unsynced, as the cloud's coverage will be told.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DroppedRow {
+    /// Its site-local version id.
+    pub version_id: i64,
+    /// Its reading's seq.
+    pub seq: i64,
+    /// Its reading id.
+    pub reading_id: String,
+    /// Packed HLC of the version.
+    pub hlc: i64,
+    /// Site that wrote the version.
+    pub site_id: String,
+    /// When it was dropped, µs.
+    pub dropped_at_us: i64,
+}
+
+impl<DB> Store<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Decode<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'r> DroppedRow: sqlx::FromRow<'r, DB::Row>,
+{
+    /// Measures the database (one snapshot on the read pool).
+    pub async fn usage(&self) -> Result<Usage, DbError> {
+        let mut conn = self.read.acquire().await?;
+        let (used_bytes, free_inside_bytes): (i64, i64) =
+            sqlx::query_as(DB::USAGE_SQL).fetch_one(&mut *conn).await?;
+        let (next_version_id, pruned, dropped): (i64, i64, i64) = sqlx::query_as(
+            "SELECT next_version_id, pruned_versions, dropped_versions FROM site_state \
+             WHERE singleton = 1",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let versions_written = next_version_id - 1;
+        Ok(Usage {
+            used_bytes,
+            free_inside_bytes,
+            versions_written,
+            live_versions: (versions_written - pruned - dropped).max(0),
+        })
+    }
+
+    /// Removes up to `limit` of the oldest synced readings with all their
+    /// versions, only those received before `received_before_us` when given
+    /// (retention), in one transaction. Returns the versions removed.
+    pub async fn prune_synced(
+        &self,
+        received_before_us: Option<i64>,
+        limit: i64,
+    ) -> Result<u64, DbError> {
+        let candidates = |sql: &mut SqlBuilder<'_, DB>| {
+            sql.push(PRUNABLE);
+            if let Some(before) = received_before_us {
+                sql.push(" AND received_at_us < ");
+                sql.arg(before);
+            }
+        };
+        let mut tx = self.write.begin().await?;
+        // The candidates are the first `limit` by seq, so every candidate up
+        // to the last one's seq: the statements below name them that way.
+        let mut last = SqlBuilder::<DB>::default();
+        last.push("SELECT MAX(seq) FROM (SELECT seq FROM readings WHERE ");
+        candidates(&mut last);
+        last.push(" ORDER BY seq LIMIT ");
+        last.arg(limit);
+        last.push(") oldest");
+        let (upto,): (Option<i64>,) = last.query_as()?.fetch_one(&mut *tx).await?;
+        let Some(upto) = upto else {
+            return Ok(0);
+        };
+        let in_range = |sql: &mut SqlBuilder<'_, DB>| {
+            sql.push("seq <= ");
+            sql.arg(upto);
+            sql.push(" AND ");
+            candidates(sql);
+        };
+
+        let mut by_sensor = SqlBuilder::<DB>::default();
+        by_sensor.push(
+            "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
+             (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
+        );
+        in_range(&mut by_sensor);
+        by_sensor.push(")");
+        by_sensor.query()?.execute(&mut *tx).await?;
+
+        let mut versions = SqlBuilder::<DB>::default();
+        versions.push(
+            "DELETE FROM reading_versions WHERE reading_seq IN (SELECT seq FROM readings WHERE ",
+        );
+        in_range(&mut versions);
+        versions.push(")");
+        let removed = DB::rows_affected(&versions.query()?.execute(&mut *tx).await?);
+
+        let mut readings = SqlBuilder::<DB>::default();
+        readings.push("DELETE FROM readings WHERE ");
+        in_range(&mut readings);
+        readings.query()?.execute(&mut *tx).await?;
+
+        let removed_i64 = i64::try_from(removed).unwrap_or(i64::MAX);
+        sqlx::query(
+            "UPDATE site_state SET pruned_versions = pruned_versions + $1 WHERE singleton = 1",
+        )
+        .bind(removed_i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.after_write();
+        Ok(removed)
+    }
+
+    /// Drops up to `limit` of the oldest versions still in the outbox
+    /// (pending or dead-lettered), except those in the `exclude` runs (leased:
+    /// possibly in flight), in one transaction. Each is recorded for the
+    /// cloud's coverage; a reading left with no version goes too. Returns the
+    /// dropped versions, oldest first.
+    pub async fn drop_unsynced(
+        &self,
+        limit: i64,
+        exclude: &[(i64, i64)],
+    ) -> Result<Vec<DroppedRow>, DbError> {
+        let now_us = self.clock.now_us();
+        let mut tx = self.write.begin().await?;
+        let mut pick = SqlBuilder::<DB>::default();
+        pick.push("SELECT o.version_id, r.seq, r.reading_id, v.hlc, v.site_id, ");
+        pick.arg(now_us);
+        pick.push(
+            " AS dropped_at_us FROM outbox o JOIN reading_versions v ON v.version_id = o.version_id \
+             JOIN readings r ON r.seq = v.reading_seq WHERE 1 = 1",
+        );
+        for (first, last) in exclude {
+            pick.push(" AND o.version_id NOT BETWEEN ");
+            pick.arg(*first);
+            pick.push(" AND ");
+            pick.arg(*last);
+        }
+        pick.push(" ORDER BY o.version_id LIMIT ");
+        pick.arg(limit);
+        let dropped: Vec<DroppedRow> = pick.query_as()?.fetch_all(&mut *tx).await?;
+        if dropped.is_empty() {
+            return Ok(dropped);
+        }
+
+        for chunk in shaped_chunks(&dropped) {
+            let mut sql = String::from(
+                "INSERT INTO unreported_drops (version_id, seq, reading_id, hlc, site_id, dropped_at_us) VALUES ",
+            );
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 6);
+            let mut insert = sqlx::query::<DB>(&sql);
+            for row in chunk {
+                insert = insert
+                    .bind(row.version_id)
+                    .bind(row.seq)
+                    .bind(row.reading_id.as_str())
+                    .bind(row.hlc)
+                    .bind(row.site_id.as_str())
+                    .bind(row.dropped_at_us);
+            }
+            insert.execute(&mut *tx).await?;
+        }
+        let version_ids: Vec<i64> = dropped.iter().map(|d| d.version_id).collect();
+        for table in ["outbox", "reading_versions"] {
+            for chunk in id_chunks(&version_ids) {
+                let mut sql = SqlBuilder::<DB>::default();
+                sql.push(&format!("DELETE FROM {table} WHERE "));
+                sql.id_filter("version_id", &chunk);
+                sql.query()?.execute(&mut *tx).await?;
+            }
+        }
+        // Readings left without any version: every reading has one until
+        // it is pruned (with all of them) or dropped.
+        let seqs: Vec<i64> = dropped.iter().map(|d| d.seq).collect();
+        let orphan =
+            " AND NOT EXISTS (SELECT 1 FROM reading_versions v WHERE v.reading_seq = readings.seq)";
+        for (first, last) in id_runs(&seqs) {
+            let chunk = IdChunk::Run(first, last);
+            let mut by_sensor = SqlBuilder::<DB>::default();
+            by_sensor.push(
+                "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
+                 (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
+            );
+            by_sensor.id_filter("seq", &chunk);
+            by_sensor.push(orphan);
+            by_sensor.push(")");
+            by_sensor.query()?.execute(&mut *tx).await?;
+
+            let mut readings = SqlBuilder::<DB>::default();
+            readings.push("DELETE FROM readings WHERE ");
+            readings.id_filter("seq", &chunk);
+            readings.push(orphan);
+            readings.query()?.execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE site_state SET dropped_versions = dropped_versions + $1 WHERE singleton = 1",
+        )
+        .bind(i64::try_from(dropped.len()).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.after_write();
+        Ok(dropped)
+    }
+
+    /// Up to `limit` dropped versions the cloud was not told about, oldest first.
+    pub async fn unreported_drops(&self, limit: i64) -> Result<Vec<DroppedRow>, DbError> {
+        let mut sql = SqlBuilder::<DB>::default();
+        sql.push(
+            "SELECT version_id, seq, reading_id, hlc, site_id, dropped_at_us FROM unreported_drops \
+             ORDER BY version_id LIMIT ",
+        );
+        sql.arg(limit);
+        Ok(sql
+            .query_as()?
+            .fetch_all(&mut *self.read.acquire().await?)
+            .await?)
+    }
+
+    /// Forgets drops the cloud's coverage now records. Returns how many.
+    pub async fn forget_drops(&self, version_ids: &[i64]) -> Result<u64, DbError> {
+        let mut tx = self.write.begin().await?;
+        let mut forgotten = 0;
+        for chunk in id_chunks(version_ids) {
+            let mut sql = SqlBuilder::<DB>::default();
+            sql.push("DELETE FROM unreported_drops WHERE ");
+            sql.id_filter("version_id", &chunk);
+            forgotten += DB::rows_affected(&sql.query()?.execute(&mut *tx).await?);
+        }
+        tx.commit().await?;
+        self.after_write();
+        Ok(forgotten)
+    }
+}
+
+/// SQLite pages handed back to the file system per statement: 4 MiB at the
+/// default page size, a few milliseconds of the writer's time.
+const VACUUM_STEP_PAGES: i64 = 1_024;
+
+impl Store<Sqlite> {
+    /// Gives free pages beyond `keep_bytes` back to the file system
+    /// (incremental vacuum), a step at a time so the writer waits at most one
+    /// step. Returns the bytes given back.
+    pub async fn give_back_space(&self, keep_bytes: i64) -> Result<i64, DbError> {
+        let (page_size,): (i64,) = sqlx::query_as("SELECT page_size FROM pragma_page_size()")
+            .fetch_one(&self.read)
+            .await?;
+        let mut given = 0;
+        loop {
+            let (free_pages,): (i64,) =
+                sqlx::query_as("SELECT freelist_count FROM pragma_freelist_count()")
+                    .fetch_one(&self.write)
+                    .await?;
+            let excess = free_pages - keep_bytes / page_size.max(1);
+            if excess <= 0 {
+                return Ok(given);
+            }
+            let step = excess.min(VACUUM_STEP_PAGES);
+            sqlx::query(&format!("PRAGMA incremental_vacuum({step})"))
+                .execute(&self.write)
+                .await?;
+            given += step * page_size;
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+impl Store<Postgres> {
+    /// Makes the space of removed rows reusable (PostgreSQL does not shrink
+    /// its files without `VACUUM FULL`, which locks the tables; a plain
+    /// `VACUUM` lets new rows fill the holes, so the tables stop growing). On
+    /// a read connection: the writer's connection stays free for ingest.
+    pub async fn give_back_space(&self, _keep_bytes: i64) -> Result<i64, DbError> {
+        // The simple protocol: VACUUM refuses to run in the implicit
+        // transaction of a prepared statement.
+        sqlx::raw_sql(
+            "VACUUM readings, reading_versions, outbox, readings_by_sensor, unreported_drops",
+        )
+        .execute(&self.read)
+        .await?;
+        Ok(0)
+    }
+}

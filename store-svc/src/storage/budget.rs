@@ -1,0 +1,491 @@
+//! Keeping the site inside its budget: measure, free what the rules allow,
+//! and tell the writer whether a group of readings fits.
+//!
+//! Room is the smaller of what the budget leaves (`budget - used`) and what
+//! the disk leaves above the reserve (`free + free pages inside the SQLite
+//! file - reserve - WAL growth still possible`). The writer spends an
+//! estimate of it (readings × bytes per version) on every group without a
+//! query; when the estimate runs out it asks for a pass, which measures and
+//! frees. A background task runs passes on an interval and applies
+//! retention, so normally the writer never waits.
+//!
+//! A pass frees when room falls below a slack (5 % of the limit, between
+//! 64 KiB and 256 MiB) and frees until room is twice the slack: first the
+//! oldest synced readings, whatever their age; then, under
+//! `drop-oldest-unsynced`, the oldest unsynced versions (never a leased one,
+//! which may be in flight). Under `reject`, a group that does not fit is
+//! refused and nothing stored is touched.
+//!
+//! SQLite's measure falls as soon as rows go. PostgreSQL's tables keep their
+//! size and reuse the space inside once vacuumed, which it cannot report
+//! without extensions; the budget therefore counts the space it freed (rows
+//! removed × bytes per version) as free until new versions have used it up or
+//! the tables grow again. After a restart that estimate starts at zero, so the
+//! first pass may free up to one slack more than needed.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytesize::ByteSize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{Policy, StorageArgs};
+use super::disk::{DiskProbe, wal_growth_left};
+use crate::db::{Database, DbError, DroppedRow, Usage};
+use crate::hlc::WallClock;
+use crate::lease::Leases;
+
+/// Bytes per version assumed before anything is stored.
+const DEFAULT_BYTES_PER_VERSION: i64 = 512;
+/// Floor of the bytes-per-version estimate.
+const MIN_BYTES_PER_VERSION: i64 = 64;
+/// Bounds of the slack kept free ahead of the writer.
+const MIN_SLACK: i64 = 64 * 1024;
+const MAX_SLACK: i64 = 256 * 1024 * 1024;
+/// After a pass that could free nothing more, refused groups do not start
+/// another one for this long (a flood of retries must not become a flood of
+/// queries).
+const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The site is full and the policy is `reject`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StorageFull(pub String);
+
+/// What operators see of the budget (stats, metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StorageSnapshot {
+    /// Bytes the database occupies, as measured.
+    pub used_bytes: i64,
+    /// The budget, if any.
+    pub budget_bytes: Option<u64>,
+    /// Free bytes on the data file system, when measured.
+    pub disk_free_bytes: Option<u64>,
+    /// Free bytes the site leaves alone.
+    pub reserve_bytes: u64,
+    /// Bytes the site may still grow by.
+    pub room_bytes: i64,
+    /// Ingest is being refused.
+    pub full: bool,
+    /// Whether a measurement has been taken.
+    pub measured: bool,
+}
+
+/// One measurement and what it implies.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    usage: Usage,
+    bytes_per_version: i64,
+    room: i64,
+    slack: i64,
+    disk_free: Option<u64>,
+    reserve: u64,
+}
+
+/// What passes remember between runs.
+#[derive(Debug, Default)]
+struct PassState {
+    /// PostgreSQL: bytes freed inside the tables and not yet reused.
+    freed_inside: i64,
+    last_used: i64,
+    last_written: i64,
+    /// Disk probe failures are logged once until it works again.
+    disk_failing: bool,
+}
+
+/// The storage budget of one store.
+pub struct Budget {
+    db: Arc<Database>,
+    leases: Arc<Leases>,
+    clock: Arc<dyn WallClock>,
+    args: StorageArgs,
+    disk: Option<Arc<dyn DiskProbe>>,
+    db_file: Option<PathBuf>,
+    /// Bytes the writer may add before it needs a pass (an estimate).
+    room: AtomicI64,
+    /// Below this much room the background task is asked for a pass.
+    slack: AtomicI64,
+    bytes_per_version: AtomicI64,
+    full: AtomicBool,
+    exhausted_at: Mutex<Option<Instant>>,
+    snapshot: Mutex<StorageSnapshot>,
+    pass: tokio::sync::Mutex<PassState>,
+    wake: Notify,
+}
+
+impl Budget {
+    /// A budget over `db` with the configured rules. `disk` measures the data
+    /// file system (`None`: not measured, as on PostgreSQL).
+    pub fn new(
+        db: Arc<Database>,
+        leases: Arc<Leases>,
+        clock: Arc<dyn WallClock>,
+        args: StorageArgs,
+        disk: Option<Arc<dyn DiskProbe>>,
+    ) -> Budget {
+        let db_file = db.sqlite_path().map(PathBuf::from);
+        Budget {
+            db,
+            leases,
+            clock,
+            args,
+            disk,
+            db_file,
+            // Unknown until measured: the first group asks for a pass, so a
+            // site restarted while full is refused from its first write.
+            room: AtomicI64::new(0),
+            slack: AtomicI64::new(MIN_SLACK),
+            bytes_per_version: AtomicI64::new(DEFAULT_BYTES_PER_VERSION),
+            full: AtomicBool::new(false),
+            exhausted_at: Mutex::new(None),
+            snapshot: Mutex::new(StorageSnapshot::default()),
+            pass: tokio::sync::Mutex::new(PassState::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// The configured rules.
+    pub fn args(&self) -> &StorageArgs {
+        &self.args
+    }
+
+    /// The latest measurement.
+    pub fn snapshot(&self) -> StorageSnapshot {
+        self.snapshot.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Takes room for `readings` new readings, or refuses them when the site
+    /// is full under the `reject` policy (or nothing could be dropped).
+    pub async fn admit(&self, readings: usize) -> Result<(), StorageFull> {
+        let need = i64::try_from(readings)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(self.bytes_per_version.load(Ordering::Relaxed));
+        if self.take(need) {
+            if self.room.load(Ordering::Relaxed) < self.slack.load(Ordering::Relaxed) {
+                self.wake.notify_one();
+            }
+            return Ok(());
+        }
+        let recently_exhausted = self
+            .exhausted_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| at.elapsed() < EXHAUSTED_BACKOFF);
+        if !recently_exhausted {
+            if let Err(err) = self.pass().await {
+                tracing::warn!(error = %err, "cannot measure the site's storage");
+            }
+            if self.take(need) {
+                return Ok(());
+            }
+        }
+        self.full.store(true, Ordering::Relaxed);
+        if let Ok(mut snapshot) = self.snapshot.lock() {
+            snapshot.full = true;
+        }
+        Err(StorageFull(self.describe_full()))
+    }
+
+    /// Spends `need` bytes of room if there is that much.
+    fn take(&self, need: i64) -> bool {
+        let taken = self
+            .room
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |room| {
+                (room >= need).then(|| room - need)
+            })
+            .is_ok();
+        if taken && self.full.swap(false, Ordering::Relaxed) {
+            if let Ok(mut snapshot) = self.snapshot.lock() {
+                snapshot.full = false;
+            }
+            tracing::info!("the site's storage has room again; ingest resumes");
+        }
+        taken
+    }
+
+    fn describe_full(&self) -> String {
+        let s = self.snapshot();
+        let mut limits = Vec::new();
+        if let Some(budget) = s.budget_bytes {
+            limits.push(format!(
+                "{} in use of a {} budget",
+                ByteSize::b(s.used_bytes.max(0) as u64),
+                ByteSize::b(budget)
+            ));
+        }
+        if let Some(free) = s.disk_free_bytes {
+            limits.push(format!(
+                "{} free on disk with {} kept in reserve",
+                ByteSize::b(free),
+                ByteSize::b(s.reserve_bytes)
+            ));
+        }
+        format!(
+            "the site's storage is full ({}); nothing synced is left to prune, so readings are \
+             refused until the cloud takes the backlog: keep them at the gateway and retry",
+            limits.join("; ")
+        )
+    }
+
+    /// Applies retention and keeps room ahead of the writer every
+    /// `storage_check_interval` (sooner when the writer runs short), until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            if let Err(err) = self.apply_retention(&stop).await {
+                tracing::warn!(error = %err, "retention pass failed; retrying");
+            }
+            if let Err(err) = self.pass().await {
+                tracing::warn!(error = %err, "storage budget pass failed; retrying");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.args.storage_check_interval) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Removes synced readings older than the retention age, a small
+    /// transaction at a time.
+    async fn apply_retention(&self, stop: &CancellationToken) -> Result<(), DbError> {
+        let retention_us = i64::try_from(self.args.retention.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = self.clock.now_us().saturating_sub(retention_us);
+        let batch = i64::from(self.args.prune_batch);
+        let mut pruned = 0;
+        while !stop.is_cancelled() {
+            let removed = self.db.prune_synced(Some(cutoff), batch).await?;
+            if removed == 0 {
+                break;
+            }
+            pruned += removed;
+            let bytes_per_version = self.bytes_per_version.load(Ordering::Relaxed);
+            self.pass.lock().await.freed_inside +=
+                i64::try_from(removed).unwrap_or(0) * bytes_per_version;
+            tokio::task::yield_now().await;
+        }
+        if pruned > 0 {
+            tracing::info!(
+                versions = pruned,
+                retention = %humantime::format_duration(self.args.retention),
+                "retention pruned synced versions"
+            );
+            self.db
+                .give_back_space(self.slack.load(Ordering::Relaxed))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One pass: measure, free what the rules allow, publish the result.
+    async fn pass(&self) -> Result<(), DbError> {
+        let mut state = self.pass.lock().await;
+        let mut m = self.measure(&mut state).await?;
+        let mut freed = false;
+        if m.room < m.slack {
+            let batch = i64::from(self.args.prune_batch);
+            let mut pruned = 0;
+            while m.room < 2 * m.slack {
+                let removed = self.db.prune_synced(None, batch).await?;
+                if removed == 0 {
+                    break;
+                }
+                pruned += removed;
+                state.freed_inside += i64::try_from(removed).unwrap_or(0) * m.bytes_per_version;
+                m = self.measure(&mut state).await?;
+            }
+            if pruned > 0 {
+                freed = true;
+                tracing::info!(
+                    versions = pruned,
+                    "pruned the oldest synced versions ahead of retention to stay within the storage limits"
+                );
+            }
+            if m.room < m.slack && self.args.storage_policy == Policy::DropOldestUnsynced {
+                let mut summary = DropSummary::default();
+                while m.room < 2 * m.slack {
+                    let dropped = self.drop_batch(batch).await?;
+                    if dropped.is_empty() {
+                        break;
+                    }
+                    summary.add(&dropped);
+                    state.freed_inside +=
+                        i64::try_from(dropped.len()).unwrap_or(0) * m.bytes_per_version;
+                    m = self.measure(&mut state).await?;
+                }
+                if summary.versions > 0 {
+                    freed = true;
+                    tracing::warn!(
+                        versions = summary.versions,
+                        first_seq = summary.first_seq,
+                        last_seq = summary.last_seq,
+                        "dropped the oldest unsynced versions to stay within the storage limits \
+                         (policy drop-oldest-unsynced); they are reported to the cloud as dropped"
+                    );
+                }
+            }
+        }
+        if freed || m.usage.free_inside_bytes > 2 * m.slack {
+            self.db.give_back_space(m.slack).await?;
+            m = self.measure(&mut state).await?;
+        }
+        if let Ok(mut exhausted) = self.exhausted_at.lock() {
+            *exhausted = (m.room < m.slack).then(Instant::now);
+        }
+        self.publish(&m);
+        Ok(())
+    }
+
+    /// Drops one batch of the oldest unleased unsynced versions.
+    async fn drop_batch(&self, batch: i64) -> Result<Vec<DroppedRow>, DbError> {
+        let db = &self.db;
+        self.leases
+            .excluding_leased(|leased| async move { db.drop_unsynced(batch, &leased).await })
+            .await
+    }
+
+    async fn measure(&self, state: &mut PassState) -> Result<Measure, DbError> {
+        let usage = self.db.usage().await?;
+        let bytes_per_version = if usage.live_versions > 0 {
+            (usage.used_bytes / usage.live_versions).max(MIN_BYTES_PER_VERSION)
+        } else {
+            DEFAULT_BYTES_PER_VERSION
+        };
+        let mut used = usage.used_bytes;
+        if !self.db.reclaims_on_delete() {
+            if usage.used_bytes > state.last_used {
+                state.freed_inside = 0;
+            } else {
+                let added = (usage.versions_written - state.last_written).max(0);
+                state.freed_inside = (state.freed_inside - added * bytes_per_version).max(0);
+            }
+            used -= state.freed_inside.min(used);
+        }
+        state.last_used = usage.used_bytes;
+        state.last_written = usage.versions_written;
+
+        let mut room = i64::MAX;
+        let mut limit = i64::MAX;
+        if let Some(budget) = self.args.storage_budget {
+            let budget = i64::try_from(budget).unwrap_or(i64::MAX);
+            room = budget - used;
+            limit = budget;
+        }
+        let mut disk_free = None;
+        let mut reserve = 0;
+        if let Some(probe) = &self.disk {
+            match probe.space() {
+                Ok(space) => {
+                    state.disk_failing = false;
+                    reserve = self.args.storage_reserve.bytes(space.total_bytes);
+                    let wal = self.db_file.as_deref().map_or(0, wal_growth_left);
+                    let disk_room = i64::try_from(space.free_bytes).unwrap_or(i64::MAX)
+                        + usage.free_inside_bytes
+                        - i64::try_from(reserve.saturating_add(wal)).unwrap_or(i64::MAX);
+                    room = room.min(disk_room);
+                    limit = limit.min(
+                        i64::try_from(space.total_bytes.saturating_sub(reserve))
+                            .unwrap_or(i64::MAX),
+                    );
+                    disk_free = Some(space.free_bytes);
+                }
+                Err(err) => {
+                    if !state.disk_failing {
+                        tracing::warn!(error = %err, "cannot read the data directory's free space; the reserve is not enforced until it can");
+                        state.disk_failing = true;
+                    }
+                }
+            }
+        }
+        Ok(Measure {
+            usage,
+            bytes_per_version,
+            room,
+            slack: slack_for(limit),
+            disk_free,
+            reserve,
+        })
+    }
+
+    fn publish(&self, m: &Measure) {
+        self.bytes_per_version
+            .store(m.bytes_per_version, Ordering::Relaxed);
+        self.slack.store(m.slack, Ordering::Relaxed);
+        self.room.store(m.room, Ordering::Release);
+        if let Ok(mut snapshot) = self.snapshot.lock() {
+            *snapshot = StorageSnapshot {
+                used_bytes: m.usage.used_bytes,
+                budget_bytes: self.args.storage_budget,
+                disk_free_bytes: m.disk_free,
+                reserve_bytes: m.reserve,
+                room_bytes: m.room,
+                full: self.full.load(Ordering::Relaxed),
+                measured: true,
+            };
+        }
+    }
+
+    /// Asks the background task for a pass now.
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// The room kept free ahead of the writer for a limit of `limit` bytes.
+fn slack_for(limit: i64) -> i64 {
+    (limit / 20).clamp(MIN_SLACK, MAX_SLACK)
+}
+
+/// What one pass dropped, for its one log line.
+#[derive(Debug, Default)]
+struct DropSummary {
+    versions: usize,
+    first_seq: i64,
+    last_seq: i64,
+}
+
+impl DropSummary {
+    fn add(&mut self, dropped: &[DroppedRow]) {
+        for row in dropped {
+            if self.versions == 0 || row.seq < self.first_seq {
+                self.first_seq = row.seq;
+            }
+            self.last_seq = self.last_seq.max(row.seq);
+            self.versions += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_is_a_twentieth_of_the_limit_within_bounds() {
+        assert_eq!(slack_for(20 << 20), 1 << 20);
+        assert_eq!(slack_for(100_000), MIN_SLACK);
+        assert_eq!(slack_for(i64::MAX), MAX_SLACK);
+    }
+
+    #[test]
+    fn a_drop_summary_spans_the_seqs_dropped() {
+        let row = |seq| DroppedRow {
+            version_id: seq,
+            seq,
+            reading_id: String::new(),
+            hlc: 0,
+            site_id: String::new(),
+            dropped_at_us: 0,
+        };
+        let mut summary = DropSummary::default();
+        summary.add(&[row(5), row(6)]);
+        summary.add(&[row(7)]);
+        assert_eq!(
+            (summary.versions, summary.first_seq, summary.last_seq),
+            (3, 5, 7)
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! Bounded storage (DESIGN §1 P2, §5): retention, a storage budget, a
+//! free-disk reserve, and the policy once nothing synced is left.
+//!
+//! - [`config`]: the flags;
+//! - [`disk`]: free space on the data directory's file system;
+//! - [`budget`]: measuring, freeing in the order the rules give, and telling
+//!   the writer whether a group fits.
+//!
+//! The SQL that removes rows lives with the rest of the schema's SQL, in
+//! `crate::db`.
+
+pub mod budget;
+pub mod config;
+pub mod disk;
+
+pub use budget::{Budget, StorageFull, StorageSnapshot};
+pub use config::{Policy, Reserve, StorageArgs};
+pub use disk::{DiskProbe, DiskSpace, FileSystem};
