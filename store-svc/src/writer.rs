@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::db::{Database, DbError};
 use crate::model::{AppendOutcome, NewReading};
-use crate::storage::{Budget, StorageFull};
+use crate::storage::{AdmitError, Budget, StorageFull};
 
 /// Jobs that may wait for the writer before callers feel back-pressure.
 const QUEUE_DEPTH: usize = 1024;
@@ -184,9 +184,16 @@ async fn run(
         let started = Instant::now();
         match budget.admit(rows).await {
             Ok(()) => commit(&db, &mut group).await,
-            Err(full) => {
+            Err(refused) => {
+                let err = match refused {
+                    AdmitError::Full(full) => WriteError::Full(full),
+                    AdmitError::Db(err) => {
+                        tracing::error!(error = %err, "cannot check the storage budget; nothing of the group was stored");
+                        WriteError::Db(Arc::new(err))
+                    }
+                };
                 for job in group.drain(..) {
-                    let _ = job.reply.send(Err(WriteError::Full(full.clone())));
+                    let _ = job.reply.send(Err(err.clone()));
                 }
             }
         }

@@ -13,6 +13,6 @@ pub mod budget;
 pub mod config;
 pub mod disk;
 
-pub use budget::{Budget, StorageFull, StorageSnapshot};
+pub use budget::{AdmitError, Budget, StorageFull, StorageSnapshot};
 pub use config::{Policy, Reserve, StorageArgs};
 pub use disk::{DiskProbe, DiskSpace, FileSystem};
