@@ -124,6 +124,11 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bytes as MiB for the table view.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
+}
+
 /// `edge stats`.
 pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
     let s = client(&args.target)?
@@ -132,6 +137,12 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
         .with_context(|| format!("stats from store-svc at {} failed", args.target.store_url))?
         .into_inner();
     let oldest = rfc3339(s.oldest_unsynced_at.as_ref());
+    let storage = s.storage.clone().unwrap_or_default();
+    let retention = storage
+        .retention
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .map(|d| humantime::format_duration(d).to_string())
+        .unwrap_or_default();
     match args.format {
         Format::Json => println!(
             "{}",
@@ -145,6 +156,20 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
                 "oldest_unsynced_at": oldest,
                 "database_bytes": s.database_bytes,
                 "last_seq": s.last_seq,
+                "synced_versions": s.synced_versions,
+                "storage": {
+                    "used_bytes": storage.used_bytes,
+                    "budget_bytes": (storage.budget_bytes > 0).then_some(storage.budget_bytes),
+                    "disk_free_bytes": storage.disk_free_bytes,
+                    "reserve_bytes": storage.reserve_bytes,
+                    "room_bytes": storage.room_bytes,
+                    "full": storage.full,
+                    "policy": storage.policy,
+                    "retention": retention,
+                    "pruned_versions": storage.pruned_versions,
+                    "dropped_versions": storage.dropped_versions,
+                    "unreported_drops": storage.unreported_drops,
+                },
             })
         ),
         Format::Table => {
@@ -155,11 +180,39 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
             println!("unsynced          {}", s.unsynced_versions);
             println!("oldest unsynced   {oldest}");
             println!("dead letters      {}", s.dead_letters);
-            println!(
-                "database size     {:.1} MiB",
-                s.database_bytes as f64 / 1_048_576.0
-            );
             println!("last seq          {}", s.last_seq);
+            let budget = match storage.budget_bytes {
+                0 => "no budget".to_owned(),
+                b => format!("of a {} budget", mib(b)),
+            };
+            println!(
+                "storage           {} used {budget}",
+                mib(storage.used_bytes)
+            );
+            if let Some(free) = storage.disk_free_bytes {
+                println!(
+                    "disk              {} free, {} kept in reserve",
+                    mib(free),
+                    mib(storage.reserve_bytes)
+                );
+            }
+            println!(
+                "room              {}{}",
+                mib(storage.room_bytes),
+                if storage.full {
+                    "  (FULL: ingest refused)"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "policy            {}, synced kept {retention}",
+                storage.policy
+            );
+            println!(
+                "pruned / dropped  {} / {} versions ({} drops not yet reported)",
+                storage.pruned_versions, storage.dropped_versions, storage.unreported_drops
+            );
         }
     }
     Ok(())

@@ -19,6 +19,8 @@ use edge_runtime::client::ClientArgs;
 use edge_testkit::{
     TestDatabase, eventually, on_both_backends, spawn_edge_cloud, spawn_edge_up_with,
 };
+use store_svc::StoreConfig;
+use store_svc::storage::{Policy, Reserve};
 use sync_svc::config::CloudApi;
 use sync_svc::{SyncApp, SyncConfig};
 use tonic::transport::Channel;
@@ -105,7 +107,16 @@ struct Site {
 
 impl Site {
     async fn start(db: &TestDatabase, config: SyncConfig) -> Site {
-        let mut mesh = Mesh::start(db).await;
+        Site::start_with(db, config, |_| {}).await
+    }
+
+    /// A site whose store-svc has `configure`'s changes.
+    async fn start_with(
+        db: &TestDatabase,
+        config: SyncConfig,
+        configure: impl FnOnce(&mut StoreConfig),
+    ) -> Site {
+        let mut mesh = Mesh::start_with(db, configure).await;
         let store_url = format!("http://{}", mesh.store.addr);
         let app = SyncApp::build(&config, &store_url, &runtime_args(), &ClientArgs::default())
             .await
@@ -747,4 +758,71 @@ async fn without_a_cloud_url_sync_is_disabled_not_failing() {
     );
     site.stop().await;
     db.cleanup().await;
+}
+
+/// A full site under `drop-oldest-unsynced` while the cloud is dark: ingest
+/// never stops, the oldest versions go, and once the link is back the cloud's
+/// coverage accounts for every seq: held, or dropped by the site (P2).
+async fn drops_under_a_full_budget_reach_the_cloud_as_dropped(db: &TestDatabase) {
+    let cloud = Cloud::start().await;
+    cloud.mode(FaultMode::Refuse).await;
+    let site = Site::start_with(db, quick_sync(&cloud.url), |config| {
+        config.storage.storage_budget = Some(2 << 20);
+        config.storage.storage_policy = Policy::DropOldestUnsynced;
+        config.storage.storage_reserve = Reserve::Bytes(0);
+        config.storage.storage_check_interval = Duration::from_millis(50);
+        config.storage.prune_batch = 500;
+    })
+    .await;
+    let mut acked = Vec::new();
+    for _ in 0..20 {
+        acked.extend(ingest(&site.mesh.ingest_client, 500, "full").await);
+    }
+    assert_eq!(acked.len(), 10_000, "ingest never refused");
+    let full = site.stats().await;
+    let storage = full.storage.clone().expect("storage");
+    assert!(storage.dropped_versions > 0, "{storage:?}");
+
+    cloud.mode(FaultMode::Normal).await;
+    let after = drained(&site.mesh.store_client).await;
+    let dropped = after.storage.clone().expect("storage").dropped_versions;
+    let coverage = eventually(DEADLINE, "drops reported to the cloud", || async {
+        let c = cloud
+            .admin
+            .coverage(&cloud.url, &site.site_id, TOKEN)
+            .await
+            .ok()?;
+        (c.dropped_seqs == dropped && c.highest_contiguous_seq == after.last_seq).then_some(c)
+    })
+    .await;
+    assert!(coverage.gaps.is_empty(), "{coverage:?}");
+    assert_eq!(coverage.held_seqs + coverage.dropped_seqs, after.last_seq);
+    assert_books_balance(&after, &coverage);
+    // What the cloud holds is exactly what was acknowledged minus the oldest
+    // `dropped` readings.
+    let held: HashSet<String> = cloud
+        .admin
+        .all_versions(&site.site_id)
+        .await
+        .expect("versions")
+        .into_iter()
+        .map(|v| v.reading_id)
+        .collect();
+    let kept: HashSet<String> = acked
+        .iter()
+        .skip(usize::try_from(dropped).expect("small"))
+        .cloned()
+        .collect();
+    assert_eq!(held, kept);
+    assert_eq!(after.storage.expect("storage").unreported_drops, 0);
+    site.stop().await;
+    cloud.stop().await;
+}
+
+#[tokio::test]
+async fn drops_under_a_full_budget_reach_the_cloud_as_dropped_on_sqlite() {
+    let db = TestDatabase::new(edge_testkit::Backend::Sqlite)
+        .await
+        .expect("sqlite");
+    drops_under_a_full_budget_reach_the_cloud_as_dropped(&db).await;
 }

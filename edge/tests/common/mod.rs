@@ -54,9 +54,19 @@ impl Running {
 }
 
 pub async fn start_store(db: &TestDatabase, addr: SocketAddr) -> Running {
+    start_store_with(db, addr, |_| {}).await
+}
+
+/// store-svc with `configure`'s changes to the defaults.
+pub async fn start_store_with(
+    db: &TestDatabase,
+    addr: SocketAddr,
+    configure: impl FnOnce(&mut StoreConfig),
+) -> Running {
     let mut config = StoreConfig::new(db.data_dir.clone());
     config.store_addr = addr;
     config.database_url = db.url.clone();
+    configure(&mut config);
     let app = StoreApp::build(&config, &runtime_args(), Arc::new(SystemClock))
         .await
         .expect("store-svc starts");
@@ -98,7 +108,12 @@ pub struct Mesh {
 
 impl Mesh {
     pub async fn start(db: &TestDatabase) -> Mesh {
-        let store = start_store(db, "127.0.0.1:0".parse().expect("address")).await;
+        Mesh::start_with(db, |_| {}).await
+    }
+
+    /// The mesh with `configure`'s changes to store-svc's defaults.
+    pub async fn start_with(db: &TestDatabase, configure: impl FnOnce(&mut StoreConfig)) -> Mesh {
+        let store = start_store_with(db, "127.0.0.1:0".parse().expect("address"), configure).await;
         let ingest = start_ingest(store.addr).await;
         let ingest_client = IngestServiceClient::new(channel(ingest.addr).await);
         let store_client = StoreServiceClient::new(channel(store.addr).await);
