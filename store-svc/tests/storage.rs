@@ -272,7 +272,13 @@ async fn drop_oldest_unsynced_drops_exactly_the_oldest_and_counts_each(db: &Test
         assert!(s.used_bytes <= budget, "round {round}: {s:?}");
     }
     let total = u64::from(rounds * BATCH);
-    let after = stats(&mut client).await;
+    // The last append may have nudged a pass that is still dropping; once
+    // the slack (5 % of the budget) is free twice over, none drops more.
+    let after = eventually(DEADLINE, "the budget's slack restored", || async {
+        let s = stats(&mut client.clone()).await;
+        (storage(&s).room_bytes >= budget / 10).then_some(s)
+    })
+    .await;
     let s = storage(&after);
     assert!(s.dropped_versions > 0, "{s:?}");
     assert_eq!(s.pruned_versions, 0, "nothing was synced");
