@@ -27,13 +27,6 @@ const MIB: u64 = 1 << 20;
 /// Readings per append call.
 const BATCH: u32 = 500;
 
-/// A budget that `rounds` batches overflow several times over. PostgreSQL's
-/// fixed costs (free-space and visibility maps per table and index, about
-/// 30 KiB each once vacuumed) would be most of a SQLite-sized budget.
-fn budget_for(db: &TestDatabase, sqlite: u64) -> u64 {
-    if db.url.is_some() { 4 * sqlite } else { sqlite }
-}
-
 /// Quick storage passes, no reserve (the disk is not what these tests fill).
 fn budgeted(budget: u64, policy: Policy) -> impl FnOnce(&mut StoreConfig) {
     move |config| {
@@ -43,6 +36,18 @@ fn budgeted(budget: u64, policy: Policy) -> impl FnOnce(&mut StoreConfig) {
         config.storage.storage_check_interval = Duration::from_millis(50);
         config.storage.prune_batch = 500;
     }
+}
+
+/// A store on the system clock with `budgeted`'s settings.
+async fn start_budgeted(
+    db: &TestDatabase,
+    budget: u64,
+    policy: Policy,
+    what: &str,
+) -> RunningStore {
+    RunningStore::start_with(db, Arc::new(SystemClock), budgeted(budget, policy))
+        .await
+        .expect(what)
 }
 
 /// `BATCH` readings numbered from `first`, received now.
@@ -131,11 +136,8 @@ fn assert_full(status: &tonic::Status) {
 }
 
 async fn ingest_past_the_budget_with_everything_synced_prunes_and_never_refuses(db: &TestDatabase) {
-    let budget = budget_for(db, 3 * MIB);
-    let store =
-        RunningStore::start_with(db, Arc::new(SystemClock), budgeted(budget, Policy::Reject))
-            .await
-            .expect("start");
+    let budget = 3 * MIB;
+    let store = start_budgeted(db, budget, Policy::Reject, "start").await;
     let mut client = store.client.clone();
     let rounds = 100;
     for round in 0..rounds {
@@ -200,10 +202,7 @@ async fn ingest_past_the_budget_with_everything_synced_prunes_and_never_refuses_
 
 async fn reject_refuses_once_full_keeps_everything_and_resumes_after_the_drain(db: &TestDatabase) {
     let budget = 2 * MIB;
-    let store =
-        RunningStore::start_with(db, Arc::new(SystemClock), budgeted(budget, Policy::Reject))
-            .await
-            .expect("start");
+    let store = start_budgeted(db, budget, Policy::Reject, "start").await;
     let mut client = store.client.clone();
     let (acked, refusal) = fill_until_refused(&mut client, 1, 200).await;
     assert_full(&refusal);
@@ -248,19 +247,13 @@ async fn reject_refuses_once_full_keeps_everything_and_resumes_after_the_drain(d
 on_both_backends!(reject_refuses_once_full_keeps_everything_and_resumes_after_the_drain);
 
 async fn drop_oldest_unsynced_drops_exactly_the_oldest_and_counts_each(db: &TestDatabase) {
-    let budget = budget_for(db, 2 * MIB);
-    let store = RunningStore::start_with(
-        db,
-        Arc::new(SystemClock),
-        budgeted(budget, Policy::DropOldestUnsynced),
-    )
-    .await
-    .expect("start");
+    let budget = 2 * MIB;
+    let store = start_budgeted(db, budget, Policy::DropOldestUnsynced, "start").await;
     let mut client = store.client.clone();
     let mut ids_by_seq = std::collections::HashMap::new();
     // Enough to overflow the budget a few times over, not so many that the
     // drop records (kept until the cloud is told) fill it themselves.
-    let rounds = if db.url.is_some() { 60 } else { 20 };
+    let rounds = 20;
     for round in 0..rounds {
         let readings = batch(round * BATCH + 1, SystemClock.now_us());
         let results = append(&mut client, readings.clone()).await;
@@ -337,19 +330,13 @@ async fn drop_oldest_unsynced_drops_exactly_the_oldest_and_counts_each_on_sqlite
 
 async fn a_store_restarted_while_full_refuses_from_its_first_write(db: &TestDatabase) {
     let budget = 2 * MIB;
-    let store =
-        RunningStore::start_with(db, Arc::new(SystemClock), budgeted(budget, Policy::Reject))
-            .await
-            .expect("start");
+    let store = start_budgeted(db, budget, Policy::Reject, "start").await;
     let mut client = store.client.clone();
     let (acked, refusal) = fill_until_refused(&mut client, 1, 200).await;
     assert_full(&refusal);
     store.stop().await;
 
-    let store =
-        RunningStore::start_with(db, Arc::new(SystemClock), budgeted(budget, Policy::Reject))
-            .await
-            .expect("restart");
+    let store = start_budgeted(db, budget, Policy::Reject, "restart").await;
     let mut client = store.client.clone();
     let first = client
         .append(pb::AppendRequest {
@@ -363,13 +350,13 @@ async fn a_store_restarted_while_full_refuses_from_its_first_write(db: &TestData
 
     // The budget is read from the configuration, the usage from the
     // database: a larger budget has room at once.
-    let store = RunningStore::start_with(
+    let store = start_budgeted(
         db,
-        Arc::new(SystemClock),
-        budgeted(4 * budget, Policy::Reject),
+        4 * budget,
+        Policy::Reject,
+        "restart with a larger budget",
     )
-    .await
-    .expect("restart with a larger budget");
+    .await;
     let mut client = store.client.clone();
     append(&mut client, batch(100_000, SystemClock.now_us())).await;
     store.stop().await;

@@ -187,7 +187,9 @@ impl Budget {
 
     /// The latest measurement.
     pub fn snapshot(&self) -> StorageSnapshot {
-        self.snapshot.lock().map(|s| *s).unwrap_or_default()
+        let mut snapshot = self.snapshot.lock().map(|s| *s).unwrap_or_default();
+        snapshot.full = self.full.load(Ordering::Relaxed);
+        snapshot
     }
 
     /// Takes room for `readings` new readings, or refuses them when the site
@@ -222,9 +224,6 @@ impl Budget {
             }
         }
         self.full.store(true, Ordering::Relaxed);
-        if let Ok(mut snapshot) = self.snapshot.lock() {
-            snapshot.full = true;
-        }
         Err(AdmitError::Full(StorageFull(self.describe_full())))
     }
 
@@ -237,9 +236,6 @@ impl Budget {
             })
             .is_ok();
         if taken && self.full.swap(false, Ordering::Relaxed) {
-            if let Ok(mut snapshot) = self.snapshot.lock() {
-                snapshot.full = false;
-            }
             tracing::info!("the site's storage has room again; ingest resumes");
         }
         taken
@@ -495,15 +491,11 @@ impl Budget {
                 disk_free_bytes: m.disk_free,
                 reserve_bytes: m.reserve,
                 room_bytes: m.room,
-                full: self.full.load(Ordering::Relaxed),
+                // Read from the flag by `snapshot()`.
+                full: false,
                 measured: true,
             };
         }
-    }
-
-    /// Asks the background task for a pass now.
-    pub fn nudge(&self) {
-        self.wake.notify_one();
     }
 }
 
