@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "edge/v1/ingest.proto",
         "edge/v1/store.proto",
         "edge/v1/sync.proto",
+        "edge/v1/cloud_health.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

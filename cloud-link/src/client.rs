@@ -16,8 +16,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::contract::{
-    self, Coverage, ErrorBody, PushBatch, PushResponse, SimpleCreated, SimpleReading, UnsentAck,
-    UnsentReport, VersionResult,
+    self, AmendmentRequest, ChangesPage, Coverage, ErrorBody, PushBatch, PushResponse,
+    ReadingState, SimpleCreated, SimpleReading, UnsentAck, UnsentReport, VersionResult,
 };
 
 /// Error codes of the contract that blame the request's envelope (headers),
@@ -179,19 +179,29 @@ pub struct CloudClient {
     http: Client,
     config: ClientConfig,
     base: String,
+    /// `base` as logs, stats and health may show it.
+    shown: String,
 }
 
-/// Makes ring the process's TLS provider (reqwest is built without one).
-/// Idempotent.
-pub fn install_tls_provider() {
-    // `Err` means a provider is installed already, which is the goal.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// `url` without user info, query or fragment (or only its scheme when it
+/// does not parse).
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.as_str().trim_end_matches('/').to_owned()
+        }
+        Err(_) => format!("{}://…", url.split(':').next().unwrap_or_default()),
+    }
 }
 
 impl CloudClient {
     /// A client for `config.base_url`.
     pub fn new(config: ClientConfig) -> Result<CloudClient, CloudError> {
-        install_tls_provider();
+        edge_runtime::tls::install_provider();
         let http = Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
@@ -200,12 +210,19 @@ impl CloudClient {
             .build()
             .map_err(|err| CloudError::Encode(format!("cannot build the HTTP client: {err}")))?;
         let base = config.base_url.trim_end_matches('/').to_owned();
-        Ok(CloudClient { http, config, base })
+        let shown = shown_url(&base);
+        Ok(CloudClient {
+            http,
+            config,
+            base,
+            shown,
+        })
     }
 
-    /// The base URL (no credentials: they travel in a header).
+    /// The base URL as it may be shown (logs, `edge status`, health-svc):
+    /// without user info or query, which may carry credentials.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.shown
     }
 
     /// `GET /health` with `timeout`: `Ok(latency)` on 200.
@@ -244,10 +261,7 @@ impl CloudClient {
             )
             .await?;
         let status = response.status();
-        if status != StatusCode::OK {
-            return Err(self.failure(response).await);
-        }
-        let answer: PushResponse = self.parse(status, response).await?;
+        let answer: PushResponse = self.answer(response, StatusCode::OK).await?;
         match_results(batch, answer).map_err(|reason| CloudError::Malformed {
             status: status.as_u16(),
             reason,
@@ -269,28 +283,99 @@ impl CloudClient {
                 None,
             )
             .await?;
-        let status = response.status();
-        if status != StatusCode::OK {
-            return Err(self.failure(response).await);
-        }
-        self.parse(status, response).await
+        self.answer(response, StatusCode::OK).await
     }
 
     /// The cloud's coverage of the site's seqs.
     pub async fn coverage(&self, site_id: &str) -> Result<Coverage, CloudError> {
         let response = self
-            .authorized(
-                self.http
-                    .get(format!("{}{}", self.base, contract::coverage_path(site_id))),
-            )
-            .send()
-            .await
-            .map_err(send_error)?;
-        let status = response.status();
-        if status != StatusCode::OK {
-            return Err(self.failure(response).await);
+            .get(format!("{}{}", self.base, contract::coverage_path(site_id)))
+            .await?;
+        self.answer(response, StatusCode::OK).await
+    }
+
+    /// One page of the site's change feed: versions written elsewhere after
+    /// cursor `after` of the readings `site_id` originated and of the shared
+    /// `sensors`, at most `limit` (1 to [`contract::MAX_CHANGES_PAGE`]). A
+    /// page that breaks the contract's promises (a cursor that goes back,
+    /// more versions than asked for) is [`CloudError::Malformed`].
+    pub async fn changes(
+        &self,
+        site_id: &str,
+        after: u64,
+        limit: usize,
+        sensors: &[String],
+    ) -> Result<ChangesPage, CloudError> {
+        let mut url =
+            reqwest::Url::parse(&format!("{}{}", self.base, contract::changes_path(site_id)))
+                .map_err(|err| {
+                    CloudError::Encode(format!("cannot build the change feed URL: {err}"))
+                })?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("after", &after.to_string());
+            query.append_pair("limit", &limit.to_string());
+            for sensor in sensors {
+                query.append_pair("sensor", sensor);
+            }
         }
-        self.parse(status, response).await
+        let response = self.get(url).await?;
+        let status = response.status();
+        let page: ChangesPage = self.answer(response, StatusCode::OK).await?;
+        let broken = if page.next_cursor < after {
+            Some(format!(
+                "next_cursor {} is behind the cursor sent ({after})",
+                page.next_cursor
+            ))
+        } else if page.versions.len() > limit {
+            Some(format!(
+                "{} versions on a page of at most {limit}",
+                page.versions.len()
+            ))
+        } else {
+            None
+        };
+        match broken {
+            Some(reason) => Err(CloudError::Malformed {
+                status: status.as_u16(),
+                reason,
+                excerpt: String::new(),
+            }),
+            None => Ok(page),
+        }
+    }
+
+    /// Asks the cloud to amend a reading (a cloud-side correction, written
+    /// on top of its current version); answers the reading as the cloud
+    /// holds it afterwards. An unknown reading is a 404
+    /// ([`CloudError::status`] says so).
+    pub async fn amend(
+        &self,
+        reading_id: &str,
+        request: &AmendmentRequest,
+    ) -> Result<ReadingState, CloudError> {
+        let response = self
+            .send_json(
+                reqwest::Method::POST,
+                &contract::amendments_path(reading_id),
+                request,
+                None,
+            )
+            .await?;
+        self.answer(response, StatusCode::OK).await
+    }
+
+    /// A reading's current version as the cloud holds it. An unknown
+    /// reading is a 404 ([`CloudError::status`] says so).
+    pub async fn reading(&self, reading_id: &str) -> Result<ReadingState, CloudError> {
+        let response = self
+            .get(format!(
+                "{}{}",
+                self.base,
+                contract::reading_path(reading_id)
+            ))
+            .await?;
+        self.answer(response, StatusCode::OK).await
     }
 
     /// Compatibility mode: one reading to the simple API, answered 201.
@@ -303,8 +388,26 @@ impl CloudClient {
                 None,
             )
             .await?;
+        self.answer(response, StatusCode::CREATED).await
+    }
+
+    /// An authorized GET of `url`.
+    async fn get(&self, url: impl reqwest::IntoUrl) -> Result<Response, CloudError> {
+        self.authorized(self.http.get(url))
+            .send()
+            .await
+            .map_err(send_error)
+    }
+
+    /// The body of an answer that must have status `expected`; any other
+    /// status is the failure it names.
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        response: Response,
+        expected: StatusCode,
+    ) -> Result<T, CloudError> {
         let status = response.status();
-        if status != StatusCode::CREATED {
+        if status != expected {
             return Err(self.failure(response).await);
         }
         self.parse(status, response).await
@@ -360,6 +463,12 @@ impl CloudClient {
             .header(CONTENT_TYPE, "application/json");
         if let Some(key) = idempotency_key {
             request = request.header(contract::IDEMPOTENCY_KEY_HEADER, key);
+        }
+        // The caller's trace continues in the cloud (W3C traceparent).
+        let mut trace = reqwest::header::HeaderMap::new();
+        edge_runtime::trace_context::inject_http(&mut trace);
+        if !trace.is_empty() {
+            request = request.headers(trace);
         }
         self.with_body(request, body)
             .send()
@@ -561,6 +670,15 @@ fn match_results(batch: &PushBatch, answer: PushResponse) -> Result<PushOutcome,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_urls_carry_no_credentials() {
+        assert_eq!(
+            shown_url("https://user:secret@cloud.example.com:8443/edge?token=x#f"),
+            "https://cloud.example.com:8443/edge"
+        );
+        assert_eq!(shown_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+    }
     use crate::contract::{Hlc, Priority, VersionRecord, VersionStamp, VersionStatus};
 
     fn version(id: &str) -> VersionRecord {
@@ -582,6 +700,9 @@ mod tests {
                 },
                 site_id: "s".into(),
             },
+            quality: Default::default(),
+            note: None,
+            base: None,
         }
     }
 

@@ -26,6 +26,35 @@ pub fn unsent_path(site_id: &str) -> String {
     format!("/v1/sites/{site_id}/unsent")
 }
 
+/// The change feed for one site: versions written elsewhere (the cloud, other
+/// sites) of the readings the site originated and of the shared sensors it
+/// names, after a cursor. Query: `after`, `limit`, and `sensor` repeated.
+pub fn changes_path(site_id: &str) -> String {
+    format!("/v1/sites/{site_id}/changes")
+}
+
+/// Where the cloud's own amendments are made (`POST`), for one reading.
+pub fn amendments_path(reading_id: &str) -> String {
+    format!("/v1/readings/{reading_id}/amendments")
+}
+
+/// One reading's current version and how many versions the cloud holds.
+pub fn reading_path(reading_id: &str) -> String {
+    format!("/v1/readings/{reading_id}")
+}
+
+/// Most versions one page of the change feed holds; `limit` above it is `400`.
+pub const MAX_CHANGES_PAGE: usize = 10_000;
+
+/// Versions per page of the change feed when `limit` is absent.
+pub const DEFAULT_CHANGES_PAGE: usize = 1_000;
+
+/// Most shared sensors one change-feed request may name; more is `400`.
+pub const MAX_SHARED_SENSORS: usize = 100;
+
+/// Longest note an amendment may carry, in characters; more is rejected.
+pub const MAX_NOTE_CHARS: usize = 1_024;
+
 /// The simple single-reading API of compatibility mode.
 pub const SIMPLE_READINGS_PATH: &str = "/api/readings";
 
@@ -93,6 +122,74 @@ pub struct VersionRecord {
     pub clock_suspect: bool,
     /// Which version this is.
     pub version: VersionStamp,
+    /// Data quality as of this version (absent: `good`).
+    #[serde(default)]
+    pub quality: Quality,
+    /// A note an amendment attached (at most [`MAX_NOTE_CHARS`] characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The version this one amended; absent for a reading's first version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<VersionStamp>,
+}
+
+/// A reading's data quality, a correctable field of every version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    /// Nothing known against it.
+    #[default]
+    Good,
+    /// Doubtful: keep, but do not rely on it alone.
+    Suspect,
+    /// Known wrong (a faulty sensor): keep for the record, exclude from use.
+    Bad,
+}
+
+/// `POST /v1/readings/{reading_id}/amendments` body: the fields to correct.
+/// At least one must be present; absent ones keep the current version's value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AmendmentRequest {
+    /// Corrected degrees Celsius (finite, not below -273.15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature_celsius: Option<f64>,
+    /// Corrected percent relative humidity (finite, 0 to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub humidity_percent: Option<f64>,
+    /// New quality flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+    /// A note (at most [`MAX_NOTE_CHARS`] characters; empty clears it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `200` answer to an amendment, and to `GET /v1/readings/{reading_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadingState {
+    /// The reading's current version (for an amendment: the version it made,
+    /// which is current unless a concurrent version beats it under the rule).
+    pub current: VersionRecord,
+    /// Distinct versions of the reading the cloud holds.
+    pub versions: u64,
+    /// The rule the cloud resolves conflicts by.
+    pub policy: String,
+}
+
+/// `GET /v1/sites/{site_id}/changes` answer: one page of the change feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangesPage {
+    /// Versions written elsewhere, in the order the cloud stored them; never
+    /// one the asking site wrote itself.
+    pub versions: Vec<VersionRecord>,
+    /// Pass as `after` for the next page. Never smaller than the `after`
+    /// sent; it may move past versions the site was not given (filtered out).
+    pub next_cursor: u64,
+    /// More versions are waiting beyond this page.
+    pub more: bool,
+    /// The deployment's conflict rule (`lww`, `cloud-wins`, `edge-wins`):
+    /// every site applies what the cloud announces.
+    pub policy: String,
 }
 
 /// `POST /v1/sites/{site_id}/batches` body (optionally gzip-encoded).
@@ -201,7 +298,9 @@ pub struct Coverage {
     pub max_seq: u64,
     /// Seqs with at least one version held.
     pub held_seqs: u64,
-    /// Distinct versions held for the site's readings.
+    /// Distinct versions the site wrote (first writes and its amendments,
+    /// of its own readings or shared ones) that the cloud holds: what the
+    /// site counts as synced.
     pub versions: u64,
     /// Seqs accounted for as rejected (and not held).
     pub rejected_seqs: u64,

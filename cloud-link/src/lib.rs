@@ -5,11 +5,18 @@
 //!   `docs/cloud-api.yaml`), also used by the reference cloud server;
 //! - [`client`]: the HTTP client (gzip, bearer token, bounded responses,
 //!   failures sorted by what to do about them);
-//! - [`probe`]: the reachability probe with hysteresis.
+//! - [`probe`]: the reachability probe and its state machine (online,
+//!   degraded, offline) with hysteresis;
+//! - [`config`]: the flags both services take for the cloud and the probe;
+//! - [`gauges`]: the `cloud_reachable` / `cloud_unreachable_seconds` gauges
+//!   every probe exports under its own `probe` label.
 
 pub mod client;
+pub mod config;
 pub mod contract;
+pub mod gauges;
 pub mod probe;
 
 pub use client::{ClientConfig, CloudClient, CloudError, PushOutcome};
-pub use probe::{LinkStatus, ProbeConfig, Prober};
+pub use config::{ClientUse, CloudLinkArgs, LinkConfigError};
+pub use probe::{Hysteresis, LinkState, LinkStatus, ProbeConfig, Prober};

@@ -31,6 +31,9 @@ fn version(id: &str) -> VersionRecord {
             },
             site_id: "s".into(),
         },
+        quality: Default::default(),
+        note: None,
+        base: None,
     }
 }
 

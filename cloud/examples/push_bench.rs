@@ -66,6 +66,9 @@ fn body(first_seq: u64, count: u64, gzip: bool) -> Vec<u8> {
                 },
                 site_id: SITE.into(),
             },
+            quality: Default::default(),
+            note: None,
+            base: None,
         })
         .collect();
     let json = serde_json::to_vec(&PushBatch { versions }).unwrap_or_default();

@@ -5,7 +5,13 @@
 //!
 //! - `GET|PUT /admin/faults`: the [`Faults`] in force;
 //! - `GET /admin/stats`: [`CloudStats`];
-//! - `GET /admin/sites/{site_id}/versions?after=&limit=`: [`VersionsPage`];
+//! - `GET /admin/sites/{site_id}/versions?after=&limit=`: [`VersionsPage`]
+//!   (the versions a site pushed);
+//! - `GET /admin/current?origin=&after=&limit=`: [`CurrentVersionsPage`],
+//!   each reading's current version by reading id, so a test can check that
+//!   every replica holds the identical version (P4);
+//! - `GET /admin/conflicts?reading_id=&after=&limit=`: [`ConflictsPage`],
+//!   the audit log of resolved conflicts;
 //! - `GET /admin/simple-readings?after=&limit=`: [`SimpleReadingsPage`].
 
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use edge_cloud_link::contract::{Priority, VersionStamp};
+use edge_cloud_link::contract::{Priority, VersionRecord, VersionStamp};
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
@@ -53,8 +59,46 @@ pub struct StoredVersion {
     pub priority: Priority,
     /// The site flagged `measured_at` as suspect.
     pub clock_suspect: bool,
-    /// Cloud-wide number of the push that stored it (grows across restarts).
+    /// Cloud-wide number of the push that stored it (grows across restarts;
+    /// 0 for the cloud's own amendments, which no push carried).
     pub push: u64,
+}
+
+/// `GET /admin/current`: current versions by reading id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurrentVersionsPage {
+    /// Up to `limit` readings' current versions, by reading id.
+    pub versions: Vec<VersionRecord>,
+    /// Pass as `after` for the next page (a reading id); `null` at the end.
+    pub next: Option<String>,
+}
+
+/// One resolved conflict, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredConflict {
+    /// The log's id (order of resolution).
+    pub id: i64,
+    /// The reading.
+    pub reading_id: String,
+    /// The version the cloud held as current.
+    pub local: VersionStamp,
+    /// The concurrent version that arrived.
+    pub remote: VersionStamp,
+    /// `local` or `remote`: which is current after resolution.
+    pub winner: String,
+    /// The rule that decided (`lww`, `cloud-wins`, `edge-wins`).
+    pub policy: String,
+    /// The cloud's wall clock when it was resolved, µs since the epoch.
+    pub resolved_at_us: i64,
+}
+
+/// `GET /admin/conflicts`: the audit log by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictsPage {
+    /// Up to `limit` conflicts.
+    pub conflicts: Vec<StoredConflict>,
+    /// Pass as `after` for the next page; `null` at the end.
+    pub next: Option<i64>,
 }
 
 /// `GET /admin/sites/{site_id}/versions`: versions in storage order.
@@ -100,15 +144,37 @@ struct PageQuery {
 impl PageQuery {
     fn parse(query: Result<Query<PageQuery>, QueryRejection>) -> Result<(i64, u32), ApiError> {
         let Query(query) = query.map_err(|e| ApiError::invalid_field("query", e.body_text()))?;
-        let limit = query.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
-        if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid_field(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE_LIMIT}, got {limit}"),
-            ));
-        }
-        Ok((query.after.unwrap_or(0), limit))
+        Ok((query.after.unwrap_or(0), page_limit(query.limit)?))
     }
+}
+
+/// `?origin=&after=&limit=` of the current-version listing.
+#[derive(Debug, Deserialize)]
+struct CurrentQuery {
+    origin: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `?reading_id=&after=&limit=` of the conflict listing.
+#[derive(Debug, Deserialize)]
+struct ConflictsQuery {
+    reading_id: Option<String>,
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// A listing's page size: [`DEFAULT_PAGE_LIMIT`] when absent, at most
+/// [`MAX_PAGE_LIMIT`].
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+    if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE_LIMIT}, got {limit}"),
+        ));
+    }
+    Ok(limit)
 }
 
 #[derive(Clone)]
@@ -124,6 +190,8 @@ pub(crate) fn router(db: Arc<CloudDb>, faults: FaultState, counters: Arc<Counter
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/stats", get(stats))
         .route("/admin/sites/{site_id}/versions", get(versions))
+        .route("/admin/current", get(current))
+        .route("/admin/conflicts", get(conflicts))
         .route("/admin/simple-readings", get(simple_readings))
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
@@ -164,6 +232,38 @@ async fn versions(
     let page = state.db.versions_page(&site_id, after, limit).await?;
     Ok(Json(VersionsPage {
         versions: page.rows,
+        next: page.next,
+    }))
+}
+
+async fn current(
+    State(state): State<AdminState>,
+    query: Result<Query<CurrentQuery>, QueryRejection>,
+) -> Result<Json<CurrentVersionsPage>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid_field("query", e.body_text()))?;
+    let limit = page_limit(query.limit)?;
+    let page = state
+        .db
+        .current_page(query.origin.as_deref(), query.after.as_deref(), limit)
+        .await?;
+    Ok(Json(CurrentVersionsPage {
+        versions: page.rows,
+        next: page.next,
+    }))
+}
+
+async fn conflicts(
+    State(state): State<AdminState>,
+    query: Result<Query<ConflictsQuery>, QueryRejection>,
+) -> Result<Json<ConflictsPage>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid_field("query", e.body_text()))?;
+    let limit = page_limit(query.limit)?;
+    let page = state
+        .db
+        .conflicts_page(query.reading_id.as_deref(), query.after.unwrap_or(0), limit)
+        .await?;
+    Ok(Json(ConflictsPage {
+        conflicts: page.rows,
         next: page.next,
     }))
 }

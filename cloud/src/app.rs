@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_versioning::{SystemClock, WallClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
 use crate::config::CloudArgs;
-use crate::db::{CloudDb, DbError, DbOptions};
+use crate::db::{CloudDb, DbError, DbOptions, Versioning};
 use crate::faults::FaultState;
 use crate::stats::Counters;
 
@@ -62,18 +63,36 @@ pub struct CloudApp {
 impl CloudApp {
     /// Checks the configuration, opens and migrates the database, and binds
     /// both listeners (port 0 picks a free port; see [`Self::local_addr`]).
+    /// The cloud's wall clock is the system's.
     pub async fn build(args: &CloudArgs) -> Result<CloudApp, CloudError> {
+        Self::build_with_clock(args, Arc::new(SystemClock)).await
+    }
+
+    /// [`Self::build`] with the wall clock `clock`, which stamps the cloud's
+    /// amendments and measures the skew of what sites push: tests set it an
+    /// hour behind or a day back to see the HLC keep its order.
+    pub async fn build_with_clock(
+        args: &CloudArgs,
+        clock: Arc<dyn WallClock>,
+    ) -> Result<CloudApp, CloudError> {
         let token: Arc<str> = match args.token.as_deref().map(str::trim) {
             Some(token) if !token.is_empty() => token.into(),
             _ => return Err(CloudError::MissingToken),
         };
-        let db = CloudDb::open(&DbOptions {
-            database_url: args.database_url.clone(),
-            data_dir: args.data_dir.clone(),
-            read_connections: args.read_connections,
-        })
+        let db = CloudDb::open(
+            &DbOptions {
+                database_url: args.database_url.clone(),
+                data_dir: args.data_dir.clone(),
+                read_connections: args.read_connections,
+            },
+            Versioning {
+                policy: args.conflict_policy,
+                clock,
+                max_clock_skew: args.max_clock_skew,
+            },
+        )
         .await?;
-        tracing::info!(backend = db.backend(), "cloud database ready");
+        tracing::info!(backend = db.backend(), policy = %args.conflict_policy, "cloud database ready");
         let db = Arc::new(db);
         let public = bind("public", args.listen).await?;
         let admin = bind("admin", args.admin_listen).await?;

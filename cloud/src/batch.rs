@@ -6,7 +6,8 @@
 //! Batch-level refusals (bad JSON, too many versions, the injected
 //! `batch_reject_sensors` fault) are decided in [`crate::api`], before this.
 
-use edge_cloud_link::contract::VersionRecord;
+use edge_cloud_link::contract::{MAX_NOTE_CHARS, VersionRecord, VersionStamp};
+use edge_versioning::CLOUD_SITE_ID;
 
 use crate::faults::Faults;
 
@@ -22,7 +23,8 @@ pub const ABSOLUTE_ZERO_CELSIUS: f64 = -273.15;
 /// A batch after per-version checks, ready to store.
 #[derive(Debug)]
 pub(crate) struct CheckedBatch {
-    /// The site in the path: the pusher and the readings' origin.
+    /// The site in the path: the pusher. The origin of most of its versions'
+    /// readings, but not of its amendments of shared sensors' readings.
     pub site_id: String,
     /// The versions, in the order sent.
     pub versions: Vec<VersionRecord>,
@@ -76,39 +78,77 @@ pub(crate) fn check_version(
             i64::MAX
         ));
     }
-    if version.origin_site_id != site_id {
+    // A site pushes the versions of its own readings, and the amendments it
+    // wrote itself (of its readings or of a shared sensor's, originated
+    // elsewhere); never a version someone else wrote of someone else's reading.
+    if version.origin_site_id != site_id && version.version.site_id != site_id {
         return Err(format!(
-            "origin_site_id {:?} is not the pushing site {site_id:?}",
-            truncated(&version.origin_site_id)
+            "origin_site_id {:?} is not the pushing site {site_id:?}, and neither is \
+             version.site_id {:?}: a site pushes its own readings and its own amendments",
+            truncated(&version.origin_site_id),
+            truncated(&version.version.site_id)
         ));
     }
     check_sensor_id(&version.sensor_id)?;
     check_temperature(version.temperature_celsius)?;
     check_humidity(version.humidity_percent)?;
-    if version.version.site_id.is_empty() {
-        return Err("version.site_id is empty".into());
-    }
-    if version.version.site_id.chars().count() > MAX_SENSOR_ID_CHARS {
+    check_stamp("version", &version.version)?;
+    if version.version.site_id == CLOUD_SITE_ID {
         return Err(format!(
-            "version.site_id is longer than {MAX_SENSOR_ID_CHARS} characters"
+            "version.site_id {CLOUD_SITE_ID:?} is reserved for the cloud's own amendments"
         ));
     }
-    if version.version.hlc.logical > MAX_HLC_LOGICAL {
-        return Err(format!(
-            "version.hlc.logical {} is above {MAX_HLC_LOGICAL}",
-            version.version.hlc.logical
-        ));
+    if let Some(note) = &version.note {
+        check_note(note)?;
     }
-    if i64::try_from(version.version.hlc.physical_ms).is_err() {
-        return Err(format!(
-            "version.hlc.physical_ms {} is out of range",
-            version.version.hlc.physical_ms
-        ));
+    if let Some(base) = &version.base {
+        check_stamp("base", base)?;
+        if base == &version.version {
+            return Err("base names the version itself".into());
+        }
     }
     if faults.reject_sensors.contains(&version.sensor_id) {
         return Err(format!(
             "sensor {} is not registered with the cloud",
             version.sensor_id
+        ));
+    }
+    Ok(())
+}
+
+/// A version stamp (`what` is `version` or `base`): a writer's site id of 1
+/// to [`MAX_SENSOR_ID_CHARS`] characters, a logical counter that fits 16 bits
+/// and a physical part that fits the database's signed 64 bits.
+fn check_stamp(what: &str, stamp: &VersionStamp) -> Result<(), String> {
+    if stamp.site_id.is_empty() {
+        return Err(format!("{what}.site_id is empty"));
+    }
+    if stamp.site_id.chars().count() > MAX_SENSOR_ID_CHARS {
+        return Err(format!(
+            "{what}.site_id is longer than {MAX_SENSOR_ID_CHARS} characters"
+        ));
+    }
+    if stamp.hlc.logical > MAX_HLC_LOGICAL {
+        return Err(format!(
+            "{what}.hlc.logical {} is above {MAX_HLC_LOGICAL}",
+            stamp.hlc.logical
+        ));
+    }
+    if i64::try_from(stamp.hlc.physical_ms).is_err() {
+        return Err(format!(
+            "{what}.hlc.physical_ms {} is out of range",
+            stamp.hlc.physical_ms
+        ));
+    }
+    Ok(())
+}
+
+/// Notes: at most [`MAX_NOTE_CHARS`] characters.
+pub(crate) fn check_note(note: &str) -> Result<(), String> {
+    let chars = note.chars().count();
+    if chars > MAX_NOTE_CHARS {
+        return Err(format!(
+            "note has {chars} characters; at most {MAX_NOTE_CHARS} are allowed"
         ));
     }
     Ok(())
@@ -179,6 +219,9 @@ mod tests {
                 },
                 site_id: "ship-1".into(),
             },
+            quality: Default::default(),
+            note: None,
+            base: None,
         }
     }
 
@@ -221,10 +264,49 @@ mod tests {
                 "version.site_id",
             ),
             (
-                Box::new(|v| v.origin_site_id = "other".into()),
+                Box::new(|v| {
+                    v.origin_site_id = "other".into();
+                    v.version.site_id = "other".into();
+                }),
                 "origin_site_id",
             ),
             (Box::new(|v| v.version.hlc.logical = 65_536), "logical"),
+            (
+                Box::new(|v| v.version.site_id = CLOUD_SITE_ID.into()),
+                "reserved for the cloud",
+            ),
+            (
+                Box::new(|v| v.note = Some("n".repeat(MAX_NOTE_CHARS + 1))),
+                "note has 1025 characters",
+            ),
+            (
+                Box::new(|v| {
+                    v.base = Some(VersionStamp {
+                        hlc: Hlc {
+                            physical_ms: 1,
+                            logical: 70_000,
+                        },
+                        site_id: "ship-1".into(),
+                    })
+                }),
+                "base.hlc.logical",
+            ),
+            (
+                Box::new(|v| v.base = Some(v.version.clone())),
+                "base names the version itself",
+            ),
+            (
+                Box::new(|v| {
+                    v.base = Some(VersionStamp {
+                        hlc: Hlc {
+                            physical_ms: 1,
+                            logical: 0,
+                        },
+                        site_id: String::new(),
+                    })
+                }),
+                "base.site_id is empty",
+            ),
         ];
         for (change, expected) in cases {
             let got = reason(change).unwrap_or_default();
@@ -233,6 +315,22 @@ mod tests {
                 "{got:?} should mention {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_site_may_push_its_own_amendment_of_a_reading_originated_elsewhere() {
+        let mut v = version();
+        v.origin_site_id = "mine-2".into();
+        v.note = Some("n".repeat(MAX_NOTE_CHARS));
+        v.base = Some(VersionStamp {
+            hlc: Hlc {
+                physical_ms: 1,
+                logical: 0,
+            },
+            site_id: "mine-2".into(),
+        });
+        v.version.hlc.logical = 1;
+        assert_eq!(check_version("ship-1", &v, &Faults::default()), Ok(()));
     }
 
     #[test]

@@ -9,10 +9,12 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::admin::{
-    MAX_PAGE_LIMIT, SimpleReadingsPage, StoredSimpleReading, StoredVersion, VersionsPage,
+    ConflictsPage, CurrentVersionsPage, MAX_PAGE_LIMIT, SimpleReadingsPage, StoredConflict,
+    StoredSimpleReading, StoredVersion, VersionsPage,
 };
 use crate::faults::Faults;
 use crate::stats::CloudStats;
+use edge_cloud_link::contract::VersionRecord;
 
 /// An admin API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,14 @@ pub enum AdminClientError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Build(#[source] reqwest::Error),
+    /// The admin URL does not parse.
+    #[error("{url} is not a URL: {message}")]
+    Url {
+        /// The URL built.
+        url: String,
+        /// What the parser said.
+        message: String,
+    },
     /// The request did not get an answer (connection, timeout).
     #[error("request to {url} failed: {source}")]
     Request {
@@ -150,6 +160,90 @@ impl AdminClient {
         }
     }
 
+    /// One page of the readings' current versions, by reading id after
+    /// `after`, optionally only of readings that originated at `origin`.
+    pub async fn current_page(
+        &self,
+        origin: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<CurrentVersionsPage, AdminClientError> {
+        let mut url = self.url("/admin/current")?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("limit", &limit.to_string());
+            if let Some(origin) = origin {
+                query.append_pair("origin", origin);
+            }
+            if let Some(after) = after {
+                query.append_pair("after", after);
+            }
+        }
+        self.get(url.as_str()).await
+    }
+
+    /// Every reading's current version (of one origin site, if given), by
+    /// reading id: what a replica must hold identically (P4).
+    pub async fn all_current(
+        &self,
+        origin: Option<&str>,
+    ) -> Result<Vec<VersionRecord>, AdminClientError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .current_page(origin, after.as_deref(), MAX_PAGE_LIMIT)
+                .await?;
+            all.extend(page.versions);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of the conflict audit log after id `after`, optionally only
+    /// of `reading_id`.
+    pub async fn conflicts_page(
+        &self,
+        reading_id: Option<&str>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<ConflictsPage, AdminClientError> {
+        let mut url = self.url("/admin/conflicts")?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("limit", &limit.to_string());
+            if let Some(reading_id) = reading_id {
+                query.append_pair("reading_id", reading_id);
+            }
+            if let Some(after) = after {
+                query.append_pair("after", &after.to_string());
+            }
+        }
+        self.get(url.as_str()).await
+    }
+
+    /// The whole conflict audit log (of one reading, if given), in the
+    /// order the conflicts were resolved.
+    pub async fn all_conflicts(
+        &self,
+        reading_id: Option<&str>,
+    ) -> Result<Vec<StoredConflict>, AdminClientError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .conflicts_page(reading_id, after, MAX_PAGE_LIMIT)
+                .await?;
+            all.extend(page.conflicts);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
     /// One page of the simple-API readings, after id `after`.
     pub async fn simple_readings_page(
         &self,
@@ -191,6 +285,15 @@ impl AdminClient {
             coverage_path(site_id)
         );
         send(self.http.get(&url).bearer_auth(token), url).await
+    }
+
+    /// `base` + `path`, parsed so a query can be added with proper escaping.
+    fn url(&self, path: &str) -> Result<reqwest::Url, AdminClientError> {
+        let url = format!("{}{path}", self.base);
+        reqwest::Url::parse(&url).map_err(|err| AdminClientError::Url {
+            url,
+            message: err.to_string(),
+        })
     }
 
     async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, AdminClientError> {

@@ -1,12 +1,15 @@
 //! `edge cloud`'s flags. Every flag has an environment fallback. There is no
 //! default bearer token: a cloud that accepts any client is a configuration
 //! mistake, so a missing token fails start-up with a message naming the flag.
+//! The conflict rule is one setting for the whole deployment: the cloud
+//! announces it on its change feed and every site applies what it announces.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use edge_versioning::Policy;
 
 /// Default public port of the reference cloud (DESIGN §7).
 pub const DEFAULT_CLOUD_PORT: u16 = 8080;
@@ -74,7 +77,31 @@ pub struct CloudArgs {
         value_parser = humantime::parse_duration
     )]
     pub shutdown_grace: Duration,
+
+    /// The deployment's conflict rule between concurrent versions of a
+    /// reading: `lww` (last writer wins on (HLC, site id)), `cloud-wins` or
+    /// `edge-wins`. Announced to every site with the change feed.
+    #[arg(
+        long = "conflict-policy",
+        env = "EDGE_CONFLICT_POLICY",
+        default_value = "lww"
+    )]
+    pub conflict_policy: Policy,
+
+    /// A pushed version whose HLC is further ahead of the cloud's wall clock
+    /// than this is still accepted (and moves the cloud's clock), but counted
+    /// in the admin stats and logged: some writer's clock is wrong.
+    #[arg(
+        long = "max-clock-skew",
+        env = "EDGE_CLOUD_MAX_CLOCK_SKEW",
+        default_value = "5m",
+        value_parser = humantime::parse_duration
+    )]
+    pub max_clock_skew: Duration,
 }
+
+/// Default `--max-clock-skew`.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 impl CloudArgs {
     /// Defaults as `edge cloud` would use them, with the given token.
@@ -87,6 +114,8 @@ impl CloudArgs {
             token: Some(token.into()),
             read_connections: 4,
             shutdown_grace: Duration::from_secs(10),
+            conflict_policy: Policy::Lww,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 
@@ -119,6 +148,43 @@ impl std::fmt::Debug for CloudArgs {
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("read_connections", &self.read_connections)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("conflict_policy", &self.conflict_policy)
+            .field("max_clock_skew", &self.max_clock_skew)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cloud: CloudArgs,
+    }
+
+    #[test]
+    fn the_policy_and_skew_parse_and_default() {
+        let cli = Cli::try_parse_from(["edge"]).expect("defaults");
+        assert_eq!(cli.cloud.conflict_policy, Policy::Lww);
+        assert_eq!(cli.cloud.max_clock_skew, DEFAULT_MAX_CLOCK_SKEW);
+        let cli = Cli::try_parse_from([
+            "edge",
+            "--conflict-policy",
+            "cloud-wins",
+            "--max-clock-skew",
+            "90s",
+        ])
+        .expect("flags");
+        assert_eq!(cli.cloud.conflict_policy, Policy::CloudWins);
+        assert_eq!(cli.cloud.max_clock_skew, Duration::from_secs(90));
+        let err = Cli::try_parse_from(["edge", "--conflict-policy", "newest"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("lww, cloud-wins or edge-wins"), "{err}");
     }
 }

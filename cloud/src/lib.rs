@@ -5,13 +5,18 @@
 //! A tour:
 //!
 //! - [`config`]: [`CloudArgs`], the flags (`--listen`, `--admin-listen`,
-//!   `--cloud-data-dir`, `--cloud-database-url`, `--cloud-token`), flattened
-//!   into `edge cloud`;
-//! - [`app`]: [`CloudApp::build`] opens the database and binds both ports;
+//!   `--cloud-data-dir`, `--cloud-database-url`, `--cloud-token`,
+//!   `--conflict-policy`, `--max-clock-skew`), flattened into `edge cloud`;
+//! - [`app`]: [`CloudApp::build`] opens the database and binds both ports
+//!   ([`CloudApp::build_with_clock`] with an injected wall clock);
 //!   [`CloudApp::run`] serves until cancelled;
 //! - `api`: the public routes (health, batch push, coverage, unsent
-//!   reports, the simple API), their middleware and their one error type;
+//!   reports, amendments and reading state, the change feed, the simple
+//!   API), their middleware and their one error type;
 //! - `batch`: the per-version rules a pushed version must meet;
+//! - `amend`: what a cloud amendment may change, and the version it makes;
+//! - `resolve`: offering versions to readings' histories (the rule itself is
+//!   `edge_versioning`'s) and moving the cloud's hybrid logical clock;
 //! - `db`: the SQL, once for both backends; one write connection so a push
 //!   is one serialised transaction and an answer means committed;
 //! - `server`: the public port's accept loop, serving connections itself so
@@ -22,6 +27,7 @@
 //! - [`stats`]: the counters behind `GET /admin/stats`.
 
 pub mod admin;
+mod amend;
 mod api;
 pub mod app;
 mod batch;
@@ -29,10 +35,14 @@ pub mod client;
 pub mod config;
 mod db;
 pub mod faults;
+mod resolve;
 mod server;
 pub mod stats;
 
-pub use admin::{SimpleReadingsPage, StoredSimpleReading, StoredVersion, VersionsPage};
+pub use admin::{
+    ConflictsPage, CurrentVersionsPage, SimpleReadingsPage, StoredConflict, StoredSimpleReading,
+    StoredVersion, VersionsPage,
+};
 pub use app::{CloudApp, CloudError};
 pub use client::{AdminClient, AdminClientError, ErrorBodyOrText};
 pub use config::CloudArgs;

@@ -17,6 +17,9 @@ pub(crate) struct Counters {
     pub batch_replays: AtomicU64,
     pub simple_received: AtomicU64,
     pub unsent_reports: AtomicU64,
+    pub amendments: AtomicU64,
+    pub conflicts_resolved: AtomicU64,
+    pub clock_skew_versions: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -37,6 +40,9 @@ impl Counters {
             batch_replays: get(&self.batch_replays),
             simple_received: get(&self.simple_received),
             unsent_reports: get(&self.unsent_reports),
+            amendments: get(&self.amendments),
+            conflicts_resolved: get(&self.conflicts_resolved),
+            clock_skew_versions: get(&self.clock_skew_versions),
         }
     }
 }
@@ -60,4 +66,14 @@ pub struct CloudStats {
     pub simple_received: u64,
     /// Unsent reports answered `200`.
     pub unsent_reports: u64,
+    /// Amendments the cloud made (`POST /v1/readings/{id}/amendments`).
+    #[serde(default)]
+    pub amendments: u64,
+    /// Conflicts resolved (pushes and amendments); each is in the audit log.
+    #[serde(default)]
+    pub conflicts_resolved: u64,
+    /// Versions accepted although their HLC was more than
+    /// `--max-clock-skew` ahead of the cloud's wall clock.
+    #[serde(default)]
+    pub clock_skew_versions: u64,
 }

@@ -160,7 +160,10 @@ async fn invalid_versions_are_rejected_one_by_one(db: &TestDatabase) {
     let mut pushed = batch(SITE, 1..=6);
     pushed.versions[1].reading_id = "not-a-uuid".into();
     pushed.versions[2].humidity_percent = 140.0;
+    // Someone else's version of someone else's reading (a site may push
+    // only its own readings and its own amendments).
     pushed.versions[3].origin_site_id = "someone-else".into();
+    pushed.versions[3].version.site_id = "someone-else".into();
     pushed.versions[4].version.hlc.logical = 70_000;
     let answer = cloud.push_ok(SITE, "mixed", &pushed).await;
     use VersionStatus::*;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use edge_runtime::RuntimeArgs;
+use health_svc::HealthConfig;
 use ingest_svc::IngestConfig;
 use store_svc::StoreConfig;
 use sync_svc::SyncConfig;
@@ -20,9 +21,14 @@ pub struct Cli {
 /// What to do.
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the mesh (store-svc, ingest-svc and sync-svc) in this process, on
-    /// SQLite in the data directory unless --database-url says otherwise.
+    /// Run the mesh (store-svc, ingest-svc, sync-svc and health-svc) in this
+    /// process, on SQLite in the data directory unless --database-url says
+    /// otherwise.
     Up(Box<UpArgs>),
+    /// One screen for an operator: the cloud link (and how long it has been
+    /// offline), each service's health, the backlog, the last sync, dead
+    /// letters. A service that does not answer is reported on its line.
+    Status(StatusArgs),
     /// Page through stored readings.
     Query(QueryArgs),
     /// Print the site's books: readings, backlog, dead letters, database size.
@@ -31,6 +37,12 @@ pub enum Command {
     Sync(SyncArgs),
     /// Versions the cloud rejected as permanently invalid: list, re-drive.
     DeadLetters(DeadLettersArgs),
+    /// Correct a stored reading (values, quality flag, note): a new version,
+    /// current at once and sent to the cloud like a reading.
+    Amend(AmendArgs),
+    /// The audit log of conflicts this site resolved when it pulled the
+    /// cloud's changes: both versions, the winner, the rule.
+    Conflicts(ConflictsArgs),
     /// Run the reference cloud server (the cloud contract, for tests, demos
     /// and a central hub).
     Cloud(Box<CloudCommandArgs>),
@@ -51,9 +63,15 @@ pub struct UpArgs {
     pub ingest: IngestConfig,
     #[command(flatten)]
     pub sync: SyncConfig,
+    /// health-svc's own flags. It watches the services of this process and
+    /// probes the cloud of --cloud-url with the same --probe-* settings as
+    /// sync-svc (each runs its own probe).
+    #[command(flatten)]
+    pub health: HealthConfig,
     /// Once every service listens, write their addresses here as JSON
-    /// (`{"ingest": "…", "store": "…", "sync": "…", "metrics": "…"}`). For
-    /// scripts and tests that bind port 0.
+    /// (`{"ingest": "…", "store": "…", "sync": "…", "health": "…",
+    /// "metrics": "…", "site_id": "…"}`). For scripts and tests that bind
+    /// port 0.
     #[arg(long, env = "EDGE_READY_FILE")]
     pub ready_file: Option<PathBuf>,
 }
@@ -89,6 +107,50 @@ pub struct SyncTarget {
     /// sync-svc's gRPC address.
     #[arg(long, env = "EDGE_SYNC_URL", default_value = "http://127.0.0.1:50053")]
     pub sync_url: String,
+}
+
+/// Where health-svc is.
+#[derive(Args, Clone)]
+pub struct HealthTarget {
+    /// health-svc's gRPC address.
+    #[arg(
+        long,
+        env = "EDGE_HEALTH_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub health_url: String,
+}
+
+/// Where ingest-svc is.
+#[derive(Args, Clone)]
+pub struct IngestTarget {
+    /// ingest-svc's gRPC address.
+    #[arg(
+        long,
+        env = "EDGE_INGEST_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub ingest_url: String,
+}
+
+/// `edge status`.
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub health: HealthTarget,
+    #[command(flatten)]
+    pub store: StoreTarget,
+    #[command(flatten)]
+    pub sync: SyncTarget,
+    /// Asked directly (`grpc.health.v1`) only when health-svc does not answer.
+    #[command(flatten)]
+    pub ingest: IngestTarget,
+    /// Deadline for each question, connecting included.
+    #[arg(long, env = "EDGE_STATUS_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// `edge sync`.
@@ -160,6 +222,54 @@ pub enum SyncStateArg {
     Synced,
     /// Rejected by the cloud.
     DeadLettered,
+}
+
+/// `edge amend`.
+#[derive(Args)]
+pub struct AmendArgs {
+    #[command(flatten)]
+    pub target: StoreTarget,
+    /// The reading's id (lower-case hyphenated UUID).
+    pub reading_id: String,
+    /// Corrected temperature, °C.
+    #[arg(long, allow_negative_numbers = true)]
+    pub temperature: Option<f64>,
+    /// Corrected relative humidity, %.
+    #[arg(long)]
+    pub humidity: Option<f64>,
+    /// New quality flag.
+    #[arg(long, value_enum)]
+    pub quality: Option<QualityArg>,
+    /// A note (at most 1024 characters; "" clears it).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// A reading's quality flag.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QualityArg {
+    /// Nothing known against it.
+    Good,
+    /// Doubtful.
+    Suspect,
+    /// Known wrong (a faulty sensor).
+    Bad,
+}
+
+/// `edge conflicts`.
+#[derive(Args)]
+pub struct ConflictsArgs {
+    #[command(flatten)]
+    pub target: StoreTarget,
+    /// Stop after this many entries.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// Output format.
@@ -270,13 +380,8 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 /// `edge simulate`.
 #[derive(Args)]
 pub struct SimulateArgs {
-    /// ingest-svc's gRPC address.
-    #[arg(
-        long,
-        env = "EDGE_INGEST_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub ingest_url: String,
+    #[command(flatten)]
+    pub target: IngestTarget,
     #[command(flatten)]
     pub load: LoadArgs,
 }

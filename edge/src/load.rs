@@ -259,7 +259,7 @@ pub async fn run(ingest_url: &str, spec: &LoadArgs) -> anyhow::Result<Report> {
 
 /// `edge simulate`.
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    let r = run(&args.ingest_url, &args.load).await?;
+    let r = run(&args.target.ingest_url, &args.load).await?;
     println!(
         "{} readings acknowledged in {:.1}s: {:.0} readings/s, {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms, {} failed calls",
         r.readings,

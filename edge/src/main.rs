@@ -5,6 +5,8 @@ mod bench_sync;
 mod cli;
 mod load;
 mod ops;
+mod revision_ops;
+mod status_ops;
 mod sync_ops;
 mod up;
 
@@ -13,16 +15,22 @@ use anyhow::Context as _;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli: cli::Cli = edge_runtime::parse_config();
-    match cli.command {
+    let result = match cli.command {
         cli::Command::Up(args) => up::run(*args).await,
+        cli::Command::Status(args) => status_ops::status(args).await,
         cli::Command::Query(args) => ops::query(args).await,
         cli::Command::Stats(args) => ops::stats(args).await,
         cli::Command::Sync(args) => sync_ops::sync(args).await,
         cli::Command::DeadLetters(args) => sync_ops::dead_letters(args).await,
+        cli::Command::Amend(args) => revision_ops::amend(args).await,
+        cli::Command::Conflicts(args) => revision_ops::conflicts(args).await,
         cli::Command::Cloud(args) => edge_cloud_run(*args).await,
         cli::Command::Simulate(args) => load::simulate(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
-    }
+    };
+    // The last spans, when traces are exported.
+    edge_runtime::telemetry::shutdown();
+    result
 }
 
 /// `edge cloud`: the reference cloud until SIGTERM or Ctrl-C.

@@ -33,7 +33,67 @@ pub(crate) fn rfc3339(ts: Option<&Timestamp>) -> String {
     .unwrap_or_else(|| "-".into())
 }
 
-fn state_name(state: i32) -> &'static str {
+/// The table's flags column: clock_suspect, a quality other than good, and
+/// whether a note is attached.
+fn flags(r: &pb::StoredReading) -> String {
+    let mut flags = Vec::new();
+    if r.clock_suspect {
+        flags.push("clock_suspect");
+    }
+    match quality_name(r.quality) {
+        "good" => {}
+        other => flags.push(other),
+    }
+    if !r.note.is_empty() {
+        flags.push("noted");
+    }
+    flags.join(",")
+}
+
+/// A quality flag's name.
+pub(crate) fn quality_name(quality: i32) -> &'static str {
+    match pb::Quality::try_from(quality) {
+        Ok(pb::Quality::Suspect) => "suspect",
+        Ok(pb::Quality::Bad) => "bad",
+        _ => "good",
+    }
+}
+
+/// `site:physical_ms.logical`, how versions are shown.
+pub(crate) fn version_text(v: Option<&pb::VersionStamp>) -> String {
+    v.map(|v| {
+        let hlc = v.hlc.unwrap_or_default();
+        format!("{}.{}@{}", hlc.physical_ms, hlc.logical, v.site_id)
+    })
+    .unwrap_or_else(|| "-".into())
+}
+
+/// One reading as a JSON line.
+pub(crate) fn reading_json(r: &pb::StoredReading) -> serde_json::Value {
+    let priority = if r.priority == pb::Priority::Critical as i32 {
+        "critical"
+    } else {
+        "normal"
+    };
+    serde_json::json!({
+        "seq": r.seq,
+        "id": r.id,
+        "sensor_id": r.sensor_id,
+        "measured_at": rfc3339(r.measured_at.as_ref()),
+        "received_at": rfc3339(r.received_at.as_ref()),
+        "temperature_celsius": r.temperature_celsius,
+        "humidity_percent": r.humidity_percent,
+        "priority": priority,
+        "site_id": r.site_id,
+        "sync_state": state_name(r.sync_state),
+        "clock_suspect": r.clock_suspect,
+        "quality": quality_name(r.quality),
+        "note": r.note,
+        "version": version_text(r.version.as_ref()),
+    })
+}
+
+pub(crate) fn state_name(state: i32) -> &'static str {
     match pb::SyncState::try_from(state) {
         Ok(pb::SyncState::Pending) => "pending",
         Ok(pb::SyncState::Synced) => "synced",
@@ -93,24 +153,9 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
                     r.humidity_percent,
                     priority,
                     state_name(r.sync_state),
-                    if r.clock_suspect { "clock_suspect" } else { "" }
+                    flags(&r)
                 ),
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({
-                        "seq": r.seq,
-                        "id": r.id,
-                        "sensor_id": r.sensor_id,
-                        "measured_at": rfc3339(r.measured_at.as_ref()),
-                        "received_at": rfc3339(r.received_at.as_ref()),
-                        "temperature_celsius": r.temperature_celsius,
-                        "humidity_percent": r.humidity_percent,
-                        "priority": priority,
-                        "site_id": r.site_id,
-                        "sync_state": state_name(r.sync_state),
-                        "clock_suspect": r.clock_suspect,
-                    })
-                ),
+                Format::Json => println!("{}", reading_json(&r)),
             }
         }
         if page.next_page_token.is_empty() {

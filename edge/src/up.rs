@@ -1,12 +1,13 @@
-//! `edge up`: store-svc, ingest-svc and sync-svc in one process, each on its own port,
-//! sharing one metrics endpoint. The services are the same libraries the
-//! per-service binaries run; only the wiring is here.
+//! `edge up`: store-svc, ingest-svc, sync-svc and health-svc in one process,
+//! each on its own port, sharing one metrics endpoint. The services are the
+//! same libraries the per-service binaries run; only the wiring is here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use edge_runtime::{Shutdown, metrics_http, shutdown, telemetry};
+use health_svc::{HealthApp, MeshTargets};
 use ingest_svc::IngestApp;
 use store_svc::StoreApp;
 use store_svc::hlc::SystemClock;
@@ -124,14 +125,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("ingest-svc could not start")?;
     let ingest_addr = ingest.local_addr();
 
+    // ingest-svc and sync-svc stop on `mesh_stop`, once health-svc has
+    // stopped (see the shutdown order below).
+    let mesh_stop = Shutdown::new();
     let store_url = format!("http://{}", dialable(store_addr));
-    let (sync_addr, sync_task) = spawn_sync(&args, store_url, shutdown.clone()).await?;
+    let (sync_addr, sync_task) = spawn_sync(&args, store_url, mesh_stop.clone()).await?;
+
+    // health-svc watches the services of this process at their real
+    // addresses and probes the same cloud as sync-svc, with its own probe.
+    let targets = MeshTargets {
+        ingest_url: format!("http://{}", dialable(ingest_addr)),
+        store_url: format!("http://{}", dialable(store_addr)),
+        sync_url: format!("http://{}", dialable(sync_addr)),
+    };
+    let health = HealthApp::build(&args.health, &args.sync.link, &targets, &args.runtime)
+        .await
+        .context("health-svc could not start")?;
+    let health_addr = health.local_addr();
 
     if let Some(path) = &args.ready_file {
         let ready = serde_json::json!({
             "ingest": dialable(ingest_addr).to_string(),
             "store": dialable(store_addr).to_string(),
             "sync": dialable(sync_addr).to_string(),
+            "health": dialable(health_addr).to_string(),
             "metrics": dialable(metrics_addr).to_string(),
             "site_id": site_id,
         });
@@ -142,16 +159,41 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ingest = %ingest_addr,
         store = %store_addr,
         sync = %sync_addr,
+        health = %health_addr,
         metrics = %metrics_addr,
         "edge mesh up"
     );
 
-    // Shutdown order: ingest-svc and sync-svc stop first (ingest drains its
-    // in-flight calls, sync abandons its push: the lease lapses and the batch
-    // goes again later), so their calls can still reach store-svc; then
-    // store-svc drains and closes the database. If store-svc stops on its own (a serving error),
+    // Shutdown order: health-svc stops first (so it does not report the
+    // mesh going down as a fault, and its watchers' streams end cleanly);
+    // then ingest-svc and sync-svc (ingest drains its in-flight calls, sync
+    // abandons its push: the lease lapses and the batch goes again later),
+    // so their calls can still reach store-svc; then store-svc drains and
+    // closes the database. If store-svc stops on its own (a serving error),
     // the whole process shuts down rather than leave ingest-svc answering
-    // UNAVAILABLE forever.
+    // UNAVAILABLE forever. If health-svc fails, the mesh keeps running
+    // (nothing at the site depends on it) and the error is reported at exit.
+    let health_stopped = Shutdown::new();
+    let health_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let stopped = health_stopped.clone();
+        async move {
+            let result = health.run(shutdown).await;
+            if let Err(err) = &result {
+                tracing::error!(%err, "health-svc failed; the mesh keeps running");
+            }
+            stopped.cancel();
+            result
+        }
+    });
+    tokio::spawn({
+        let (shutdown, mesh_stop) = (shutdown.clone(), mesh_stop.clone());
+        async move {
+            shutdown.cancelled().await;
+            health_stopped.cancelled().await;
+            mesh_stop.cancel();
+        }
+    });
     let store_stop = Shutdown::new();
     let store_task = tokio::spawn({
         let store_stop = store_stop.clone();
@@ -162,8 +204,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             result
         }
     });
-    let ingest_result = ingest.run(shutdown.clone()).await;
+    let ingest_result = ingest.run(mesh_stop.clone()).await;
     shutdown.cancel();
+    let health_result = health_task.await.context("health-svc task failed")?;
+    mesh_stop.cancel();
     let sync_result = sync_task.await.context("sync-svc thread failed")?;
     store_stop.cancel();
     let store_result = store_task.await.context("store-svc task failed")?;
@@ -171,5 +215,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     ingest_result.context("ingest-svc failed")?;
     sync_result.context("sync-svc failed")?;
     store_result.context("store-svc failed")?;
+    health_result.context("health-svc failed")?;
     Ok(())
 }

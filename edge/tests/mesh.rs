@@ -481,3 +481,86 @@ async fn health_and_reflection_answer_on_every_service() {
     mesh.stop().await;
     db.cleanup().await;
 }
+
+/// `edge amend` corrects a reading an operator names: the new version is
+/// current at once and queued for the cloud; a bad value is refused naming
+/// the field; `edge conflicts` lists the (empty) audit log.
+#[tokio::test]
+async fn edge_amend_corrects_a_reading_and_edge_conflicts_lists_the_log() {
+    let db = TestDatabase::new(edge_testkit::Backend::Sqlite)
+        .await
+        .expect("sqlite");
+    let mut mesh = Mesh::start(&db).await;
+    let reply = mesh
+        .ingest_client
+        .ingest(pb::IngestRequest {
+            readings: vec![reading("deck-1", 21.5)],
+        })
+        .await
+        .expect("ingest")
+        .into_inner();
+    let id = reply.results[0].id.clone();
+    let store_url = format!("http://{}", mesh.store.addr);
+    // Async: the store runs on this test's runtime.
+    let edge = |args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+            .args(args)
+            .args(["--store-url", &store_url])
+            .output()
+    };
+
+    let out = edge(&[
+        "amend",
+        &id,
+        "--quality",
+        "bad",
+        "--note",
+        "iced over",
+        "--temperature",
+        "-3.5",
+        "--format",
+        "json",
+    ])
+    .await
+    .expect("edge runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let amended: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(amended["quality"], "bad");
+    assert_eq!(amended["note"], "iced over");
+    assert_eq!(amended["temperature_celsius"], -3.5);
+    assert_eq!(amended["sync_state"], "pending");
+    let stored = mesh.all_readings().await;
+    assert_eq!(stored[0].quality, pb::Quality::Bad as i32);
+    let stats = mesh
+        .store_client
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(stats.unsynced_versions, 2, "the reading and its amendment");
+
+    let out = edge(&["amend", &id, "--humidity", "140"])
+        .await
+        .expect("edge runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("humidity_percent"), "{stderr}");
+
+    let out = edge(&["conflicts"]).await.expect("edge runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0 of 0 conflicts"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    mesh.stop().await;
+    db.cleanup().await;
+}

@@ -84,7 +84,10 @@ impl IngestApp {
         ))
         .max_decoding_message_size(runtime.max_message_bytes)
         .max_encoding_message_size(runtime.max_message_bytes);
-        let server = GrpcServer::new(listener, runtime.shutdown_grace).add_service(service);
+        // Gateways' calls start traces when theirs carry none.
+        let server = GrpcServer::new(listener, runtime.shutdown_grace)
+            .trace_roots()
+            .add_service(service);
         Ok(IngestApp {
             server,
             addr,

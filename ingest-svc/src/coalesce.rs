@@ -9,6 +9,9 @@
 //! per-request limits). Idle, a call leaves at once, alone; busy, calls share
 //! requests, the way store-svc's writer shares transactions.
 //!
+//! Traces: a merged Append is a child of the first call's span and linked
+//! to the others' (a trace viewer shows the link from the Append's side).
+//!
 //! Each caller still gets exactly its own results, in order. A failed merged
 //! request (store-svc unreachable, a database error) fails every call in it:
 //! none of their readings was acknowledged, and each gateway retries its own
@@ -21,10 +24,13 @@ use std::sync::Arc;
 use edge_proto::rules::MAX_APPEND_READINGS;
 use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_runtime::trace_context::TracedChannel;
+use opentelemetry::trace::TraceContextExt as _;
 use prost::Message as _;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::Status;
-use tonic::transport::Channel;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Calls that may wait for a free Append slot before callers feel
 /// back-pressure.
@@ -38,6 +44,8 @@ struct Call {
     readings: Vec<pb::NewReading>,
     bytes: usize,
     reply: oneshot::Sender<Result<Vec<pb::AppendResult>, Status>>,
+    /// The caller's span, so the Append joins its trace.
+    span: tracing::Span,
 }
 
 /// A handle for appending through the merging task.
@@ -50,7 +58,7 @@ impl StoreAppender {
     /// Starts the merging task. A merged request holds at most
     /// [`MAX_APPEND_READINGS`] readings and `max_message_bytes` encoded.
     pub fn spawn(
-        store: StoreServiceClient<Channel>,
+        store: StoreServiceClient<TracedChannel>,
         max_in_flight: usize,
         max_message_bytes: usize,
     ) -> StoreAppender {
@@ -76,6 +84,7 @@ impl StoreAppender {
                 readings,
                 bytes,
                 reply,
+                span: tracing::Span::current(),
             })
             .await
             .map_err(|_| closed())?;
@@ -90,7 +99,7 @@ struct Limits {
 }
 
 async fn run(
-    store: StoreServiceClient<Channel>,
+    store: StoreServiceClient<TracedChannel>,
     mut calls: mpsc::Receiver<Call>,
     max_in_flight: usize,
     limits: Limits,
@@ -130,15 +139,16 @@ async fn run(
 }
 
 /// Sends one merged Append and answers every call in it.
-async fn send(mut store: StoreServiceClient<Channel>, group: Vec<Call>) {
+async fn send(mut store: StoreServiceClient<TracedChannel>, group: Vec<Call>) {
     let total = group.iter().map(|call| call.readings.len()).sum();
+    let span = merged_span(&group, total);
     let mut merged = Vec::with_capacity(total);
     let mut replies = Vec::with_capacity(group.len());
     for call in group {
         replies.push((call.readings.len(), call.reply));
         merged.extend(call.readings);
     }
-    match append(&mut store, merged).await {
+    match append(&mut store, merged).instrument(span).await {
         Ok(results) => {
             let mut results = results.into_iter();
             for (size, reply) in replies {
@@ -153,9 +163,23 @@ async fn send(mut store: StoreServiceClient<Channel>, group: Vec<Call>) {
     }
 }
 
+/// The span of a merged Append: a child of the first call's span, linked to
+/// the other calls' spans when traces are exported.
+fn merged_span(group: &[Call], readings: usize) -> tracing::Span {
+    let parent = group.first().and_then(|call| call.span.id());
+    if !edge_runtime::telemetry::tracing_enabled() {
+        return tracing::debug_span!(parent: parent, "store append", readings, calls = group.len());
+    }
+    let span = tracing::info_span!(parent: parent, "store append", readings, calls = group.len());
+    for call in group.iter().skip(1) {
+        span.add_link(call.span.context().span().span_context().clone());
+    }
+    span
+}
+
 /// One Append, checked to answer once per reading.
 async fn append(
-    store: &mut StoreServiceClient<Channel>,
+    store: &mut StoreServiceClient<TracedChannel>,
     readings: Vec<pb::NewReading>,
 ) -> Result<Vec<pb::AppendResult>, Status> {
     let sent = readings.len();

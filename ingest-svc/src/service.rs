@@ -72,7 +72,7 @@ impl Ingestor {
         max_message_bytes: usize,
         store_in_flight: usize,
     ) -> Self {
-        let client = StoreServiceClient::new(channel)
+        let client = StoreServiceClient::new(edge_runtime::trace_context::traced(channel))
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes);
         Self {

@@ -4,7 +4,8 @@
 //! client/server types from here and turn them into validated domain types at
 //! their gRPC boundary. Modules mirror the proto packages.
 
-/// Package `edge.v1`: readings, the ingest, store and sync services.
+/// Package `edge.v1`: readings, the ingest, store, sync and cloud-health
+/// services.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("edge.v1");
@@ -24,4 +25,6 @@ pub mod service_names {
     pub const STORE: &str = "edge.v1.StoreService";
     /// `edge.v1.SyncService`.
     pub const SYNC: &str = "edge.v1.SyncService";
+    /// `edge.v1.CloudHealthService`.
+    pub const CLOUD_HEALTH: &str = "edge.v1.CloudHealthService";
 }

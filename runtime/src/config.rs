@@ -47,6 +47,12 @@ pub struct RuntimeArgs {
     /// process exits anyway. Keep it below the pod's terminationGracePeriod.
     #[arg(long, env = "EDGE_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Per-call gRPC metrics (`grpc_server_requests_total`,
+    /// `grpc_server_duration_seconds`) and spans. On by default; off only to
+    /// measure what they cost.
+    #[arg(long, env = "EDGE_RPC_TELEMETRY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rpc_telemetry: bool,
 }
 
 impl Default for RuntimeArgs {
@@ -57,6 +63,7 @@ impl Default for RuntimeArgs {
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9464)),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             shutdown_grace: Duration::from_secs(20),
+            rpc_telemetry: true,
         }
     }
 }

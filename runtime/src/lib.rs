@@ -3,23 +3,32 @@
 //! - [`config`]: the flags every service takes (logging, metrics, limits,
 //!   shutdown grace), parsed with clap from flags or environment, exiting with
 //!   code 64 on bad configuration;
-//! - [`telemetry`]: structured logs and the OpenTelemetry meter provider that
-//!   feeds the Prometheus registry;
+//! - [`telemetry`]: structured logs, OTLP trace export when configured, and
+//!   the OpenTelemetry meter provider that feeds the Prometheus registry;
+//! - [`grpc_metrics`]: per-call request counts and durations on every server;
+//! - [`trace_context`]: W3C trace context in and out of gRPC and HTTP calls;
 //! - [`metrics_http`]: the `/metrics` endpoint serving that registry;
 //! - [`serve`]: running a tonic router with `grpc.health.v1`, server reflection
 //!   (v1 and v1alpha) and graceful, bounded draining;
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token;
+//! - [`process`]: the body of every service binary's `main`;
 //! - [`client`]: gRPC client channels with connect and request timeouts;
-//! - [`status`]: the one way to build an `INVALID_ARGUMENT` with field violations.
+//! - [`status`]: the one way to build an `INVALID_ARGUMENT` with field violations;
+//! - [`tls`]: the process's TLS provider for every HTTP client.
 
 pub mod client;
 pub mod config;
+pub mod grpc_metrics;
 pub mod metrics_http;
+pub mod process;
 pub mod serve;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
+pub mod trace_context;
 
 pub use config::{RuntimeArgs, parse_config};
+pub use process::run_service;
 pub use serve::{GrpcServer, ServeError};
 pub use shutdown::Shutdown;

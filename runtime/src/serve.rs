@@ -6,13 +6,16 @@
 //!   stop sending before the listener closes);
 //! - server reflection v1 and v1alpha, so both `grpcurl` and `buf curl` work
 //!   without proto files;
-//! - a tracing span per call.
+//! - a tracing span per call, joined to the caller's W3C trace context;
+//! - the request metrics of [`crate::grpc_metrics`].
 //!
 //! It takes an already-bound listener, so tests bind port 0 and read the real
 //! port, and a [`Shutdown`] token. On shutdown it stops accepting, lets
 //! in-flight calls finish within the grace period, then returns.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -21,7 +24,14 @@ use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::grpc_metrics::GrpcMetricsLayer;
 use crate::shutdown::Shutdown;
+
+/// Services every server carries besides its own (their calls are labelled
+/// by name in the request metrics).
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
 
 /// Serving failed after the listener was bound.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +55,7 @@ pub struct GrpcServer {
     /// probe can ask about one service or about the whole server (`""`).
     service_names: Vec<&'static str>,
     grace: Duration,
+    trace_roots: bool,
 }
 
 impl GrpcServer {
@@ -55,12 +66,21 @@ impl GrpcServer {
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
             grace,
+            trace_roots: false,
         }
     }
 
     /// The address the server listens on (the real port when bound to 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Calls that carry no trace context start a trace of their own when
+    /// traces are exported (the gateway-facing ingest-svc; elsewhere only
+    /// calls that continue a trace are exported).
+    pub fn trace_roots(mut self) -> Self {
+        self.trace_roots = true;
+        self
     }
 
     /// Adds a generated tonic service; it is reported by the health service
@@ -130,12 +150,52 @@ impl GrpcServer {
         };
 
         tracing::info!(%addr, services = ?self.service_names, "gRPC server listening");
-        let server = tonic::transport::Server::builder()
-            // One span per call, named after the gRPC method.
-            .layer(tower_http::trace::TraceLayer::new_for_grpc())
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(incoming, stopping);
-        tokio::pin!(server);
+        let known_services = self.service_names.iter().copied().chain([
+            HEALTH_SERVICE,
+            REFLECTION_V1,
+            REFLECTION_V1ALPHA,
+        ]);
+        let descriptors: [&[u8]; 4] = [
+            edge_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ];
+        // One span per call, named after the gRPC method and joined to the
+        // caller's trace, and the per-call metrics; both optional so their
+        // cost can be measured (`--rpc-telemetry false`).
+        let routes = routes.routes();
+        let roots = self.trace_roots;
+        let mut server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+            if crate::telemetry::rpc_telemetry_enabled() {
+                Box::pin(
+                    tonic::transport::Server::builder()
+                        .layer(
+                            tower_http::trace::TraceLayer::new_for_grpc()
+                                .make_span_with(
+                                    move |request: &http::Request<tonic::body::Body>| {
+                                        crate::trace_context::server_span(request, roots)
+                                    },
+                                )
+                                // A status other than OK is mostly the
+                                // client's (bad input, a closed stream):
+                                // the handlers log what is the server's.
+                                .on_failure(
+                                    tower_http::trace::DefaultOnFailure::new()
+                                        .level(tracing::Level::DEBUG),
+                                ),
+                        )
+                        .layer(GrpcMetricsLayer::new(known_services, &descriptors))
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(incoming, stopping),
+                )
+            } else {
+                Box::pin(
+                    tonic::transport::Server::builder()
+                        .add_routes(routes)
+                        .serve_with_incoming_shutdown(incoming, stopping),
+                )
+            };
 
         let grace = self.grace;
         let grace_expired = async {

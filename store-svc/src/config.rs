@@ -57,6 +57,13 @@ pub struct StoreConfig {
     #[arg(long, env = "EDGE_CLOCK_SUSPECT_BEHIND", default_value = "30days", value_parser = humantime::parse_duration)]
     pub clock_suspect_behind: Duration,
 
+    /// A version pulled from the cloud stamped this far ahead of the site's
+    /// wall clock is still applied (order must hold whatever the clocks
+    /// say), but counted in `clock_skew_versions_total` and logged with the
+    /// offset: one side's clock is wrong.
+    #[arg(long, env = "EDGE_MAX_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub max_clock_skew: Duration,
+
     /// Readings the by-sensor index may trail the newest by before a commit
     /// adds them in one sorted batch (queries scan that tail instead). Larger
     /// batches make ingest with many sensors cheaper and the tail longer.
@@ -92,6 +99,7 @@ impl StoreConfig {
             group_commit_max_rows: 10_000,
             clock_suspect_ahead: Duration::from_secs(300),
             clock_suspect_behind: Duration::from_secs(30 * 86_400),
+            max_clock_skew: Duration::from_secs(300),
             sensor_index_batch: 16_384,
             gauge_interval: Duration::from_secs(10),
             storage: StorageArgs::default(),

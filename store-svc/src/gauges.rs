@@ -4,7 +4,9 @@
 //! `storage_budget_bytes`, `storage_free_disk_bytes`,
 //! `storage_reserve_bytes`, `storage_room_bytes`, `storage_full`,
 //! `unreported_drops`; and the counters `readings_pruned_total` and
-//! `readings_dropped_total` (versions, kept in the database).
+//! `readings_dropped_total` (versions, kept in the database); the forecasts
+//! `backlog_drain_eta_seconds` and `storage_full_eta_seconds` (see
+//! [`crate::eta`]).
 //!
 //! Gauges are read synchronously at scrape time, but the figures come from
 //! counting queries, so a background task refreshes them on an interval and
@@ -13,13 +15,14 @@
 //! from the budget's latest measurement (every `--storage-check-interval`).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::Meter;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Database;
+use crate::eta::Forecasts;
 use crate::hlc::WallClock;
 use crate::model::Stats;
 use crate::storage::{Budget, StorageSnapshot};
@@ -31,7 +34,13 @@ fn read<T>(latest: &Latest, f: impl FnOnce(&Stats) -> T) -> Option<T> {
     latest.lock().ok()?.as_ref().map(f)
 }
 
-fn register(meter: &Meter, latest: &Latest, budget: &Arc<Budget>, clock: Arc<dyn WallClock>) {
+fn register(
+    meter: &Meter,
+    latest: &Latest,
+    forecasts: &Arc<Mutex<Forecasts>>,
+    budget: &Arc<Budget>,
+    clock: Arc<dyn WallClock>,
+) {
     let gauge = |name: &'static str, description: &'static str, f: fn(&Stats) -> i64| {
         let latest = latest.clone();
         meter
@@ -134,6 +143,31 @@ fn register(meter: &Meter, latest: &Latest, budget: &Arc<Budget>, clock: Arc<dyn
         |s| Some(i64::from(s.full)),
     );
 
+    let forecast =
+        |name: &'static str, description: &'static str, f: fn(&Forecasts) -> Option<f64>| {
+            let forecasts = forecasts.clone();
+            meter
+                .f64_observable_gauge(name)
+                .with_unit("s")
+                .with_description(description)
+                .with_callback(move |g| {
+                    if let Some(value) = forecasts.lock().ok().and_then(|guard| f(&guard)) {
+                        g.observe(value, &[]);
+                    }
+                })
+                .build();
+        };
+    forecast(
+        "backlog_drain_eta",
+        "Unsynced versions over the rate they were synced at in the last 5 minutes; +Inf while nothing drains",
+        |f| f.drain_eta,
+    );
+    forecast(
+        "storage_full_eta",
+        "Room left (budget or free disk above the reserve) over the rate storage grew at in the last 5 minutes; +Inf while it does not grow",
+        |f| f.full_eta,
+    );
+
     let latest = latest.clone();
     meter
         .f64_observable_gauge("oldest_unsynced_age_seconds")
@@ -156,9 +190,11 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     let latest: Latest = Arc::new(Mutex::new(None));
+    let forecasts = Arc::new(Mutex::new(Forecasts::default()));
     register(
         &edge_runtime::telemetry::meter("store-svc"),
         &latest,
+        &forecasts,
         &budget,
         clock,
     );
@@ -166,6 +202,17 @@ pub fn spawn(
         loop {
             match db.stats().await {
                 Ok(stats) => {
+                    let storage = budget.snapshot();
+                    let limited = storage.measured
+                        && (storage.budget_bytes.is_some() || storage.disk_free_bytes.is_some());
+                    if let Ok(mut f) = forecasts.lock() {
+                        f.update(
+                            Instant::now(),
+                            stats.synced_versions,
+                            stats.unsynced_versions,
+                            limited.then_some((storage.used_bytes, storage.room_bytes.max(0))),
+                        );
+                    }
                     if let Ok(mut slot) = latest.lock() {
                         *slot = Some(stats);
                     }

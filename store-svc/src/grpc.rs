@@ -17,6 +17,7 @@ use crate::model::{
     timestamp_to_us, us_to_timestamp,
 };
 use crate::outbox::{Completion, FailedGroup};
+use crate::revision::{amendment_from_proto, remote_page_from_proto};
 use crate::storage::Budget;
 use crate::writer::{WriteError, Writer};
 
@@ -94,6 +95,34 @@ pub struct StoreGrpc {
     leases: Arc<Leases>,
     budget: Arc<Budget>,
     clock: Arc<dyn WallClock>,
+    max_clock_skew: Duration,
+    revisions: RevisionMetrics,
+}
+
+/// `conflicts_resolved_total{winner}` and `clock_skew_versions_total`.
+struct RevisionMetrics {
+    conflicts: opentelemetry::metrics::Counter<u64>,
+    skewed: opentelemetry::metrics::Counter<u64>,
+}
+
+impl RevisionMetrics {
+    fn new() -> Self {
+        let meter = edge_runtime::telemetry::meter("store-svc");
+        RevisionMetrics {
+            conflicts: meter
+                .u64_counter("conflicts_resolved_total")
+                .with_description(
+                    "Conflicts between concurrent versions resolved here, by the side that won (local: the version held; remote: the one pulled)",
+                )
+                .build(),
+            skewed: meter
+                .u64_counter("clock_skew_versions_total")
+                .with_description(
+                    "Versions pulled from the cloud stamped further ahead of the site's clock than --max-clock-skew",
+                )
+                .build(),
+        }
+    }
 }
 
 impl StoreGrpc {
@@ -106,6 +135,7 @@ impl StoreGrpc {
         leases: Arc<Leases>,
         budget: Arc<Budget>,
         clock: Arc<dyn WallClock>,
+        max_clock_skew: Duration,
     ) -> Self {
         Self {
             writer,
@@ -113,7 +143,19 @@ impl StoreGrpc {
             leases,
             budget,
             clock,
+            max_clock_skew,
+            revisions: RevisionMetrics::new(),
         }
+    }
+
+    /// Refuses a write that would grow a full site.
+    fn check_room(&self) -> Result<(), Status> {
+        if self.budget.snapshot().full {
+            return Err(Status::resource_exhausted(
+                "the site's storage is full; nothing of this call was stored",
+            ));
+        }
+        Ok(())
     }
 
     /// The storage part of the stats.
@@ -491,6 +533,110 @@ impl StoreService for StoreGrpc {
         let ids = version_ids("version_ids", &request.into_inner().version_ids)?;
         let forgotten = self.db.forget_drops(&ids).await.map_err(StoreError::from)?;
         Ok(Response::new(pb::ForgetReportedDropsResponse { forgotten }))
+    }
+
+    async fn amend(
+        &self,
+        request: Request<pb::AmendRequest>,
+    ) -> Result<Response<pb::AmendResponse>, Status> {
+        let amendment = amendment_from_proto(request.get_ref()).map_err(StoreError::Invalid)?;
+        self.check_room()?;
+        let reading = match self.db.amend(&amendment).await {
+            Ok(reading) => reading,
+            Err(DbError::UnknownReading(id)) => {
+                return Err(Status::not_found(format!(
+                    "no reading with id {id} is stored at this site"
+                )));
+            }
+            Err(err) => return Err(StoreError::from(err).into()),
+        };
+        tracing::info!(reading_id = %amendment.reading_id, version = %reading.version_hlc, "reading amended");
+        Ok(Response::new(pb::AmendResponse {
+            reading: Some(reading.into_proto()),
+        }))
+    }
+
+    async fn apply_remote_versions(
+        &self,
+        request: Request<pb::ApplyRemoteVersionsRequest>,
+    ) -> Result<Response<pb::ApplyRemoteVersionsResponse>, Status> {
+        let (versions, policy, cursor) =
+            remote_page_from_proto(request.get_ref()).map_err(StoreError::Invalid)?;
+        if !versions.is_empty() {
+            self.check_room()?;
+        }
+        let max_skew_ms = u64::try_from(self.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+        let outcome = self
+            .db
+            .apply_remote(&versions, policy, cursor, max_skew_ms)
+            .await
+            .map_err(StoreError::from)?;
+        for skew in &outcome.skewed {
+            tracing::warn!(
+                reading_id = %skew.reading_id,
+                version = %skew.stamp,
+                ahead_ms = skew.ahead_ms,
+                "a pulled version is stamped ahead of this site's clock: one of the clocks is wrong (applied anyway)"
+            );
+        }
+        self.revisions.skewed.add(outcome.skewed.len() as u64, &[]);
+        for conflict in &outcome.conflicts {
+            self.revisions.conflicts.add(
+                1,
+                &[opentelemetry::KeyValue::new(
+                    "winner",
+                    conflict.winner.as_str(),
+                )],
+            );
+        }
+        Ok(Response::new(pb::ApplyRemoteVersionsResponse {
+            applied: outcome.applied,
+            already_held: outcome.already_held,
+            skipped: outcome.skipped,
+            conflicts: outcome.conflicts.len() as u64,
+            readings_changed: outcome.readings_changed,
+            cursor: u64::try_from(outcome.cursor).unwrap_or(0),
+        }))
+    }
+
+    async fn get_pull_cursor(
+        &self,
+        _request: Request<pb::GetPullCursorRequest>,
+    ) -> Result<Response<pb::GetPullCursorResponse>, Status> {
+        let cursor = self.db.pull_cursor().await.map_err(StoreError::from)?;
+        Ok(Response::new(pb::GetPullCursorResponse {
+            cursor: u64::try_from(cursor).unwrap_or(0),
+        }))
+    }
+
+    async fn list_conflicts(
+        &self,
+        request: Request<pb::ListConflictsRequest>,
+    ) -> Result<Response<pb::ListConflictsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = page_size(request.page_size)?;
+        let after = match request.page_token.as_str() {
+            "" => 0,
+            token => token
+                .parse::<i64>()
+                .map_err(|_| violation("page_token", "is not a token this service issued"))?,
+        };
+        let (rows, total) = self
+            .db
+            .conflicts(after, i64::from(limit) + 1)
+            .await
+            .map_err(StoreError::from)?;
+        let more = rows.len() > limit as usize;
+        let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => last.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListConflictsResponse {
+            conflicts: rows.into_iter().map(|r| r.into_proto()).collect(),
+            next_page_token,
+            total: u64::try_from(total).unwrap_or(0),
+        }))
     }
 }
 

@@ -9,7 +9,8 @@
 //! - [`outbox`] and [`lease`]: what sync-svc leases, and what the cloud's
 //!   answer changes;
 //! - [`storage`]: retention, the storage budget and its policy;
-//! - [`gauges`]: the books as Prometheus gauges;
+//! - [`gauges`]: the books as Prometheus gauges, and [`eta`] their
+//!   forecasts (backlog drained, storage full);
 //! - [`grpc`]: the StoreService handlers and the one mapping from errors to
 //!   gRPC statuses;
 //! - [`config`] and [`app`]: flags, and building and running the service.
@@ -17,12 +18,14 @@
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod eta;
 pub mod gauges;
 pub mod grpc;
-pub mod hlc;
+pub use edge_versioning::hlc;
 pub mod lease;
 pub mod model;
 pub mod outbox;
+pub mod revision;
 pub mod storage;
 pub mod writer;
 

@@ -19,12 +19,10 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli: Cli = edge_runtime::parse_config();
-    edge_runtime::telemetry::init_logging(&cli.runtime);
-    let shutdown = edge_runtime::shutdown::on_signal();
-    let metrics =
-        edge_runtime::metrics_http::spawn(cli.runtime.metrics_addr, shutdown.clone()).await?;
-    let app = StoreApp::build(&cli.store, &cli.runtime, Arc::new(SystemClock)).await?;
-    app.run(shutdown).await?;
-    metrics.await??;
-    Ok(())
+    edge_runtime::run_service(&cli.runtime, |shutdown| async {
+        let app = StoreApp::build(&cli.store, &cli.runtime, Arc::new(SystemClock)).await?;
+        app.run(shutdown).await?;
+        Ok(())
+    })
+    .await
 }

@@ -251,6 +251,13 @@ pub struct StoredReading {
     pub version_site_id: String,
     /// Stored [`SyncState`].
     pub sync_state: i64,
+    /// Current [`crate::revision::Quality`].
+    pub quality: i64,
+    /// Current note, if any.
+    pub note: Option<String>,
+    /// The origin site's seq for another site's reading (a shared
+    /// sensor's); `None` for this site's own, whose seq is `seq`.
+    pub origin_seq: Option<i64>,
 }
 
 impl StoredReading {
@@ -265,7 +272,7 @@ impl StoredReading {
             received_at: Some(us_to_timestamp(self.received_at_us)),
             priority: Priority::from_db(self.priority).to_proto() as i32,
             site_id: self.origin_site_id,
-            seq: u64::try_from(self.seq).unwrap_or(0),
+            seq: u64::try_from(self.origin_seq.unwrap_or(self.seq)).unwrap_or(0),
             version: Some(
                 VersionStamp {
                     hlc: Hlc::unpack(self.version_hlc),
@@ -275,6 +282,8 @@ impl StoredReading {
             ),
             clock_suspect: self.clock_suspect,
             sync_state: SyncState::from_db(self.sync_state).to_proto() as i32,
+            quality: crate::revision::Quality::from_db(self.quality).to_proto() as i32,
+            note: self.note.unwrap_or_default(),
         }
     }
 }
@@ -405,6 +414,8 @@ impl ReadingQuery {
 pub struct Stats {
     /// This site's id.
     pub site_id: String,
+    /// Versions pulled from the cloud that are stored (not this site's own).
+    pub remote_versions: i64,
     /// `sqlite` or `postgres`.
     pub backend: &'static str,
     /// Readings stored.

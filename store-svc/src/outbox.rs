@@ -61,6 +61,14 @@ pub struct OutboxEntry {
     pub enqueued_at_us: i64,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
+    /// This version's [`crate::revision::Quality`].
+    pub quality: i64,
+    /// This version's note.
+    pub note: Option<String>,
+    /// Packed HLC of the version it amended (none for a first version).
+    pub base_hlc: Option<i64>,
+    /// Site of the version it amended.
+    pub base_site_id: Option<String>,
 }
 
 impl OutboxEntry {
@@ -88,6 +96,12 @@ impl OutboxEntry {
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             enqueued_at: Some(us_to_timestamp(self.enqueued_at_us)),
             last_error: self.last_error.unwrap_or_default(),
+            quality: crate::revision::Quality::from_db(self.quality).to_proto() as i32,
+            note: self.note.unwrap_or_default(),
+            base: self
+                .base_hlc
+                .zip(self.base_site_id)
+                .map(|(hlc, site_id)| crate::revision::stamp_to_proto(hlc, site_id)),
         }
     }
 }

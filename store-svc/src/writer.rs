@@ -182,7 +182,7 @@ async fn run(
             }
         }
         let started = Instant::now();
-        match budget.admit(rows).await {
+        match budget.admit(rows, db.index_rows_due(rows)).await {
             Ok(()) => commit(&db, &mut group).await,
             Err(refused) => {
                 let err = match refused {

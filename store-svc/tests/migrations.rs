@@ -118,6 +118,8 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     let mut config = StoreConfig::new(db.data_dir.clone());
     config.store_addr = "127.0.0.1:0".parse().expect("address");
     config.database_url = db.url.clone();
+    config.storage.storage_reserve =
+        store_svc::storage::Reserve::Bytes(edge_testkit::TEST_STORAGE_RESERVE_BYTES);
     config.sensor_index_batch = 10;
     let runtime = RuntimeArgs {
         shutdown_grace: Duration::from_secs(5),

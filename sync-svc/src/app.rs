@@ -6,18 +6,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use edge_cloud_link::{CloudClient, CloudError, Prober};
+use edge_cloud_link::gauges::register_link_gauges;
+use edge_cloud_link::{CloudClient, LinkConfigError, Prober};
 use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_proto::v1::sync_service_server::SyncServiceServer;
 use edge_runtime::client::{ClientArgs, InvalidEndpoint};
+use edge_runtime::trace_context::TracedChannel;
 use edge_runtime::{GrpcServer, RuntimeArgs, ServeError, Shutdown};
-use opentelemetry::KeyValue;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
-use tonic::transport::Channel;
 
 use crate::config::{CloudApi, SyncConfig};
 use crate::drain::Drain;
@@ -41,18 +41,15 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] InvalidEndpoint),
     /// The cloud URL or the HTTP client is unusable.
-    #[error("--cloud-url: {0}")]
-    Cloud(#[from] CloudError),
-    /// The cloud URL is not http(s).
-    #[error("--cloud-url / EDGE_CLOUD_URL must start with http:// or https:// (got {0:?})")]
-    CloudScheme(String),
+    #[error(transparent)]
+    Cloud(#[from] LinkConfigError),
 }
 
 /// A built sync-svc, listening and ready to run.
 pub struct SyncApp {
     server: GrpcServer,
     addr: SocketAddr,
-    store: StoreServiceClient<Channel>,
+    store: StoreServiceClient<TracedChannel>,
     cloud: Option<CloudClient>,
     config: SyncConfig,
     status: StatusBoard,
@@ -69,20 +66,12 @@ impl SyncApp {
         runtime: &RuntimeArgs,
         client: &ClientArgs,
     ) -> Result<SyncApp, StartError> {
-        let cloud = match config.cloud_url.as_deref().filter(|u| !u.is_empty()) {
-            None => None,
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                Some(CloudClient::new(config.client(url))?)
-            }
-            Some(url) => {
-                // Only the scheme: the rest may carry credentials.
-                let scheme = url.split(':').next().unwrap_or_default();
-                return Err(StartError::CloudScheme(scheme.chars().take(20).collect()));
-            }
-        };
-        let store = StoreServiceClient::new(edge_runtime::client::channel(store_url, client)?)
-            .max_decoding_message_size(runtime.max_message_bytes)
-            .max_encoding_message_size(runtime.max_message_bytes);
+        let cloud = config.link.client(config.client_use())?;
+        let store = StoreServiceClient::new(edge_runtime::trace_context::traced(
+            edge_runtime::client::channel(store_url, client)?,
+        ))
+        .max_decoding_message_size(runtime.max_message_bytes)
+        .max_encoding_message_size(runtime.max_message_bytes);
         let listener = TcpListener::bind(config.sync_addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -165,7 +154,7 @@ impl SyncApp {
 /// Learns the site id, then runs the probe, workers, reporter and backlog
 /// refresher until `stop`.
 async fn start_drain(
-    store: StoreServiceClient<Channel>,
+    store: StoreServiceClient<TracedChannel>,
     cloud: CloudClient,
     config: SyncConfig,
     status: StatusBoard,
@@ -176,8 +165,12 @@ async fn start_drain(
         return;
     };
     tracing::info!(%site_id, cloud = cloud.base_url(), api = ?config.cloud_api, "sync-svc draining the outbox to the cloud");
-    let prober = Prober::spawn(cloud.clone(), config.probe(), stop.clone());
-    register_link_gauges(&prober);
+    let prober = Prober::spawn(cloud.clone(), config.link.probe, stop.clone());
+    register_link_gauges(
+        &edge_runtime::telemetry::meter("sync-svc"),
+        "sync",
+        &prober.watch(),
+    );
     let drain = Drain::new(
         store,
         cloud,
@@ -207,7 +200,7 @@ async fn start_drain(
 
 /// The site id from store-svc, asking until it answers or `stop`.
 async fn site_id(
-    store: &StoreServiceClient<Channel>,
+    store: &StoreServiceClient<TracedChannel>,
     status: &StatusBoard,
     stop: &Shutdown,
 ) -> Option<String> {
@@ -252,43 +245,11 @@ async fn refresh_backlog(drain: Arc<Drain>, stop: Shutdown) {
 async fn follow_link(prober: Prober, status: StatusBoard, stop: Shutdown) {
     let mut link = prober.watch();
     loop {
-        let since = link.borrow_and_update().since;
+        let since = link.borrow_and_update().reachability_since;
         status.set_link_since(since);
         tokio::select! {
             () = stop.cancelled() => return,
             changed = link.changed() => if changed.is_err() { return },
         }
     }
-}
-
-/// `cloud_reachable{probe="sync"}` and `cloud_unreachable_seconds{probe="sync"}`.
-fn register_link_gauges(prober: &Prober) {
-    let meter = edge_runtime::telemetry::meter("sync-svc");
-    let labels = [KeyValue::new("probe", "sync")];
-    let link = prober.watch();
-    let reachable_labels = labels.clone();
-    meter
-        .u64_observable_gauge("cloud_reachable")
-        .with_description("1 when the cloud answers the probe (after hysteresis), else 0")
-        .with_callback(move |gauge| {
-            gauge.observe(u64::from(link.borrow().is_online()), &reachable_labels);
-        })
-        .build();
-    let link = prober.watch();
-    meter
-        .f64_observable_gauge("cloud_unreachable_seconds")
-        .with_description("Seconds since the cloud became unreachable; 0 while reachable")
-        .with_callback(move |gauge| {
-            let status = link.borrow();
-            let seconds = if status.is_online() {
-                0.0
-            } else {
-                SystemTime::now()
-                    .duration_since(status.since)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0)
-            };
-            gauge.observe(seconds, &labels);
-        })
-        .build();
 }

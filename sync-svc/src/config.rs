@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use edge_cloud_link::{ClientConfig, ProbeConfig};
+use edge_cloud_link::{ClientUse, CloudLinkArgs};
 
 /// Default sync-svc gRPC port.
 pub const DEFAULT_SYNC_PORT: u16 = 50053;
@@ -28,42 +28,18 @@ pub struct SyncConfig {
     #[arg(long, env = "EDGE_SYNC_ADDR", default_value = "0.0.0.0:50053")]
     pub sync_addr: SocketAddr,
 
-    /// The cloud's base URL (e.g. https://cloud.example.com). Unset: no
-    /// cloud, the site runs offline.
-    #[arg(long, env = "EDGE_CLOUD_URL")]
-    pub cloud_url: Option<String>,
-
-    /// Bearer token for the cloud. Never logged.
-    #[arg(long, env = "EDGE_CLOUD_TOKEN", hide_env_values = true)]
-    pub cloud_token: Option<String>,
+    /// The cloud, its token and the reachability probe (shared with
+    /// health-svc: the same flags and environment variables).
+    #[command(flatten)]
+    pub link: CloudLinkArgs,
 
     /// The API the cloud offers.
     #[arg(long, env = "EDGE_CLOUD_API", value_enum, default_value_t = CloudApi::Batch)]
     pub cloud_api: CloudApi,
 
-    /// Time between reachability probes (`GET /health`).
-    #[arg(long, env = "EDGE_PROBE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub probe_interval: Duration,
-
-    /// Deadline for one probe.
-    #[arg(long, env = "EDGE_PROBE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub probe_timeout: Duration,
-
-    /// Consecutive failed probes that take the link offline.
-    #[arg(long, env = "EDGE_PROBE_FAILURES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub probe_failures: u32,
-
-    /// Consecutive good probes that bring it back.
-    #[arg(long, env = "EDGE_PROBE_SUCCESSES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub probe_successes: u32,
-
     /// Deadline for one push (connect, send, answer).
     #[arg(long, env = "EDGE_PUSH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub push_timeout: Duration,
-
-    /// Deadline for connecting to the cloud.
-    #[arg(long, env = "EDGE_CLOUD_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub cloud_connect_timeout: Duration,
 
     /// Versions per pushed batch (1 to 10000).
     #[arg(long, env = "EDGE_SYNC_BATCH_SIZE", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -135,15 +111,9 @@ impl SyncConfig {
     pub fn new() -> Self {
         SyncConfig {
             sync_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_SYNC_PORT)),
-            cloud_url: None,
-            cloud_token: None,
+            link: CloudLinkArgs::new(),
             cloud_api: CloudApi::Batch,
-            probe_interval: Duration::from_secs(5),
-            probe_timeout: Duration::from_secs(2),
-            probe_failures: 3,
-            probe_successes: 2,
             push_timeout: Duration::from_secs(30),
-            cloud_connect_timeout: Duration::from_secs(5),
             sync_batch_size: 2000,
             sync_concurrency: 2,
             sync_newest_share: 10,
@@ -159,23 +129,11 @@ impl SyncConfig {
         }
     }
 
-    /// The probe's settings.
-    pub fn probe(&self) -> ProbeConfig {
-        ProbeConfig {
-            interval: self.probe_interval,
-            timeout: self.probe_timeout,
-            failures_to_offline: self.probe_failures,
-            successes_to_online: self.probe_successes,
-        }
-    }
-
-    /// The HTTP client's settings for `base_url`.
-    pub fn client(&self, base_url: &str) -> ClientConfig {
-        ClientConfig {
-            base_url: base_url.to_owned(),
-            token: self.cloud_token.clone(),
+    /// How sync-svc uses its HTTP client: pushes under the push timeout,
+    /// gzip as configured, bounded answers.
+    pub fn client_use(&self) -> ClientUse {
+        ClientUse {
             request_timeout: self.push_timeout,
-            connect_timeout: self.cloud_connect_timeout,
             gzip: self.sync_gzip,
             max_response_bytes: self.max_response_bytes,
         }

@@ -27,9 +27,10 @@ use edge_cloud_link::contract::{self, PushBatch, VersionRecord, VersionStatus};
 use edge_cloud_link::{CloudClient, CloudError, Prober};
 use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_runtime::trace_context::TracedChannel;
 use tokio::sync::{Mutex, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tracing::Instrument as _;
 
 use crate::backoff::Backoff;
 use crate::config::{CloudApi, SyncConfig};
@@ -72,7 +73,7 @@ struct Global {
 
 /// Everything the workers share.
 pub struct Drain {
-    pub(crate) store: StoreServiceClient<Channel>,
+    pub(crate) store: StoreServiceClient<TracedChannel>,
     pub(crate) cloud: CloudClient,
     pub(crate) prober: Prober,
     pub(crate) site_id: String,
@@ -92,7 +93,7 @@ pub struct Drain {
 impl Drain {
     /// The shared drain state.
     pub fn new(
-        store: StoreServiceClient<Channel>,
+        store: StoreServiceClient<TracedChannel>,
         cloud: CloudClient,
         prober: Prober,
         site_id: String,
@@ -157,7 +158,9 @@ impl Drain {
         let mut link = self.prober.watch();
         while !stop.is_cancelled() {
             let status = link.borrow_and_update().clone();
-            if !status.is_online() {
+            // A degraded link is still reachable: pushes go on (slowly or
+            // with retries), since waiting for a perfect link could wait forever.
+            if !status.is_reachable() {
                 self.status.set_state(pb::SyncLinkState::Offline, None);
                 // No pushes while offline: wait for the probe to say otherwise.
                 tokio::select! {
@@ -218,20 +221,32 @@ impl Drain {
                 continue;
             }
             self.status.set_state(pb::SyncLinkState::Draining, None);
+            // One trace per batch: the push to the cloud and the completion
+            // in store-svc (both carry its context).
+            let versions = lease.versions.len();
+            let span = if edge_runtime::telemetry::tracing_enabled() {
+                tracing::info_span!("sync batch", versions)
+            } else {
+                tracing::debug_span!("sync batch", versions)
+            };
             let outcome = match self.config.cloud_api {
                 // A batch push in flight at shutdown is abandoned, not waited
                 // for: its lease lapses and the batch goes again (the cloud
                 // answers duplicate for what it already stored).
                 CloudApi::Batch => tokio::select! {
-                    outcome = self.push_batch(&lease.versions) => outcome,
+                    outcome = self.push_batch(&lease.versions).instrument(span.clone()) => outcome,
                     () = stop.cancelled() => return,
                 },
                 // The simple API has no idempotency: what was posted must be
                 // recorded, so the pusher stops between readings instead
                 // (each bounded by the push timeout).
-                CloudApi::Simple => crate::compat::push(&self, &lease.versions, &stop).await,
+                CloudApi::Simple => {
+                    crate::compat::push(&self, &lease.versions, &stop)
+                        .instrument(span.clone())
+                        .await
+                }
             };
-            self.record(lease.lease_id, outcome).await;
+            self.record(lease.lease_id, outcome).instrument(span).await;
             let pause = if self.config.sync_yield {
                 yield_pause(cycle.elapsed(), lease.ingest_busy_percent)
             } else {
@@ -451,6 +466,13 @@ pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
         },
         clock_suspect: v.clock_suspect,
         version: version_stamp(v.version.as_ref()),
+        quality: match pb::Quality::try_from(v.quality) {
+            Ok(pb::Quality::Suspect) => contract::Quality::Suspect,
+            Ok(pb::Quality::Bad) => contract::Quality::Bad,
+            _ => contract::Quality::Good,
+        },
+        note: (!v.note.is_empty()).then(|| v.note.clone()),
+        base: v.base.as_ref().map(|b| version_stamp(Some(b))),
     }
 }
 

@@ -24,7 +24,7 @@ const REPORT_PAGE: u32 = 1_000;
 pub async fn run(drain: Arc<Drain>, stop: CancellationToken) {
     let mut link = drain.prober.watch();
     loop {
-        if link.borrow_and_update().is_online() {
+        if link.borrow_and_update().is_reachable() {
             let reported = tokio::select! {
                 reported = report_all(&drain) => reported,
                 () = stop.cancelled() => return,
@@ -48,6 +48,22 @@ async fn report_all(drain: &Drain) -> Result<(), String> {
     report_drops(drain).await
 }
 
+/// Sends `entries` to the cloud's unsent report; returns how many.
+async fn send(drain: &Drain, entries: Vec<UnsentEntry>) -> Result<usize, String> {
+    let count = entries.len();
+    drain
+        .cloud
+        .report_unsent(&drain.site_id, &UnsentReport { entries })
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok(count)
+}
+
+/// A store-svc call's failure, as the report loop logs it.
+fn store_error(status: tonic::Status) -> String {
+    format!("store-svc: {}", status.message())
+}
+
 /// Reports every version the storage policy dropped, a page at a time.
 async fn report_drops(drain: &Drain) -> Result<(), String> {
     let mut store = drain.store.clone();
@@ -57,7 +73,7 @@ async fn report_drops(drain: &Drain) -> Result<(), String> {
                 page_size: REPORT_PAGE,
             })
             .await
-            .map_err(|s| format!("store-svc: {}", s.message()))?
+            .map_err(store_error)?
             .into_inner();
         if page.drops.is_empty() {
             return Ok(());
@@ -74,16 +90,11 @@ async fn report_drops(drain: &Drain) -> Result<(), String> {
                 reason: Some("dropped unsynced by the site's storage policy".to_owned()),
             })
             .collect();
-        let count = entries.len();
-        drain
-            .cloud
-            .report_unsent(&drain.site_id, &UnsentReport { entries })
-            .await
-            .map_err(|err| err.to_string())?;
+        let count = send(drain, entries).await?;
         store
             .forget_reported_drops(pb::ForgetReportedDropsRequest { version_ids: ids })
             .await
-            .map_err(|s| format!("store-svc: {}", s.message()))?;
+            .map_err(store_error)?;
         tracing::info!(dropped = count, path = %contract::unsent_path(&drain.site_id), "drops reported to the cloud");
     }
 }
@@ -99,7 +110,7 @@ async fn report_dead_letters(drain: &Drain) -> Result<(), String> {
                 unreported_only: true,
             })
             .await
-            .map_err(|s| format!("store-svc: {}", s.message()))?
+            .map_err(store_error)?
             .into_inner();
         if page.dead_letters.is_empty() {
             return Ok(());
@@ -121,16 +132,11 @@ async fn report_dead_letters(drain: &Drain) -> Result<(), String> {
                 }
             })
             .collect();
-        let count = entries.len();
-        drain
-            .cloud
-            .report_unsent(&drain.site_id, &UnsentReport { entries })
-            .await
-            .map_err(|err| err.to_string())?;
+        let count = send(drain, entries).await?;
         store
             .mark_dead_letters_reported(pb::MarkDeadLettersReportedRequest { version_ids: ids })
             .await
-            .map_err(|s| format!("store-svc: {}", s.message()))?;
+            .map_err(store_error)?;
         tracing::info!(dead_letters = count, path = %contract::unsent_path(&drain.site_id), "dead letters reported to the cloud");
     }
 }

@@ -8,6 +8,14 @@
 //! server cannot be reached, PostgreSQL tests are skipped with a message,
 //! unless `EDGE_REQUIRE_POSTGRES=1` (CI sets it), which turns that into a
 //! failure.
+//!
+//! A real Prometheus (the `prometheus` binary on `PATH`, Debian package
+//! `prometheus`) can be started to scrape a test's processes, and queried
+//! through its HTTP API. When the binary is missing, those tests are skipped
+//! with a message, unless `EDGE_REQUIRE_PROMETHEUS=1` (CI sets it).
+
+pub mod cloud;
+pub use cloud::{InProcessCloud, InProcessCloudBuilder};
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -40,6 +48,9 @@ pub enum FixtureError {
     /// `edge up` did not become ready.
     #[error("edge up did not become ready: {0}")]
     NotReady(String),
+    /// Prometheus did not start, or its HTTP API answered something unexpected.
+    #[error("Prometheus: {0}")]
+    Prometheus(String),
 }
 
 /// Which backend a test runs on.
@@ -86,7 +97,17 @@ pub fn postgres_server_url() -> String {
 
 /// Whether a missing PostgreSQL server must fail the run.
 pub fn postgres_required() -> bool {
-    std::env::var("EDGE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1" || v == "true")
+    required("EDGE_REQUIRE_POSTGRES")
+}
+
+/// Whether a missing `prometheus` binary must fail the run.
+pub fn prometheus_required() -> bool {
+    required("EDGE_REQUIRE_PROMETHEUS")
+}
+
+/// Whether the environment variable `var` says a dependency is required.
+fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1" || v == "true")
 }
 
 /// Creates a fresh database named `{prefix}_{random}` on `server_url` and
@@ -232,6 +253,8 @@ pub struct EdgeUp {
     pub store_url: String,
     /// `http://…` of sync-svc.
     pub sync_url: String,
+    /// `http://…` of health-svc.
+    pub health_url: String,
     /// `host:port` of the Prometheus endpoint.
     pub metrics_addr: String,
 }
@@ -254,6 +277,18 @@ pub async fn spawn_edge_up_with(
     database_url: Option<&str>,
     extra_args: &[String],
 ) -> Result<EdgeUp, FixtureError> {
+    spawn_edge_up_with_env(exe, data_dir, database_url, extra_args, &[]).await
+}
+
+/// [`spawn_edge_up_with`] with extra environment variables (e.g. the
+/// `OTEL_*` ones).
+pub async fn spawn_edge_up_with_env(
+    exe: &Path,
+    data_dir: &Path,
+    database_url: Option<&str>,
+    extra_args: &[String],
+    env: &[(&str, &str)],
+) -> Result<EdgeUp, FixtureError> {
     std::fs::create_dir_all(data_dir)?;
     let ready = data_dir.join("ready.json");
     let _ = std::fs::remove_file(&ready);
@@ -265,6 +300,8 @@ pub async fn spawn_edge_up_with(
             "--store-addr",
             "127.0.0.1:0",
             "--sync-addr",
+            "127.0.0.1:0",
+            "--health-addr",
             "127.0.0.1:0",
             "--metrics-addr",
             "127.0.0.1:0",
@@ -280,6 +317,8 @@ pub async fn spawn_edge_up_with(
         cmd.arg("--database-url").arg(url);
     }
     cmd.args(extra_args);
+    cmd.env("EDGE_STORAGE_RESERVE", TEST_STORAGE_RESERVE);
+    cmd.envs(env.iter().copied());
     let mut child = cmd.spawn()?;
     let addrs = wait_for_ready_file(&mut child, &ready).await?;
     let url = |key: &str| {
@@ -292,6 +331,7 @@ pub async fn spawn_edge_up_with(
         ingest_url: url("ingest")?,
         store_url: url("store")?,
         sync_url: url("sync")?,
+        health_url: url("health")?,
         metrics_addr: addrs["metrics"].as_str().unwrap_or_default().to_owned(),
         child,
     })
@@ -368,19 +408,44 @@ async fn wait_for_ready_file(
     }
 }
 
+/// Free disk a site under test leaves alone: small, so a test does not
+/// depend on how full the machine's disk is (the default reserve is 10 % of
+/// the file system). Tests of the reserve set their own.
+pub const TEST_STORAGE_RESERVE: &str = "64MiB";
+/// [`TEST_STORAGE_RESERVE`] in bytes.
+pub const TEST_STORAGE_RESERVE_BYTES: u64 = 64 << 20;
+
+/// A connected gRPC channel to `url` (`http://host:port`).
+pub async fn connect(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.to_owned())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect")
+}
+
 /// The text of `GET /metrics` at `addr` (`host:port`), over plain HTTP/1.0.
 pub async fn scrape(addr: &str) -> Result<String, FixtureError> {
+    Ok(http_get(addr, "/metrics").await?.1)
+}
+
+/// `GET path` at `addr` (`host:port`) over plain HTTP/1.0 (the server closes
+/// the connection after the reply): the status code and the body.
+pub async fn http_get(addr: &str, path: &str) -> Result<(u16, String), FixtureError> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream
-        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default())
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    Ok((status, body.to_owned()))
 }
 
 /// The value of the first sample of `metric` (name and labels as written,
@@ -391,6 +456,162 @@ pub fn sample(scrape: &str, metric: &str) -> Option<f64> {
         .find(|line| line.starts_with(metric) && line[metric.len()..].starts_with(' '))
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
+}
+
+/// The `prometheus` binary on `PATH`. `None`, with the reason on stderr, when
+/// it is missing and not required.
+///
+/// # Panics
+/// When it is missing and `EDGE_REQUIRE_PROMETHEUS=1`: the test cannot run.
+pub fn prometheus_binary() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("prometheus"))
+            .find(|candidate| candidate.is_file())
+    });
+    match found {
+        Some(exe) => Some(exe),
+        None if prometheus_required() => {
+            panic!("no prometheus binary on PATH, and EDGE_REQUIRE_PROMETHEUS=1")
+        }
+        None => {
+            eprintln!(
+                "SKIPPED (Prometheus): no prometheus binary on PATH (Debian package `prometheus`); \
+                 set EDGE_REQUIRE_PROMETHEUS=1 to fail instead"
+            );
+            None
+        }
+    }
+}
+
+/// A Prometheus server child process with its own configuration and storage
+/// in a temporary directory. Killed when dropped.
+pub struct Prometheus {
+    /// The child process.
+    pub child: tokio::process::Child,
+    /// `host:port` of its HTTP API.
+    pub addr: String,
+    dir: tempfile::TempDir,
+}
+
+/// One sample of an instant query's result.
+#[derive(Debug, Clone)]
+pub struct QuerySample {
+    /// The series' labels.
+    pub labels: serde_json::Map<String, serde_json::Value>,
+    /// Its value (NaN and infinities as Prometheus wrote them).
+    pub value: f64,
+}
+
+/// Starts `exe` (a `prometheus` binary) scraping `target` (`host:port`, path
+/// `/metrics`) as job `job` every `interval`, listening on a free port of
+/// 127.0.0.1; waits (at most a minute) until it is ready to serve queries.
+pub async fn spawn_prometheus(
+    exe: &Path,
+    job: &str,
+    target: &str,
+    interval: Duration,
+) -> Result<Prometheus, FixtureError> {
+    let dir = tempfile::tempdir()?;
+    let seconds = interval.as_secs_f64();
+    let config = format!(
+        "global:\n  scrape_interval: {seconds}s\n  evaluation_interval: {seconds}s\n\
+         scrape_configs:\n  - job_name: {job:?}\n    static_configs:\n      - targets: [{target:?}]\n"
+    );
+    let config_file = dir.path().join("prometheus.yml");
+    std::fs::write(&config_file, config)?;
+    // The port is free when asked; another process may take it before
+    // Prometheus binds it, so a start that fails is retried on a new one.
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = http_get(&addr, "/-/ready").await {
+                return Ok(Prometheus { child, addr, dir });
+            }
+            if let Some(status) = child.try_wait()? {
+                let log =
+                    std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+                last_error = format!("it exited with {status}: {log}");
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(FixtureError::Prometheus("not ready within 60 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Err(FixtureError::Prometheus(last_error))
+}
+
+impl Prometheus {
+    /// The result of the instant query `expr` (`/api/v1/query`), which must
+    /// be a vector (possibly empty).
+    pub async fn query(&self, expr: &str) -> Result<Vec<QuerySample>, FixtureError> {
+        let path = format!("/api/v1/query?query={}", percent_encode(expr));
+        let (status, body) = http_get(&self.addr, &path).await?;
+        let bad =
+            |why: &str| FixtureError::Prometheus(format!("{why} for {expr:?}: {status} {body}"));
+        let reply: serde_json::Value =
+            serde_json::from_str(&body).map_err(|_| bad("a reply that is not JSON"))?;
+        if status != 200 || reply["status"] != "success" {
+            return Err(bad("an error"));
+        }
+        if reply["data"]["resultType"] != "vector" {
+            return Err(bad("a result that is not a vector"));
+        }
+        let samples = reply["data"]["result"]
+            .as_array()
+            .ok_or_else(|| bad("no result"))?;
+        samples
+            .iter()
+            .map(|sample| {
+                let labels = sample["metric"].as_object().cloned().unwrap_or_default();
+                let value = sample["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad("a sample without a value"))?;
+                Ok(QuerySample { labels, value })
+            })
+            .collect()
+    }
+
+    /// The directory holding the configuration, storage and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// `text` with everything but unreserved URL characters percent-encoded, for
+/// a query string.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Every reading a store query matches, following page tokens to the end,
@@ -419,7 +640,15 @@ pub async fn query_all(
 
 #[cfg(test)]
 mod tests {
-    use super::{sample, with_database};
+    use super::{percent_encode, sample, with_database};
+
+    #[test]
+    fn queries_are_percent_encoded() {
+        assert_eq!(
+            percent_encode("rate(x{job=~\".*\"}[5m]) / 2"),
+            "rate%28x%7Bjob%3D~%22.%2A%22%7D%5B5m%5D%29%20%2F%202"
+        );
+    }
 
     #[test]
     fn samples_are_found_by_name_and_labels() {

@@ -7,6 +7,8 @@
 //! result per version, only after the transaction that stored the versions
 //! and the answer itself has committed.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -77,11 +79,26 @@ pub(super) async fn push(
             accepted,
             duplicate,
             rejected,
+            conflicts,
+            skew,
         } => {
             add(&state.counters.versions_accepted, accepted);
             add(&state.counters.versions_duplicate, duplicate);
             add(&state.counters.versions_rejected, rejected);
-            tracing::debug!(site_id = %batch.site_id, accepted, duplicate, rejected, "batch stored");
+            add(&state.counters.conflicts_resolved, conflicts);
+            if let Some(skew) = skew {
+                add(&state.counters.clock_skew_versions, skew.versions);
+                // One line per push, not per version: a site whose clock is
+                // an hour ahead pushes thousands of them.
+                tracing::warn!(
+                    site_id = %batch.site_id,
+                    versions = skew.versions,
+                    furthest_ahead = %humantime::format_duration(Duration::from_millis(skew.furthest_ahead_ms)),
+                    reading_id = %skew.reading_id,
+                    "accepted versions stamped ahead of the cloud's clock by more than --max-clock-skew"
+                );
+            }
+            tracing::debug!(site_id = %batch.site_id, accepted, duplicate, rejected, conflicts, "batch stored");
             body
         }
         PushOutcome::Replay { body } => {

@@ -48,6 +48,9 @@ pub(crate) enum ApiError {
     /// No such route.
     #[error("no such resource")]
     NotFound,
+    /// The cloud holds no reading with this id.
+    #[error("the cloud holds no reading {0}")]
+    UnknownReading(String),
     /// The route exists, the method does not.
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
@@ -101,7 +104,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
             }
             ApiError::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotFound | ApiError::UnknownReading(_) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unhealthy | ApiError::ShuttingDown => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")

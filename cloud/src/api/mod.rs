@@ -11,14 +11,17 @@
 //! 3. [`middleware::auth`] (data routes): the bearer token.
 //!
 //! Handlers live in [`batches`] (the push), [`books`] (coverage and unsent
-//! reports) and [`simple`] (the simple API); every error goes through
-//! [`error::ApiError`].
+//! reports), [`readings`] (the cloud's amendments and a reading's state),
+//! [`changes`] (the change feed) and [`simple`] (the simple API); every
+//! error goes through [`error::ApiError`].
 
 mod batches;
 mod body;
 mod books;
+mod changes;
 pub(crate) mod error;
 mod middleware;
+mod readings;
 mod simple;
 
 use std::sync::Arc;
@@ -30,6 +33,7 @@ use axum::extract::State;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use edge_cloud_link::contract::{HEALTH_PATH, SIMPLE_READINGS_PATH};
+use edge_versioning::CLOUD_SITE_ID;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +63,12 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/sites/{site_id}/batches", post(batches::push))
         .route("/v1/sites/{site_id}/coverage", get(books::coverage))
         .route("/v1/sites/{site_id}/unsent", put(books::unsent))
+        .route("/v1/sites/{site_id}/changes", get(changes::changes))
+        .route("/v1/readings/{reading_id}", get(readings::reading))
+        .route(
+            "/v1/readings/{reading_id}/amendments",
+            post(readings::amend),
+        )
         .route(SIMPLE_READINGS_PATH, post(simple::create))
         .route_layer(from_fn_with_state(state.clone(), middleware::auth))
         .route_layer(from_fn_with_state(state.clone(), middleware::data_faults));
@@ -89,12 +99,19 @@ pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Checks a site id taken from the path.
+/// Checks a site id taken from the path. `cloud` names the cloud's own
+/// versions, so no site may use it.
 fn check_site_id(site_id: &str) -> Result<(), ApiError> {
     if site_id.is_empty() || site_id.chars().count() > MAX_SITE_ID_CHARS {
         return Err(ApiError::invalid_field(
             "site_id",
             format!("a site id has 1 to {MAX_SITE_ID_CHARS} characters"),
+        ));
+    }
+    if site_id == CLOUD_SITE_ID {
+        return Err(ApiError::invalid_field(
+            "site_id",
+            format!("the site id {CLOUD_SITE_ID:?} is reserved for the cloud itself"),
         ));
     }
     Ok(())

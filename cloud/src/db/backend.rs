@@ -9,7 +9,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite};
 
-use super::store::Store;
+use super::store::{Store, Versioning};
 use super::{DbError, DbOptions};
 
 /// Per-backend SQL fragments used by the generic [`Store`].
@@ -25,6 +25,9 @@ pub(crate) trait Backend: sqlx::Database {
     /// Rows a statement inserted or changed (an inherent method of each
     /// driver's result, so it is reached through here).
     fn rows_affected(result: &Self::QueryResult) -> u64;
+    /// A query of `columns` (naming the versions table `v`) over every
+    /// version of `count` reading ids, bound in order from parameter 1.
+    fn versions_of_readings(columns: &str, count: usize) -> String;
 }
 
 impl Backend for Sqlite {
@@ -37,6 +40,13 @@ impl Backend for Sqlite {
     }
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
+    }
+    // SQLite probes the index once per listed id.
+    fn versions_of_readings(columns: &str, count: usize) -> String {
+        let mut sql = format!("SELECT {columns} FROM versions v WHERE v.reading_id IN (");
+        super::sql::push_list::<Self>(&mut sql, count, &mut 1);
+        sql.push(')');
+        sql
     }
 }
 
@@ -51,6 +61,23 @@ impl Backend for Postgres {
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
     }
+    // One index probe per id, whatever the statistics say. `reading_id IN
+    // (…)` is planned from them, and until ANALYZE has seen a grown table
+    // (a fresh cloud taking a backlog) PostgreSQL assumes each id matches
+    // 0.5 % of the rows: 512 ids then look like the whole table, and every
+    // push scanned all of it. A lateral subquery kept apart by `OFFSET 0`
+    // is planned per id, where the index always wins.
+    fn versions_of_readings(columns: &str, count: usize) -> String {
+        let mut sql = String::from("SELECT ");
+        sql.push_str(columns);
+        sql.push_str(" FROM unnest(ARRAY[");
+        super::sql::push_list::<Self>(&mut sql, count, &mut 1);
+        sql.push_str(
+            "]::text[]) AS ids (reading_id) CROSS JOIN LATERAL \
+             (SELECT * FROM versions WHERE versions.reading_id = ids.reading_id OFFSET 0) AS v",
+        );
+        sql
+    }
 }
 
 /// SQLite page cache per connection, KiB: keeps the version key index hot.
@@ -64,7 +91,10 @@ const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Store<Sqlite> {
     /// Opens (creating if needed) the SQLite database and migrates it.
-    pub(super) async fn open_sqlite(options: &DbOptions) -> Result<Self, DbError> {
+    pub(super) async fn open_sqlite(
+        options: &DbOptions,
+        versioning: Versioning,
+    ) -> Result<Self, DbError> {
         let connect = |source| DbError::Connect {
             backend: Sqlite::LABEL,
             source,
@@ -108,13 +138,17 @@ impl Store<Sqlite> {
             .connect_with(connect_options.read_only(true))
             .await
             .map_err(connect)?;
-        Ok(Store::new(write, read))
+        Ok(Store::new(write, read, versioning))
     }
 }
 
 impl Store<Postgres> {
     /// Connects to PostgreSQL and migrates it.
-    pub(super) async fn open_postgres(url: &str, options: &DbOptions) -> Result<Self, DbError> {
+    pub(super) async fn open_postgres(
+        url: &str,
+        options: &DbOptions,
+        versioning: Versioning,
+    ) -> Result<Self, DbError> {
         let connect = |source| DbError::Connect {
             backend: Postgres::LABEL,
             source,
@@ -135,6 +169,6 @@ impl Store<Postgres> {
             .connect_with(connect_options)
             .await
             .map_err(connect)?;
-        Ok(Store::new(write, read))
+        Ok(Store::new(write, read, versioning))
     }
 }

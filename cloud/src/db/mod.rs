@@ -1,19 +1,27 @@
 //! The cloud's database, on SQLite (embedded default) or PostgreSQL.
 //!
-//! All SQL lives in [`store`], written once and generic over the sqlx
-//! backend; [`backend`] holds what differs (connection set-up, migrations,
-//! placeholders). [`CloudDb`] picks the backend from the configured URL.
+//! All SQL is written once, generic over the sqlx backend: pushes and the
+//! books in [`store`], the version rows every write shares in [`versions`],
+//! amendments, reading state and the change feed in [`readings`], admin
+//! listings in [`listings`], statement building in [`sql`]; [`backend`]
+//! holds what differs (connection set-up, migrations, placeholders).
+//! [`CloudDb`] picks the backend from the configured URL.
 //!
 //! Invariants every write keeps, inside one transaction on the single write
 //! connection (so writes are serialised and an answer means committed):
-//! - a version is stored once per (reading id, HLC, version site id):
-//!   multi-row `INSERT … ON CONFLICT DO NOTHING`, whose row count says whether
-//!   everything was new; when not, the rows this push added are read back by
-//!   id (ids only grow, and every push holds the push counter's row lock
-//!   until it commits, so no other writer can add rows meanwhile). This is
-//!   `RETURNING` without its cost: sqlx's SQLite driver hands every returned
-//!   row across threads one by one, which cost about a third of the
-//!   throughput;
+//! - every transaction that writes versions first locks the `cloud_state`
+//!   row, so version row ids follow commit order on both backends (the
+//!   change feed's cursor is a row id) and the histories a write loaded stay
+//!   true until it commits;
+//! - a version is stored once per (reading id, HLC, version site id): the
+//!   touched readings' histories are loaded first (one query per chunk of
+//!   reading ids) and say which versions are held already; only new ones
+//!   are inserted, and an `INSERT … ON CONFLICT DO NOTHING` that still finds
+//!   one held fails the write rather than answer wrongly;
+//! - each reading's current version (`current_versions`), every conflict
+//!   (`conflicts`) and the cloud's HLC (`cloud_state.hlc`) commit with the
+//!   versions that changed them, so they never disagree with the versions
+//!   held and the clock never goes back across restarts;
 //! - a push's idempotency record (body digest and answer) commits with its
 //!   versions, so a replay can never see half a push;
 //! - a seq is `held` as soon as one of its versions is stored, and `held` is
@@ -21,16 +29,23 @@
 //! - the push counter only grows, across restarts.
 
 mod backend;
+mod listings;
+mod readings;
+mod sql;
 mod store;
+mod versions;
 
 use std::path::PathBuf;
 
-use edge_cloud_link::contract::{Coverage, SimpleReading, UnsentReport};
+use edge_cloud_link::contract::{
+    AmendmentRequest, Coverage, ReadingState, SimpleReading, UnsentReport, VersionRecord,
+};
+use edge_versioning::Policy;
 use sqlx::{Postgres, Sqlite};
 
-use crate::admin::{StoredSimpleReading, StoredVersion};
+use crate::admin::{StoredConflict, StoredSimpleReading, StoredVersion};
 use crate::batch::CheckedBatch;
-pub(crate) use store::Store;
+pub(crate) use store::{Store, Versioning};
 
 /// A database operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +90,10 @@ pub enum DbError {
     /// An answer could not be serialised.
     #[error("cannot serialise a push answer: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// The database disagreed with what the write had just read under its
+    /// lock (another writer without the lock?). Nothing was committed.
+    #[error("the cloud database changed under a write: {0}")]
+    Inconsistent(String),
 }
 
 /// How to reach the database.
@@ -101,6 +120,10 @@ pub(crate) enum PushOutcome {
         duplicate: u64,
         /// Versions rejected.
         rejected: u64,
+        /// Conflicts resolved (each is in the audit log).
+        conflicts: u64,
+        /// Versions received too far ahead of the cloud's wall clock.
+        skew: Option<Skew>,
     },
     /// The key was seen with the same body: the first answer, again.
     Replay {
@@ -111,13 +134,54 @@ pub(crate) enum PushOutcome {
     KeyReused,
 }
 
+/// Versions a write received further ahead of the cloud's wall clock than
+/// `--max-clock-skew`: still stored, but counted and logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Skew {
+    /// How many.
+    pub versions: u64,
+    /// How far ahead the furthest one was, in milliseconds.
+    pub furthest_ahead_ms: u64,
+    /// Its reading.
+    pub reading_id: String,
+}
+
+/// What an amendment did.
+#[derive(Debug)]
+pub(crate) struct Amendment {
+    /// The reading as the cloud holds it now.
+    pub state: ReadingState,
+    /// Conflicts it caused (none: it is written on top of the current one).
+    pub conflicts: u64,
+}
+
+/// One page of the change feed.
+#[derive(Debug)]
+pub(crate) struct FeedPage {
+    /// The versions with their row ids, by row id.
+    pub versions: Vec<(i64, VersionRecord)>,
+    /// More versions match beyond this page.
+    pub more: bool,
+}
+
 /// One page of a listing, with the cursor of the next page.
 #[derive(Debug)]
-pub(crate) struct Page<T> {
+pub(crate) struct Page<T, C = i64> {
     /// The rows.
     pub rows: Vec<T>,
     /// Pass as `after` to get the next page; `None` at the end.
-    pub next: Option<i64>,
+    pub next: Option<C>,
+}
+
+impl<T, C> Page<T, C> {
+    /// A page from rows fetched with `LIMIT limit + 1`: the extra row only
+    /// says another page follows, whose cursor is `key` of the last row kept.
+    pub(crate) fn from_overfetched(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> C) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if more { rows.last().map(key) } else { None };
+        Page { rows, next }
+    }
 }
 
 /// The cloud database on one of the two backends.
@@ -138,16 +202,17 @@ macro_rules! dispatch {
 }
 
 impl CloudDb {
-    /// Connects and runs migrations.
-    pub async fn open(options: &DbOptions) -> Result<CloudDb, DbError> {
+    /// Connects and runs migrations; versions are resolved and stamped as
+    /// `versioning` says.
+    pub async fn open(options: &DbOptions, versioning: Versioning) -> Result<CloudDb, DbError> {
         let url = options.database_url.as_deref().unwrap_or("");
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(CloudDb::Postgres(
-                Store::<Postgres>::open_postgres(url, options).await?,
+                Store::<Postgres>::open_postgres(url, options, versioning).await?,
             ))
         } else if url.is_empty() || url.starts_with("sqlite:") {
             Ok(CloudDb::Sqlite(
-                Store::<Sqlite>::open_sqlite(options).await?,
+                Store::<Sqlite>::open_sqlite(options, versioning).await?,
             ))
         } else {
             // A mistyped PostgreSQL URL must not quietly become a SQLite file.
@@ -164,6 +229,11 @@ impl CloudDb {
             CloudDb::Sqlite(_) => "sqlite",
             CloudDb::Postgres(_) => "postgres",
         }
+    }
+
+    /// The deployment's conflict rule.
+    pub fn policy(&self) -> Policy {
+        dispatch!(self, s => s.policy())
     }
 
     /// Stores a checked batch under its idempotency key (see [`Store::push`]).
@@ -203,6 +273,51 @@ impl CloudDb {
         limit: u32,
     ) -> Result<Page<StoredVersion>, DbError> {
         dispatch!(self, s => s.versions_page(site_id, after, limit).await)
+    }
+
+    /// The cloud's amendment of a reading; `None` when it holds no such reading.
+    pub async fn amend(
+        &self,
+        reading_id: &str,
+        request: &AmendmentRequest,
+    ) -> Result<Option<Amendment>, DbError> {
+        dispatch!(self, s => s.amend(reading_id, request).await)
+    }
+
+    /// A reading's current version; `None` when the cloud holds no such reading.
+    pub async fn reading_state(&self, reading_id: &str) -> Result<Option<ReadingState>, DbError> {
+        dispatch!(self, s => s.reading_state(reading_id).await)
+    }
+
+    /// One page of a site's change feed.
+    pub async fn changes(
+        &self,
+        site_id: &str,
+        after: i64,
+        limit: usize,
+        sensors: &[String],
+    ) -> Result<FeedPage, DbError> {
+        dispatch!(self, s => s.changes(site_id, after, limit, sensors).await)
+    }
+
+    /// Current versions by reading id, optionally of one origin site.
+    pub async fn current_page(
+        &self,
+        origin: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<VersionRecord, String>, DbError> {
+        dispatch!(self, s => s.current_page(origin, after, limit).await)
+    }
+
+    /// The conflict audit log, by id, optionally of one reading.
+    pub async fn conflicts_page(
+        &self,
+        reading_id: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Page<StoredConflict>, DbError> {
+        dispatch!(self, s => s.conflicts_page(reading_id, after, limit).await)
     }
 
     /// Simple-API readings, by id.

@@ -1,75 +1,32 @@
-//! The cloud's SQL, written once for both backends.
+//! The cloud's SQL for pushes and the books, written once for both backends.
 //!
 //! Writes go through the pool of one write connection, so they run one
-//! transaction at a time; reads (coverage, admin listings) use a separate
-//! pool and never wait behind a commit's fsync.
+//! transaction at a time; reads (coverage, admin listings, the change feed)
+//! use a separate pool and never wait behind a commit's fsync. The version
+//! rows' shared SQL is in [`super::versions`], amendments and the feed in
+//! [`super::readings`], the admin listings in [`super::listings`].
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{Read as _, Write as _};
+use std::sync::Arc;
+use std::time::Duration;
 
 use edge_cloud_link::contract::{
-    Coverage, Hlc, MAX_COVERAGE_GAPS, PushResponse, SeqRange, SimpleReading, UnsentReport,
-    UnsentStatus, VersionResult, VersionStamp, VersionStatus,
+    Coverage, MAX_COVERAGE_GAPS, PushResponse, SeqRange, SimpleReading, UnsentReport, UnsentStatus,
+    VersionRecord, VersionResult, VersionStatus,
 };
+use edge_versioning::{Hlc, Policy, WallClock};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
 use super::backend::Backend;
-use super::{DbError, Page, PushOutcome};
-use crate::admin::{StoredSimpleReading, StoredVersion};
+use super::sql::{push_placeholders, shaped_chunks};
+use super::{DbError, PushOutcome, Skew};
 use crate::batch::{CheckedBatch, bookable_seq};
-
-/// Row counts of multi-row statements, largest first. Statements, not rows,
-/// are the cost in sqlx's SQLite driver, so rows are batched; a few fixed
-/// shapes (rather than one per batch size) let the drivers reuse prepared
-/// statements. Every shape stays under both backends' bind limits.
-const STATEMENT_ROWS: [usize; 8] = [512, 128, 64, 32, 16, 8, 4, 1];
-
-/// Columns bound per version row.
-const VERSION_COLUMNS: usize = 14;
-
-// SQLite's bind limit is 32,766; PostgreSQL's 65,535.
-const _: () = assert!(STATEMENT_ROWS[0] * VERSION_COLUMNS <= 32_766);
-
-/// Splits `rows` into consecutive chunks whose lengths are in [`STATEMENT_ROWS`].
-fn shaped_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        let size = STATEMENT_ROWS
-            .into_iter()
-            .find(|size| *size <= rows.len())?;
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        Some(chunk)
-    })
-}
-
-/// Appends `rows` groups of `columns` placeholders: `(?, ?), (?, ?)`.
-fn push_placeholders<DB: Backend>(
-    sql: &mut String,
-    rows: usize,
-    columns: usize,
-    literal_tail: &str,
-) {
-    let mut n = 1;
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            DB::placeholder(sql, n);
-            n += 1;
-        }
-        sql.push_str(literal_tail);
-        sql.push(')');
-    }
-}
+use crate::resolve::{CloudClock, Offered, Readings, hlc_of};
 
 /// What the deduplication key of a version is made of, borrowed.
-type VersionKey<'a> = (&'a str, i64, i64, &'a str);
+type VersionKey<'a> = (&'a str, u64, u32, &'a str);
 
 /// The storage name of a coverage status.
 fn unsent_status(status: UnsentStatus) -> &'static str {
@@ -79,15 +36,51 @@ fn unsent_status(status: UnsentStatus) -> &'static str {
     }
 }
 
+/// How the cloud resolves and stamps versions: one setting each for the
+/// whole cloud.
+#[derive(Clone)]
+pub(crate) struct Versioning {
+    /// The deployment's conflict rule, which the change feed announces.
+    pub policy: Policy,
+    /// The cloud's wall clock (injectable so tests can skew it).
+    pub clock: Arc<dyn WallClock>,
+    /// A received version further ahead of the wall clock than this is
+    /// counted and logged (and still taken).
+    pub max_clock_skew: Duration,
+}
+
+impl Versioning {
+    /// The wall clock now, in µs and in ms.
+    pub(super) fn now(&self) -> (i64, u64) {
+        let now_us = self.clock.now_us();
+        (now_us, Hlc::ms_from_us(now_us))
+    }
+
+    /// The skew bound in milliseconds.
+    pub(super) fn max_skew_ms(&self) -> u64 {
+        u64::try_from(self.max_clock_skew.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// The cloud database on one backend.
 pub(crate) struct Store<DB: sqlx::Database> {
-    write: Pool<DB>,
-    read: Pool<DB>,
+    pub(super) write: Pool<DB>,
+    pub(super) read: Pool<DB>,
+    pub(super) versioning: Versioning,
 }
 
 impl<DB: sqlx::Database> Store<DB> {
-    pub(super) fn new(write: Pool<DB>, read: Pool<DB>) -> Self {
-        Store { write, read }
+    pub(super) fn new(write: Pool<DB>, read: Pool<DB>, versioning: Versioning) -> Self {
+        Store {
+            write,
+            read,
+            versioning,
+        }
+    }
+
+    /// The deployment's conflict rule.
+    pub fn policy(&self) -> Policy {
+        self.versioning.policy
     }
 
     /// Closes both pools, waiting for connections in use.
@@ -101,7 +94,6 @@ impl<DB: sqlx::Database> Store<DB> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
     Rejected,
-    Pending,
     Accepted,
     Duplicate,
 }
@@ -117,14 +109,18 @@ where
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Decode<'q, DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
     /// Stores a checked batch under `(site, key)`, in one transaction:
-    /// takes the next push number, inserts the new versions, books their
-    /// seqs, and records the answer for replays. A key seen before is a
-    /// replay (same `digest`) or [`PushOutcome::KeyReused`].
+    /// takes the next push number (locking `cloud_state` first, see
+    /// [`super::versions`]), offers the new versions to their readings'
+    /// histories, inserts them, records current versions, conflicts and the
+    /// cloud's clock, books their seqs, and records the answer for replays.
+    /// A key seen before is a replay (same `digest`) or
+    /// [`PushOutcome::KeyReused`].
     pub async fn push(
         &self,
         batch: &CheckedBatch,
@@ -134,6 +130,7 @@ where
         let site = batch.site_id.as_str();
         let mut tx = self.write.begin().await?;
         let conn: &mut DB::Connection = &mut tx;
+        let (push, persisted_clock) = next_push::<DB>(&mut *conn).await?;
 
         let mut sql =
             String::from("SELECT body_digest, response_gz FROM push_keys WHERE site_id = ");
@@ -147,122 +144,91 @@ where
             .await?;
         if let Some((stored_digest, response_gz)) = known {
             if stored_digest != digest {
+                // Also gives the push number back.
                 tx.rollback().await?;
                 return Ok(PushOutcome::KeyReused);
             }
             // A replay is answered 200 too, so it takes a push number.
-            next_push::<DB>(&mut *conn).await?;
             tx.commit().await?;
             return Ok(PushOutcome::Replay {
                 body: gunzip(&response_gz)?,
             });
         }
-        let push = next_push::<DB>(&mut *conn).await?;
 
         // Valid versions, each key once: a version sent twice in one batch is
         // stored by its first copy and a duplicate in the others.
         let mut fates: Vec<Fate> = Vec::with_capacity(batch.versions.len());
         let mut first_copy: HashMap<VersionKey<'_>, usize> =
             HashMap::with_capacity(batch.versions.len());
-        let mut to_insert: Vec<usize> = Vec::with_capacity(batch.versions.len());
+        let mut to_offer: Vec<usize> = Vec::with_capacity(batch.versions.len());
         for (i, (version, rejection)) in batch.versions.iter().zip(&batch.rejections).enumerate() {
             if rejection.is_some() {
                 fates.push(Fate::Rejected);
                 continue;
             }
-            let key = version_key(version);
-            match first_copy.entry(key) {
-                Entry::Occupied(_) => fates.push(Fate::Duplicate),
-                Entry::Vacant(slot) => {
-                    slot.insert(i);
-                    to_insert.push(i);
-                    fates.push(Fate::Pending);
-                }
+            fates.push(Fate::Duplicate);
+            if let Entry::Vacant(slot) = first_copy.entry(version_key(version)) {
+                slot.insert(i);
+                to_offer.push(i);
             }
         }
 
-        // Ids only grow and pushes are serialised (the push counter's row is
-        // locked until commit), so the rows this push inserts are exactly
-        // those above the largest id now.
-        let (id_before,): (i64,) =
-            sqlx::query_as::<DB, (i64,)>("SELECT COALESCE(MAX(id), 0) FROM versions")
-                .fetch_one(&mut *conn)
-                .await?;
-        let mut inserted = 0u64;
-        for chunk in shaped_chunks(&to_insert) {
-            let mut sql = String::from(
-                "INSERT INTO versions (site_id, seq, reading_id, hlc_physical_ms, hlc_logical, version_site_id, \
-                 sensor_id, temperature, humidity, measured_at_us, received_at_us, priority, clock_suspect, push) \
-                 VALUES ",
-            );
-            push_placeholders::<DB>(&mut sql, chunk.len(), VERSION_COLUMNS, "");
-            sql.push_str(" ON CONFLICT DO NOTHING");
-            let mut insert = sqlx::query::<DB>(&sql);
-            for &i in chunk {
-                let v = &batch.versions[i];
-                let (reading_id, physical_ms, logical, version_site) = version_key(v);
-                insert = insert
-                    .bind(site)
-                    .bind(v.seq as i64) // checked to fit
-                    .bind(reading_id)
-                    .bind(physical_ms)
-                    .bind(logical)
-                    .bind(version_site)
-                    .bind(v.sensor_id.as_str())
-                    .bind(v.temperature_celsius)
-                    .bind(v.humidity_percent)
-                    .bind(v.measured_at_us)
-                    .bind(v.received_at_us)
-                    .bind(priority_name(v.priority))
-                    .bind(v.clock_suspect)
-                    .bind(push);
-            }
-            inserted += DB::rows_affected(&insert.execute(&mut *conn).await?);
-        }
-        if inserted == to_insert.len() as u64 {
-            // The usual case: everything was new.
-            for &i in &to_insert {
-                fates[i] = Fate::Accepted;
-            }
-        } else if inserted > 0 {
-            // Some were already held: read back which rows this push added.
-            let mut sql = String::from(
-                "SELECT reading_id, hlc_physical_ms, hlc_logical, version_site_id FROM versions WHERE id > ",
-            );
-            DB::placeholder(&mut sql, 1);
-            let rows: Vec<(String, i64, i64, String)> =
-                sqlx::query_as::<DB, (String, i64, i64, String)>(&sql)
-                    .bind(id_before)
-                    .fetch_all(&mut *conn)
-                    .await?;
-            for (reading_id, physical_ms, logical, version_site) in &rows {
-                let key = (
-                    reading_id.as_str(),
-                    *physical_ms,
-                    *logical,
-                    version_site.as_str(),
-                );
-                if let Some(&i) = first_copy.get(&key) {
-                    fates[i] = Fate::Accepted;
-                }
-            }
-        }
-        for fate in &mut fates {
-            if *fate == Fate::Pending {
-                *fate = Fate::Duplicate;
-            }
-        }
-
-        // Book the seqs: held for every stored version, rejected for the
-        // cloud's own rejections of seqs that are not held.
-        let held: BTreeSet<i64> = batch
-            .versions
+        // Offer each to its reading's history, loaded in one go: the
+        // histories say which versions are held already (duplicates) and
+        // which version of each reading is current now. The lock taken
+        // above keeps them true until commit.
+        let reading_ids: Vec<&str> = to_offer
             .iter()
-            .zip(&fates)
-            .filter(|(_, fate)| **fate == Fate::Accepted)
-            .map(|(v, _)| v.seq as i64)
+            .map(|&i| batch.versions[i].reading_id.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
             .collect();
-        let held: Vec<i64> = held.into_iter().collect();
+        let held = Self::load_held(&mut *conn, &reading_ids).await?;
+        let mut readings = Readings::new(self.versioning.policy, held);
+        let (now_us, clock_ms) = self.versioning.now();
+        let mut clock = CloudClock::new(
+            Hlc::unpack(persisted_clock),
+            clock_ms,
+            self.versioning.max_skew_ms(),
+        );
+        let mut accepted: Vec<&VersionRecord> = Vec::with_capacity(to_offer.len());
+        let mut conflicts = Vec::new();
+        for &i in &to_offer {
+            let v = &batch.versions[i];
+            if let Offered::Added { conflict } = readings.offer(v) {
+                fates[i] = Fate::Accepted;
+                clock.receive(&v.reading_id, hlc_of(v.version.hlc));
+                conflicts.extend(conflict.map(|c| (v.reading_id.as_str(), c)));
+                accepted.push(v);
+            }
+        }
+        let inserted = Self::insert_versions(&mut *conn, site, push, &accepted).await?;
+        if inserted != accepted.len() as u64 {
+            return Err(DbError::Inconsistent(format!(
+                "{} of {} new versions were already stored",
+                accepted.len() as u64 - inserted,
+                accepted.len()
+            )));
+        }
+        Self::upsert_currents(&mut *conn, &readings.changed()).await?;
+        Self::insert_conflicts(&mut *conn, &conflicts, now_us).await?;
+        let mut written: BTreeMap<&str, i64> = BTreeMap::new();
+        for v in &accepted {
+            *written.entry(v.version.site_id.as_str()).or_default() += 1;
+        }
+        Self::count_written(&mut *conn, &written).await?;
+        if !accepted.is_empty() {
+            Self::store_clock(&mut *conn, clock.hlc).await?;
+        }
+
+        // Book the seqs, per origin site: held for every stored version,
+        // rejected for the cloud's own rejections of the pusher's seqs that
+        // are not held.
+        let held: BTreeSet<(&str, i64)> = accepted
+            .iter()
+            .map(|v| (v.origin_site_id.as_str(), v.seq as i64))
+            .collect();
+        let held: Vec<(&str, i64)> = held.into_iter().collect();
         for chunk in shaped_chunks(&held) {
             let mut sql = String::from("INSERT INTO seq_coverage (site_id, seq, status) VALUES ");
             push_placeholders::<DB>(&mut sql, chunk.len(), 2, ", 'held'");
@@ -271,8 +237,8 @@ where
                  WHERE seq_coverage.status <> 'held'",
             );
             let mut insert = sqlx::query::<DB>(&sql);
-            for &seq in chunk {
-                insert = insert.bind(site).bind(seq);
+            for &(origin, seq) in chunk {
+                insert = insert.bind(origin).bind(seq);
             }
             insert.execute(&mut *conn).await?;
         }
@@ -294,7 +260,14 @@ where
             }
             insert.execute(&mut *conn).await?;
         }
-        advance_watermark::<DB>(&mut *conn, site).await?;
+        let origins: BTreeSet<&str> = held
+            .iter()
+            .map(|(origin, _)| *origin)
+            .chain([site])
+            .collect();
+        for origin in origins {
+            advance_watermark::<DB>(&mut *conn, origin).await?;
+        }
 
         // The answer, stored with the versions so a replay gets exactly it.
         let mut counts = [0u64; 3];
@@ -306,7 +279,7 @@ where
             .map(|((v, fate), rejection)| {
                 let status = match fate {
                     Fate::Accepted => VersionStatus::Accepted,
-                    Fate::Duplicate | Fate::Pending => VersionStatus::Duplicate,
+                    Fate::Duplicate => VersionStatus::Duplicate,
                     Fate::Rejected => VersionStatus::Rejected,
                 };
                 counts[match status {
@@ -343,6 +316,12 @@ where
             accepted,
             duplicate,
             rejected,
+            conflicts: conflicts.len() as u64,
+            skew: clock.furthest_ahead.map(|(ahead_ms, reading_id)| Skew {
+                versions: clock.skewed,
+                furthest_ahead_ms: ahead_ms,
+                reading_id,
+            }),
         })
     }
 
@@ -394,13 +373,17 @@ where
         if let Some(snapshot) = DB::SNAPSHOT {
             sqlx::query::<DB>(snapshot).execute(&mut *conn).await?;
         }
-        let mut sql = String::from("SELECT contiguous_upto FROM site_books WHERE site_id = ");
+        // `versions_written`: the versions the site wrote (whoever pushed
+        // them), which is what the site counts as synced.
+        let mut sql = String::from(
+            "SELECT contiguous_upto, versions_written FROM site_books WHERE site_id = ",
+        );
         DB::placeholder(&mut sql, 1);
-        let watermark: i64 = sqlx::query_as::<DB, (i64,)>(&sql)
+        let (watermark, versions): (i64, i64) = sqlx::query_as::<DB, (i64, i64)>(&sql)
             .bind(site)
             .fetch_optional(&mut *conn)
             .await?
-            .map_or(0, |(w,)| w);
+            .unwrap_or((0, 0));
         // One pass, no sort.
         let mut sql = String::from(
             "SELECT COALESCE(SUM(CASE WHEN status = 'held' THEN 1 ELSE 0 END), 0), \
@@ -414,12 +397,6 @@ where
                 .bind(site)
                 .fetch_one(&mut *conn)
                 .await?;
-        let mut sql = String::from("SELECT COUNT(*) FROM versions WHERE site_id = ");
-        DB::placeholder(&mut sql, 1);
-        let (versions,): (i64,) = sqlx::query_as::<DB, (i64,)>(&sql)
-            .bind(site)
-            .fetch_one(&mut *conn)
-            .await?;
         // Gaps: wherever a seq above the watermark does not follow the
         // previous accounted one (the first follows the watermark itself).
         let mut sql = String::from(
@@ -482,127 +459,6 @@ where
             .fetch_one(&mut *conn)
             .await?;
         Ok(id)
-    }
-
-    /// Up to `limit` versions of `site` stored after cursor `after`.
-    pub async fn versions_page(
-        &self,
-        site: &str,
-        after: i64,
-        limit: u32,
-    ) -> Result<Page<StoredVersion>, DbError> {
-        type Row = (
-            i64,
-            i64,
-            String,
-            i64,
-            i64,
-            String,
-            String,
-            f64,
-            f64,
-            i64,
-            i64,
-            String,
-            bool,
-            i64,
-        );
-        let mut sql = String::from(
-            "SELECT id, seq, reading_id, hlc_physical_ms, hlc_logical, version_site_id, sensor_id, temperature, \
-             humidity, measured_at_us, received_at_us, priority, clock_suspect, push FROM versions \
-             WHERE site_id = ",
-        );
-        DB::placeholder(&mut sql, 1);
-        sql.push_str(" AND id > ");
-        DB::placeholder(&mut sql, 2);
-        sql.push_str(" ORDER BY id LIMIT ");
-        DB::placeholder(&mut sql, 3);
-        let mut conn = self.read.acquire().await?;
-        let rows: Vec<Row> = sqlx::query_as::<DB, Row>(&sql)
-            .bind(site)
-            .bind(after)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&mut *conn)
-            .await?;
-        let more = rows.len() > limit as usize;
-        let rows: Vec<(i64, StoredVersion)> = rows
-            .into_iter()
-            .take(limit as usize)
-            .map(|r| {
-                (
-                    r.0,
-                    StoredVersion {
-                        seq: r.1 as u64,
-                        reading_id: r.2,
-                        version: VersionStamp {
-                            hlc: Hlc {
-                                physical_ms: r.3 as u64,
-                                logical: r.4 as u32,
-                            },
-                            site_id: r.5,
-                        },
-                        sensor_id: r.6,
-                        temperature_celsius: r.7,
-                        humidity_percent: r.8,
-                        measured_at_us: r.9,
-                        received_at_us: r.10,
-                        priority: parse_priority(&r.11),
-                        clock_suspect: r.12,
-                        push: r.13 as u64,
-                    },
-                )
-            })
-            .collect();
-        let next = if more {
-            rows.last().map(|(id, _)| *id)
-        } else {
-            None
-        };
-        Ok(Page {
-            rows: rows.into_iter().map(|(_, v)| v).collect(),
-            next,
-        })
-    }
-
-    /// Up to `limit` simple-API readings with ids above `after`.
-    pub async fn simple_page(
-        &self,
-        after: i64,
-        limit: u32,
-    ) -> Result<Page<StoredSimpleReading>, DbError> {
-        let mut sql = String::from(
-            "SELECT id, sensor_id, temperature, humidity, timestamp FROM simple_readings WHERE id > ",
-        );
-        DB::placeholder(&mut sql, 1);
-        sql.push_str(" ORDER BY id LIMIT ");
-        DB::placeholder(&mut sql, 2);
-        let mut conn = self.read.acquire().await?;
-        let rows: Vec<(i64, String, f64, f64, String)> =
-            sqlx::query_as::<DB, (i64, String, f64, f64, String)>(&sql)
-                .bind(after)
-                .bind(i64::from(limit) + 1)
-                .fetch_all(&mut *conn)
-                .await?;
-        let more = rows.len() > limit as usize;
-        let rows: Vec<StoredSimpleReading> = rows
-            .into_iter()
-            .take(limit as usize)
-            .map(
-                |(id, sensor_id, temperature, humidity, timestamp)| StoredSimpleReading {
-                    id,
-                    sensor_id,
-                    temperature,
-                    humidity,
-                    timestamp,
-                },
-            )
-            .collect();
-        let next = if more {
-            rows.last().map(|r| r.id)
-        } else {
-            None
-        };
-        Ok(Page { rows, next })
     }
 }
 
@@ -669,8 +525,9 @@ where
     Ok(())
 }
 
-/// Takes the next cloud-wide push number.
-async fn next_push<DB>(conn: &mut DB::Connection) -> Result<i64, DbError>
+/// Takes the next cloud-wide push number; locks the `cloud_state` row, and
+/// reads the cloud's clock (packed) under that lock.
+async fn next_push<DB>(conn: &mut DB::Connection) -> Result<(i64, i64), DbError>
 where
     DB: Backend,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -678,38 +535,22 @@ where
     for<'q> i64: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    let (push,): (i64,) = sqlx::query_as::<DB, (i64,)>(
-        "UPDATE cloud_state SET last_push = last_push + 1 WHERE singleton = 1 RETURNING last_push",
+    let row: (i64, i64) = sqlx::query_as::<DB, (i64, i64)>(
+        "UPDATE cloud_state SET last_push = last_push + 1 WHERE singleton = 1 RETURNING last_push, hlc",
     )
     .fetch_one(&mut *conn)
     .await?;
-    Ok(push)
+    Ok(row)
 }
 
-/// The deduplication key of a version. Its numbers are checked to fit
-/// before a version gets here.
-fn version_key(v: &edge_cloud_link::contract::VersionRecord) -> VersionKey<'_> {
+/// The deduplication key of a version.
+fn version_key(v: &VersionRecord) -> VersionKey<'_> {
     (
         v.reading_id.as_str(),
-        v.version.hlc.physical_ms as i64,
-        i64::from(v.version.hlc.logical),
+        v.version.hlc.physical_ms,
+        v.version.hlc.logical,
         v.version.site_id.as_str(),
     )
-}
-
-fn priority_name(priority: edge_cloud_link::contract::Priority) -> &'static str {
-    match priority {
-        edge_cloud_link::contract::Priority::Normal => "normal",
-        edge_cloud_link::contract::Priority::Critical => "critical",
-    }
-}
-
-fn parse_priority(name: &str) -> edge_cloud_link::contract::Priority {
-    if name == "critical" {
-        edge_cloud_link::contract::Priority::Critical
-    } else {
-        edge_cloud_link::contract::Priority::Normal
-    }
 }
 
 fn now_ms() -> i64 {
@@ -735,22 +576,6 @@ fn gunzip(stored: &[u8]) -> Result<Vec<u8>, std::io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunks_use_the_fixed_shapes() {
-        let rows: Vec<u32> = (0..1_000).collect();
-        let sizes: Vec<usize> = shaped_chunks(&rows).map(<[u32]>::len).collect();
-        assert_eq!(sizes.iter().sum::<usize>(), 1_000);
-        assert_eq!(&sizes[..2], &[512, 128]);
-        assert!(sizes.iter().all(|s| STATEMENT_ROWS.contains(s)));
-    }
-
-    #[test]
-    fn placeholders_number_from_one() {
-        let mut sql = String::new();
-        push_placeholders::<sqlx::Postgres>(&mut sql, 2, 2, ", 'held'");
-        assert_eq!(sql, "($1, $2, 'held'), ($3, $4, 'held')");
-    }
 
     #[test]
     fn stored_answers_round_trip() {

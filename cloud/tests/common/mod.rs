@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use edge_cloud::{AdminClient, CloudApp, CloudArgs, CloudError};
@@ -11,7 +12,9 @@ use edge_cloud_link::contract::{
     ErrorBody, Hlc, IDEMPOTENCY_KEY_HEADER, Priority, PushBatch, PushResponse, VersionRecord,
     VersionStamp, batches_path,
 };
+use edge_cloud_link::{ClientConfig, CloudClient};
 use edge_testkit::TestDatabase;
+use edge_versioning::{Policy, SystemClock, WallClock};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -45,17 +48,32 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
 impl TestCloud {
     /// Starts a cloud on `db` (SQLite in its data dir, or its PostgreSQL URL).
     pub async fn start(db: &TestDatabase) -> TestCloud {
-        Self::start_with(CloudArgs::for_test(
-            db.data_dir.join("cloud"),
-            db.url.clone(),
-            TOKEN,
-        ))
-        .await
+        Self::start_with(Self::args(db)).await
+    }
+
+    /// The arguments of a test cloud on `db`; reopening with the same ones
+    /// is a restart over the same database.
+    pub fn args(db: &TestDatabase) -> CloudArgs {
+        CloudArgs::for_test(db.data_dir.join("cloud"), db.url.clone(), TOKEN)
+    }
+
+    /// Starts a cloud on `db` that resolves conflicts under `policy`.
+    pub async fn start_with_policy(db: &TestDatabase, policy: Policy) -> TestCloud {
+        let mut args = Self::args(db);
+        args.conflict_policy = policy;
+        Self::start_with(args).await
     }
 
     /// Starts a cloud with `args`.
     pub async fn start_with(args: CloudArgs) -> TestCloud {
-        let app = CloudApp::build(&args).await.expect("the cloud builds");
+        Self::start_with_clock(args, Arc::new(SystemClock)).await
+    }
+
+    /// Starts a cloud with `args` whose wall clock is `clock`.
+    pub async fn start_with_clock(args: CloudArgs, clock: Arc<dyn WallClock>) -> TestCloud {
+        let app = CloudApp::build_with_clock(&args, clock)
+            .await
+            .expect("the cloud builds");
         let url = format!("http://{}", app.local_addr());
         let admin_url = format!("http://{}", app.admin_addr());
         let shutdown = CancellationToken::new();
@@ -77,6 +95,19 @@ impl TestCloud {
             .await
             .expect("the cloud task joins")
             .expect("the cloud stops cleanly");
+    }
+
+    /// The site's client of this cloud (the real one sync-svc uses).
+    pub fn client(&self) -> CloudClient {
+        CloudClient::new(ClientConfig {
+            base_url: self.url.clone(),
+            token: Some(TOKEN.into()),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            gzip: true,
+            max_response_bytes: 64 * 1024 * 1024,
+        })
+        .expect("the cloud client builds")
     }
 
     /// `url` + `path`.
@@ -132,6 +163,31 @@ pub fn version(site: &str, seq: u64) -> VersionRecord {
             },
             site_id: site.into(),
         },
+        quality: Default::default(),
+        note: None,
+        base: None,
+    }
+}
+
+/// A version `site` wrote on top of `base` (of any site's reading), stamped
+/// `physical_ms`, with `temperature`.
+pub fn amendment_of(
+    base: &VersionRecord,
+    site: &str,
+    physical_ms: u64,
+    temperature: f64,
+) -> VersionRecord {
+    VersionRecord {
+        temperature_celsius: temperature,
+        version: VersionStamp {
+            hlc: Hlc {
+                physical_ms,
+                logical: 0,
+            },
+            site_id: site.into(),
+        },
+        base: Some(base.version.clone()),
+        ..base.clone()
     }
 }
 

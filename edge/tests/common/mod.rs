@@ -66,6 +66,8 @@ pub async fn start_store_with(
     let mut config = StoreConfig::new(db.data_dir.clone());
     config.store_addr = addr;
     config.database_url = db.url.clone();
+    config.storage.storage_reserve =
+        store_svc::storage::Reserve::Bytes(edge_testkit::TEST_STORAGE_RESERVE_BYTES);
     configure(&mut config);
     let app = StoreApp::build(&config, &runtime_args(), Arc::new(SystemClock))
         .await

@@ -15,6 +15,7 @@
 mod backend;
 mod checkpoint;
 mod outbox;
+mod revision;
 mod sql;
 mod storage;
 mod store;
@@ -32,6 +33,8 @@ pub use store::Store;
 use crate::hlc::WallClock;
 use crate::model::{AppendOutcome, Cursor, NewReading, ReadingQuery, Stats, StoredReading};
 use crate::outbox::{Completion, CompletionCounts, DeadLetterEntry, DueOrder, OutboxEntry};
+use crate::revision::{Amendment, ApplyOutcome, ConflictRow, RemoteVersion};
+use edge_versioning::Policy;
 
 /// A database operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,9 @@ pub enum DbError {
     /// Schema migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// An amendment named a reading the site does not hold.
+    #[error("no reading with id {0:?} is stored at this site")]
+    UnknownReading(String),
     /// The database belongs to another site.
     #[error(
         "this database belongs to site {stored:?}, but the configured site id is {configured:?}; \
@@ -258,6 +264,12 @@ impl Database {
         dispatch!(self, s => s.give_back_space(keep_bytes).await)
     }
 
+    /// Rows of the sensor index that committing `rows` more readings writes
+    /// (its sorted catch-up), for the storage budget.
+    pub fn index_rows_due(&self, rows: usize) -> i64 {
+        dispatch!(self, s => s.index_rows_due(rows))
+    }
+
     /// The SQLite database file, for measuring its file system; `None` on
     /// PostgreSQL, whose disk is the server's.
     pub fn sqlite_path(&self) -> Option<&std::path::Path> {
@@ -265,6 +277,36 @@ impl Database {
             Database::Sqlite(s) => s.path(),
             Database::Postgres(_) => None,
         }
+    }
+
+    /// Writes an amendment as a new current version, queued for the cloud.
+    pub async fn amend(&self, amendment: &Amendment) -> Result<StoredReading, DbError> {
+        dispatch!(self, s => s.amend(amendment).await)
+    }
+
+    /// Applies one page of the cloud's change feed and stores its cursor.
+    pub async fn apply_remote(
+        &self,
+        versions: &[RemoteVersion],
+        policy: Policy,
+        next_cursor: i64,
+        max_skew_ms: u64,
+    ) -> Result<ApplyOutcome, DbError> {
+        dispatch!(self, s => s.apply_remote(versions, policy, next_cursor, max_skew_ms).await)
+    }
+
+    /// Where the change feed was applied up to.
+    pub async fn pull_cursor(&self) -> Result<i64, DbError> {
+        dispatch!(self, s => s.pull_cursor().await)
+    }
+
+    /// A page of the conflict audit log after `after_id`, and its size.
+    pub async fn conflicts(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<(Vec<ConflictRow>, i64), DbError> {
+        dispatch!(self, s => s.conflicts(after_id, limit).await)
     }
 
     /// Closes every connection (SQLite checkpoints its WAL on the last close).

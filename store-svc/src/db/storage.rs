@@ -128,6 +128,16 @@ where
         by_sensor.push(")");
         by_sensor.query()?.execute(&mut *tx).await?;
 
+        // Versions pulled from the cloud are not on this site's books.
+        let mut remote = SqlBuilder::<DB>::default();
+        remote.push(
+            "SELECT COUNT(*) FROM reading_versions WHERE remote AND reading_seq IN \
+             (SELECT seq FROM readings WHERE ",
+        );
+        in_range(&mut remote);
+        remote.push(")");
+        let (remote,): (i64,) = remote.query_as()?.fetch_one(&mut *tx).await?;
+
         let mut versions = SqlBuilder::<DB>::default();
         versions.push(
             "DELETE FROM reading_versions WHERE reading_seq IN (SELECT seq FROM readings WHERE ",
@@ -143,9 +153,11 @@ where
 
         let removed_i64 = i64::try_from(removed).unwrap_or(i64::MAX);
         sqlx::query(
-            "UPDATE site_state SET pruned_versions = pruned_versions + $1 WHERE singleton = 1",
+            "UPDATE site_state SET pruned_versions = pruned_versions + $1, \
+             remote_versions = remote_versions - $2 WHERE singleton = 1",
         )
-        .bind(removed_i64)
+        .bind(removed_i64 - remote)
+        .bind(remote)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -185,7 +197,10 @@ where
             return Ok(dropped);
         }
 
-        for chunk in shaped_chunks(&dropped) {
+        // Only this site's own readings are on its books at the cloud; an
+        // amendment of another site's reading (a negative key) is not.
+        let reportable: Vec<&DroppedRow> = dropped.iter().filter(|d| d.seq > 0).collect();
+        for chunk in shaped_chunks(&reportable) {
             let mut sql = String::from(
                 "INSERT INTO unreported_drops (version_id, seq, reading_id, hlc, site_id, dropped_at_us) VALUES ",
             );

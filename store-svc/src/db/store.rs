@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
@@ -20,8 +21,9 @@ use crate::model::{
 };
 
 /// Columns a query returns, in [`StoredReading`]'s order.
-const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
-     measured_at_us, received_at_us, priority, clock_suspect, version_hlc, version_site_id, sync_state";
+pub(super) const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
+     measured_at_us, received_at_us, priority, clock_suspect, version_hlc, version_site_id, sync_state, \
+     quality, note, origin_seq";
 
 /// The database of one backend.
 pub struct Store<DB: sqlx::Database> {
@@ -36,6 +38,9 @@ pub struct Store<DB: sqlx::Database> {
     suspect_ahead_us: i64,
     suspect_behind_us: i64,
     sensor_index_batch: i64,
+    /// Readings above the sensor index's high mark (`sensor_indexed_seq`),
+    /// as of the last commit.
+    sensor_index_lag: AtomicI64,
 }
 
 /// What the database already holds under a reading id.
@@ -123,6 +128,11 @@ where
                 site_id
             }
         };
+        let (sensor_index_lag,): (i64,) = sqlx::query_as(
+            "SELECT next_seq - 1 - sensor_indexed_seq FROM site_state WHERE singleton = 1",
+        )
+        .fetch_one(&mut *write.acquire().await?)
+        .await?;
         let as_us = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         Ok(Store {
             write,
@@ -134,7 +144,21 @@ where
             suspect_ahead_us: as_us(config.suspect_ahead),
             suspect_behind_us: as_us(config.suspect_behind),
             sensor_index_batch: i64::from(config.sensor_index_batch.max(1)),
+            sensor_index_lag: AtomicI64::new(sensor_index_lag),
         })
+    }
+
+    /// Rows of the sensor index that committing `rows` more readings writes:
+    /// every reading not yet indexed when the group reaches the batch size,
+    /// else none (a guess between commits: the next commit may be a retry).
+    pub fn index_rows_due(&self, rows: usize) -> i64 {
+        let due =
+            self.sensor_index_lag.load(Ordering::Relaxed) + i64::try_from(rows).unwrap_or(i64::MAX);
+        if due >= self.sensor_index_batch {
+            due
+        } else {
+            0
+        }
     }
 
     /// `sqlite` or `postgres`.
@@ -240,6 +264,8 @@ where
         }
 
         tx.commit().await?;
+        self.sensor_index_lag
+            .store(next_seq - 1 - sensor_indexed_seq, Ordering::Relaxed);
         self.after_write();
         Ok(outcomes)
     }
@@ -459,13 +485,18 @@ where
         if let Some(snapshot) = DB::SNAPSHOT {
             sqlx::query(snapshot).execute(&mut *conn).await?;
         }
-        let (next_seq, hlc, pruned_versions, dropped_versions): (i64, i64, i64, i64) =
-            sqlx::query_as(
-                "SELECT next_seq, hlc, pruned_versions, dropped_versions FROM site_state \
-                 WHERE singleton = 1",
-            )
-            .fetch_one(&mut *conn)
-            .await?;
+        let (next_seq, hlc, pruned_versions, dropped_versions, remote_versions): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = sqlx::query_as(
+            "SELECT next_seq, hlc, pruned_versions, dropped_versions, remote_versions \
+                 FROM site_state WHERE singleton = 1",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         let count = |sql: &'static str| sqlx::query_scalar::<DB, i64>(sql);
         let total_readings = count("SELECT COUNT(*) FROM readings")
             .fetch_one(&mut *conn)
@@ -509,8 +540,11 @@ where
             stuck_versions,
             // Every version gets an outbox entry, which leaves only when the
             // cloud acknowledges it (or the drop policy drops it); only
-            // synced versions are pruned.
-            synced_versions: total_versions - unsynced_versions - dead_letters + pruned_versions,
+            // synced versions are pruned. Versions pulled from the cloud
+            // are not this site's to count.
+            synced_versions: total_versions - remote_versions - unsynced_versions - dead_letters
+                + pruned_versions,
+            remote_versions,
             pruned_versions,
             dropped_versions,
             unreported_drops,

@@ -66,6 +66,8 @@ impl RunningStore {
         let mut config = StoreConfig::new(db.data_dir.clone());
         config.store_addr = "127.0.0.1:0".parse().expect("address");
         config.database_url = db.url.clone();
+        config.storage.storage_reserve =
+            store_svc::storage::Reserve::Bytes(edge_testkit::TEST_STORAGE_RESERVE_BYTES);
         configure(&mut config);
         let runtime = RuntimeArgs {
             shutdown_grace: Duration::from_secs(5),

@@ -75,6 +75,41 @@ impl Hlc {
     }
 }
 
+impl Hlc {
+    /// The next stamp after receiving a remote stamp `remote` at wall-clock
+    /// time `now_ms`: greater than both `self` and `remote`, so whatever this
+    /// replica writes next orders after what it has seen (the HLC receive
+    /// rule). A remote stamp far ahead of the wall clock is still taken: the
+    /// order must hold whatever the clocks say; callers count the skew.
+    pub fn receive(self, remote: Hlc, now_ms: u64) -> Hlc {
+        let now_ms = now_ms.min(MAX_PHYSICAL_MS);
+        let remote = Hlc {
+            physical_ms: remote.physical_ms.min(MAX_PHYSICAL_MS),
+            logical: remote.logical,
+        };
+        let newest = self.max(remote);
+        if now_ms > newest.physical_ms {
+            return Hlc {
+                physical_ms: now_ms,
+                logical: 0,
+            };
+        }
+        newest.tick(now_ms)
+    }
+
+    /// How far this stamp's physical part is ahead of the wall clock
+    /// `now_ms`, in milliseconds; 0 when it is not ahead.
+    pub fn ahead_of_ms(self, now_ms: u64) -> u64 {
+        self.physical_ms.saturating_sub(now_ms)
+    }
+
+    /// Milliseconds since the Unix epoch for a wall-clock reading in
+    /// microseconds (negative readings, a broken clock, count as 0).
+    pub fn ms_from_us(now_us: i64) -> u64 {
+        u64::try_from(now_us / 1_000).unwrap_or(0)
+    }
+}
+
 /// A source of wall-clock time, injectable so tests can skew or stop it.
 pub trait WallClock: Send + Sync + 'static {
     /// Microseconds since the Unix epoch.
@@ -92,6 +127,20 @@ impl WallClock for SystemClock {
             // A clock set before 1970 is a broken clock; the HLC keeps order.
             Err(_) => 0,
         }
+    }
+}
+
+/// The system clock shifted by a fixed offset: a site whose wall clock is
+/// wrong by that much (an hour ahead, a day behind), for tests and drills.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    /// Microseconds added to the system clock (negative: behind).
+    pub offset_us: i64,
+}
+
+impl WallClock for OffsetClock {
+    fn now_us(&self) -> i64 {
+        SystemClock.now_us().saturating_add(self.offset_us)
     }
 }
 
@@ -157,6 +206,72 @@ mod tests {
             Hlc {
                 physical_ms: 5001,
                 logical: 0
+            }
+        );
+    }
+
+    #[test]
+    fn receive_orders_after_a_remote_stamp_ahead_of_the_wall_clock() {
+        let local = Hlc {
+            physical_ms: 1000,
+            logical: 0,
+        };
+        let remote = Hlc {
+            physical_ms: 9000,
+            logical: 5,
+        };
+        let next = local.receive(remote, 2000);
+        assert!(next > remote && next > local);
+        assert_eq!(
+            next,
+            Hlc {
+                physical_ms: 9000,
+                logical: 6
+            }
+        );
+        assert_eq!(remote.ahead_of_ms(2000), 7000);
+    }
+
+    #[test]
+    fn receive_follows_the_wall_clock_when_it_is_ahead_of_both() {
+        let next = Hlc {
+            physical_ms: 1000,
+            logical: 9,
+        }
+        .receive(
+            Hlc {
+                physical_ms: 1500,
+                logical: 3,
+            },
+            4000,
+        );
+        assert_eq!(
+            next,
+            Hlc {
+                physical_ms: 4000,
+                logical: 0
+            }
+        );
+    }
+
+    #[test]
+    fn receive_of_an_older_remote_stamp_still_ticks_the_local_clock() {
+        let local = Hlc {
+            physical_ms: 5000,
+            logical: 2,
+        };
+        let next = local.receive(
+            Hlc {
+                physical_ms: 10,
+                logical: 0,
+            },
+            100,
+        );
+        assert_eq!(
+            next,
+            Hlc {
+                physical_ms: 5000,
+                logical: 3
             }
         );
     }

@@ -1,0 +1,31 @@
+//! The body every service binary shares, so each `main.rs` is only its
+//! flags and its app: logs and traces, SIGTERM, the `/metrics` endpoint, the
+//! service until shutdown, and the last spans flushed on every exit path
+//! (an error included: the spans around a failure are the ones wanted).
+
+use std::future::Future;
+
+use crate::config::RuntimeArgs;
+use crate::shutdown::Shutdown;
+use crate::{metrics_http, shutdown, telemetry};
+
+/// Runs one service process: `serve` gets the shutdown token and runs the
+/// service until it is cancelled.
+pub async fn run_service<F, Fut, E>(runtime: &RuntimeArgs, serve: F) -> Result<(), E>
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: From<std::io::Error> + From<tokio::task::JoinError>,
+{
+    telemetry::init_logging(runtime);
+    let result = async {
+        let shutdown = shutdown::on_signal();
+        let metrics = metrics_http::spawn(runtime.metrics_addr, shutdown.clone()).await?;
+        serve(shutdown).await?;
+        metrics.await??;
+        Ok(())
+    }
+    .await;
+    telemetry::shutdown();
+    result
+}

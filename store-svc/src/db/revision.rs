@@ -1,0 +1,558 @@
+//! Versions after the first, written once for both backends: amendments made
+//! at this site, pages of the cloud's change feed, and the audit log of the
+//! conflicts between them.
+//!
+//! Which version of a reading is current is never decided here: the
+//! reading's versions are loaded into an [`edge_versioning::History`] and the
+//! rule every replica shares decides. This module only keeps the readings
+//! row (the current version's values, for queries) in step with it.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use edge_versioning::{Applied, History, Policy, Stamp, Version};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
+
+use super::DbError;
+use super::backend::Backend;
+use super::sql::push_placeholders;
+use super::store::{READING_COLUMNS, Store};
+use crate::hlc::Hlc;
+use crate::model::{StoredReading, SyncState};
+use crate::revision::{Amendment, ApplyOutcome, ConflictRow, Quality, RemoteVersion, Skew, Values};
+
+/// Reading ids or seqs per lookup statement.
+const LOOKUP_CHUNK: usize = 500;
+
+/// seq, temperature, humidity, quality, note, version HLC and site, priority.
+type CurrentRow = (i64, f64, f64, i64, Option<String>, i64, String, i64);
+
+/// What a page needs to know of a reading the site holds.
+struct Held {
+    seq: i64,
+    history: History,
+}
+
+/// A version as the database holds its identity.
+#[derive(FromRow)]
+pub struct VersionKey {
+    reading_seq: i64,
+    hlc: i64,
+    site_id: String,
+    base_hlc: Option<i64>,
+    base_site_id: Option<String>,
+}
+
+impl VersionKey {
+    fn version(self) -> Version {
+        Version {
+            stamp: Stamp::new(Hlc::unpack(self.hlc), self.site_id),
+            base: self
+                .base_hlc
+                .zip(self.base_site_id)
+                .map(|(hlc, site)| Stamp::new(Hlc::unpack(hlc), site)),
+        }
+    }
+}
+
+impl<DB> Store<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'r> StoredReading: FromRow<'r, DB::Row>,
+    for<'r> ConflictRow: FromRow<'r, DB::Row>,
+    for<'r> VersionKey: FromRow<'r, DB::Row>,
+{
+    /// Writes an amendment as a new version on top of the reading's current
+    /// one, puts it in the outbox, and returns the reading as stored now.
+    ///
+    /// The new version is always current: its HLC is above every version
+    /// this site holds (the clock advanced past each one it received), and
+    /// it descends from the current one, so no rule can prefer another.
+    pub async fn amend(&self, amendment: &Amendment) -> Result<StoredReading, DbError> {
+        let now_us = self.clock.now_us();
+        let mut tx = self.write.begin().await?;
+        let state_sql = format!(
+            "SELECT next_version_id, hlc FROM site_state WHERE singleton = 1{}",
+            DB::LOCK_STATE
+        );
+        let (version_id, hlc): (i64, i64) = sqlx::query_as(&state_sql).fetch_one(&mut *tx).await?;
+        let current: Option<CurrentRow> = sqlx::query_as(
+            "SELECT seq, temperature, humidity, quality, note, version_hlc, version_site_id, \
+                 priority FROM readings WHERE reading_id = $1",
+        )
+        .bind(amendment.reading_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((seq, temperature, humidity, quality, note, base_hlc, base_site, priority)) =
+            current
+        else {
+            return Err(DbError::UnknownReading(amendment.reading_id.clone()));
+        };
+        let hlc = Hlc::unpack(hlc).tick(Hlc::ms_from_us(now_us));
+        let values = Values {
+            temperature: amendment.temperature.unwrap_or(temperature),
+            humidity: amendment.humidity.unwrap_or(humidity),
+            quality: amendment.quality.unwrap_or(Quality::from_db(quality)),
+            note: match &amendment.note {
+                Some(n) if n.is_empty() => None,
+                Some(n) => Some(n.clone()),
+                None => note,
+            },
+        };
+        let base = Some((base_hlc, base_site));
+        self.insert_version(
+            &mut tx,
+            version_id,
+            seq,
+            hlc.pack(),
+            self.site_id(),
+            &values,
+            base,
+            now_us,
+            false,
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) \
+             VALUES ($1, $2, $3, 0)",
+        )
+        .bind(version_id)
+        .bind(priority)
+        .bind(now_us)
+        .execute(&mut *tx)
+        .await?;
+        self.set_current(
+            &mut tx,
+            seq,
+            hlc.pack(),
+            self.site_id(),
+            &values,
+            SyncState::Pending,
+        )
+        .await?;
+        sqlx::query("UPDATE site_state SET next_version_id = $1, hlc = $2 WHERE singleton = 1")
+            .bind(version_id + 1)
+            .bind(hlc.pack())
+            .execute(&mut *tx)
+            .await?;
+        let reading: StoredReading = sqlx::query_as(&format!(
+            "SELECT {READING_COLUMNS} FROM readings WHERE seq = $1"
+        ))
+        .bind(seq)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.after_write();
+        Ok(reading)
+    }
+
+    /// Applies one page of the change feed under `policy` and stores
+    /// `next_cursor`, all in one transaction. `max_skew_ms`: remote stamps
+    /// further ahead of the wall clock are still applied, and reported.
+    pub async fn apply_remote(
+        &self,
+        versions: &[RemoteVersion],
+        policy: Policy,
+        next_cursor: i64,
+        max_skew_ms: u64,
+    ) -> Result<ApplyOutcome, DbError> {
+        let now_us = self.clock.now_us();
+        let now_ms = Hlc::ms_from_us(now_us);
+        let mut tx = self.write.begin().await?;
+        let state_sql = format!(
+            "SELECT next_version_id, hlc, next_foreign_seq, pull_cursor FROM site_state \
+             WHERE singleton = 1{}",
+            DB::LOCK_STATE
+        );
+        let (mut version_id, hlc, mut foreign_seq, stored_cursor): (i64, i64, i64, i64) =
+            sqlx::query_as(&state_sql).fetch_one(&mut *tx).await?;
+        let mut held = self.histories(&mut tx, versions, policy).await?;
+        let mut outcome = ApplyOutcome::default();
+        let mut newest_remote: Option<Hlc> = None;
+
+        for remote in versions {
+            let ahead_ms = remote.stamp.hlc.ahead_of_ms(now_ms);
+            if ahead_ms > max_skew_ms {
+                outcome.skewed.push(Skew {
+                    reading_id: remote.reading_id.clone(),
+                    stamp: remote.stamp.clone(),
+                    ahead_ms,
+                });
+            }
+            newest_remote = newest_remote.max(Some(remote.stamp.hlc));
+            let version = Version {
+                stamp: remote.stamp.clone(),
+                base: remote.base.clone(),
+            };
+            let base = remote
+                .base
+                .as_ref()
+                .map(|b| (b.hlc.pack(), b.site_id.clone()));
+            let reading = match held.entry(remote.reading_id.clone()) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(_) if remote.origin_site_id == self.site_id() => {
+                    // Pruned or dropped here: not brought back.
+                    outcome.skipped += 1;
+                    continue;
+                }
+                Entry::Vacant(entry) => {
+                    // A shared sensor's reading from another site: stored
+                    // under the next negative key, so this site's seqs stay
+                    // gap-free. Its first version is applied below.
+                    let seq = foreign_seq;
+                    foreign_seq -= 1;
+                    self.insert_foreign_reading(&mut tx, seq, remote).await?;
+                    entry.insert(Held {
+                        seq,
+                        history: History::default(),
+                    })
+                }
+            };
+            match reading.history.apply(version, policy) {
+                Applied::AlreadyHeld => outcome.already_held += 1,
+                Applied::Added {
+                    winner_changed,
+                    conflict,
+                } => {
+                    let seq = reading.seq;
+                    self.insert_version(
+                        &mut tx,
+                        version_id,
+                        seq,
+                        remote.stamp.hlc.pack(),
+                        &remote.stamp.site_id,
+                        &remote.values,
+                        base,
+                        now_us,
+                        true,
+                    )
+                    .await?;
+                    version_id += 1;
+                    outcome.applied += 1;
+                    if winner_changed {
+                        let winner = reading
+                            .history
+                            .winner()
+                            .map(|w| w.stamp.clone())
+                            .unwrap_or_else(|| remote.stamp.clone());
+                        self.settle_current(&mut tx, seq, &winner, remote).await?;
+                        outcome.readings_changed += 1;
+                    }
+                    if let Some(conflict) = conflict {
+                        self.log_conflict(&mut tx, &remote.reading_id, &conflict, now_us)
+                            .await?;
+                        outcome.conflicts.push(conflict);
+                    }
+                }
+            }
+        }
+
+        let hlc = match newest_remote {
+            Some(remote) => Hlc::unpack(hlc).receive(remote, now_ms),
+            None => Hlc::unpack(hlc),
+        };
+        outcome.cursor = stored_cursor.max(next_cursor);
+        sqlx::query(
+            "UPDATE site_state SET next_version_id = $1, hlc = $2, next_foreign_seq = $3, \
+             pull_cursor = $4, remote_versions = remote_versions + $5 WHERE singleton = 1",
+        )
+        .bind(version_id)
+        .bind(hlc.pack())
+        .bind(foreign_seq)
+        .bind(outcome.cursor)
+        .bind(i64::try_from(outcome.applied).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.after_write();
+        Ok(outcome)
+    }
+
+    /// Where the change feed was applied up to.
+    pub async fn pull_cursor(&self) -> Result<i64, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT pull_cursor FROM site_state WHERE singleton = 1")
+                .fetch_one(&mut *self.read.acquire().await?)
+                .await?,
+        )
+    }
+
+    /// Up to `limit` audit-log entries after `after_id`, and the log's size.
+    pub async fn conflicts(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<(Vec<ConflictRow>, i64), DbError> {
+        let mut conn = self.read.acquire().await?;
+        let rows = sqlx::query_as(
+            "SELECT id, reading_id, local_hlc, local_site_id, remote_hlc, remote_site_id, \
+             current_hlc, current_site_id, winner, policy, resolved_at_us FROM conflicts \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conflicts")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// The histories of the readings a page names that the site holds: two
+    /// statements per chunk of readings, never one per version.
+    async fn histories(
+        &self,
+        conn: &mut DB::Connection,
+        versions: &[RemoteVersion],
+        policy: Policy,
+    ) -> Result<HashMap<String, Held>, DbError> {
+        let mut ids: Vec<&str> = versions.iter().map(|v| v.reading_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut seqs: HashMap<i64, String> = HashMap::new();
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let mut sql = String::from("SELECT seq, reading_id FROM readings WHERE reading_id IN ");
+            push_placeholders::<DB>(&mut sql, 1, 1, chunk.len());
+            let mut query = sqlx::query_as::<DB, (i64, String)>(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            seqs.extend(query.fetch_all(&mut *conn).await?);
+        }
+        let mut versions_of: HashMap<i64, Vec<Version>> = HashMap::new();
+        let keys: Vec<i64> = seqs.keys().copied().collect();
+        for chunk in keys.chunks(LOOKUP_CHUNK) {
+            let mut sql = String::from(
+                "SELECT reading_seq, hlc, site_id, base_hlc, base_site_id FROM reading_versions \
+                 WHERE reading_seq IN ",
+            );
+            push_placeholders::<DB>(&mut sql, 1, 1, chunk.len());
+            let mut query = sqlx::query_as::<DB, VersionKey>(&sql);
+            for seq in chunk {
+                query = query.bind(*seq);
+            }
+            for key in query.fetch_all(&mut *conn).await? {
+                versions_of
+                    .entry(key.reading_seq)
+                    .or_default()
+                    .push(key.version());
+            }
+        }
+        Ok(seqs
+            .into_iter()
+            .map(|(seq, reading_id)| {
+                let versions = versions_of.remove(&seq).unwrap_or_default();
+                (
+                    reading_id,
+                    Held {
+                        seq,
+                        history: History::new(versions, policy),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Makes `winner` the readings row's current version: its values from
+    /// the arriving version when it is that one, else from the database.
+    async fn settle_current(
+        &self,
+        conn: &mut DB::Connection,
+        seq: i64,
+        winner: &Stamp,
+        arrived: &RemoteVersion,
+    ) -> Result<(), DbError> {
+        if *winner == arrived.stamp {
+            return self
+                .set_current(
+                    conn,
+                    seq,
+                    winner.hlc.pack(),
+                    &winner.site_id,
+                    &arrived.values,
+                    SyncState::Synced,
+                )
+                .await;
+        }
+        let (temperature, humidity, quality, note, unsynced): (f64, f64, i64, Option<String>, i64) =
+            sqlx::query_as(
+                "SELECT v.temperature, v.humidity, v.quality, v.note, \
+                 (SELECT COUNT(*) FROM outbox o WHERE o.version_id = v.version_id) \
+                 FROM reading_versions v WHERE v.reading_seq = $1 AND v.hlc = $2 AND v.site_id = $3",
+            )
+            .bind(seq)
+            .bind(winner.hlc.pack())
+            .bind(winner.site_id.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+        let values = Values {
+            temperature,
+            humidity,
+            quality: Quality::from_db(quality),
+            note,
+        };
+        let state = if unsynced > 0 {
+            SyncState::Pending
+        } else {
+            SyncState::Synced
+        };
+        self.set_current(
+            conn,
+            seq,
+            winner.hlc.pack(),
+            &winner.site_id,
+            &values,
+            state,
+        )
+        .await
+    }
+
+    async fn set_current(
+        &self,
+        conn: &mut DB::Connection,
+        seq: i64,
+        hlc: i64,
+        site_id: &str,
+        values: &Values,
+        state: SyncState,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE readings SET temperature = $1, humidity = $2, quality = $3, note = $4, \
+             version_hlc = $5, version_site_id = $6, sync_state = $7 WHERE seq = $8",
+        )
+        .bind(values.temperature)
+        .bind(values.humidity)
+        .bind(values.quality as i64)
+        .bind(values.note.clone())
+        .bind(hlc)
+        .bind(site_id)
+        .bind(state as i64)
+        .bind(seq)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_version(
+        &self,
+        conn: &mut DB::Connection,
+        version_id: i64,
+        seq: i64,
+        hlc: i64,
+        site_id: &str,
+        values: &Values,
+        base: Option<(i64, String)>,
+        now_us: i64,
+        remote: bool,
+    ) -> Result<(), DbError> {
+        let (base_hlc, base_site_id) = base.unzip();
+        sqlx::query(
+            "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
+             humidity, created_at_us, synced_at_us, quality, note, base_hlc, base_site_id, remote) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(version_id)
+        .bind(seq)
+        .bind(hlc)
+        .bind(site_id)
+        .bind(values.temperature)
+        .bind(values.humidity)
+        .bind(now_us)
+        .bind(remote.then_some(now_us))
+        .bind(values.quality as i64)
+        .bind(values.note.clone())
+        .bind(base_hlc)
+        .bind(base_site_id)
+        .bind(remote)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// A reading another site originated, first seen in the feed: stored
+    /// synced, indexed by sensor at once (its key is below the index's
+    /// high mark).
+    async fn insert_foreign_reading(
+        &self,
+        conn: &mut DB::Connection,
+        seq: i64,
+        remote: &RemoteVersion,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, \
+             humidity, measured_at_us, received_at_us, priority, clock_suspect, content_digest, \
+             version_hlc, version_site_id, sync_state, quality, note, origin_seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(seq)
+        .bind(remote.reading_id.as_str())
+        .bind(remote.origin_site_id.as_str())
+        .bind(remote.sensor_id.as_str())
+        .bind(remote.values.temperature)
+        .bind(remote.values.humidity)
+        .bind(remote.measured_at_us)
+        .bind(remote.received_at_us)
+        .bind(remote.priority)
+        .bind(remote.clock_suspect)
+        // No gateway content to compare a retry against: an ingest of this
+        // id here is answered CONFLICT, never stored twice.
+        .bind(Vec::<u8>::new())
+        .bind(remote.stamp.hlc.pack())
+        .bind(remote.stamp.site_id.as_str())
+        .bind(SyncState::Synced as i64)
+        .bind(remote.values.quality as i64)
+        .bind(remote.values.note.clone())
+        .bind(remote.origin_seq)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO readings_by_sensor (sensor_id, measured_at_us, seq) VALUES ($1, $2, $3)",
+        )
+        .bind(remote.sensor_id.as_str())
+        .bind(remote.measured_at_us)
+        .bind(seq)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn log_conflict(
+        &self,
+        conn: &mut DB::Connection,
+        reading_id: &str,
+        conflict: &edge_versioning::Conflict,
+        now_us: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO conflicts (reading_id, local_hlc, local_site_id, remote_hlc, \
+             remote_site_id, current_hlc, current_site_id, winner, policy, resolved_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(reading_id)
+        .bind(conflict.local.hlc.pack())
+        .bind(conflict.local.site_id.as_str())
+        .bind(conflict.remote.hlc.pack())
+        .bind(conflict.remote.site_id.as_str())
+        .bind(conflict.current.hlc.pack())
+        .bind(conflict.current.site_id.as_str())
+        .bind(conflict.winner.as_str())
+        .bind(conflict.policy.as_str())
+        .bind(now_us)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}

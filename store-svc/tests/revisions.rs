@@ -1,0 +1,441 @@
+//! Amendments and versions pulled from the cloud, through store-svc's real
+//! gRPC API on both backends: what is current after each, what goes to the
+//! outbox (and what never does), the audit log, and the clock.
+
+use edge_proto::v1 as pb;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::{TestDatabase, on_both_backends, query_all};
+use tonic::Code;
+use tonic::transport::Channel;
+
+mod common;
+
+use common::*;
+
+const DAY_US: i64 = 86_400_000_000;
+const HOUR_MS: u64 = 3_600_000;
+
+fn stamp(physical_ms: u64, logical: u32, site_id: &str) -> pb::VersionStamp {
+    pb::VersionStamp {
+        hlc: Some(pb::Hlc {
+            physical_ms,
+            logical,
+        }),
+        site_id: site_id.into(),
+    }
+}
+
+fn hlc_of(v: &Option<pb::VersionStamp>) -> (u64, u32) {
+    let hlc = v.as_ref().and_then(|v| v.hlc).unwrap_or_default();
+    (hlc.physical_ms, hlc.logical)
+}
+
+async fn current(client: &mut StoreServiceClient<Channel>, id: &str) -> pb::StoredReading {
+    query_all(client, pb::QueryReadingsRequest::default())
+        .await
+        .into_iter()
+        .find(|r| r.id == id)
+        .expect("reading stored")
+}
+
+async fn amend(
+    client: &mut StoreServiceClient<Channel>,
+    request: pb::AmendRequest,
+) -> Result<pb::StoredReading, tonic::Status> {
+    client
+        .amend(request)
+        .await
+        .map(|r| r.into_inner().reading.expect("reading"))
+}
+
+/// A remote version of `reading` (as the store returned it) with new values.
+fn remote_of(
+    reading: &pb::StoredReading,
+    version: pb::VersionStamp,
+    base: Option<pb::VersionStamp>,
+    temperature: f64,
+) -> pb::RemoteVersion {
+    pb::RemoteVersion {
+        reading_id: reading.id.clone(),
+        origin_site_id: reading.site_id.clone(),
+        origin_seq: reading.seq,
+        sensor_id: reading.sensor_id.clone(),
+        temperature_celsius: temperature,
+        humidity_percent: reading.humidity_percent,
+        measured_at: reading.measured_at,
+        received_at: reading.received_at,
+        priority: reading.priority,
+        clock_suspect: reading.clock_suspect,
+        version: Some(version),
+        base,
+        quality: pb::Quality::Good as i32,
+        note: String::new(),
+    }
+}
+
+async fn apply(
+    client: &mut StoreServiceClient<Channel>,
+    versions: Vec<pb::RemoteVersion>,
+    policy: &str,
+    next_cursor: u64,
+) -> pb::ApplyRemoteVersionsResponse {
+    client
+        .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
+            versions,
+            policy: policy.into(),
+            next_cursor,
+        })
+        .await
+        .expect("apply")
+        .into_inner()
+}
+
+async fn conflicts(client: &mut StoreServiceClient<Channel>) -> Vec<pb::ConflictEntry> {
+    client
+        .list_conflicts(pb::ListConflictsRequest::default())
+        .await
+        .expect("conflicts")
+        .into_inner()
+        .conflicts
+}
+
+async fn an_amendment_is_a_new_current_version_queued_for_the_cloud(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    append(&mut client, vec![reading(1, "s1", T0_US)]).await;
+    let first = current(&mut client, &reading(1, "s1", T0_US).id).await;
+
+    let amended = amend(
+        &mut client,
+        pb::AmendRequest {
+            reading_id: first.id.clone(),
+            quality: pb::Quality::Bad as i32,
+            note: Some("sensor s1 iced over".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("amend");
+    assert_eq!(amended.quality, pb::Quality::Bad as i32);
+    assert_eq!(amended.note, "sensor s1 iced over");
+    assert_eq!(
+        amended.temperature_celsius, first.temperature_celsius,
+        "kept"
+    );
+    assert_eq!(amended.sync_state, pb::SyncState::Pending as i32);
+    assert!(hlc_of(&amended.version) > hlc_of(&first.version));
+    assert_eq!(amended.seq, first.seq, "same reading, same seq");
+
+    // Both versions wait in the outbox; the amendment names its base.
+    let leased = client
+        .lease_batch(pb::LeaseBatchRequest {
+            max_versions: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner();
+    assert_eq!(leased.versions.len(), 2);
+    let amendment = &leased.versions[1];
+    assert_eq!(amendment.base, first.version);
+    assert_eq!(amendment.version, amended.version);
+    assert_eq!(amendment.quality, pb::Quality::Bad as i32);
+    assert_eq!(amendment.note, "sensor s1 iced over");
+    let s = stats(&mut client).await;
+    assert_eq!((s.total_versions, s.unsynced_versions), (2, 2));
+
+    // Bad input names the field; an unknown reading is NOT_FOUND.
+    let err = amend(
+        &mut client,
+        pb::AmendRequest {
+            reading_id: first.id.clone(),
+            humidity_percent: Some(140.0),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("out of range");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(format!("{err:?}").contains("humidity_percent"), "{err:?}");
+    let err = amend(
+        &mut client,
+        pb::AmendRequest {
+            reading_id: first.id.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("nothing to change");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = amend(
+        &mut client,
+        pb::AmendRequest {
+            reading_id: "01900000-0000-7000-8000-999999999999".into(),
+            temperature_celsius: Some(1.0),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound);
+    store.stop().await;
+}
+
+/// The site amends a reading while the cloud amends the same one: under
+/// each rule the expected version is current, the audit log says so, and
+/// the same page applied again changes nothing.
+async fn concurrent_versions_are_resolved_by_the_announced_rule(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    for (n, (policy, cloud_wins)) in [("lww", false), ("cloud-wins", true), ("edge-wins", false)]
+        .into_iter()
+        .enumerate()
+    {
+        let n = n as u32 + 1;
+        append(&mut client, vec![reading(n, "s1", T0_US)]).await;
+        let id = reading(n, "s1", T0_US).id;
+        let first = current(&mut client, &id).await;
+        let local = amend(
+            &mut client,
+            pb::AmendRequest {
+                reading_id: id.clone(),
+                temperature_celsius: Some(11.0),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("amend");
+        // The cloud's amendment, on the same base, an hour behind in HLC:
+        // under lww the site's later stamp wins.
+        let (ms, _) = hlc_of(&first.version);
+        let cloud = stamp(ms - HOUR_MS, 0, "cloud");
+        let page = vec![remote_of(
+            &first,
+            cloud.clone(),
+            first.version.clone(),
+            22.0,
+        )];
+        let unsynced = stats(&mut client).await.unsynced_versions;
+        let applied = apply(&mut client, page.clone(), policy, u64::from(n) * 10).await;
+        assert_eq!((applied.applied, applied.conflicts), (1, 1), "{policy}");
+        let now = current(&mut client, &id).await;
+        let (winner, temperature) = if cloud_wins {
+            (Some(cloud.clone()), 22.0)
+        } else {
+            (local.version.clone(), 11.0)
+        };
+        assert_eq!(now.version, winner, "{policy}");
+        assert_eq!(now.temperature_celsius, temperature, "{policy}");
+        let log: Vec<_> = conflicts(&mut client)
+            .await
+            .into_iter()
+            .filter(|c| c.reading_id == id)
+            .collect();
+        assert_eq!(log.len(), 1, "{policy}");
+        assert_eq!(log[0].local, local.version, "{policy}");
+        assert_eq!(log[0].remote, Some(cloud.clone()), "{policy}");
+        assert_eq!(log[0].current, winner, "{policy}");
+        assert_eq!(log[0].winner, if cloud_wins { "remote" } else { "local" });
+        assert_eq!(log[0].policy, policy);
+
+        // Again: nothing changes, nothing is logged, the cursor stays.
+        let again = apply(&mut client, page, policy, 5).await;
+        assert_eq!(
+            (again.applied, again.already_held, again.cursor),
+            (0, 1, u64::from(n) * 10)
+        );
+        assert_eq!(conflicts(&mut client).await.len(), n as usize);
+        // Nothing pulled is queued for the cloud.
+        assert_eq!(
+            stats(&mut client).await.unsynced_versions,
+            unsynced,
+            "{policy}"
+        );
+    }
+    store.stop().await;
+}
+
+/// A correction made on top of the site's version replaces it under every
+/// rule: no conflict. And the site's clock moves past what it received.
+async fn a_correction_on_top_is_no_conflict_and_advances_the_clock(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    append(&mut client, vec![reading(1, "s1", T0_US)]).await;
+    let id = reading(1, "s1", T0_US).id;
+    let first = current(&mut client, &id).await;
+    let (ms, _) = hlc_of(&first.version);
+    // From a cloud whose clock runs a day ahead of the site's.
+    let ahead = stamp(ms + 24 * HOUR_MS, 3, "cloud");
+    let applied = apply(
+        &mut client,
+        vec![remote_of(
+            &first,
+            ahead.clone(),
+            first.version.clone(),
+            30.0,
+        )],
+        "edge-wins",
+        1,
+    )
+    .await;
+    assert_eq!((applied.applied, applied.conflicts), (1, 0));
+    let now = current(&mut client, &id).await;
+    assert_eq!(now.version, Some(ahead.clone()));
+    assert_eq!(now.sync_state, pb::SyncState::Synced as i32);
+    // The site's next version orders after the one it received.
+    let amended = amend(
+        &mut client,
+        pb::AmendRequest {
+            reading_id: id.clone(),
+            temperature_celsius: Some(31.0),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("amend");
+    assert!(hlc_of(&amended.version) > hlc_of(&Some(ahead)));
+    assert_eq!(amended.temperature_celsius, 31.0);
+    store.stop().await;
+}
+
+/// A shared sensor's reading from another site is stored with its origin's
+/// seq, found by sensor, and never counted on this site's books.
+async fn another_sites_reading_is_stored_under_its_origin(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    append(&mut client, vec![reading(1, "shared", T0_US)]).await;
+    let mut foreign = remote_of(
+        &current(&mut client, &reading(1, "shared", T0_US).id).await,
+        stamp(1_000, 0, "site-b"),
+        None,
+        5.0,
+    );
+    foreign.reading_id = "01900000-0000-7000-8000-00000000bbbb".into();
+    foreign.origin_site_id = "site-b".into();
+    foreign.origin_seq = 42;
+    let applied = apply(&mut client, vec![foreign.clone()], "lww", 3).await;
+    assert_eq!(applied.applied, 1);
+    let by_sensor = query_all(
+        &mut client,
+        pb::QueryReadingsRequest {
+            sensor_id: "shared".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let theirs = by_sensor
+        .iter()
+        .find(|r| r.id == foreign.reading_id)
+        .expect("found by sensor");
+    assert_eq!((theirs.site_id.as_str(), theirs.seq), ("site-b", 42));
+    let s = stats(&mut client).await;
+    assert_eq!(s.last_seq, 1, "this site's seqs stay its own");
+    assert_eq!(s.unsynced_versions, 1);
+    assert_eq!(s.synced_versions, 0, "a pulled version is not this site's");
+
+    // Amending it here queues a version of site-b's reading, seq 42.
+    amend(
+        &mut client,
+        pb::AmendRequest {
+            reading_id: foreign.reading_id.clone(),
+            quality: pb::Quality::Suspect as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("amend a shared reading");
+    let leased = client
+        .lease_batch(pb::LeaseBatchRequest {
+            max_versions: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner();
+    let queued = leased
+        .versions
+        .iter()
+        .find(|v| v.reading_id == foreign.reading_id)
+        .expect("amendment queued");
+    assert_eq!((queued.origin_site_id.as_str(), queued.seq), ("site-b", 42));
+    assert_eq!(
+        queued.version.as_ref().map(|v| v.site_id.as_str()),
+        Some("site-a")
+    );
+    assert_eq!(
+        client
+            .get_pull_cursor(pb::GetPullCursorRequest {})
+            .await
+            .expect("cursor")
+            .into_inner()
+            .cursor,
+        3
+    );
+    store.stop().await;
+}
+
+/// A site restarted with its wall clock set back a day keeps issuing
+/// increasing stamps (the clock is persisted with every write).
+async fn a_restart_with_the_clock_set_back_a_day_keeps_stamps_increasing(db: &TestDatabase) {
+    let clock = TestClock::at(T0_US);
+    let store = RunningStore::start(db, clock.clone(), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    append(&mut client, vec![reading(1, "s1", T0_US)]).await;
+    let id = reading(1, "s1", T0_US).id;
+    let before = amend(
+        &mut client,
+        pb::AmendRequest {
+            reading_id: id.clone(),
+            note: Some("before".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("amend");
+    store.stop().await;
+
+    clock.set(T0_US - DAY_US);
+    let store = RunningStore::start(db, clock.clone(), Some("site-a"))
+        .await
+        .expect("restart");
+    let mut client = store.client.clone();
+    let mut last = hlc_of(&before.version);
+    for n in 0..3 {
+        let next = amend(
+            &mut client,
+            pb::AmendRequest {
+                reading_id: id.clone(),
+                note: Some(format!("after {n}")),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("amend");
+        assert!(
+            hlc_of(&next.version) > last,
+            "{n}: {:?} after {last:?}",
+            next.version
+        );
+        last = hlc_of(&next.version);
+    }
+    append(&mut client, vec![reading(2, "s1", T0_US - DAY_US)]).await;
+    let fresh = current(&mut client, &reading(2, "s1", T0_US).id).await;
+    assert!(hlc_of(&fresh.version) > last, "a new reading too");
+    store.stop().await;
+}
+
+on_both_backends!(an_amendment_is_a_new_current_version_queued_for_the_cloud);
+on_both_backends!(concurrent_versions_are_resolved_by_the_announced_rule);
+on_both_backends!(a_correction_on_top_is_no_conflict_and_advances_the_clock);
+on_both_backends!(another_sites_reading_is_stored_under_its_origin);
+on_both_backends!(a_restart_with_the_clock_set_back_a_day_keeps_stamps_increasing);

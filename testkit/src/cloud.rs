@@ -1,0 +1,120 @@
+//! The reference cloud (`edge-cloud`) in the test's own process, on an
+//! ephemeral port with SQLite in a temp dir, and its admin API for faults,
+//! stored versions, current versions and the conflict audit log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_cloud::{AdminClient, CloudApp, CloudArgs, FaultMode, Faults};
+use edge_runtime::Shutdown;
+use edge_versioning::{Policy, SystemClock, WallClock};
+
+/// A running reference cloud. Stopped by [`InProcessCloud::stop`], or when
+/// dropped.
+pub struct InProcessCloud {
+    /// `http://…` of the public API.
+    pub url: String,
+    /// Its admin API (faults, stats).
+    pub admin: AdminClient,
+    stop: Shutdown,
+    task: tokio::task::JoinHandle<Result<(), edge_cloud::CloudError>>,
+    _dir: tempfile::TempDir,
+}
+
+/// How to start an [`InProcessCloud`] other than with the defaults
+/// (`lww`, the system clock, five minutes of allowed skew):
+/// `InProcessCloud::builder(TOKEN).policy(Policy::CloudWins).start().await`.
+pub struct InProcessCloudBuilder {
+    token: String,
+    policy: Policy,
+    clock: Arc<dyn WallClock>,
+    max_clock_skew: Option<Duration>,
+}
+
+impl InProcessCloudBuilder {
+    /// The deployment's conflict rule, which the cloud announces.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The cloud's wall clock (e.g. an `OffsetClock` an hour behind).
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How far ahead of the cloud's clock a version may be before it is
+    /// counted as skewed.
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.max_clock_skew = Some(skew);
+        self
+    }
+
+    /// Starts the cloud.
+    pub async fn start(self) -> InProcessCloud {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut args = CloudArgs::for_test(dir.path().to_path_buf(), None, self.token);
+        args.conflict_policy = self.policy;
+        if let Some(skew) = self.max_clock_skew {
+            args.max_clock_skew = skew;
+        }
+        let app = CloudApp::build_with_clock(&args, self.clock)
+            .await
+            .expect("cloud starts");
+        let url = format!("http://{}", app.local_addr());
+        let admin = AdminClient::new(format!("http://{}", app.admin_addr())).expect("admin client");
+        let stop = Shutdown::new();
+        let task = tokio::spawn(app.run(stop.clone()));
+        InProcessCloud {
+            url,
+            admin,
+            stop,
+            task,
+            _dir: dir,
+        }
+    }
+}
+
+impl InProcessCloud {
+    /// Starts a cloud that accepts `token`, with the default settings.
+    pub async fn start(token: &str) -> InProcessCloud {
+        Self::builder(token).start().await
+    }
+
+    /// A cloud that accepts `token`, to be configured before it starts.
+    pub fn builder(token: &str) -> InProcessCloudBuilder {
+        InProcessCloudBuilder {
+            token: token.to_owned(),
+            policy: Policy::default(),
+            clock: Arc::new(SystemClock),
+            max_clock_skew: None,
+        }
+    }
+
+    /// Makes the cloud misbehave as `faults` say.
+    pub async fn faults(&self, faults: Faults) {
+        self.admin.set_faults(&faults).await.expect("set faults");
+    }
+
+    /// Normal faults but for `mode` (dark, black hole, …).
+    pub async fn mode(&self, mode: FaultMode) {
+        self.faults(Faults {
+            mode,
+            ..Faults::normal()
+        })
+        .await;
+    }
+
+    /// Stops the cloud and waits for it.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for InProcessCloud {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
