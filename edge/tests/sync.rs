@@ -10,127 +10,25 @@ use std::path::Path;
 use std::time::Duration;
 
 use edge_cloud::{AdminClient, FaultMode, Faults};
-use edge_cloud_link::{CloudLinkArgs, ProbeConfig};
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
 use edge_proto::v1::store_service_client::StoreServiceClient;
-use edge_proto::v1::sync_service_client::SyncServiceClient;
-use edge_runtime::client::ClientArgs;
 use edge_testkit::{
     TestDatabase, eventually, on_both_backends, spawn_edge_cloud, spawn_edge_up_with,
 };
-use store_svc::StoreConfig;
 use store_svc::storage::{Policy, Reserve};
+use sync_svc::SyncConfig;
 use sync_svc::config::CloudApi;
-use sync_svc::{SyncApp, SyncConfig};
 use tonic::transport::Channel;
 
-use common::{Mesh, Running, channel, reading, runtime_args};
+use common::reading;
+use common::site::{Site, TOKEN, quick_sync, stats};
 
-const TOKEN: &str = "test-token";
 /// Generous: CI machines are slow and shared; conditions usually hold in seconds.
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// The reference cloud in this process.
 type Cloud = edge_testkit::InProcessCloud;
-
-/// Settings that make a test's link react in milliseconds, not seconds.
-fn quick_sync(cloud_url: &str) -> SyncConfig {
-    SyncConfig {
-        sync_addr: "127.0.0.1:0".parse().expect("address"),
-        link: CloudLinkArgs {
-            cloud_url: Some(cloud_url.to_owned()),
-            cloud_token: Some(TOKEN.into()),
-            probe: ProbeConfig {
-                interval: Duration::from_millis(100),
-                timeout: Duration::from_millis(500),
-                failures_to_offline: 2,
-                successes_to_online: 1,
-                ..ProbeConfig::default()
-            },
-            ..CloudLinkArgs::new()
-        },
-        push_timeout: Duration::from_secs(3),
-        backoff_initial: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
-        lease_duration: Duration::from_secs(5),
-        idle_poll: Duration::from_millis(50),
-        stats_interval: Duration::from_millis(200),
-        ..SyncConfig::new()
-    }
-}
-
-/// The mesh plus sync-svc, in this process.
-struct Site {
-    mesh: Mesh,
-    sync: Running,
-    sync_client: SyncServiceClient<Channel>,
-    site_id: String,
-}
-
-impl Site {
-    async fn start(db: &TestDatabase, config: SyncConfig) -> Site {
-        Site::start_with(db, config, |_| {}).await
-    }
-
-    /// A site whose store-svc has `configure`'s changes.
-    async fn start_with(
-        db: &TestDatabase,
-        config: SyncConfig,
-        configure: impl FnOnce(&mut StoreConfig),
-    ) -> Site {
-        let mut mesh = Mesh::start_with(db, configure).await;
-        let store_url = format!("http://{}", mesh.store.addr);
-        let app = SyncApp::build(&config, &store_url, &runtime_args(), &ClientArgs::default())
-            .await
-            .expect("sync-svc starts");
-        let addr = app.local_addr();
-        let sync = Running::spawn(addr, |stop| tokio::spawn(app.run(stop)));
-        let sync_client = SyncServiceClient::new(channel(addr).await);
-        let site_id = mesh
-            .store_client
-            .get_stats(pb::GetStatsRequest {})
-            .await
-            .expect("stats")
-            .into_inner()
-            .site_id;
-        Site {
-            mesh,
-            sync,
-            sync_client,
-            site_id,
-        }
-    }
-
-    async fn stats(&self) -> pb::GetStatsResponse {
-        stats(&self.mesh.store_client).await
-    }
-
-    async fn status(&self) -> pb::SyncStatus {
-        self.sync_client
-            .clone()
-            .get_status(pb::GetStatusRequest {})
-            .await
-            .expect("status")
-            .into_inner()
-            .status
-            .unwrap_or_default()
-    }
-
-    async fn stop(self) {
-        self.sync.stop().await;
-        self.mesh.stop().await;
-    }
-}
-
-async fn stats(store: &StoreServiceClient<Channel>) -> pb::GetStatsResponse {
-    store
-        .clone()
-        .get_stats(pb::GetStatsRequest {})
-        .await
-        .expect("stats")
-        .into_inner()
-}
 
 /// Ingests `n` readings of `sensor` in batches of up to 5000, four calls at
 /// a time; returns the acknowledged ids.

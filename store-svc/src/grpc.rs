@@ -346,6 +346,7 @@ impl StoreService for StoreGrpc {
             last_seq: to_u64(stats.last_seq),
             stuck_versions: to_u64(stats.stuck_versions),
             synced_versions: to_u64(stats.synced_versions),
+            remote_versions: to_u64(stats.remote_versions),
             hlc: Some(pb::Hlc {
                 physical_ms: stats.hlc.physical_ms,
                 logical: u32::from(stats.hlc.logical),

@@ -43,6 +43,9 @@ pub enum StartError {
     /// The cloud URL or the HTTP client is unusable.
     #[error(transparent)]
     Cloud(#[from] LinkConfigError),
+    /// A setting is out of its bounds.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A built sync-svc, listening and ready to run.
@@ -66,6 +69,7 @@ impl SyncApp {
         runtime: &RuntimeArgs,
         client: &ClientArgs,
     ) -> Result<SyncApp, StartError> {
+        config.validate().map_err(StartError::Config)?;
         let cloud = config.link.client(config.client_use())?;
         let store = StoreServiceClient::new(edge_runtime::trace_context::traced(
             edge_runtime::client::channel(store_url, client)?,
@@ -151,8 +155,9 @@ impl SyncApp {
     }
 }
 
-/// Learns the site id, then runs the probe, workers, reporter and backlog
-/// refresher until `stop`.
+/// Learns the site id, then runs the probe, workers, reporter, the pull of
+/// the cloud's change feed and the backlog refresher until `stop`. A cloud
+/// that only offers the simple API has no feed: nothing is pulled.
 async fn start_drain(
     store: StoreServiceClient<TracedChannel>,
     cloud: CloudClient,
@@ -188,6 +193,7 @@ async fn start_drain(
     }
     if config.cloud_api == CloudApi::Batch {
         tasks.spawn(crate::report::run(drain.clone(), stop.clone()));
+        tasks.spawn(crate::pull::run(drain.clone(), stop.clone()));
     }
     tasks.spawn(refresh_backlog(drain.clone(), stop.clone()));
     tasks.spawn(follow_link(prober, status, stop.clone()));

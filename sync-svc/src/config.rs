@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use edge_cloud_link::contract::{DEFAULT_CHANGES_PAGE, MAX_CHANGES_PAGE, MAX_SHARED_SENSORS};
 use edge_cloud_link::{ClientUse, CloudLinkArgs};
+use edge_versioning::Policy;
 
 /// Default sync-svc gRPC port.
 pub const DEFAULT_SYNC_PORT: u16 = 50053;
@@ -94,6 +96,51 @@ pub struct SyncConfig {
     /// How often the backlog figures are refreshed from store-svc.
     #[arg(long, env = "EDGE_SYNC_STATS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub stats_interval: Duration,
+
+    /// How often the cloud's change feed is read while the link is up (also
+    /// at once when the link returns, and on SyncNow).
+    #[arg(long, env = "EDGE_PULL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub pull_interval: Duration,
+
+    /// Versions per page of the change feed (1 to 10000). Each page is
+    /// applied in one store transaction.
+    #[arg(long, env = "EDGE_PULL_PAGE_SIZE", default_value_t = DEFAULT_CHANGES_PAGE, value_parser = parse_page_size)]
+    pub pull_page_size: usize,
+
+    /// Sensors whose readings this site follows wherever they entered the
+    /// mesh (comma-separated, at most 100), besides its own readings. Never
+    /// the whole fleet. A sensor added later is followed from the feed's
+    /// position then, not from its history.
+    #[arg(long, env = "EDGE_SHARED_SENSORS", value_delimiter = ',', value_parser = parse_sensor, num_args = 0..)]
+    pub shared_sensors: Vec<String>,
+
+    /// The conflict rule this site expects (`lww`, `cloud-wins`,
+    /// `edge-wins`). The cloud announces the deployment's rule and the site
+    /// always follows it; if this disagrees, sync-svc says so loudly (log,
+    /// status, `sync_conflict_policy_mismatch`). Unset: no expectation.
+    #[arg(long, env = "EDGE_CONFLICT_POLICY")]
+    pub conflict_policy: Option<Policy>,
+}
+
+/// A change-feed page size the cloud accepts.
+fn parse_page_size(text: &str) -> Result<usize, String> {
+    let size: usize = text
+        .parse()
+        .map_err(|_| "must be a whole number".to_owned())?;
+    if (1..=MAX_CHANGES_PAGE).contains(&size) {
+        Ok(size)
+    } else {
+        Err(format!("must be between 1 and {MAX_CHANGES_PAGE}"))
+    }
+}
+
+/// A shared sensor id, by the rule ingest applies to every sensor id.
+fn parse_sensor(text: &str) -> Result<String, String> {
+    let sensor = text.trim();
+    match edge_proto::rules::sensor_id_problem(sensor) {
+        Some(problem) => Err(problem),
+        None => Ok(sensor.to_owned()),
+    }
 }
 
 /// A lease length store-svc accepts: 1 s to 1 h.
@@ -126,7 +173,25 @@ impl SyncConfig {
             max_response_bytes: 8 * 1024 * 1024,
             idle_poll: Duration::from_secs(1),
             stats_interval: Duration::from_secs(5),
+            pull_interval: Duration::from_secs(30),
+            pull_page_size: DEFAULT_CHANGES_PAGE,
+            shared_sensors: Vec::new(),
+            conflict_policy: None,
         }
+    }
+
+    /// Checks what clap cannot check flag by flag.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut distinct = self.shared_sensors.clone();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() > MAX_SHARED_SENSORS {
+            return Err(format!(
+                "--shared-sensors: at most {MAX_SHARED_SENSORS} sensors, got {}",
+                distinct.len()
+            ));
+        }
+        Ok(())
     }
 
     /// How sync-svc uses its HTTP client: pushes under the push timeout,

@@ -80,7 +80,7 @@ pub struct Drain {
     pub(crate) config: SyncConfig,
     pub(crate) status: StatusBoard,
     pub(crate) metrics: SyncMetrics,
-    backoff: Backoff,
+    pub(crate) backoff: Backoff,
     global: Mutex<Global>,
     /// Completions reach the store one at a time.
     completions: Semaphore,
@@ -88,6 +88,9 @@ pub struct Drain {
     pub(crate) wake: Notify,
     /// A dead letter was recorded: report it to the cloud soon.
     pub(crate) dead_lettered: Notify,
+    /// SyncNow, for the pull loop (a stored permit: a pull in progress
+    /// runs again after it ends).
+    pub(crate) pull_wake: Notify,
 }
 
 impl Drain {
@@ -117,6 +120,7 @@ impl Drain {
             completions: Semaphore::new(1),
             wake: Notify::new(),
             dead_lettered: Notify::new(),
+            pull_wake: Notify::new(),
         })
     }
 
@@ -125,6 +129,7 @@ impl Drain {
         self.global.lock().await.until = None;
         self.prober.probe_now();
         self.wake.notify_waiters();
+        self.pull_wake.notify_one();
     }
 
     /// Versions per lease. In compatibility mode every version is its own

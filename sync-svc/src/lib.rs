@@ -8,6 +8,8 @@
 //!   off on failures; the workers;
 //! - [`compat`]: the same for a cloud that only has the one-reading API;
 //! - [`report`]: dead letters reported to the cloud's coverage;
+//! - [`pull`]: the cloud's change feed, applied by store-svc under the
+//!   conflict rule the cloud announces;
 //! - [`backoff`]: jittered exponential delays;
 //! - [`status`] and [`grpc`]: what `SyncNow`, `GetStatus` and `WatchStatus`
 //!   serve;
@@ -24,6 +26,7 @@ pub mod config;
 pub mod drain;
 pub mod grpc;
 pub mod metrics;
+pub mod pull;
 pub mod report;
 pub mod status;
 

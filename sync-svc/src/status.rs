@@ -82,4 +82,32 @@ impl StatusBoard {
             changed
         });
     }
+
+    /// Records a page of the change feed applied: the cursor after it and
+    /// how many versions it held.
+    pub fn pulled(&self, cursor: u64, received: u64) {
+        self.tx.send_modify(|s| {
+            s.pull_cursor = cursor;
+            s.pulled_since_start += received;
+        });
+    }
+
+    /// Records a pull that reached the end of the feed.
+    pub fn pull_done(&self, cursor: u64) {
+        self.tx.send_modify(|s| {
+            s.pull_cursor = cursor;
+            s.last_pull_at = Some(timestamp(SystemTime::now()));
+        });
+    }
+
+    /// Records the conflict rule the cloud announced and whether this
+    /// site's own setting disagrees; `true` when either changed.
+    pub fn policy(&self, announced: &str, mismatch: bool) -> bool {
+        self.tx.send_if_modified(|s| {
+            let changed = s.conflict_policy != announced || s.conflict_policy_mismatch != mismatch;
+            s.conflict_policy = announced.to_owned();
+            s.conflict_policy_mismatch = mismatch;
+            changed
+        })
+    }
 }

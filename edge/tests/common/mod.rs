@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod site;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -14,7 +16,7 @@ use edge_runtime::{RuntimeArgs, ServeError, Shutdown};
 use edge_testkit::TestDatabase;
 use ingest_svc::{IngestApp, IngestConfig};
 use prost_types::Timestamp;
-use store_svc::hlc::SystemClock;
+use store_svc::hlc::{SystemClock, WallClock};
 use store_svc::{StoreApp, StoreConfig};
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
@@ -63,13 +65,24 @@ pub async fn start_store_with(
     addr: SocketAddr,
     configure: impl FnOnce(&mut StoreConfig),
 ) -> Running {
+    start_store_clocked(db, addr, Arc::new(SystemClock), configure).await
+}
+
+/// store-svc reading `clock` (a skewed wall clock), with `configure`'s
+/// changes to the defaults.
+pub async fn start_store_clocked(
+    db: &TestDatabase,
+    addr: SocketAddr,
+    clock: Arc<dyn WallClock>,
+    configure: impl FnOnce(&mut StoreConfig),
+) -> Running {
     let mut config = StoreConfig::new(db.data_dir.clone());
     config.store_addr = addr;
     config.database_url = db.url.clone();
     config.storage.storage_reserve =
         store_svc::storage::Reserve::Bytes(edge_testkit::TEST_STORAGE_RESERVE_BYTES);
     configure(&mut config);
-    let app = StoreApp::build(&config, &runtime_args(), Arc::new(SystemClock))
+    let app = StoreApp::build(&config, &runtime_args(), clock)
         .await
         .expect("store-svc starts");
     let addr = app.local_addr();
@@ -115,7 +128,17 @@ impl Mesh {
 
     /// The mesh with `configure`'s changes to store-svc's defaults.
     pub async fn start_with(db: &TestDatabase, configure: impl FnOnce(&mut StoreConfig)) -> Mesh {
-        let store = start_store_with(db, "127.0.0.1:0".parse().expect("address"), configure).await;
+        Mesh::start_clocked(db, Arc::new(SystemClock), configure).await
+    }
+
+    /// The mesh with store-svc reading `clock`.
+    pub async fn start_clocked(
+        db: &TestDatabase,
+        clock: Arc<dyn WallClock>,
+        configure: impl FnOnce(&mut StoreConfig),
+    ) -> Mesh {
+        let address = "127.0.0.1:0".parse().expect("address");
+        let store = start_store_clocked(db, address, clock, configure).await;
         let ingest = start_ingest(store.addr).await;
         let ingest_client = IngestServiceClient::new(channel(ingest.addr).await);
         let store_client = StoreServiceClient::new(channel(store.addr).await);
