@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use edge_versioning::{Applied, History, Policy, Stamp, Version};
+use edge_versioning::{Applied, Conflict, History, Policy, Stamp, Version};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::DbError;
 use super::backend::Backend;
-use super::sql::push_placeholders;
+use super::sql::{push_placeholders, shaped_chunks};
 use super::store::{READING_COLUMNS, Store};
 use crate::hlc::Hlc;
 use crate::model::{StoredReading, SyncState};
@@ -31,6 +31,37 @@ type CurrentRow = (i64, f64, f64, i64, Option<String>, i64, String, i64);
 struct Held {
     seq: i64,
     history: History,
+}
+
+/// Where a reading's current values come from after a page.
+enum CurrentFrom<'p> {
+    /// A version of the page.
+    Arrived(&'p RemoteVersion),
+    /// A version stored before.
+    Stored(Stamp),
+}
+
+/// What applying one page writes, gathered while the rule decides, then
+/// written table by table in multi-row statements.
+#[derive(Default)]
+struct PageWrites<'p> {
+    /// Other sites' readings first seen, by their new (negative) seq.
+    foreign: Vec<(i64, &'p RemoteVersion)>,
+    /// New versions: version id, reading seq, the version.
+    versions: Vec<(i64, i64, &'p RemoteVersion)>,
+    /// Conflicts for the audit log, by reading id.
+    conflicts: Vec<(&'p str, Conflict)>,
+    /// Readings whose current version changed, by seq: the last word.
+    current: HashMap<i64, CurrentFrom<'p>>,
+}
+
+/// A readings row's current values, as [`Store::set_currents`] writes them.
+struct CurrentRowValues {
+    seq: i64,
+    hlc: i64,
+    site_id: String,
+    values: Values,
+    state: SyncState,
 }
 
 /// A version as the database holds its identity.
@@ -180,6 +211,7 @@ where
         let mut held = self.histories(&mut tx, versions, policy).await?;
         let mut outcome = ApplyOutcome::default();
         let mut newest_remote: Option<Hlc> = None;
+        let mut writes = PageWrites::default();
 
         for remote in versions {
             let ahead_ms = remote.stamp.hlc.ahead_of_ms(now_ms);
@@ -195,10 +227,6 @@ where
                 stamp: remote.stamp.clone(),
                 base: remote.base.clone(),
             };
-            let base = remote
-                .base
-                .as_ref()
-                .map(|b| (b.hlc.pack(), b.site_id.clone()));
             let reading = match held.entry(remote.reading_id.clone()) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(_) if remote.origin_site_id == self.site_id() => {
@@ -212,7 +240,7 @@ where
                     // gap-free. Its first version is applied below.
                     let seq = foreign_seq;
                     foreign_seq -= 1;
-                    self.insert_foreign_reading(&mut tx, seq, remote).await?;
+                    writes.foreign.push((seq, remote));
                     entry.insert(Held {
                         seq,
                         history: History::default(),
@@ -226,37 +254,30 @@ where
                     conflict,
                 } => {
                     let seq = reading.seq;
-                    self.insert_version(
-                        &mut tx,
-                        version_id,
-                        seq,
-                        remote.stamp.hlc.pack(),
-                        &remote.stamp.site_id,
-                        &remote.values,
-                        base,
-                        now_us,
-                        true,
-                    )
-                    .await?;
+                    writes.versions.push((version_id, seq, remote));
                     version_id += 1;
                     outcome.applied += 1;
                     if winner_changed {
-                        let winner = reading
-                            .history
-                            .winner()
-                            .map(|w| w.stamp.clone())
-                            .unwrap_or_else(|| remote.stamp.clone());
-                        self.settle_current(&mut tx, seq, &winner, remote).await?;
-                        outcome.readings_changed += 1;
+                        let current = match reading.history.winner() {
+                            Some(w) if w.stamp != remote.stamp => {
+                                CurrentFrom::Stored(w.stamp.clone())
+                            }
+                            _ => CurrentFrom::Arrived(remote),
+                        };
+                        if writes.current.insert(seq, current).is_none() {
+                            outcome.readings_changed += 1;
+                        }
                     }
                     if let Some(conflict) = conflict {
-                        self.log_conflict(&mut tx, &remote.reading_id, &conflict, now_us)
-                            .await?;
+                        writes
+                            .conflicts
+                            .push((remote.reading_id.as_str(), conflict.clone()));
                         outcome.conflicts.push(conflict);
                     }
                 }
             }
         }
+        self.write_page(&mut tx, &writes, now_us).await?;
 
         let hlc = match newest_remote {
             Some(remote) => Hlc::unpack(hlc).receive(remote, now_ms),
@@ -365,60 +386,6 @@ where
             .collect())
     }
 
-    /// Makes `winner` the readings row's current version: its values from
-    /// the arriving version when it is that one, else from the database.
-    async fn settle_current(
-        &self,
-        conn: &mut DB::Connection,
-        seq: i64,
-        winner: &Stamp,
-        arrived: &RemoteVersion,
-    ) -> Result<(), DbError> {
-        if *winner == arrived.stamp {
-            return self
-                .set_current(
-                    conn,
-                    seq,
-                    winner.hlc.pack(),
-                    &winner.site_id,
-                    &arrived.values,
-                    SyncState::Synced,
-                )
-                .await;
-        }
-        let (temperature, humidity, quality, note, unsynced): (f64, f64, i64, Option<String>, i64) =
-            sqlx::query_as(
-                "SELECT v.temperature, v.humidity, v.quality, v.note, \
-                 (SELECT COUNT(*) FROM outbox o WHERE o.version_id = v.version_id) \
-                 FROM reading_versions v WHERE v.reading_seq = $1 AND v.hlc = $2 AND v.site_id = $3",
-            )
-            .bind(seq)
-            .bind(winner.hlc.pack())
-            .bind(winner.site_id.as_str())
-            .fetch_one(&mut *conn)
-            .await?;
-        let values = Values {
-            temperature,
-            humidity,
-            quality: Quality::from_db(quality),
-            note,
-        };
-        let state = if unsynced > 0 {
-            SyncState::Pending
-        } else {
-            SyncState::Synced
-        };
-        self.set_current(
-            conn,
-            seq,
-            winner.hlc.pack(),
-            &winner.site_id,
-            &values,
-            state,
-        )
-        .await
-    }
-
     async fn set_current(
         &self,
         conn: &mut DB::Connection,
@@ -482,77 +449,228 @@ where
         Ok(())
     }
 
-    /// A reading another site originated, first seen in the feed: stored
-    /// synced, indexed by sensor at once (its key is below the index's
-    /// high mark).
-    async fn insert_foreign_reading(
+    /// Writes what applying a page decided: a few multi-row statements per
+    /// table (statements, not rows, are what costs, above all on
+    /// PostgreSQL, where each is a round trip), in the order the foreign
+    /// keys need.
+    async fn write_page(
+        &self,
+        conn: &mut DB::Connection,
+        writes: &PageWrites<'_>,
+        now_us: i64,
+    ) -> Result<(), DbError> {
+        self.insert_foreign_readings(conn, &writes.foreign).await?;
+        self.insert_remote_versions(conn, &writes.versions, now_us)
+            .await?;
+        self.log_conflicts(conn, &writes.conflicts, now_us).await?;
+        let mut current = Vec::with_capacity(writes.current.len());
+        for (seq, from) in &writes.current {
+            current.push(match from {
+                CurrentFrom::Arrived(remote) => CurrentRowValues {
+                    seq: *seq,
+                    hlc: remote.stamp.hlc.pack(),
+                    site_id: remote.stamp.site_id.clone(),
+                    values: remote.values.clone(),
+                    state: SyncState::Synced,
+                },
+                CurrentFrom::Stored(stamp) => self.stored_current(conn, *seq, stamp).await?,
+            });
+        }
+        self.set_currents(conn, &current).await
+    }
+
+    /// A stored version's values, to make it current again: rare, when an
+    /// arriving version changed which head wins without winning itself.
+    async fn stored_current(
         &self,
         conn: &mut DB::Connection,
         seq: i64,
-        remote: &RemoteVersion,
+        stamp: &Stamp,
+    ) -> Result<CurrentRowValues, DbError> {
+        let (temperature, humidity, quality, note, unsynced): (f64, f64, i64, Option<String>, i64) =
+            sqlx::query_as(
+                "SELECT v.temperature, v.humidity, v.quality, v.note, \
+                 (SELECT COUNT(*) FROM outbox o WHERE o.version_id = v.version_id) \
+                 FROM reading_versions v WHERE v.reading_seq = $1 AND v.hlc = $2 AND v.site_id = $3",
+            )
+            .bind(seq)
+            .bind(stamp.hlc.pack())
+            .bind(stamp.site_id.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(CurrentRowValues {
+            seq,
+            hlc: stamp.hlc.pack(),
+            site_id: stamp.site_id.clone(),
+            values: Values {
+                temperature,
+                humidity,
+                quality: Quality::from_db(quality),
+                note,
+            },
+            state: if unsynced > 0 {
+                SyncState::Pending
+            } else {
+                SyncState::Synced
+            },
+        })
+    }
+
+    /// Makes each reading's row hold its current version's values.
+    async fn set_currents(
+        &self,
+        conn: &mut DB::Connection,
+        rows: &[CurrentRowValues],
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, \
-             humidity, measured_at_us, received_at_us, priority, clock_suspect, content_digest, \
-             version_hlc, version_site_id, sync_state, quality, note, origin_seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(seq)
-        .bind(remote.reading_id.as_str())
-        .bind(remote.origin_site_id.as_str())
-        .bind(remote.sensor_id.as_str())
-        .bind(remote.values.temperature)
-        .bind(remote.values.humidity)
-        .bind(remote.measured_at_us)
-        .bind(remote.received_at_us)
-        .bind(remote.priority)
-        .bind(remote.clock_suspect)
-        // No gateway content to compare a retry against: an ingest of this
-        // id here is answered CONFLICT, never stored twice.
-        .bind(Vec::<u8>::new())
-        .bind(remote.stamp.hlc.pack())
-        .bind(remote.stamp.site_id.as_str())
-        .bind(SyncState::Synced as i64)
-        .bind(remote.values.quality as i64)
-        .bind(remote.values.note.clone())
-        .bind(remote.origin_seq)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO readings_by_sensor (sensor_id, measured_at_us, seq) VALUES ($1, $2, $3)",
-        )
-        .bind(remote.sensor_id.as_str())
-        .bind(remote.measured_at_us)
-        .bind(seq)
-        .execute(&mut *conn)
-        .await?;
+        for chunk in shaped_chunks(rows) {
+            // VALUES columns are named column1… on both backends.
+            let mut sql = String::from(
+                "UPDATE readings SET temperature = v.column2, humidity = v.column3, \
+                 quality = v.column4, note = v.column5, version_hlc = v.column6, \
+                 version_site_id = v.column7, sync_state = v.column8 FROM (VALUES ",
+            );
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 8);
+            sql.push_str(") AS v WHERE readings.seq = v.column1");
+            let mut update = sqlx::query::<DB>(&sql);
+            for row in chunk {
+                update = update
+                    .bind(row.seq)
+                    .bind(row.values.temperature)
+                    .bind(row.values.humidity)
+                    .bind(row.values.quality as i64)
+                    .bind(row.values.note.clone())
+                    .bind(row.hlc)
+                    .bind(row.site_id.as_str())
+                    .bind(row.state as i64);
+            }
+            update.execute(&mut *conn).await?;
+        }
         Ok(())
     }
 
-    async fn log_conflict(
+    /// Stores pulled versions, synced (they came from the cloud) and never
+    /// in the outbox.
+    async fn insert_remote_versions(
         &self,
         conn: &mut DB::Connection,
-        reading_id: &str,
-        conflict: &edge_versioning::Conflict,
+        rows: &[(i64, i64, &RemoteVersion)],
         now_us: i64,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO conflicts (reading_id, local_hlc, local_site_id, remote_hlc, \
-             remote_site_id, current_hlc, current_site_id, winner, policy, resolved_at_us) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(reading_id)
-        .bind(conflict.local.hlc.pack())
-        .bind(conflict.local.site_id.as_str())
-        .bind(conflict.remote.hlc.pack())
-        .bind(conflict.remote.site_id.as_str())
-        .bind(conflict.current.hlc.pack())
-        .bind(conflict.current.site_id.as_str())
-        .bind(conflict.winner.as_str())
-        .bind(conflict.policy.as_str())
-        .bind(now_us)
-        .execute(&mut *conn)
-        .await?;
+        for chunk in shaped_chunks(rows) {
+            let mut sql = String::from(
+                "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
+                 humidity, created_at_us, synced_at_us, quality, note, base_hlc, base_site_id, \
+                 remote) VALUES ",
+            );
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 13);
+            let mut insert = sqlx::query::<DB>(&sql);
+            for (version_id, seq, remote) in chunk {
+                insert = insert
+                    .bind(*version_id)
+                    .bind(*seq)
+                    .bind(remote.stamp.hlc.pack())
+                    .bind(remote.stamp.site_id.as_str())
+                    .bind(remote.values.temperature)
+                    .bind(remote.values.humidity)
+                    .bind(now_us)
+                    .bind(Some(now_us))
+                    .bind(remote.values.quality as i64)
+                    .bind(remote.values.note.clone())
+                    .bind(remote.base.as_ref().map(|b| b.hlc.pack()))
+                    .bind(remote.base.as_ref().map(|b| b.site_id.clone()))
+                    .bind(true);
+            }
+            insert.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Readings other sites originated, first seen in the feed: stored
+    /// synced, indexed by sensor at once (their keys are below the index's
+    /// high mark).
+    async fn insert_foreign_readings(
+        &self,
+        conn: &mut DB::Connection,
+        rows: &[(i64, &RemoteVersion)],
+    ) -> Result<(), DbError> {
+        for chunk in shaped_chunks(rows) {
+            let mut sql = String::from(
+                "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, \
+                 humidity, measured_at_us, received_at_us, priority, clock_suspect, content_digest, \
+                 version_hlc, version_site_id, sync_state, quality, note, origin_seq) VALUES ",
+            );
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 17);
+            let mut insert = sqlx::query::<DB>(&sql);
+            for (seq, remote) in chunk {
+                insert = insert
+                    .bind(*seq)
+                    .bind(remote.reading_id.as_str())
+                    .bind(remote.origin_site_id.as_str())
+                    .bind(remote.sensor_id.as_str())
+                    .bind(remote.values.temperature)
+                    .bind(remote.values.humidity)
+                    .bind(remote.measured_at_us)
+                    .bind(remote.received_at_us)
+                    .bind(remote.priority)
+                    .bind(remote.clock_suspect)
+                    // No gateway content to compare a retry against: an
+                    // ingest of this id here is answered CONFLICT, never
+                    // stored twice.
+                    .bind(Vec::<u8>::new())
+                    .bind(remote.stamp.hlc.pack())
+                    .bind(remote.stamp.site_id.as_str())
+                    .bind(SyncState::Synced as i64)
+                    .bind(remote.values.quality as i64)
+                    .bind(remote.values.note.clone())
+                    .bind(remote.origin_seq);
+            }
+            insert.execute(&mut *conn).await?;
+            let mut sql = String::from(
+                "INSERT INTO readings_by_sensor (sensor_id, measured_at_us, seq) VALUES ",
+            );
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 3);
+            let mut index = sqlx::query::<DB>(&sql);
+            for (seq, remote) in chunk {
+                index = index
+                    .bind(remote.sensor_id.as_str())
+                    .bind(remote.measured_at_us)
+                    .bind(*seq);
+            }
+            index.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends resolved conflicts to the audit log.
+    async fn log_conflicts(
+        &self,
+        conn: &mut DB::Connection,
+        rows: &[(&str, Conflict)],
+        now_us: i64,
+    ) -> Result<(), DbError> {
+        for chunk in shaped_chunks(rows) {
+            let mut sql = String::from(
+                "INSERT INTO conflicts (reading_id, local_hlc, local_site_id, remote_hlc, \
+                 remote_site_id, current_hlc, current_site_id, winner, policy, resolved_at_us) \
+                 VALUES ",
+            );
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 10);
+            let mut insert = sqlx::query::<DB>(&sql);
+            for (reading_id, conflict) in chunk {
+                insert = insert
+                    .bind(*reading_id)
+                    .bind(conflict.local.hlc.pack())
+                    .bind(conflict.local.site_id.as_str())
+                    .bind(conflict.remote.hlc.pack())
+                    .bind(conflict.remote.site_id.as_str())
+                    .bind(conflict.current.hlc.pack())
+                    .bind(conflict.current.site_id.as_str())
+                    .bind(conflict.winner.as_str())
+                    .bind(conflict.policy.as_str())
+                    .bind(now_us);
+            }
+            insert.execute(&mut *conn).await?;
+        }
         Ok(())
     }
 }
