@@ -274,6 +274,31 @@ impl TestSite {
     }
 }
 
+/// A client of the cloud's public API, as the data team would use it.
+fn cloud_client(cloud: &InProcessCloud) -> CloudClient {
+    let config = quick_sync(&cloud.url);
+    config
+        .link
+        .client(config.client_use())
+        .expect("cloud client")
+        .expect("a cloud URL")
+}
+
+/// Records the first version of each reading `site` originated, as it
+/// holds them.
+fn record_first_versions(
+    ledger: &mut Ledger,
+    site: &TestSite,
+    held: &HashMap<String, pb::StoredReading>,
+) {
+    for (id, r) in held {
+        if r.site_id == site.site.site_id {
+            let stamp = stamp_of_pb(r.version.as_ref());
+            ledger.record(site.writer, id, Version { stamp, base: None });
+        }
+    }
+}
+
 /// An amendment of a site: new temperature, quality and note.
 fn site_amendment(temperature: f64, quality: pb::Quality, note: &str) -> pb::AmendRequest {
     pb::AmendRequest {
@@ -417,12 +442,7 @@ async fn two_sites_and_the_cloud_converge(db: &TestDatabase, policy: Policy) {
         .await
         .expect("a second database of the same backend");
     let cloud = InProcessCloud::builder(TOKEN).policy(policy).start().await;
-    let config = quick_sync(&cloud.url);
-    let client = config
-        .link
-        .client(config.client_use())
-        .expect("cloud client")
-        .expect("a cloud URL");
+    let client = cloud_client(&cloud);
     let mut a = TestSite::start(db, &cloud, "site-a", HOUR_US, Writer::A, policy).await;
     let mut b = TestSite::start(&db_b, &cloud, "site-b", -HOUR_US, Writer::B, policy).await;
 
@@ -443,18 +463,7 @@ async fn two_sites_and_the_cloud_converge(db: &TestDatabase, policy: Policy) {
                 .then_some(held)
         })
         .await;
-        for (id, r) in &held {
-            if r.site_id == site.site.site_id {
-                ledger.record(
-                    site.writer,
-                    id,
-                    Version {
-                        stamp: stamp_of_pb(r.version.as_ref()),
-                        base: None,
-                    },
-                );
-            }
-        }
+        record_first_versions(&mut ledger, site, &held);
     }
     let current = converged(&cloud, &[&a, &b], &ledger, policy, None, "the first sync").await;
     assert_same_values(&b, &current).await;
@@ -616,12 +625,7 @@ async fn a_site_that_disagrees_about_the_rule_follows_the_cloud() {
         .policy(Policy::Lww)
         .start()
         .await;
-    let config = quick_sync(&cloud.url);
-    let client = config
-        .link
-        .client(config.client_use())
-        .expect("cloud client")
-        .expect("a cloud URL");
+    let client = cloud_client(&cloud);
     let mut site =
         TestSite::start(&db, &cloud, "site-a", HOUR_US, Writer::A, Policy::CloudWins).await;
     let ids = site.ingest("a/1").await;
@@ -631,16 +635,7 @@ async fn a_site_that_disagrees_about_the_rule_follows_the_cloud() {
         (held.len() == ids.len()).then_some(held)
     })
     .await;
-    for (id, r) in &held {
-        ledger.record(
-            Writer::A,
-            id,
-            Version {
-                stamp: stamp_of_pb(r.version.as_ref()),
-                base: None,
-            },
-        );
-    }
+    record_first_versions(&mut ledger, &site, &held);
     converged(
         &cloud,
         &[&site],
