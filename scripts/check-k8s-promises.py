@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Reads an overlay's rendered manifests and checks what the deployment
+promises (docs/deploy.md, issue "Deploy to an offline K3s site"):
+
+- every container has CPU and memory requests and limits;
+- every mesh container's gRPC probes target the port the service really
+  listens on (its binary's default, read from `<binary> --help`, unless the
+  site's ConfigMap moves it), and its metrics port and scrape annotations
+  match the real metrics port;
+- pods run as non-root with no privilege escalation and a read-only root;
+- every image is pulled IfNotPresent, every pod tolerates
+  CriticalAddonsOnly=true:NoExecute and has the mesh's PriorityClass;
+- no plaintext secret: no Secret with data in the manifests, no literal
+  password, token or database URL in an env var or a ConfigMap;
+- store-svc is one replica replaced with Recreate; ingest-svc and health-svc
+  are NodePorts with externalTrafficPolicy Local;
+- the NetworkPolicies exist, and the gateways' range is the site's own;
+- no PodDisruptionBudget can block draining the node for a single replica;
+- the grace period covers the services' shutdown grace.
+
+Usage: check-k8s-promises.py --bin-dir target/debug RENDERED.yaml
+Prints each failure and exits 1 if any.
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+
+import yaml
+
+# The mesh's services: the binary, its listen-address flag and environment
+# variable.
+SERVICES = {
+    "ingest-svc": ("ingest-addr", "EDGE_INGEST_ADDR"),
+    "store-svc": ("store-addr", "EDGE_STORE_ADDR"),
+    "sync-svc": ("sync-addr", "EDGE_SYNC_ADDR"),
+    "health-svc": ("health-addr", "EDGE_HEALTH_ADDR"),
+}
+TOLERATION = {"key": "CriticalAddonsOnly", "operator": "Equal", "value": "true", "effect": "NoExecute"}
+PLACEHOLDER_GATEWAYS = "192.0.2.0/24"
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|DATABASE_URL", re.I)
+CREDENTIAL_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+REQUIRED_POLICIES = {"default-deny-ingress", "from-gateways", "within-the-mesh", "postgres-from-store"}
+
+
+def default_port(bin_dir: str, binary: str, flag: str) -> int:
+    """The port `binary` listens on for `--flag` by default, from its help."""
+    help_text = subprocess.run(
+        [f"{bin_dir}/{binary}", "--help"], capture_output=True, text=True, check=True, env={}
+    ).stdout
+    block = help_text.split(f"--{flag} ", 1)[1]
+    match = re.search(r"\[default: [^\]]*:(\d+)\]", block.split("\n      --", 1)[0])
+    if not match:
+        raise SystemExit(f"{binary} --help shows no default for --{flag}")
+    return int(match.group(1))
+
+
+def parse_duration_s(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    match = re.fullmatch(r"(\d+)(ms|s|m|h)", text.strip())
+    if not match:
+        raise SystemExit(f"cannot read the duration {text!r}")
+    return int(match.group(1)) * units[match.group(2)]
+
+
+def port_number(container: dict, port) -> int:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    for p in container.get("ports", []):
+        if p.get("name") == port:
+            return p["containerPort"]
+    return -1
+
+
+def check(objects: list, bin_dir: str) -> list:
+    errors = []
+    by_kind = {}
+    for o in objects:
+        by_kind.setdefault(o["kind"], []).append(o)
+    config = {}
+    for cm in by_kind.get("ConfigMap", []):
+        if cm["metadata"]["name"].startswith("edge-config"):
+            config = cm.get("data", {})
+    if not config:
+        errors.append("no edge-config ConfigMap")
+
+    metrics_default = default_port(bin_dir, "store-svc", "metrics-addr")
+    metrics_port = int(config.get("EDGE_METRICS_ADDR", f":{metrics_default}").rsplit(":", 1)[1])
+    grace = parse_duration_s(config.get("EDGE_SHUTDOWN_GRACE", "20s"))
+
+    # No plaintext secrets.
+    for secret in by_kind.get("Secret", []):
+        if secret.get("data") or secret.get("stringData"):
+            errors.append(f"Secret/{secret['metadata']['name']} holds data in the manifests")
+    for key, value in config.items():
+        if SECRET_NAME.search(key) or CREDENTIAL_URL.search(str(value)):
+            errors.append(f"ConfigMap edge-config holds a credential: {key}")
+
+    workloads = by_kind.get("Deployment", []) + by_kind.get("StatefulSet", [])
+    if not workloads:
+        errors.append("no workloads rendered")
+    for w in workloads:
+        name = f"{w['kind']}/{w['metadata']['name']}"
+        pod = w["spec"]["template"]
+        spec = pod["spec"]
+        labels = pod["metadata"].get("labels", {})
+        if labels.get("app.kubernetes.io/part-of") != "edge-mesh":
+            errors.append(f"{name}: pod not labelled app.kubernetes.io/part-of: edge-mesh")
+        if TOLERATION not in spec.get("tolerations", []):
+            errors.append(f"{name}: no toleration for CriticalAddonsOnly=true:NoExecute")
+        if spec.get("priorityClassName") != "edge-mesh-critical":
+            errors.append(f"{name}: not in the edge-mesh-critical PriorityClass")
+        pod_security = spec.get("securityContext", {})
+        if not pod_security.get("runAsNonRoot") or pod_security.get("runAsUser", 0) == 0:
+            errors.append(f"{name}: the pod may run as root")
+        containers = spec.get("containers", []) + spec.get("initContainers", [])
+        for c in containers:
+            cname = f"{name} container {c['name']}"
+            if c.get("imagePullPolicy") != "IfNotPresent":
+                errors.append(f"{cname}: imagePullPolicy is {c.get('imagePullPolicy')!r}, not IfNotPresent")
+            resources = c.get("resources", {})
+            for part in ("requests", "limits"):
+                for res in ("cpu", "memory"):
+                    if res not in resources.get(part, {}):
+                        errors.append(f"{cname}: no {res} {part[:-1]}")
+            security = c.get("securityContext", {})
+            if security.get("allowPrivilegeEscalation") is not False:
+                errors.append(f"{cname}: privilege escalation not refused")
+            if security.get("readOnlyRootFilesystem") is not True:
+                errors.append(f"{cname}: root file system not read-only")
+            if security.get("runAsUser") == 0:
+                errors.append(f"{cname}: runs as root")
+            for env in c.get("env", []):
+                if SECRET_NAME.search(env["name"]) and "value" in env:
+                    errors.append(f"{cname}: {env['name']} is a literal, not a secretKeyRef")
+            for probe in ("readinessProbe", "livenessProbe"):
+                if probe not in c:
+                    errors.append(f"{cname}: no {probe}")
+        app = labels.get("app")
+        if app in SERVICES:
+            flag, env = SERVICES[app]
+            listen = config.get(env)
+            port = int(listen.rsplit(":", 1)[1]) if listen else default_port(bin_dir, app, flag)
+            c = next((c for c in spec["containers"] if c["name"] == app), None)
+            if c is None:
+                errors.append(f"{name}: no container named {app}")
+                continue
+            if c.get("command") != [app]:
+                errors.append(f"{name}: runs {c.get('command')}, not {app}")
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                if probe in c:
+                    grpc = c[probe].get("grpc")
+                    if grpc is None:
+                        errors.append(f"{name}: {probe} is not a gRPC health check")
+                    elif port_number(c, grpc.get("port")) != port:
+                        errors.append(f"{name}: {probe} targets {grpc.get('port')}, {app} listens on {port}")
+            ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            if ports.get("grpc") != port:
+                errors.append(f"{name}: grpc containerPort {ports.get('grpc')}, {app} listens on {port}")
+            if ports.get("metrics") != metrics_port:
+                errors.append(f"{name}: metrics containerPort {ports.get('metrics')}, metrics are on {metrics_port}")
+            annotations = pod["metadata"].get("annotations", {})
+            if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != str(metrics_port):
+                errors.append(f"{name}: scrape annotations do not point at port {metrics_port}")
+            if spec.get("terminationGracePeriodSeconds", 30) <= grace:
+                errors.append(f"{name}: terminationGracePeriodSeconds not above the shutdown grace {grace}s")
+
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    store = deployments.get("store-svc")
+    if store is None:
+        errors.append("no store-svc Deployment")
+    elif store["spec"].get("replicas") != 1 or store["spec"].get("strategy", {}).get("type") != "Recreate":
+        errors.append("store-svc must be one replica with the Recreate strategy")
+
+    services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+    for exposed in ("ingest-svc", "health-svc"):
+        s = services.get(exposed, {}).get("spec", {})
+        if s.get("type") != "NodePort" or s.get("externalTrafficPolicy") != "Local":
+            errors.append(f"Service/{exposed}: not a NodePort with externalTrafficPolicy Local")
+
+    policies = {p["metadata"]["name"]: p for p in by_kind.get("NetworkPolicy", [])}
+    missing = REQUIRED_POLICIES - policies.keys()
+    if missing:
+        errors.append(f"NetworkPolicies missing: {sorted(missing)}")
+    gateways = policies.get("from-gateways")
+    if gateways:
+        cidrs = [f["ipBlock"]["cidr"] for rule in gateways["spec"]["ingress"] for f in rule["from"] if "ipBlock" in f]
+        if not cidrs or PLACEHOLDER_GATEWAYS in cidrs:
+            errors.append("NetworkPolicy/from-gateways: the site's gateway range is not set")
+
+    # A PDB must never block a drain for something that runs once.
+    replicas = {}
+    for w in workloads:
+        replicas[w["spec"]["template"]["metadata"].get("labels", {}).get("app")] = w["spec"].get("replicas", 1)
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        app = pdb["spec"]["selector"].get("matchLabels", {}).get("app")
+        count = replicas.get(app)
+        if count is None:
+            errors.append(f"PodDisruptionBudget/{pdb['metadata']['name']} selects no workload")
+            continue
+        spec = pdb["spec"]
+        if "minAvailable" in spec and int(spec["minAvailable"]) >= count:
+            errors.append(f"PodDisruptionBudget/{pdb['metadata']['name']}: minAvailable blocks every eviction")
+        if "maxUnavailable" in spec and int(spec["maxUnavailable"]) < 1:
+            errors.append(f"PodDisruptionBudget/{pdb['metadata']['name']}: maxUnavailable 0 blocks every eviction")
+    return errors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin-dir", required=True)
+    parser.add_argument("rendered")
+    args = parser.parse_args()
+    with open(args.rendered) as f:
+        objects = [o for o in yaml.safe_load_all(f) if o]
+    errors = check(objects, args.bin_dir)
+    for e in errors:
+        print(f"FAIL {args.rendered}: {e}")
+    if not errors:
+        print(f"ok {args.rendered}: {len(objects)} objects keep the deployment's promises")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# What CI checks of the deployment (k8s/, monitoring/kustomization.yaml,
+# Dockerfile), all offline:
+# - every overlay renders with `kubectl kustomize`;
+# - every rendered object validates against the Kubernetes schemas, and the
+#   custom ones against the CRD schemas kept in k8s/schemas;
+# - the rendered manifests keep the deployment's promises
+#   (scripts/check-k8s-promises.py; shown to refuse a broken copy);
+# - the K3s and kubelet configuration hold the settings an offline node needs;
+# - the pre-cache script's image list is exactly the rendered images;
+# - the PrometheusRule is generated from monitoring/prometheus/alerts.yml;
+# - hadolint passes on the Dockerfile.
+#
+# Usage: scripts/check-k8s.sh [BIN_DIR]   (the built service binaries, default
+# target/debug: the promises check reads their default ports from --help)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin_dir=${1:-target/debug}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+step() { printf -- '-- %s\n' "$*"; }
+fail() { echo "FAIL $*" >&2; exit 1; }
+
+step "render every overlay"
+for dir in k8s/overlays/*/; do
+  name=$(basename "$dir")
+  kubectl kustomize "$dir" > "$out/$name.yaml"
+  echo "rendered $name: $(grep -c '^kind:' "$out/$name.yaml") objects"
+done
+
+step "validate against the Kubernetes schemas and k8s/schemas"
+python3 scripts/validate-k8s.py "$out"/*.yaml
+
+step "the deployment's promises"
+for rendered in "$out"/*.yaml; do
+  python3 scripts/check-k8s-promises.py --bin-dir "$bin_dir" "$rendered"
+done
+# The check must be able to fail: a copy that would need a registry offline.
+sed 's/IfNotPresent/Always/' "$out/ship.yaml" > "$out/broken.txt"
+if python3 scripts/check-k8s-promises.py --bin-dir "$bin_dir" "$out/broken.txt" > /dev/null; then
+  fail "the promises check passed manifests that pull Always"
+fi
+
+step "node configuration"
+python3 scripts/check-k8s-node.py k8s/node/k3s-config.yaml k8s/node/kubelet-config.yaml "$out"/*.yaml
+
+step "the pre-cache list is the set of rendered images"
+k8s/airgap/precache.sh list > "$out/precache.txt"
+python3 - "$out/precache.txt" "$out"/*.yaml <<'PY'
+import sys
+import yaml
+
+listed = set(open(sys.argv[1]).read().split())
+rendered = set()
+for path in sys.argv[2:]:
+    for o in yaml.safe_load_all(open(path)):
+        if not o or o["kind"] not in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            continue
+        spec = o["spec"]["template"]["spec"]
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            rendered.add(c["image"])
+if listed != rendered:
+    sys.exit(f"FAIL pre-cache list {sorted(listed)} != rendered images {sorted(rendered)}")
+print(f"ok {len(listed)} images: {', '.join(sorted(listed))}")
+PY
+
+step "PrometheusRule generated from alerts.yml"
+python3 scripts/gen-prometheus-rule.py --check
+
+step "hadolint Dockerfile"
+hadolint Dockerfile
+echo "ok Dockerfile"
