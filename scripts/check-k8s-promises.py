@@ -16,7 +16,9 @@ promises (docs/deploy.md, issue "Deploy to an offline K3s site"):
   are NodePorts with externalTrafficPolicy Local;
 - the NetworkPolicies exist, and the gateways' range is the site's own;
 - no PodDisruptionBudget can block draining the node for a single replica;
-- the grace period covers the services' shutdown grace.
+- the grace period covers the services' shutdown grace;
+- each service's binary accepts the site's settings (`--check-config` with
+  the container's environment: the ConfigMap, and stand-ins for secrets).
 
 Usage: check-k8s-promises.py --bin-dir target/debug RENDERED.yaml
 Prints each failure and exits 1 if any.
@@ -54,6 +56,20 @@ def default_port(bin_dir: str, binary: str, flag: str) -> int:
     if not match:
         raise SystemExit(f"{binary} --help shows no default for --{flag}")
     return int(match.group(1))
+
+
+def accepts_settings(bin_dir: str, binary: str, container: dict, config: dict) -> str:
+    """Runs `binary --check-config` with the container's environment; the
+    error it printed, or "" when it accepted every value."""
+    env = dict(config)
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            # A stand-in of the right shape: the values are secrets.
+            env[var["name"]] = "postgres://edge:secret@postgres:5432/edge" if "DATABASE_URL" in var["name"] else "secret"
+    run = subprocess.run([f"{bin_dir}/{binary}", "--check-config"], capture_output=True, text=True, env=env)
+    return "" if run.returncode == 0 else (run.stderr.strip().splitlines() or ["exit " + str(run.returncode)])[0]
 
 
 def parse_duration_s(text: str) -> float:
@@ -149,6 +165,9 @@ def check(objects: list, bin_dir: str) -> list:
                 continue
             if c.get("command") != [app]:
                 errors.append(f"{name}: runs {c.get('command')}, not {app}")
+            refused = accepts_settings(bin_dir, app, c, config)
+            if refused:
+                errors.append(f"{name}: {app} refuses the site's settings: {refused}")
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 if probe in c:
                     grpc = c[probe].get("grpc")

@@ -40,6 +40,11 @@ sed 's/IfNotPresent/Always/' "$out/ship.yaml" > "$out/broken.txt"
 if python3 scripts/check-k8s-promises.py --bin-dir "$bin_dir" "$out/broken.txt" > /dev/null; then
   fail "the promises check passed manifests that pull Always"
 fi
+# … and a setting the services would refuse at start-up.
+sed 's/EDGE_SYNC_BATCH_SIZE: "500"/EDGE_SYNC_BATCH_SIZE: "0"/' "$out/ship.yaml" > "$out/broken.txt"
+if python3 scripts/check-k8s-promises.py --bin-dir "$bin_dir" "$out/broken.txt" > /dev/null; then
+  fail "the promises check passed a batch size sync-svc refuses"
+fi
 
 step "node configuration"
 python3 scripts/check-k8s-node.py k8s/node/k3s-config.yaml k8s/node/kubelet-config.yaml "$out"/*.yaml

@@ -98,6 +98,9 @@ async fn spawn_sync(
 
 /// Runs the mesh until SIGTERM or Ctrl-C.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.runtime.only_check_config("edge up") {
+        return Ok(());
+    }
     telemetry::init_logging(&args.runtime);
     let shutdown = shutdown::on_signal();
 

@@ -564,3 +564,39 @@ async fn edge_amend_corrects_a_reading_and_edge_conflicts_lists_the_log() {
     mesh.stop().await;
     db.cleanup().await;
 }
+
+/// `edge up --check-config` says whether a site's settings would be
+/// accepted, and starts nothing: no data directory is created, nothing binds.
+#[tokio::test]
+async fn check_config_accepts_or_names_the_bad_value_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let check = |batch: &'static str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+            .args(["up", "--check-config"])
+            .env("EDGE_DATA_DIR", &data_dir)
+            .env("EDGE_SYNC_BATCH_SIZE", batch)
+            .env("EDGE_RETENTION", "90days")
+            .output()
+    };
+
+    let good = check("500").await.expect("edge runs");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&good.stdout).trim(),
+        "edge up: configuration accepted"
+    );
+    assert!(
+        !data_dir.exists(),
+        "a configuration check created the data directory"
+    );
+
+    let bad = check("0").await.expect("edge runs");
+    assert_eq!(bad.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("--sync-batch-size"), "{stderr}");
+}

@@ -53,6 +53,13 @@ pub struct RuntimeArgs {
     /// measure what they cost.
     #[arg(long, env = "EDGE_RPC_TELEMETRY", default_value_t = true, action = clap::ArgAction::Set)]
     pub rpc_telemetry: bool,
+
+    /// Parse every flag and environment value as start-up does, say whether
+    /// they are accepted, and exit without binding or connecting (a bad value
+    /// exits 64 naming its flag). For checking a site's configuration before
+    /// deploying it.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl Default for RuntimeArgs {
@@ -64,7 +71,20 @@ impl Default for RuntimeArgs {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             shutdown_grace: Duration::from_secs(20),
             rpc_telemetry: true,
+            check_config: false,
         }
+    }
+}
+
+impl RuntimeArgs {
+    /// `--check-config` was given: says so on stdout (for the operator or
+    /// the script that asked) and tells the caller to stop before starting
+    /// anything.
+    pub fn only_check_config(&self, program: &str) -> bool {
+        if self.check_config {
+            println!("{program}: configuration accepted");
+        }
+        self.check_config
     }
 }
 

@@ -17,6 +17,9 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: From<std::io::Error> + From<tokio::task::JoinError>,
 {
+    if runtime.only_check_config(&program_name()) {
+        return Ok(());
+    }
     telemetry::init_logging(runtime);
     let result = async {
         let shutdown = shutdown::on_signal();
@@ -28,4 +31,14 @@ where
     .await;
     telemetry::shutdown();
     result
+}
+
+/// The running binary's file name, for messages.
+fn program_name() -> String {
+    std::env::args()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .map_or_else(|| "edge".to_owned(), |n| n.to_string_lossy().into_owned())
 }
