@@ -392,11 +392,7 @@ async fn assert_same_values(site: &TestSite, current: &HashMap<String, VersionRe
     for id in &site.holds {
         let here = &held[id];
         let cloud = &current[id];
-        let quality = match cloud.quality {
-            contract::Quality::Good => pb::Quality::Good,
-            contract::Quality::Suspect => pb::Quality::Suspect,
-            contract::Quality::Bad => pb::Quality::Bad,
-        };
+        let quality = sync_svc::convert::quality_to_pb(cloud.quality);
         assert_eq!(
             (
                 here.temperature_celsius,

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use edge_cloud_link::contract::{self, PushBatch, VersionRecord, VersionStatus};
+use edge_cloud_link::contract::{PushBatch, VersionRecord, VersionStatus};
 use edge_cloud_link::{CloudClient, CloudError, Prober};
 use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_client::StoreServiceClient;
@@ -34,6 +34,7 @@ use tracing::Instrument as _;
 
 use crate::backoff::Backoff;
 use crate::config::{CloudApi, SyncConfig};
+use crate::convert::record;
 use crate::metrics::SyncMetrics;
 use crate::status::StatusBoard;
 
@@ -435,10 +436,6 @@ pub fn yield_pause(cycle: Duration, busy_percent: u32) -> Duration {
     cycle.mul_f64(busy / (1.0 - busy)).min(MAX_YIELD)
 }
 
-fn us(ts: Option<&prost_types::Timestamp>) -> i64 {
-    ts.and_then(edge_proto::rules::timestamp_to_us).unwrap_or(0)
-}
-
 /// Versions a failed lease never got to send: they wait until `retry_at`
 /// like the failed ones, but no attempt is counted against them.
 pub(crate) fn postponed(
@@ -450,47 +447,6 @@ pub(crate) fn postponed(
         error: String::new(),
         retry_at,
         not_attempted: true,
-    }
-}
-
-/// The contract's record of an outbox version.
-pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
-    VersionRecord {
-        reading_id: v.reading_id.clone(),
-        seq: v.seq,
-        origin_site_id: v.origin_site_id.clone(),
-        sensor_id: v.sensor_id.clone(),
-        temperature_celsius: v.temperature_celsius,
-        humidity_percent: v.humidity_percent,
-        measured_at_us: us(v.measured_at.as_ref()),
-        received_at_us: us(v.received_at.as_ref()),
-        priority: if v.priority == pb::Priority::Critical as i32 {
-            contract::Priority::Critical
-        } else {
-            contract::Priority::Normal
-        },
-        clock_suspect: v.clock_suspect,
-        version: version_stamp(v.version.as_ref()),
-        quality: match pb::Quality::try_from(v.quality) {
-            Ok(pb::Quality::Suspect) => contract::Quality::Suspect,
-            Ok(pb::Quality::Bad) => contract::Quality::Bad,
-            _ => contract::Quality::Good,
-        },
-        note: (!v.note.is_empty()).then(|| v.note.clone()),
-        base: v.base.as_ref().map(|b| version_stamp(Some(b))),
-    }
-}
-
-/// A store version stamp in the cloud contract's shape.
-pub fn version_stamp(stamp: Option<&pb::VersionStamp>) -> contract::VersionStamp {
-    let stamp = stamp.cloned().unwrap_or_default();
-    let hlc = stamp.hlc.unwrap_or_default();
-    contract::VersionStamp {
-        hlc: contract::Hlc {
-            physical_ms: hlc.physical_ms,
-            logical: hlc.logical,
-        },
-        site_id: stamp.site_id,
     }
 }
 

@@ -6,6 +6,8 @@
 //!   backoff, the live share);
 //! - [`drain`]: lease → push → record, splitting refused batches, backing
 //!   off on failures; the workers;
+//! - [`convert`]: the store's protobuf shapes to the contract's records and
+//!   back;
 //! - [`compat`]: the same for a cloud that only has the one-reading API;
 //! - [`report`]: dead letters reported to the cloud's coverage;
 //! - [`pull`]: the cloud's change feed, applied by store-svc under the
@@ -23,6 +25,7 @@ pub mod app;
 pub mod backoff;
 pub mod compat;
 pub mod config;
+pub mod convert;
 pub mod drain;
 pub mod grpc;
 pub mod metrics;

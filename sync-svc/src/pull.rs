@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use edge_cloud_link::CloudError;
-use edge_cloud_link::contract::{self, ChangesPage, VersionRecord};
-use edge_proto::rules::us_to_timestamp;
+use edge_cloud_link::contract::ChangesPage;
 use edge_proto::v1 as pb;
 use edge_versioning::Policy;
 use tokio_util::sync::CancellationToken;
 
+use crate::convert::remote_version;
 use crate::drain::Drain;
 
 /// Why a pull stopped before the feed's end.
@@ -186,116 +186,5 @@ fn apply_request(page: ChangesPage, policy: Policy) -> pb::ApplyRemoteVersionsRe
         versions: page.versions.into_iter().map(remote_version).collect(),
         policy: policy.as_str().to_owned(),
         next_cursor: page.next_cursor,
-    }
-}
-
-/// A feed version in the store's shape (the inverse of
-/// [`crate::drain::record`]).
-pub fn remote_version(v: VersionRecord) -> pb::RemoteVersion {
-    pb::RemoteVersion {
-        reading_id: v.reading_id,
-        origin_site_id: v.origin_site_id,
-        origin_seq: v.seq,
-        sensor_id: v.sensor_id,
-        temperature_celsius: v.temperature_celsius,
-        humidity_percent: v.humidity_percent,
-        measured_at: Some(us_to_timestamp(v.measured_at_us)),
-        received_at: Some(us_to_timestamp(v.received_at_us)),
-        priority: match v.priority {
-            contract::Priority::Critical => pb::Priority::Critical,
-            contract::Priority::Normal => pb::Priority::Normal,
-        } as i32,
-        clock_suspect: v.clock_suspect,
-        version: Some(stamp(v.version)),
-        base: v.base.map(stamp),
-        quality: match v.quality {
-            contract::Quality::Good => pb::Quality::Good,
-            contract::Quality::Suspect => pb::Quality::Suspect,
-            contract::Quality::Bad => pb::Quality::Bad,
-        } as i32,
-        note: v.note.unwrap_or_default(),
-    }
-}
-
-/// A contract version stamp in the store's shape.
-fn stamp(s: contract::VersionStamp) -> pb::VersionStamp {
-    pb::VersionStamp {
-        hlc: Some(pb::Hlc {
-            physical_ms: s.hlc.physical_ms,
-            logical: s.hlc.logical,
-        }),
-        site_id: s.site_id,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::drain::record;
-
-    /// A feed version survives the trip into the store's shape and back
-    /// (what the site would push of it) unchanged, field by field.
-    #[test]
-    fn a_feed_version_round_trips_through_the_store_shape() {
-        let original = VersionRecord {
-            reading_id: "0b3f2a4e-7c1d-4e8a-9f00-1234567890ab".into(),
-            seq: 42,
-            origin_site_id: "mine-7".into(),
-            sensor_id: "pump/3".into(),
-            temperature_celsius: -12.5,
-            humidity_percent: 88.25,
-            measured_at_us: 1_700_000_000_123_456,
-            received_at_us: 1_700_000_001_000_001,
-            priority: contract::Priority::Critical,
-            clock_suspect: true,
-            version: contract::VersionStamp {
-                hlc: contract::Hlc {
-                    physical_ms: 1_700_000_002_000,
-                    logical: 3,
-                },
-                site_id: "cloud".into(),
-            },
-            quality: contract::Quality::Bad,
-            note: Some("sensor drifted".into()),
-            base: Some(contract::VersionStamp {
-                hlc: contract::Hlc {
-                    physical_ms: 1_700_000_001_000,
-                    logical: 0,
-                },
-                site_id: "mine-7".into(),
-            }),
-        };
-        let stored = remote_version(original.clone());
-        let back = record(&pb::OutboxVersion {
-            reading_id: stored.reading_id.clone(),
-            seq: stored.origin_seq,
-            origin_site_id: stored.origin_site_id.clone(),
-            sensor_id: stored.sensor_id.clone(),
-            temperature_celsius: stored.temperature_celsius,
-            humidity_percent: stored.humidity_percent,
-            measured_at: stored.measured_at,
-            received_at: stored.received_at,
-            priority: stored.priority,
-            clock_suspect: stored.clock_suspect,
-            version: stored.version.clone(),
-            quality: stored.quality,
-            note: stored.note.clone(),
-            base: stored.base.clone(),
-            ..Default::default()
-        });
-        assert_eq!(back, original);
-
-        let plain = VersionRecord {
-            note: None,
-            base: None,
-            quality: contract::Quality::Good,
-            priority: contract::Priority::Normal,
-            ..original
-        };
-        let stored = remote_version(plain);
-        assert_eq!(stored.note, "");
-        assert_eq!(stored.base, None);
-        assert_eq!(stored.quality, pb::Quality::Good as i32);
-        assert_eq!(stored.priority, pb::Priority::Normal as i32);
     }
 }

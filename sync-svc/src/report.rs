@@ -12,7 +12,8 @@ use edge_cloud_link::contract::{self, UnsentEntry, UnsentReport, UnsentStatus};
 use edge_proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
-use crate::drain::{Drain, record, version_stamp};
+use crate::convert::{record, version_stamp};
+use crate::drain::Drain;
 
 /// How often unreported dead letters are looked for without a nudge.
 const REPORT_INTERVAL: Duration = Duration::from_secs(30);

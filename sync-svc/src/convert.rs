@@ -1,0 +1,168 @@
+//! The one translation between the store's protobuf shapes and the cloud
+//! contract's JSON records, both ways: what the drain pushes
+//! ([`record`]) and what the pull hands to store-svc ([`remote_version`]),
+//! so a field can never be mapped one way and forgotten the other.
+
+use edge_cloud_link::contract::{self, VersionRecord};
+use edge_proto::rules::{timestamp_to_us, us_to_timestamp};
+use edge_proto::v1 as pb;
+
+/// The contract's record of an outbox version.
+pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
+    VersionRecord {
+        reading_id: v.reading_id.clone(),
+        seq: v.seq,
+        origin_site_id: v.origin_site_id.clone(),
+        sensor_id: v.sensor_id.clone(),
+        temperature_celsius: v.temperature_celsius,
+        humidity_percent: v.humidity_percent,
+        measured_at_us: us(v.measured_at.as_ref()),
+        received_at_us: us(v.received_at.as_ref()),
+        priority: if v.priority == pb::Priority::Critical as i32 {
+            contract::Priority::Critical
+        } else {
+            contract::Priority::Normal
+        },
+        clock_suspect: v.clock_suspect,
+        version: version_stamp(v.version.as_ref()),
+        quality: match pb::Quality::try_from(v.quality) {
+            Ok(pb::Quality::Suspect) => contract::Quality::Suspect,
+            Ok(pb::Quality::Bad) => contract::Quality::Bad,
+            _ => contract::Quality::Good,
+        },
+        note: (!v.note.is_empty()).then(|| v.note.clone()),
+        base: v.base.as_ref().map(|b| version_stamp(Some(b))),
+    }
+}
+
+/// A feed version in the store's shape (the inverse of [`record`]).
+pub fn remote_version(v: VersionRecord) -> pb::RemoteVersion {
+    pb::RemoteVersion {
+        reading_id: v.reading_id,
+        origin_site_id: v.origin_site_id,
+        origin_seq: v.seq,
+        sensor_id: v.sensor_id,
+        temperature_celsius: v.temperature_celsius,
+        humidity_percent: v.humidity_percent,
+        measured_at: Some(us_to_timestamp(v.measured_at_us)),
+        received_at: Some(us_to_timestamp(v.received_at_us)),
+        priority: match v.priority {
+            contract::Priority::Critical => pb::Priority::Critical,
+            contract::Priority::Normal => pb::Priority::Normal,
+        } as i32,
+        clock_suspect: v.clock_suspect,
+        version: Some(store_stamp(v.version)),
+        base: v.base.map(store_stamp),
+        quality: quality_to_pb(v.quality) as i32,
+        note: v.note.unwrap_or_default(),
+    }
+}
+
+/// A contract quality flag in the store's shape.
+pub fn quality_to_pb(quality: contract::Quality) -> pb::Quality {
+    match quality {
+        contract::Quality::Good => pb::Quality::Good,
+        contract::Quality::Suspect => pb::Quality::Suspect,
+        contract::Quality::Bad => pb::Quality::Bad,
+    }
+}
+
+/// A store version stamp in the cloud contract's shape.
+pub fn version_stamp(stamp: Option<&pb::VersionStamp>) -> contract::VersionStamp {
+    let stamp = stamp.cloned().unwrap_or_default();
+    let hlc = stamp.hlc.unwrap_or_default();
+    contract::VersionStamp {
+        hlc: contract::Hlc {
+            physical_ms: hlc.physical_ms,
+            logical: hlc.logical,
+        },
+        site_id: stamp.site_id,
+    }
+}
+
+/// A contract version stamp in the store's shape (the inverse of
+/// [`version_stamp`]).
+fn store_stamp(s: contract::VersionStamp) -> pb::VersionStamp {
+    pb::VersionStamp {
+        hlc: Some(pb::Hlc {
+            physical_ms: s.hlc.physical_ms,
+            logical: s.hlc.logical,
+        }),
+        site_id: s.site_id,
+    }
+}
+
+fn us(ts: Option<&prost_types::Timestamp>) -> i64 {
+    ts.and_then(timestamp_to_us).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A feed version survives the trip into the store's shape and back
+    /// (what the site would push of it) unchanged, field by field.
+    #[test]
+    fn a_feed_version_round_trips_through_the_store_shape() {
+        let original = VersionRecord {
+            reading_id: "0b3f2a4e-7c1d-4e8a-9f00-1234567890ab".into(),
+            seq: 42,
+            origin_site_id: "mine-7".into(),
+            sensor_id: "pump/3".into(),
+            temperature_celsius: -12.5,
+            humidity_percent: 88.25,
+            measured_at_us: 1_700_000_000_123_456,
+            received_at_us: 1_700_000_001_000_001,
+            priority: contract::Priority::Critical,
+            clock_suspect: true,
+            version: contract::VersionStamp {
+                hlc: contract::Hlc {
+                    physical_ms: 1_700_000_002_000,
+                    logical: 3,
+                },
+                site_id: "cloud".into(),
+            },
+            quality: contract::Quality::Bad,
+            note: Some("sensor drifted".into()),
+            base: Some(contract::VersionStamp {
+                hlc: contract::Hlc {
+                    physical_ms: 1_700_000_001_000,
+                    logical: 0,
+                },
+                site_id: "mine-7".into(),
+            }),
+        };
+        let stored = remote_version(original.clone());
+        let back = record(&pb::OutboxVersion {
+            reading_id: stored.reading_id.clone(),
+            seq: stored.origin_seq,
+            origin_site_id: stored.origin_site_id.clone(),
+            sensor_id: stored.sensor_id.clone(),
+            temperature_celsius: stored.temperature_celsius,
+            humidity_percent: stored.humidity_percent,
+            measured_at: stored.measured_at,
+            received_at: stored.received_at,
+            priority: stored.priority,
+            clock_suspect: stored.clock_suspect,
+            version: stored.version.clone(),
+            quality: stored.quality,
+            note: stored.note.clone(),
+            base: stored.base.clone(),
+            ..Default::default()
+        });
+        assert_eq!(back, original);
+
+        let plain = VersionRecord {
+            note: None,
+            base: None,
+            quality: contract::Quality::Good,
+            priority: contract::Priority::Normal,
+            ..original
+        };
+        let stored = remote_version(plain);
+        assert_eq!(stored.note, "");
+        assert_eq!(stored.base, None);
+        assert_eq!(stored.quality, pb::Quality::Good as i32);
+        assert_eq!(stored.priority, pb::Priority::Normal as i32);
+    }
+}
