@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use store_svc::db::{Database, DbConfig, Durability};
+use store_svc::StoreConfig;
+use store_svc::db::Database;
 use store_svc::hlc::{SystemClock, WallClock};
 use store_svc::model::{NewReading, Priority};
 
@@ -33,16 +34,11 @@ async fn main() -> anyhow::Result<()> {
     let url = args.iter().find(|a| a.starts_with("postgres")).cloned();
 
     let dir = tempfile::tempdir()?;
-    let config = DbConfig {
-        database_url: url,
-        data_dir: dir.path().to_path_buf(),
-        site_id: Some("bench".into()),
-        durability: Durability::Full,
-        read_connections: 1,
-        suspect_ahead: Duration::from_secs(300),
-        suspect_behind: Duration::from_secs(30 * 86_400),
-        sensor_index_batch: 16_384,
-    };
+    let mut store_config = StoreConfig::new(dir.path().to_path_buf());
+    store_config.database_url = url;
+    store_config.site_id = Some("bench".into());
+    store_config.db_read_connections = 1;
+    let config = store_config.db_config();
     let clock = Arc::new(SystemClock);
     let db = Database::open(&config, clock.clone()).await?;
 

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use edge_versioning::{Policy, Stamp};
-use store_svc::db::{Database, DbConfig, Durability};
+use store_svc::StoreConfig;
+use store_svc::db::Database;
 use store_svc::hlc::{Hlc, SystemClock, WallClock};
 use store_svc::model::{NewReading, Priority};
 use store_svc::revision::{Amendment, Quality, RemoteVersion, Values};
@@ -56,16 +57,11 @@ async fn main() -> anyhow::Result<()> {
         Some(server) => Some(edge_testkit::create_postgres_database(server, "apply_bench").await?),
         None => None,
     };
-    let config = DbConfig {
-        database_url: fresh.as_ref().map(|(url, _)| url.clone()),
-        data_dir: dir.path().to_path_buf(),
-        site_id: Some("bench".into()),
-        durability: Durability::Full,
-        read_connections: 1,
-        suspect_ahead: Duration::from_secs(300),
-        suspect_behind: Duration::from_secs(30 * 86_400),
-        sensor_index_batch: 16_384,
-    };
+    let mut store_config = StoreConfig::new(dir.path().to_path_buf());
+    store_config.database_url = fresh.as_ref().map(|(url, _)| url.clone());
+    store_config.site_id = Some("bench".into());
+    store_config.db_read_connections = 1;
+    let config = store_config.db_config();
     let clock = Arc::new(SystemClock);
     let db = Database::open(&config, clock.clone()).await?;
 

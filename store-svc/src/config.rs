@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::db::faults::WriteFaults;
 use crate::db::{DbConfig, Durability};
 use crate::storage::{DiskProbe, StorageArgs};
 
@@ -79,11 +80,22 @@ pub struct StoreConfig {
     #[command(flatten)]
     pub storage: StorageArgs,
 
+    /// Start on a PostgreSQL server whose settings do not make a commit
+    /// durable (`fsync`, `synchronous_commit` or `full_page_writes` off). By
+    /// default store-svc refuses to start there, naming the setting: a
+    /// reading it acknowledged could be lost in a crash or power cut.
+    #[arg(long, env = "EDGE_ACCEPT_POSTGRES_DURABILITY_RISK")]
+    pub accept_postgres_durability_risk: bool,
+
     /// Where free disk space is read from; unset: the data directory's file
     /// system (SQLite) or nowhere (PostgreSQL). Set by tests that cannot
     /// mount a small file system.
     #[arg(skip)]
     pub disk_probe: Option<Arc<dyn DiskProbe>>,
+
+    /// Faults injected into the store's writes; set only by tests.
+    #[arg(skip)]
+    pub write_faults: Option<Arc<WriteFaults>>,
 }
 
 impl StoreConfig {
@@ -103,7 +115,9 @@ impl StoreConfig {
             sensor_index_batch: 16_384,
             gauge_interval: Duration::from_secs(10),
             storage: StorageArgs::default(),
+            accept_postgres_durability_risk: false,
             disk_probe: None,
+            write_faults: None,
         }
     }
 
@@ -118,6 +132,8 @@ impl StoreConfig {
             suspect_ahead: self.clock_suspect_ahead,
             suspect_behind: self.clock_suspect_behind,
             sensor_index_batch: self.sensor_index_batch,
+            accept_postgres_durability_risk: self.accept_postgres_durability_risk,
+            write_faults: self.write_faults.clone(),
         }
     }
 }

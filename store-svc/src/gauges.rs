@@ -3,8 +3,9 @@
 //! `stuck_versions`, `storage_bytes`; the storage budget's
 //! `storage_budget_bytes`, `storage_free_disk_bytes`,
 //! `storage_reserve_bytes`, `storage_room_bytes`, `storage_full`,
-//! `unreported_drops`; and the counters `readings_pruned_total` and
-//! `readings_dropped_total` (versions, kept in the database); the forecasts
+//! `unreported_drops`; the counters `readings_pruned_total` and
+//! `readings_dropped_total` (versions, kept in the database) and
+//! `storage_refused_seconds_total` (since start-up); the forecasts
 //! `backlog_drain_eta_seconds` and `storage_full_eta_seconds` (see
 //! [`crate::eta`]).
 //!
@@ -139,9 +140,19 @@ fn register(
     );
     storage(
         "storage_full",
-        "1 while ingest is refused because the site's storage is full",
+        "1 while ingest is refused because the site's storage is full (its budget or reserve, or a full disk)",
         |s| Some(i64::from(s.full)),
     );
+
+    let refusals = budget.clone();
+    meter
+        .f64_observable_counter("storage_refused")
+        .with_unit("s")
+        .with_description(
+            "Seconds ingest was refused for lack of storage (the budget, the reserve or a full disk) since start-up",
+        )
+        .with_callback(move |c| c.observe(refusals.refusals().refused_seconds(), &[]))
+        .build();
 
     let forecast =
         |name: &'static str, description: &'static str, f: fn(&Forecasts) -> Option<f64>| {

@@ -9,7 +9,7 @@ use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_server::StoreService;
 use tonic::{Request, Response, Status};
 
-use crate::db::{Database, DbError};
+use crate::db::{Database, DbError, Failure};
 use crate::hlc::{Hlc, WallClock};
 use crate::lease::{LeaseRequest, Leases};
 use crate::model::{
@@ -35,37 +35,19 @@ pub enum StoreError {
     Db(#[from] DbError),
 }
 
-/// How a database error looks to callers: transient (retry) or not.
+/// How a database error looks to callers; the one place that decides it.
 fn db_status(err: &DbError) -> Status {
-    const FULL: &str = "the site's storage is full; nothing of this call was stored";
-    const RETRY: &str = "the site database is unavailable; nothing of this call was stored, retry";
-    match err {
-        DbError::Query(
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-        )
-        | DbError::Connect { .. } => Status::unavailable(RETRY),
-        DbError::Query(sqlx::Error::Database(db)) => {
-            let code = db.code().unwrap_or_default();
-            match code.as_ref() {
-                // PostgreSQL disk full / out of memory; SQLite SQLITE_FULL (13).
-                "53100" | "53200" | "13" => Status::resource_exhausted(FULL),
-                // PostgreSQL connection (08), operator intervention (57),
-                // resources (53), serialization (40); SQLite BUSY (5), LOCKED (6)
-                // and their extended codes.
-                c if c.starts_with("08")
-                    || c.starts_with("57")
-                    || c.starts_with("53")
-                    || c.starts_with("40") =>
-                {
-                    Status::unavailable(RETRY)
-                }
-                c if c.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)) => {
-                    Status::unavailable(RETRY)
-                }
-                _ => Status::internal("the site database failed; see store-svc logs"),
-            }
-        }
-        _ => Status::internal("the site database failed; see store-svc logs"),
+    match err.failure() {
+        Failure::StorageFull => Status::resource_exhausted(format!(
+            "the site's storage is full ({}); nothing of this call was stored: keep the readings \
+             and retry once there is room",
+            err.database_message().unwrap_or("no space left")
+        )),
+        Failure::Unavailable => Status::unavailable(
+            "the site database is unavailable; this call was not acknowledged: retry it with the \
+             same reading ids (readings already stored are answered DUPLICATE)",
+        ),
+        Failure::Other => Status::internal("the site database failed; see store-svc logs"),
     }
 }
 
@@ -148,9 +130,11 @@ impl StoreGrpc {
         }
     }
 
-    /// Refuses a write that would grow a full site.
+    /// Refuses a write that would grow a site over its budget. (A full disk
+    /// is not checked here: the write itself finds out, and a write that
+    /// commits is what ends such a refusal.)
     fn check_room(&self) -> Result<(), Status> {
-        if self.budget.snapshot().full {
+        if self.budget.over_budget() {
             return Err(Status::resource_exhausted(
                 "the site's storage is full; nothing of this call was stored",
             ));
@@ -161,6 +145,7 @@ impl StoreGrpc {
     /// The storage part of the stats.
     fn storage_status(&self, stats: &Stats) -> pb::StorageStatus {
         let snapshot = self.budget.snapshot();
+        let refusing = self.budget.refusals().current();
         let args = self.budget.args();
         let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
         pb::StorageStatus {
@@ -175,6 +160,12 @@ impl StoreGrpc {
             pruned_versions: to_u64(stats.pruned_versions),
             dropped_versions: to_u64(stats.dropped_versions),
             unreported_drops: to_u64(stats.unreported_drops),
+            full_reason: refusing
+                .as_ref()
+                .map(|r| r.reason.clone())
+                .unwrap_or_default(),
+            full_since: refusing.map(|r| us_to_timestamp(r.since_us)),
+            refused_seconds: self.budget.refusals().refused_seconds(),
         }
     }
 }
@@ -543,7 +534,10 @@ impl StoreService for StoreGrpc {
         let amendment = amendment_from_proto(request.get_ref()).map_err(StoreError::Invalid)?;
         self.check_room()?;
         let reading = match self.db.amend(&amendment).await {
-            Ok(reading) => reading,
+            Ok(reading) => {
+                self.budget.committed();
+                reading
+            }
             Err(DbError::UnknownReading(id)) => {
                 return Err(Status::not_found(format!(
                     "no reading with id {id} is stored at this site"
@@ -572,6 +566,7 @@ impl StoreService for StoreGrpc {
             .apply_remote(&versions, policy, cursor, max_skew_ms)
             .await
             .map_err(StoreError::from)?;
+        self.budget.committed();
         for skew in &outcome.skewed {
             tracing::warn!(
                 reading_id = %skew.reading_id,

@@ -13,9 +13,20 @@
 //! have room for it; a group refused there is answered `Full` and nothing of
 //! it is stored.
 //!
-//! If a shared transaction fails, each of its calls is retried alone, so one
-//! call the database refuses cannot fail the unrelated calls it was grouped
-//! with.
+//! A group is answered only from what its own transaction proved: stored
+//! outcomes only after its COMMIT succeeded. When any statement or the
+//! COMMIT fails, the database layer closes the connection (see
+//! `db::write_conn`), so the next group runs on a fresh one that reads the
+//! real state; every call of the failed group is answered with the error,
+//! never STORED, even when the COMMIT's outcome is unknown (the gateway's
+//! retry with the same ids settles it: what was stored is a DUPLICATE). A
+//! full disk is reported as such (`RESOURCE_EXHAUSTED` with the database's
+//! words), starts a refusal period ([`crate::storage::refusal`]) and makes
+//! the next group measure the disk first; the first group that commits
+//! again ends it. Only a failure that is neither a full disk nor an
+//! unavailable database may be the fault of one call's readings: then each
+//! call of the group is retried alone, so it cannot fail the unrelated calls
+//! it was grouped with.
 //!
 //! The task ends when every [`Writer`] handle is dropped and the queue is
 //! empty, so nothing accepted into the queue is left unanswered at shutdown.
@@ -26,7 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::db::{Database, DbError};
+use crate::db::{Database, DbError, Failure};
 use crate::model::{AppendOutcome, NewReading};
 use crate::storage::{AdmitError, Budget, StorageFull};
 
@@ -183,7 +194,7 @@ async fn run(
         }
         let started = Instant::now();
         match budget.admit(rows, db.index_rows_due(rows)).await {
-            Ok(()) => commit(&db, &mut group).await,
+            Ok(()) => commit(&db, &budget, &mut group).await,
             Err(refused) => {
                 let err = match refused {
                     AdmitError::Full(full) => WriteError::Full(full),
@@ -192,9 +203,7 @@ async fn run(
                         WriteError::Db(Arc::new(err))
                     }
                 };
-                for job in group.drain(..) {
-                    let _ = job.reply.send(Err(err.clone()));
-                }
+                answer_all(&budget, &mut group, &err);
             }
         }
         busy.record(started.elapsed());
@@ -202,12 +211,13 @@ async fn run(
     tracing::debug!("store writer stopped");
 }
 
-async fn commit(db: &Database, group: &mut Vec<Job>) {
+async fn commit(db: &Database, budget: &Budget, group: &mut Vec<Job>) {
     let all: Vec<&NewReading> = group.iter().flat_map(|job| job.readings.iter()).collect();
     let result = db.append(&all).await;
     drop(all);
     match result {
         Ok(outcomes) => {
+            budget.committed();
             let mut outcomes = outcomes.into_iter();
             for job in group.drain(..) {
                 let mine: Vec<AppendOutcome> = outcomes.by_ref().take(job.readings.len()).collect();
@@ -216,23 +226,66 @@ async fn commit(db: &Database, group: &mut Vec<Job>) {
                 let _ = job.reply.send(Ok(mine));
             }
         }
-        Err(err) if group.len() > 1 => {
+        Err(err) if group.len() > 1 && err.failure() == Failure::Other => {
             tracing::warn!(error = %err, calls = group.len(), "group commit failed; retrying each call alone");
             for job in group.drain(..) {
                 let readings: Vec<&NewReading> = job.readings.iter().collect();
-                let result = db.append(&readings).await.map_err(|err| {
-                    tracing::error!(error = %err, readings = readings.len(), "append failed; nothing of it was stored");
-                    WriteError::Db(Arc::new(err))
-                });
+                let result = match db.append(&readings).await {
+                    Ok(outcomes) => {
+                        budget.committed();
+                        Ok(outcomes)
+                    }
+                    Err(err) => Err(failed(budget, err, readings.len())),
+                };
                 let _ = job.reply.send(result);
             }
         }
         Err(err) => {
-            tracing::error!(error = %err, "append failed; nothing of it was stored");
-            let err = WriteError::Db(Arc::new(err));
-            for job in group.drain(..) {
-                let _ = job.reply.send(Err(err.clone()));
-            }
+            let readings = group.iter().map(|job| job.readings.len()).sum();
+            let err = failed(budget, err, readings);
+            answer_all(budget, group, &err);
         }
+    }
+}
+
+/// Logs a failed append and turns it into the callers' error; a full disk
+/// also starts (or continues) a refusal period.
+fn failed(budget: &Budget, err: DbError, readings: usize) -> WriteError {
+    match err.failure() {
+        Failure::StorageFull => {
+            let reason = format!(
+                "the disk holding the site database is full ({})",
+                err.database_message().unwrap_or("no space left")
+            );
+            tracing::error!(error = %err, readings, "append refused for a full disk; nothing of it was stored");
+            budget.disk_full(reason);
+        }
+        Failure::Unavailable => {
+            tracing::warn!(error = %err, readings, "append failed and was not acknowledged; the callers retry it");
+        }
+        Failure::Other => {
+            tracing::error!(error = %err, readings, "append failed and was not acknowledged");
+        }
+    }
+    WriteError::Db(Arc::new(err))
+}
+
+/// Answers every call of the group with `err`, counting the calls a full
+/// site refused.
+fn answer_all(budget: &Budget, group: &mut Vec<Job>, err: &WriteError) {
+    for job in group.drain(..) {
+        if refused_for_storage(err) {
+            budget.refusals().refused_call();
+        }
+        let _ = job.reply.send(Err(err.clone()));
+    }
+}
+
+/// Whether `err` refuses for lack of storage (the budget's or the disk's).
+fn refused_for_storage(err: &WriteError) -> bool {
+    match err {
+        WriteError::Full(_) => true,
+        WriteError::Db(err) => err.failure() == Failure::StorageFull,
+        WriteError::Closed => false,
     }
 }

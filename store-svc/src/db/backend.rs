@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use futures::future::BoxFuture;
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -46,6 +47,10 @@ pub trait Backend: sqlx::Database {
     fn placeholder(sql: &mut String, n: usize);
     /// Rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
+    /// Ends the connection's transaction behind the driver's back, as
+    /// SQLite's automatic rollback after a failed COMMIT does (the fault
+    /// seam's imitation of it; any error is ignored).
+    fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()>;
 }
 
 impl Backend for Sqlite {
@@ -66,6 +71,11 @@ impl Backend for Sqlite {
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
     }
+    fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        })
+    }
 }
 
 impl Backend for Postgres {
@@ -85,6 +95,11 @@ impl Backend for Postgres {
     }
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
+    }
+    fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        })
     }
 }
 
@@ -201,6 +216,7 @@ impl Store<Postgres> {
             .connect_with(options.clone())
             .await
             .map_err(connect)?;
+        check_postgres_durability(&write, config.accept_postgres_durability_risk).await?;
         sqlx::migrate!("./migrations/postgres").run(&write).await?;
         let read = PoolOptions::<Postgres>::new()
             .max_connections(config.read_connections.max(1))
@@ -210,4 +226,53 @@ impl Store<Postgres> {
             .map_err(connect)?;
         Store::init(write, read, None, config, clock).await
     }
+}
+
+/// The server settings a durable commit depends on, and the values that
+/// keep it durable.
+const DURABLE_SETTINGS: [(&str, &[&str]); 3] = [
+    // Without fsync the server never forces its WAL to disk.
+    ("fsync", &["on"]),
+    // `off` acknowledges a commit before its WAL record is flushed; `local`,
+    // `remote_write` and `remote_apply` all flush locally first.
+    (
+        "synchronous_commit",
+        &["on", "local", "remote_write", "remote_apply"],
+    ),
+    // Without full page images a crash during a page write can tear it.
+    ("full_page_writes", &["on"]),
+];
+
+/// Refuses a PostgreSQL server on which an acknowledged commit may not
+/// survive a crash, naming the setting, unless the operator accepted the
+/// risk (then it is logged at every start). The values are the server's as
+/// this connection sees them, so a per-database or per-role override counts.
+async fn check_postgres_durability(
+    write: &sqlx::Pool<Postgres>,
+    accept_risk: bool,
+) -> Result<(), DbError> {
+    for (setting, durable) in DURABLE_SETTINGS {
+        let value: String = sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(setting)
+            .fetch_one(write)
+            .await?;
+        if durable.contains(&value.as_str()) {
+            continue;
+        }
+        if accept_risk {
+            tracing::warn!(
+                setting,
+                value = %value,
+                "PostgreSQL does not make commits durable; acknowledged readings may be lost in a \
+                 crash or power cut (accepted by --accept-postgres-durability-risk)"
+            );
+        } else {
+            return Err(DbError::NotDurable {
+                setting,
+                value,
+                durable: durable.join(", "),
+            });
+        }
+    }
+    Ok(())
 }

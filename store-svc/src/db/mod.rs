@@ -14,19 +14,24 @@
 
 mod backend;
 mod checkpoint;
+pub mod faults;
 mod outbox;
 mod revision;
 mod sql;
 mod storage;
 mod store;
+mod write_conn;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Counter;
 use sqlx::{Postgres, Sqlite};
 
 pub use backend::Durability;
+use faults::WriteOp;
 pub use storage::{DroppedRow, Usage};
 pub use store::Store;
 
@@ -84,9 +89,127 @@ pub enum DbError {
         /// From the database.
         stored: String,
     },
+    /// PostgreSQL is set up so that a commit may not survive a crash.
+    #[error(
+        "PostgreSQL's {setting} is {value:?}, so a reading acknowledged as stored could be lost in \
+         a crash or power cut; set {setting} to one of [{durable}] on the server (or, to run \
+         anyway, pass --accept-postgres-durability-risk / EDGE_ACCEPT_POSTGRES_DURABILITY_RISK=true)"
+    )]
+    NotDurable {
+        /// The server setting.
+        setting: &'static str,
+        /// Its value as the server reports it.
+        value: String,
+        /// The values that keep commits durable.
+        durable: String,
+    },
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+}
+
+/// What a failed database operation means for its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The disk (or the database's space) is full: nothing was stored, and
+    /// retrying helps only once something frees room.
+    StorageFull,
+    /// The database is unreachable, busy, restarting or failed an I/O: a
+    /// retry may succeed. After a failed COMMIT the outcome may be unknown
+    /// (the data may be stored): a retry with the same reading ids settles
+    /// it, as readings already stored are answered DUPLICATE.
+    Unavailable,
+    /// Anything else: a bug, a constraint the input broke, a corrupt file.
+    Other,
+}
+
+impl DbError {
+    /// Classifies the error from the codes both drivers report.
+    pub fn failure(&self) -> Failure {
+        match self {
+            DbError::Query(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed,
+            )
+            | DbError::Connect { .. } => Failure::Unavailable,
+            DbError::Query(sqlx::Error::Database(db)) => {
+                let code = db.code().unwrap_or_default();
+                match code.as_ref() {
+                    // PostgreSQL disk_full; SQLite SQLITE_FULL (13).
+                    "53100" => Failure::StorageFull,
+                    c if sqlite_primary(c) == Some(13) => Failure::StorageFull,
+                    // PostgreSQL connection (08), operator intervention (57:
+                    // shutdown, restart), resources (53: memory,
+                    // connections), serialization (40).
+                    c if c.starts_with("08")
+                        || c.starts_with("57")
+                        || c.starts_with("53")
+                        || c.starts_with("40") =>
+                    {
+                        Failure::Unavailable
+                    }
+                    // SQLite BUSY (5), LOCKED (6), IOERR (10) and their
+                    // extended codes.
+                    c if matches!(sqlite_primary(c), Some(5 | 6 | 10)) => Failure::Unavailable,
+                    _ => Failure::Other,
+                }
+            }
+            _ => Failure::Other,
+        }
+    }
+
+    /// What the database itself said, for telling a caller the real cause
+    /// (for example "database or disk is full").
+    pub fn database_message(&self) -> Option<&str> {
+        match self {
+            DbError::Query(sqlx::Error::Database(db)) => Some(db.message()),
+            _ => None,
+        }
+    }
+}
+
+/// `store_write_failures_total{op, cause}`: writes that failed, by what
+/// they were and what the failure means.
+static WRITE_FAILURES: LazyLock<Counter<u64>> = LazyLock::new(|| {
+    edge_runtime::telemetry::meter("store-svc")
+        .u64_counter("store_write_failures")
+        .with_description(
+            "Writes to the site database that failed (nothing acknowledged), by write and cause \
+             (storage_full, unavailable, other)",
+        )
+        .build()
+});
+
+/// Counts a failed write; an amendment of an unknown reading is an answer,
+/// not a failure.
+fn counted<T>(op: WriteOp, result: Result<T, DbError>) -> Result<T, DbError> {
+    if let Err(err) = &result
+        && !matches!(err, DbError::UnknownReading(_))
+    {
+        let cause = match err.failure() {
+            Failure::StorageFull => "storage_full",
+            Failure::Unavailable => "unavailable",
+            Failure::Other => "other",
+        };
+        WRITE_FAILURES.add(
+            1,
+            &[
+                KeyValue::new("op", op.label()),
+                KeyValue::new("cause", cause),
+            ],
+        );
+    }
+    result
+}
+
+/// SQLite's primary result code of a numeric (possibly extended) code;
+/// `None` for PostgreSQL's alphanumeric SQLSTATEs.
+fn sqlite_primary(code: &str) -> Option<i32> {
+    code.parse::<i32>().ok().map(|n| n & 0xff)
 }
 
 /// How to reach the database and what to stamp on writes.
@@ -109,6 +232,10 @@ pub struct DbConfig {
     /// Readings the sensor index may trail the newest by before a commit
     /// catches it up in one sorted batch.
     pub sensor_index_batch: u32,
+    /// Start even when PostgreSQL's settings do not make a commit durable.
+    pub accept_postgres_durability_risk: bool,
+    /// Faults a test injects into writes; `None` outside tests.
+    pub write_faults: Option<Arc<faults::WriteFaults>>,
 }
 
 /// The site database on one of the two backends.
@@ -163,7 +290,10 @@ impl Database {
 
     /// Appends a group of readings in one durable transaction.
     pub async fn append(&self, readings: &[&NewReading]) -> Result<Vec<AppendOutcome>, DbError> {
-        dispatch!(self, s => s.append(readings).await)
+        counted(
+            WriteOp::Append,
+            dispatch!(self, s => s.append(readings).await),
+        )
     }
 
     /// One page of readings matching `query`, and the cursor after it.
@@ -193,7 +323,10 @@ impl Database {
 
     /// Applies the cloud's answer for a batch.
     pub async fn complete(&self, completion: &Completion) -> Result<CompletionCounts, DbError> {
-        dispatch!(self, s => s.complete(completion).await)
+        counted(
+            WriteOp::Complete,
+            dispatch!(self, s => s.complete(completion).await),
+        )
     }
 
     /// A page of dead letters after version id `after`.
@@ -208,12 +341,18 @@ impl Database {
 
     /// Re-drives the given dead letters, or all of them.
     pub async fn redrive(&self, ids: Option<&[i64]>) -> Result<u64, DbError> {
-        dispatch!(self, s => s.redrive(ids).await)
+        counted(
+            WriteOp::DeadLetters,
+            dispatch!(self, s => s.redrive(ids).await),
+        )
     }
 
     /// Marks dead letters as reported to the cloud.
     pub async fn mark_reported(&self, ids: &[i64]) -> Result<u64, DbError> {
-        dispatch!(self, s => s.mark_reported(ids).await)
+        counted(
+            WriteOp::DeadLetters,
+            dispatch!(self, s => s.mark_reported(ids).await),
+        )
     }
 
     /// Measures what the database occupies.
@@ -235,7 +374,10 @@ impl Database {
         received_before_us: Option<i64>,
         limit: i64,
     ) -> Result<u64, DbError> {
-        dispatch!(self, s => s.prune_synced(received_before_us, limit).await)
+        counted(
+            WriteOp::Storage,
+            dispatch!(self, s => s.prune_synced(received_before_us, limit).await),
+        )
     }
 
     /// Drops up to `limit` of the oldest unsynced versions outside `exclude`.
@@ -244,7 +386,10 @@ impl Database {
         limit: i64,
         exclude: &[(i64, i64)],
     ) -> Result<Vec<DroppedRow>, DbError> {
-        dispatch!(self, s => s.drop_unsynced(limit, exclude).await)
+        counted(
+            WriteOp::Storage,
+            dispatch!(self, s => s.drop_unsynced(limit, exclude).await),
+        )
     }
 
     /// Dropped versions not yet reported to the cloud, oldest first.
@@ -254,14 +399,20 @@ impl Database {
 
     /// Forgets drops the cloud now records.
     pub async fn forget_drops(&self, version_ids: &[i64]) -> Result<u64, DbError> {
-        dispatch!(self, s => s.forget_drops(version_ids).await)
+        counted(
+            WriteOp::Storage,
+            dispatch!(self, s => s.forget_drops(version_ids).await),
+        )
     }
 
     /// Gives freed space back (SQLite: free pages beyond `keep_bytes` to the
     /// file system; PostgreSQL: reusable by new rows). Returns bytes given
     /// back to the file system.
     pub async fn give_back_space(&self, keep_bytes: i64) -> Result<i64, DbError> {
-        dispatch!(self, s => s.give_back_space(keep_bytes).await)
+        counted(
+            WriteOp::Storage,
+            dispatch!(self, s => s.give_back_space(keep_bytes).await),
+        )
     }
 
     /// Rows of the sensor index that committing `rows` more readings writes
@@ -281,7 +432,10 @@ impl Database {
 
     /// Writes an amendment as a new current version, queued for the cloud.
     pub async fn amend(&self, amendment: &Amendment) -> Result<StoredReading, DbError> {
-        dispatch!(self, s => s.amend(amendment).await)
+        counted(
+            WriteOp::Amend,
+            dispatch!(self, s => s.amend(amendment).await),
+        )
     }
 
     /// Applies one page of the cloud's change feed and stores its cursor.
@@ -292,7 +446,10 @@ impl Database {
         next_cursor: i64,
         max_skew_ms: u64,
     ) -> Result<ApplyOutcome, DbError> {
-        dispatch!(self, s => s.apply_remote(versions, policy, next_cursor, max_skew_ms).await)
+        counted(
+            WriteOp::ApplyRemote,
+            dispatch!(self, s => s.apply_remote(versions, policy, next_cursor, max_skew_ms).await),
+        )
     }
 
     /// Where the change feed was applied up to.

@@ -9,6 +9,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::DbError;
 use super::backend::Backend;
+use super::faults::WriteOp;
 use super::sql::{STATEMENT_ROWS, SqlBuilder};
 use super::store::Store;
 use crate::model::SyncState;
@@ -153,7 +154,7 @@ where
     pub async fn complete(&self, completion: &Completion) -> Result<CompletionCounts, DbError> {
         let now_us = self.clock.now_us();
         let mut counts = CompletionCounts::default();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx(WriteOp::Complete).await?;
 
         for chunk in id_chunks(&completion.synced) {
             // The reading shows synced only if this is its current version.
@@ -233,6 +234,7 @@ where
             }
         }
 
+        tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();
         Ok(counts)
@@ -286,7 +288,7 @@ where
     /// of them when `ids` is `None`. Returns how many were re-driven.
     pub async fn redrive(&self, ids: Option<&[i64]>) -> Result<u64, DbError> {
         let now_us = self.clock.now_us();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx(WriteOp::DeadLetters).await?;
         let chunks = match ids {
             Some(ids) => id_chunks(ids),
             None => vec![IdChunk::Run(0, i64::MAX)],
@@ -318,13 +320,15 @@ where
             outbox.push(" AND dead_lettered_at_us IS NOT NULL");
             redriven += DB::rows_affected(&outbox.query()?.execute(&mut *tx).await?);
         }
+        tx.statements_done().await?;
         tx.commit().await?;
+        self.after_write();
         Ok(redriven)
     }
 
     /// Records that the cloud was told about these dead letters.
     pub async fn mark_reported(&self, ids: &[i64]) -> Result<u64, DbError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx(WriteOp::DeadLetters).await?;
         let mut marked = 0;
         for chunk in id_chunks(ids) {
             let mut sql = SqlBuilder::<DB>::default();
@@ -333,7 +337,9 @@ where
             sql.push(" AND dead_lettered_at_us IS NOT NULL");
             marked += DB::rows_affected(&sql.query()?.execute(&mut *tx).await?);
         }
+        tx.statements_done().await?;
         tx.commit().await?;
+        self.after_write();
         Ok(marked)
     }
 }

@@ -15,6 +15,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::DbError;
 use super::backend::Backend;
+use super::faults::WriteOp;
 use super::sql::{push_placeholders, shaped_chunks};
 use super::store::{READING_COLUMNS, Store};
 use crate::hlc::Hlc;
@@ -112,7 +113,7 @@ where
     /// it descends from the current one, so no rule can prefer another.
     pub async fn amend(&self, amendment: &Amendment) -> Result<StoredReading, DbError> {
         let now_us = self.clock.now_us();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx(WriteOp::Amend).await?;
         let state_sql = format!(
             "SELECT next_version_id, hlc FROM site_state WHERE singleton = 1{}",
             DB::LOCK_STATE
@@ -128,6 +129,7 @@ where
         let Some((seq, temperature, humidity, quality, note, base_hlc, base_site, priority)) =
             current
         else {
+            tx.rollback().await?;
             return Err(DbError::UnknownReading(amendment.reading_id.clone()));
         };
         let hlc = Hlc::unpack(hlc).tick(Hlc::ms_from_us(now_us));
@@ -183,6 +185,7 @@ where
         .bind(seq)
         .fetch_one(&mut *tx)
         .await?;
+        tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();
         Ok(reading)
@@ -200,7 +203,7 @@ where
     ) -> Result<ApplyOutcome, DbError> {
         let now_us = self.clock.now_us();
         let now_ms = Hlc::ms_from_us(now_us);
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx(WriteOp::ApplyRemote).await?;
         let state_sql = format!(
             "SELECT next_version_id, hlc, next_foreign_seq, pull_cursor FROM site_state \
              WHERE singleton = 1{}",
@@ -295,6 +298,7 @@ where
         .bind(i64::try_from(outcome.applied).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
+        tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();
         Ok(outcome)

@@ -9,6 +9,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Postgres, Sqlit
 
 use super::DbError;
 use super::backend::Backend;
+use super::faults::WriteOp;
 use super::outbox::{IdChunk, id_chunks};
 use super::sql::{SqlBuilder, push_placeholders, shaped_chunks};
 use super::store::Store;
@@ -99,7 +100,7 @@ where
                 sql.arg(before);
             }
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx(WriteOp::Storage).await?;
         // The candidates are the first `limit` by seq, so every candidate up
         // to the last one's seq: the statements below name them that way.
         let mut last = SqlBuilder::<DB>::default();
@@ -110,6 +111,7 @@ where
         last.push(") oldest");
         let (upto,): (Option<i64>,) = last.query_as()?.fetch_one(&mut *tx).await?;
         let Some(upto) = upto else {
+            tx.rollback().await?;
             return Ok(0);
         };
         let in_range = |sql: &mut SqlBuilder<'_, DB>| {
@@ -160,6 +162,7 @@ where
         .bind(remote)
         .execute(&mut *tx)
         .await?;
+        tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();
         Ok(removed)
@@ -176,7 +179,7 @@ where
         exclude: &[(i64, i64)],
     ) -> Result<Vec<DroppedRow>, DbError> {
         let now_us = self.clock.now_us();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx(WriteOp::Storage).await?;
         let mut pick = SqlBuilder::<DB>::default();
         pick.push("SELECT o.version_id, r.seq, r.reading_id, v.hlc, v.site_id, ");
         pick.arg(now_us);
@@ -194,6 +197,7 @@ where
         pick.arg(limit);
         let dropped: Vec<DroppedRow> = pick.query_as()?.fetch_all(&mut *tx).await?;
         if dropped.is_empty() {
+            tx.rollback().await?;
             return Ok(dropped);
         }
 
@@ -255,6 +259,7 @@ where
         .bind(i64::try_from(dropped.len()).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
+        tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();
         Ok(dropped)
@@ -276,7 +281,7 @@ where
 
     /// Forgets drops the cloud's coverage now records. Returns how many.
     pub async fn forget_drops(&self, version_ids: &[i64]) -> Result<u64, DbError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx(WriteOp::Storage).await?;
         let mut forgotten = 0;
         for chunk in id_chunks(version_ids) {
             let mut sql = SqlBuilder::<DB>::default();
@@ -284,6 +289,7 @@ where
             sql.id_filter("version_id", &chunk);
             forgotten += DB::rows_affected(&sql.query()?.execute(&mut *tx).await?);
         }
+        tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();
         Ok(forgotten)
@@ -304,18 +310,23 @@ impl Store<Sqlite> {
             .await?;
         let mut given = 0;
         loop {
+            // A step at a time, each on the writer's connection taken anew,
+            // so ingest waits at most one step.
+            let mut conn = self.write_conn(WriteOp::Storage).await?;
             let (free_pages,): (i64,) =
                 sqlx::query_as("SELECT freelist_count FROM pragma_freelist_count()")
-                    .fetch_one(&self.write)
+                    .fetch_one(&mut *conn)
                     .await?;
             let excess = free_pages - keep_bytes / page_size.max(1);
             if excess <= 0 {
+                conn.release();
                 return Ok(given);
             }
             let step = excess.min(VACUUM_STEP_PAGES);
             sqlx::query(&format!("PRAGMA incremental_vacuum({step})"))
-                .execute(&self.write)
+                .execute(&mut *conn)
                 .await?;
+            conn.release();
             given += step * page_size;
             tokio::task::yield_now().await;
         }

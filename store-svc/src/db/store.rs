@@ -12,7 +12,9 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Pool, 
 
 use super::backend::Backend;
 use super::checkpoint::Checkpointer;
+use super::faults::{WriteFaults, WriteOp};
 use super::sql::{STATEMENT_ROWS, SqlBuilder, push_placeholders, shaped_chunks};
+use super::write_conn::WriteConn;
 use super::{DbConfig, DbError};
 use crate::hlc::{Hlc, WallClock};
 use crate::model::{
@@ -41,6 +43,8 @@ pub struct Store<DB: sqlx::Database> {
     /// Readings above the sensor index's high mark (`sensor_indexed_seq`),
     /// as of the last commit.
     sensor_index_lag: AtomicI64,
+    /// Faults a test injects into writes; `None` outside tests.
+    pub(super) faults: Option<Arc<WriteFaults>>,
 }
 
 /// What the database already holds under a reading id.
@@ -65,6 +69,24 @@ impl<DB: sqlx::Database> Store<DB> {
     /// The SQLite database file; `None` on PostgreSQL.
     pub fn path(&self) -> Option<&std::path::Path> {
         self.path.as_deref()
+    }
+
+    /// The writer's connection with a transaction begun on it for `op`;
+    /// closed rather than reused unless the write ends in a clean COMMIT or
+    /// ROLLBACK (see [`WriteConn`]).
+    pub(super) async fn write_tx(&self, op: WriteOp) -> Result<WriteConn<DB>, DbError>
+    where
+        DB: Backend,
+    {
+        WriteConn::begin(&self.write, op, self.faults.as_ref()).await
+    }
+
+    /// The writer's connection for `op`'s work outside a transaction.
+    pub(super) async fn write_conn(&self, op: WriteOp) -> Result<WriteConn<DB>, DbError>
+    where
+        DB: Backend,
+    {
+        WriteConn::acquire(&self.write, op, self.faults.as_ref()).await
     }
 
     /// After a commit: lets the SQLite checkpointer copy the new WAL frames.
@@ -145,6 +167,7 @@ where
             suspect_behind_us: as_us(config.suspect_behind),
             sensor_index_batch: i64::from(config.sensor_index_batch.max(1)),
             sensor_index_lag: AtomicI64::new(sensor_index_lag),
+            faults: config.write_faults.clone(),
         })
     }
 
@@ -176,7 +199,7 @@ where
     pub async fn append(&self, readings: &[&NewReading]) -> Result<Vec<AppendOutcome>, DbError> {
         let now_us = self.clock.now_us();
         let now_ms = u64::try_from(now_us / 1_000).unwrap_or(0);
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx(WriteOp::Append).await?;
 
         let state_sql = format!(
             "SELECT next_seq, next_version_id, hlc, sensor_indexed_seq FROM site_state \
@@ -263,6 +286,7 @@ where
             .await?;
         }
 
+        tx.statements_done().await?;
         tx.commit().await?;
         self.sensor_index_lag
             .store(next_seq - 1 - sensor_indexed_seq, Ordering::Relaxed);

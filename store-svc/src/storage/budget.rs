@@ -42,7 +42,7 @@
 //! more than needed.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{Policy, StorageArgs};
 use super::disk::{DiskProbe, wal_growth_left};
+use super::refusal::{Cause, Refusals};
 use crate::db::{Database, DbError, DroppedRow, Usage};
 use crate::hlc::WallClock;
 use crate::lease::Leases;
@@ -117,7 +118,7 @@ pub struct StorageSnapshot {
     pub reserve_bytes: u64,
     /// Bytes the site may still grow by.
     pub room_bytes: i64,
-    /// Ingest is being refused.
+    /// Ingest is being refused: by the budget, or because the disk is full.
     pub full: bool,
     /// Whether a measurement has been taken.
     pub measured: bool,
@@ -174,7 +175,7 @@ pub struct Budget {
     bytes_per_version: AtomicI64,
     /// Versions stored at the last measurement.
     stored_versions: AtomicI64,
-    full: AtomicBool,
+    refusals: Refusals,
     exhausted_at: Mutex<Option<Instant>>,
     snapshot: Mutex<StorageSnapshot>,
     pass: tokio::sync::Mutex<PassState>,
@@ -205,7 +206,7 @@ impl Budget {
             slack: AtomicI64::new(MIN_SLACK),
             bytes_per_version: AtomicI64::new(DEFAULT_BYTES_PER_VERSION),
             stored_versions: AtomicI64::new(i64::MAX),
-            full: AtomicBool::new(false),
+            refusals: Refusals::default(),
             exhausted_at: Mutex::new(None),
             snapshot: Mutex::new(StorageSnapshot::default()),
             pass: tokio::sync::Mutex::new(PassState::default()),
@@ -221,8 +222,33 @@ impl Budget {
     /// The latest measurement.
     pub fn snapshot(&self) -> StorageSnapshot {
         let mut snapshot = self.snapshot.lock().map(|s| *s).unwrap_or_default();
-        snapshot.full = self.full.load(Ordering::Relaxed);
+        snapshot.full = self.refusals.current().is_some();
         snapshot
+    }
+
+    /// When and why writes are refused, and for how long they have been.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
+    }
+
+    /// Whether the budget refuses groups now (not counting a full disk,
+    /// which only a write can prove has room again).
+    pub fn over_budget(&self) -> bool {
+        self.refusals.by(Cause::Budget)
+    }
+
+    /// A write failed because the disk is full (`reason`: the database's
+    /// words): refuses until a write commits again, and makes the next group
+    /// measure the disk before it tries.
+    pub fn disk_full(&self, reason: String) {
+        self.room.store(0, Ordering::Release);
+        self.refusals
+            .begin(Cause::Disk, reason, self.clock.now_us());
+    }
+
+    /// A write committed: whatever filled the disk left room for it.
+    pub fn committed(&self) {
+        self.refusals.end(Cause::Disk);
     }
 
     /// Takes room for a group of `readings` new readings whose commit also
@@ -260,8 +286,10 @@ impl Budget {
                 return Ok(());
             }
         }
-        self.full.store(true, Ordering::Relaxed);
-        Err(AdmitError::Full(StorageFull(self.describe_full())))
+        let why = self.describe_full();
+        self.refusals
+            .begin(Cause::Budget, why.clone(), self.clock.now_us());
+        Err(AdmitError::Full(StorageFull(why)))
     }
 
     /// Spends `need` bytes of room if there is that much.
@@ -272,8 +300,8 @@ impl Budget {
                 (room >= need).then(|| room - need)
             })
             .is_ok();
-        if taken && self.full.swap(false, Ordering::Relaxed) {
-            tracing::info!("the site's storage has room again; ingest resumes");
+        if taken {
+            self.refusals.end(Cause::Budget);
         }
         taken
     }
