@@ -249,16 +249,17 @@ async fn commit(db: &Database, budget: &Budget, group: &mut Vec<Job>) {
 }
 
 /// Logs a failed append and turns it into the callers' error; a full disk
-/// also starts (or continues) a refusal period.
+/// also starts (or continues) a refusal period, logged once.
 fn failed(budget: &Budget, err: DbError, readings: usize) -> WriteError {
     match err.failure() {
         Failure::StorageFull => {
-            let reason = format!(
-                "the disk holding the site database is full ({})",
-                err.database_message().unwrap_or("no space left")
-            );
-            tracing::error!(error = %err, readings, "append refused for a full disk; nothing of it was stored");
-            budget.disk_full(reason);
+            let already = budget.refusals().current().is_some();
+            let reason = budget.disk_full(&err);
+            if already {
+                tracing::debug!(error = %err, readings, "append refused for a full disk");
+            } else {
+                tracing::error!(error = %err, readings, %reason, "append refused for a full disk; nothing of it was stored");
+            }
         }
         Failure::Unavailable => {
             tracing::warn!(error = %err, readings, "append failed and was not acknowledged; the callers retry it");

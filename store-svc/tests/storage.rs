@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_client::StoreServiceClient;
-use edge_testkit::{TestDatabase, eventually, on_both_backends};
+use edge_testkit::{TestDatabase, Tmpfs, eventually, on_both_backends};
 use store_svc::StoreConfig;
 use store_svc::hlc::{SystemClock, WallClock};
 use store_svc::storage::{DiskProbe, DiskSpace, Policy, Reserve};
@@ -462,27 +462,6 @@ impl DiskProbe for SmallDisk {
     }
 }
 
-/// A tmpfs of `bytes` mounted on `dir`, where this process may mount one.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, bytes: u64) -> Option<Tmpfs> {
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// The free-disk reserve: a small file system fills, the site stops
 /// growing before it is full, and nothing acknowledged is lost.
 #[tokio::test]
@@ -494,7 +473,7 @@ async fn the_free_disk_reserve_stops_the_site_before_the_disk_fills() {
         .expect("sqlite");
     let data_dir = db.data_dir.clone();
     std::fs::create_dir_all(&data_dir).expect("data dir");
-    let tmpfs = Tmpfs::mount(&data_dir, capacity);
+    let tmpfs = Tmpfs::mount(&data_dir, capacity, None).expect("tmpfs");
     let probe: Option<Arc<dyn DiskProbe>> = match &tmpfs {
         Some(_) => {
             eprintln!("reserve test on a {capacity}-byte tmpfs");

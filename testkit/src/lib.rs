@@ -9,13 +9,20 @@
 //! unless `EDGE_REQUIRE_POSTGRES=1` (CI sets it), which turns that into a
 //! failure.
 //!
+//! Tests that stop, restart or fill PostgreSQL get a server of their own
+//! ([`PostgresServer`]); tests of a full disk mount a small [`Tmpfs`].
+//!
 //! A real Prometheus (the `prometheus` binary on `PATH`, Debian package
 //! `prometheus`) can be started to scrape a test's processes, and queried
 //! through its HTTP API. When the binary is missing, those tests are skipped
 //! with a message, unless `EDGE_REQUIRE_PROMETHEUS=1` (CI sets it).
 
 pub mod cloud;
+pub mod postgres_server;
+pub mod tmpfs;
 pub use cloud::{InProcessCloud, InProcessCloudBuilder};
+pub use postgres_server::{PostgresServer, StopMode};
+pub use tmpfs::Tmpfs;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

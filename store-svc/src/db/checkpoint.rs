@@ -83,6 +83,9 @@ async fn run(
     committed: std::sync::Arc<Notify>,
     stop: CancellationToken,
 ) {
+    // Failures are logged once until a checkpoint works again (a full disk
+    // fails every one of them).
+    let mut failing = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -94,10 +97,15 @@ async fn run(
         {
             Ok((_busy, wal_frames, copied)) => {
                 tracing::trace!(wal_frames, copied, "WAL checkpoint");
+                if std::mem::take(&mut failing) {
+                    tracing::info!("WAL checkpoints work again");
+                }
             }
-            Err(err) => {
+            Err(err) if !failing => {
+                failing = true;
                 tracing::warn!(error = %err, "WAL checkpoint failed; the writer's own checkpoint still bounds the WAL")
             }
+            Err(err) => tracing::debug!(error = %err, "WAL checkpoint failed again"),
         }
         tokio::select! {
             () = stop.cancelled() => break,

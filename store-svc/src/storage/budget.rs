@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{Policy, StorageArgs};
 use super::disk::{DiskProbe, wal_growth_left};
 use super::refusal::{Cause, Refusals};
-use crate::db::{Database, DbError, DroppedRow, Usage};
+use crate::db::{Database, DbError, DroppedRow, Failure, Usage};
 use crate::hlc::WallClock;
 use crate::lease::Leases;
 
@@ -237,13 +237,19 @@ impl Budget {
         self.refusals.by(Cause::Budget)
     }
 
-    /// A write failed because the disk is full (`reason`: the database's
-    /// words): refuses until a write commits again, and makes the next group
-    /// measure the disk before it tries.
-    pub fn disk_full(&self, reason: String) {
+    /// A write failed because the disk is full (`err` says so in the
+    /// database's words): refuses until a write commits again, and makes the
+    /// next group measure the disk before it tries. Returns the refusal's
+    /// reason, for the callers.
+    pub fn disk_full(&self, err: &DbError) -> String {
+        let reason = format!(
+            "the disk holding the site database is full ({})",
+            err.database_message().unwrap_or("no space left")
+        );
         self.room.store(0, Ordering::Release);
         self.refusals
-            .begin(Cause::Disk, reason, self.clock.now_us());
+            .begin(Cause::Disk, reason.clone(), self.clock.now_us());
+        reason
     }
 
     /// A write committed: whatever filled the disk left room for it.
@@ -280,7 +286,19 @@ impl Budget {
             .and_then(|at| *at)
             .is_some_and(|at| at.elapsed() < EXHAUSTED_BACKOFF);
         if !recently_exhausted {
-            self.pass(group).await?;
+            match self.pass(group).await {
+                Ok(()) => {}
+                // Measuring writes too (giving space back): on a full disk
+                // it fails like a commit would, and the next groups are
+                // refused without trying again for a moment.
+                Err(err) if err.failure() == Failure::StorageFull => {
+                    if let Ok(mut exhausted) = self.exhausted_at.lock() {
+                        *exhausted = Some(Instant::now());
+                    }
+                    return Err(AdmitError::Full(StorageFull(self.disk_full(&err))));
+                }
+                Err(err) => return Err(err.into()),
+            }
             // Measured now: the estimate per version may have changed.
             if self.take(group.bytes(self.bytes_per_version.load(Ordering::Relaxed))) {
                 return Ok(());

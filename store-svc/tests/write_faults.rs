@@ -1,0 +1,361 @@
+//! Every error path of the store's writes, driven through the fault seam on
+//! both backends: a write that fails at any point is answered with an error
+//! that says what it means, stores nothing, and leaves nothing behind that a
+//! later write could commit by accident; the next write runs on a fresh
+//! connection, seqs stay gap-free, and everything acknowledged survives a
+//! restart. (The real full disk and a real PostgreSQL restart are in the
+//! `edge` crate's `storage_faults` tests.)
+
+use std::sync::Arc;
+
+use edge_proto::v1 as pb;
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::{TestDatabase, on_both_backends, query_all};
+use store_svc::db::faults::{Fault, FaultPoint, WriteFaults, WriteOp};
+use tonic::Code;
+use tonic::transport::Channel;
+
+mod common;
+
+use common::*;
+
+/// The driver's code for a full disk on this backend.
+fn disk_full(db: &TestDatabase) -> &'static str {
+    if db.url.is_some() { "53100" } else { "13" }
+}
+
+/// The driver's code for a lost connection / failed I/O on this backend.
+fn connection_lost(db: &TestDatabase) -> &'static str {
+    if db.url.is_some() { "08006" } else { "10" }
+}
+
+async fn start(db: &TestDatabase, faults: &Arc<WriteFaults>) -> RunningStore {
+    let faults = faults.clone();
+    RunningStore::start_with(db, TestClock::at(T0_US), move |config| {
+        config.site_id = Some("site-f".into());
+        config.write_faults = Some(faults);
+    })
+    .await
+    .expect("start")
+}
+
+/// Readings numbered `first..first + n`.
+fn batch(first: u32, n: u32) -> Vec<pb::NewReading> {
+    (first..first + n)
+        .map(|i| reading(i, "s-1", T0_US + i64::from(i)))
+        .collect()
+}
+
+/// The seqs the store holds, sorted, with their reading ids.
+async fn held(client: &mut StoreServiceClient<Channel>) -> Vec<(u64, String)> {
+    let mut rows: Vec<(u64, String)> = query_all(
+        client,
+        pb::QueryReadingsRequest {
+            page_size: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.seq, r.id))
+    .collect();
+    rows.sort_unstable();
+    rows
+}
+
+async fn storage(client: &mut StoreServiceClient<Channel>) -> pb::StorageStatus {
+    stats(client).await.storage.expect("storage status")
+}
+
+async fn every_failure_of_an_append_stores_nothing_and_the_next_one_starts_clean(
+    db: &TestDatabase,
+) {
+    let faults = Arc::new(WriteFaults::default());
+    let store = start(db, &faults).await;
+    let mut client = store.client.clone();
+    let full = disk_full(db);
+    let lost = connection_lost(db);
+    let cases = [
+        (FaultPoint::Begin, Fault::Error(lost), Code::Unavailable),
+        (
+            FaultPoint::Statement,
+            Fault::Error(full),
+            Code::ResourceExhausted,
+        ),
+        (
+            FaultPoint::Commit,
+            Fault::Error(full),
+            Code::ResourceExhausted,
+        ),
+        (
+            FaultPoint::Commit,
+            Fault::RolledBackUnderneath,
+            Code::ResourceExhausted,
+        ),
+        (FaultPoint::Commit, Fault::Error(lost), Code::Unavailable),
+        (FaultPoint::Statement, Fault::Error("XX000"), Code::Internal),
+    ];
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    let mut next = 1;
+    for (point, fault, code) in cases {
+        let readings = batch(next, 5);
+        next += 5;
+        faults.arm(WriteOp::Append, point, fault, 1);
+        let refused = client
+            .append(pb::AppendRequest {
+                readings: readings.clone(),
+            })
+            .await
+            .expect_err("the failed write is not acknowledged");
+        assert_eq!(refused.code(), code, "{point:?} {fault:?}: {refused:?}");
+        assert_eq!(
+            held(&mut client).await,
+            acked,
+            "{point:?} {fault:?}: nothing of the failed write is visible"
+        );
+        if code == Code::ResourceExhausted {
+            assert!(
+                refused.message().contains("disk is full")
+                    || refused.message().contains("No space left"),
+                "the database's own words: {}",
+                refused.message()
+            );
+            let s = storage(&mut client).await;
+            assert!(s.full, "a full disk is shown in the stats");
+            assert!(s.full_reason.contains("full"), "{}", s.full_reason);
+            assert!(s.full_since.is_some());
+        }
+        // The same readings again: stored now, right after the last seq.
+        let results = append(&mut client, readings.clone()).await;
+        let last = acked.last().map_or(0, |(seq, _)| *seq);
+        for (i, (result, reading)) in results.iter().zip(&readings).enumerate() {
+            assert_eq!(result.outcome, pb::ReadingOutcome::Stored as i32);
+            assert_eq!(result.seq, last + 1 + i as u64, "gap-free after {point:?}");
+            acked.push((result.seq, reading.id.clone()));
+        }
+        let s = storage(&mut client).await;
+        assert!(!s.full, "a write that commits ends the refusal");
+    }
+    assert_eq!(faults.injected(), cases.len() as u64);
+    assert!(storage(&mut client).await.refused_seconds > 0.0);
+    assert_eq!(held(&mut client).await, acked);
+
+    store.stop().await;
+    let store = start(db, &faults).await;
+    let mut client = store.client.clone();
+    assert_eq!(
+        held(&mut client).await,
+        acked,
+        "every acknowledged reading survives a restart"
+    );
+    store.stop().await;
+}
+on_both_backends!(every_failure_of_an_append_stores_nothing_and_the_next_one_starts_clean);
+
+/// What SQLite does on a COMMIT that cannot write (the transaction rolled
+/// back under the driver), then a second failure: a connection reused after
+/// that would run every later "transaction" inside a savepoint that never
+/// commits, and acknowledge readings a restart loses.
+async fn failures_in_a_row_leave_no_transaction_open_behind_later_writes(db: &TestDatabase) {
+    let faults = Arc::new(WriteFaults::default());
+    let store = start(db, &faults).await;
+    let mut client = store.client.clone();
+    faults.arm(
+        WriteOp::Append,
+        FaultPoint::Commit,
+        Fault::RolledBackUnderneath,
+        1,
+    );
+    faults.arm(
+        WriteOp::Append,
+        FaultPoint::Statement,
+        Fault::Error(disk_full(db)),
+        1,
+    );
+    assert!(
+        client
+            .append(pb::AppendRequest {
+                readings: batch(1, 3)
+            })
+            .await
+            .is_err()
+    );
+    assert!(
+        client
+            .append(pb::AppendRequest {
+                readings: batch(1, 3)
+            })
+            .await
+            .is_err()
+    );
+    let mut acked = Vec::new();
+    for round in 0..5 {
+        let readings = batch(1 + round * 3, 3);
+        for (result, reading) in append(&mut client, readings.clone())
+            .await
+            .iter()
+            .zip(&readings)
+        {
+            assert_eq!(result.outcome, pb::ReadingOutcome::Stored as i32);
+            acked.push((result.seq, reading.id.clone()));
+        }
+    }
+    assert_eq!(
+        acked.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        (1..=15).collect::<Vec<u64>>()
+    );
+    assert_eq!(held(&mut client).await, acked, "committed, so readable");
+    store.stop().await;
+
+    let store = start(db, &faults).await;
+    let mut client = store.client.clone();
+    assert_eq!(
+        held(&mut client).await,
+        acked,
+        "and still there after a restart"
+    );
+    store.stop().await;
+}
+on_both_backends!(failures_in_a_row_leave_no_transaction_open_behind_later_writes);
+
+/// A COMMIT that succeeded but whose answer was lost (a connection that died
+/// as the server committed) is never answered STORED; the caller's retry
+/// with the same ids settles it: DUPLICATE, under the seqs first given.
+async fn a_commit_whose_answer_was_lost_is_settled_by_the_retry(db: &TestDatabase) {
+    let faults = Arc::new(WriteFaults::default());
+    let store = start(db, &faults).await;
+    let mut client = store.client.clone();
+    faults.arm(
+        WriteOp::Append,
+        FaultPoint::AfterCommit,
+        Fault::Error(connection_lost(db)),
+        1,
+    );
+    let readings = batch(1, 4);
+    let lost = client
+        .append(pb::AppendRequest {
+            readings: readings.clone(),
+        })
+        .await
+        .expect_err("an unknown outcome is not acknowledged");
+    assert_eq!(lost.code(), Code::Unavailable);
+    assert!(lost.message().contains("DUPLICATE"), "{}", lost.message());
+    let results = append(&mut client, readings.clone()).await;
+    let outcomes: Vec<(i32, u64)> = results.iter().map(|r| (r.outcome, r.seq)).collect();
+    let want: Vec<(i32, u64)> = (1..=4)
+        .map(|seq| (pb::ReadingOutcome::Duplicate as i32, seq))
+        .collect();
+    assert_eq!(outcomes, want);
+    assert_eq!(stats(&mut client).await.total_readings, 4, "stored once");
+    store.stop().await;
+}
+on_both_backends!(a_commit_whose_answer_was_lost_is_settled_by_the_retry);
+
+/// The outbox, an amendment and a page of the change feed: a failed write
+/// changes nothing (the state read back afterwards is the state before), and
+/// the same request again applies once.
+async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
+    let faults = Arc::new(WriteFaults::default());
+    let store = start(db, &faults).await;
+    let mut client = store.client.clone();
+    let readings = batch(1, 10);
+    append(&mut client, readings.clone()).await;
+
+    // The cloud's answer for a batch.
+    let lease = client
+        .lease_batch(pb::LeaseBatchRequest {
+            max_versions: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner();
+    let complete = pb::CompleteBatchRequest {
+        lease_id: lease.lease_id.clone(),
+        synced_version_ids: lease.versions.iter().map(|v| v.version_id).collect(),
+        ..Default::default()
+    };
+    faults.arm(
+        WriteOp::Complete,
+        FaultPoint::Commit,
+        Fault::Error(connection_lost(db)),
+        1,
+    );
+    let failed = client
+        .complete_batch(complete.clone())
+        .await
+        .expect_err("not recorded");
+    assert_eq!(failed.code(), Code::Unavailable);
+    assert_eq!(stats(&mut client).await.unsynced_versions, 10);
+    let done = client
+        .complete_batch(complete)
+        .await
+        .expect("recorded on the retry")
+        .into_inner();
+    assert_eq!(done.synced, 10);
+    assert_eq!(stats(&mut client).await.unsynced_versions, 0);
+
+    // An amendment.
+    let amend = pb::AmendRequest {
+        reading_id: readings[0].id.clone(),
+        temperature_celsius: Some(99.5),
+        ..Default::default()
+    };
+    faults.arm(
+        WriteOp::Amend,
+        FaultPoint::Statement,
+        Fault::Error(disk_full(db)),
+        1,
+    );
+    let failed = client.amend(amend.clone()).await.expect_err("not amended");
+    assert_eq!(failed.code(), Code::ResourceExhausted);
+    let before = stats(&mut client).await;
+    assert_eq!(before.total_versions, 10, "no version was added");
+    let amended = client
+        .amend(amend)
+        .await
+        .expect("amended on the retry")
+        .into_inner()
+        .reading
+        .expect("reading");
+    assert_eq!(amended.temperature_celsius, 99.5);
+    assert_eq!(stats(&mut client).await.total_versions, 11);
+
+    // A page of the change feed: the cursor moves only with the page.
+    let page = pb::ApplyRemoteVersionsRequest {
+        policy: "lww".into(),
+        next_cursor: 42,
+        ..Default::default()
+    };
+    faults.arm(
+        WriteOp::ApplyRemote,
+        FaultPoint::Commit,
+        Fault::RolledBackUnderneath,
+        1,
+    );
+    let failed = client
+        .apply_remote_versions(page.clone())
+        .await
+        .expect_err("not applied");
+    assert_eq!(failed.code(), Code::ResourceExhausted);
+    let cursor = |client: &mut StoreServiceClient<Channel>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_pull_cursor(pb::GetPullCursorRequest {})
+                .await
+                .expect("cursor")
+                .into_inner()
+                .cursor
+        }
+    };
+    assert_eq!(cursor(&mut client).await, 0, "the cursor did not move");
+    client
+        .apply_remote_versions(page)
+        .await
+        .expect("applied on the retry");
+    assert_eq!(cursor(&mut client).await, 42);
+    assert_eq!(faults.injected(), 3);
+    store.stop().await;
+}
+on_both_backends!(failed_outbox_amend_and_pull_writes_change_nothing);
