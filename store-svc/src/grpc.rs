@@ -397,13 +397,13 @@ impl StoreService for StoreGrpc {
     ) -> Result<Response<pb::CompleteBatchResponse>, Status> {
         let request = request.into_inner();
         let completion = completion_from_proto(&request)?;
-        let counts = self
-            .db
-            .complete(&completion)
-            .await
-            .map_err(StoreError::from)?;
-        // Only after the commit: see crate::lease.
+        let counts = self.db.complete(&completion).await;
+        // Only after the transaction ended, committed or not (see
+        // crate::lease). After a failure nothing is assumed: what the
+        // commit did or did not do is read again by the next lease, and a
+        // version pushed again is a duplicate at the cloud.
         self.leases.release(&request.lease_id).await;
+        let counts = counts.map_err(StoreError::from)?;
         Ok(Response::new(pb::CompleteBatchResponse {
             synced: counts.synced,
             dead_lettered: counts.dead_lettered,

@@ -9,8 +9,13 @@
 //! answers `duplicate` and the outbox entry leaves all the same.
 //!
 //! Choosing a batch and recording its lease happen under one lock, and a
-//! completion releases its lease only after its transaction committed, so a
+//! completion releases its lease only after its transaction ended, so a
 //! version that just left the outbox is never leased again from a stale read.
+//! A completion that failed releases its lease too: nothing is assumed about
+//! what it wrote, the next lease reads the outbox again, and a version whose
+//! completion did commit after all is simply no longer there (one whose
+//! outcome the database had not yet made visible is pushed again, and the
+//! cloud answers duplicate).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

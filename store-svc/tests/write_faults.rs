@@ -287,8 +287,29 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         .expect_err("not recorded");
     assert_eq!(failed.code(), Code::Unavailable);
     assert_eq!(stats(&mut client).await.unsynced_versions, 10);
+    // Nothing is assumed about the failed completion: its lease is gone and
+    // the outbox, read again, hands the same versions out at once.
+    let again = client
+        .lease_batch(pb::LeaseBatchRequest {
+            max_versions: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("lease again")
+        .into_inner();
+    assert_eq!(
+        again
+            .versions
+            .iter()
+            .map(|v| v.version_id)
+            .collect::<Vec<_>>(),
+        complete.synced_version_ids
+    );
     let done = client
-        .complete_batch(complete)
+        .complete_batch(pb::CompleteBatchRequest {
+            lease_id: again.lease_id,
+            ..complete
+        })
         .await
         .expect("recorded on the retry")
         .into_inner();
