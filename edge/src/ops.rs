@@ -209,6 +209,9 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
                     "reserve_bytes": storage.reserve_bytes,
                     "room_bytes": storage.room_bytes,
                     "full": storage.full,
+                    "full_reason": (!storage.full_reason.is_empty()).then_some(&storage.full_reason),
+                    "full_since": storage.full_since.as_ref().map(|t| rfc3339(Some(t))),
+                    "refused_seconds": storage.refused_seconds,
                     "policy": storage.policy,
                     "retention": retention,
                     "pruned_versions": storage.pruned_versions,
@@ -250,6 +253,16 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
                     ""
                 }
             );
+            if storage.full {
+                let since = rfc3339(storage.full_since.as_ref());
+                println!("refusing since    {since}: {}", storage.full_reason);
+            }
+            if storage.refused_seconds > 0.0 {
+                println!(
+                    "refused for       {:.0} s since store-svc started",
+                    storage.refused_seconds
+                );
+            }
             println!(
                 "policy            {}, synced kept {retention}",
                 storage.policy
