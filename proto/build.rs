@@ -1,8 +1,15 @@
 //! Compiles `edge/v1/*.proto` with tonic-prost-build. `protoc` comes from the
 //! `protoc-bin-vendored` build dependency, so no manual install is needed. The
 //! file descriptor set is written to OUT_DIR for server reflection.
+//!
+//! Two passes over the same files:
+//! - the messages and the clients, with tonic's prost codec (`edge.v1.rs`);
+//! - the servers alone (`servers/edge.v1.rs`), with `crate::codec::RequestCodec`,
+//!   which answers a request that does not decode with INVALID_ARGUMENT. The
+//!   messages are declared external there (`crate::v1`), so they are
+//!   generated once and both passes name the same types.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -16,21 +23,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");
     }
-
-    let mut config = prost_build::Config::new();
-    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    let vendored_include = protoc_bin_vendored::include_path()?;
+    let includes = [
+        Path::new("."),
+        vendored_include.to_str().ok_or("include path")?.as_ref(),
+    ];
+    let config = || -> Result<prost_build::Config, Box<dyn std::error::Error>> {
+        let mut config = prost_build::Config::new();
+        config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+        Ok(config)
+    };
 
     tonic_prost_build::configure()
+        .build_server(false)
         .file_descriptor_set_path(out_dir.join("edge_descriptor.bin"))
-        .compile_with_config(
-            config,
-            &protos,
-            &[
-                ".",
-                protoc_bin_vendored::include_path()?
-                    .to_str()
-                    .ok_or("include path")?,
-            ],
-        )?;
+        .compile_with_config(config()?, &protos.map(Path::new), &includes)?;
+
+    let servers = out_dir.join("servers");
+    std::fs::create_dir_all(&servers)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&servers)
+        .extern_path(".edge.v1", "crate::v1")
+        .codec_path("crate::codec::RequestCodec")
+        .compile_with_config(config()?, &protos.map(Path::new), &includes)?;
     Ok(())
 }

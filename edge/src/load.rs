@@ -23,6 +23,10 @@ use crate::cli::{IdKind, LoadArgs, Mode, SimulateArgs};
 pub struct Report {
     /// Readings acknowledged (stored or duplicate).
     pub readings: u64,
+    /// Readings refused (rejected as invalid, or conflicting with a stored
+    /// reading). The call carrying them still succeeds, so they are counted
+    /// here rather than as failed calls.
+    pub refused: u64,
     /// Calls (unary) or batches (stream) acknowledged.
     pub calls: u64,
     /// Calls or batches that failed.
@@ -37,6 +41,7 @@ impl Report {
     fn empty() -> Self {
         Report {
             readings: 0,
+            refused: 0,
             calls: 0,
             errors: 0,
             elapsed: Duration::ZERO,
@@ -47,6 +52,7 @@ impl Report {
 
     fn merge(&mut self, other: &Report) {
         self.readings += other.readings;
+        self.refused += other.refused;
         self.calls += other.calls;
         self.errors += other.errors;
         let _ = self.latency_us.add(&other.latency_us);
@@ -133,6 +139,7 @@ async fn unary_caller(channel: Channel, spec: LoadArgs, seed: u64, deadline: Ins
             Ok(reply) => {
                 let s = reply.into_inner().summary.unwrap_or_default();
                 report.readings += u64::from(s.stored + s.duplicates);
+                report.refused += u64::from(s.rejected + s.conflicts);
                 report.calls += 1;
                 let _ = report.latency_us.record(start.elapsed().as_micros() as u64);
             }
@@ -198,6 +205,10 @@ async fn stream_caller(channel: Channel, spec: LoadArgs, seed: u64, deadline: In
                         window.add_permits(1);
                         let s = ack.summary.unwrap_or_default();
                         report.readings += u64::from(s.stored + s.duplicates);
+                        report.refused += u64::from(s.rejected + s.conflicts);
+                        if ack.batch_error.is_some() {
+                            report.refused += spec.batch as u64;
+                        }
                         report.calls += 1;
                         if let Some(started) = started {
                             let _ = report
@@ -261,8 +272,9 @@ pub async fn run(ingest_url: &str, spec: &LoadArgs) -> anyhow::Result<Report> {
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let r = run(&args.target.ingest_url, &args.load).await?;
     println!(
-        "{} readings acknowledged in {:.1}s: {:.0} readings/s, {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms, {} failed calls",
+        "{} readings acknowledged and {} refused in {:.1}s: {:.0} readings/s, {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms, {} failed calls",
         r.readings,
+        r.refused,
         r.elapsed.as_secs_f64(),
         r.readings_per_sec(),
         r.calls_per_sec(),
@@ -272,6 +284,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     );
     if r.errors > 0 && r.calls == 0 {
         anyhow::bail!("no call succeeded");
+    }
+    if r.readings == 0 && r.refused > 0 {
+        // Every call answered OK, yet the site kept nothing.
+        anyhow::bail!("the site refused every reading");
     }
     Ok(())
 }

@@ -242,57 +242,6 @@ async fn concurrent_callers_each_get_their_own_results(db: &TestDatabase) {
 }
 on_both_backends!(concurrent_callers_each_get_their_own_results);
 
-#[tokio::test]
-async fn a_wholly_invalid_request_is_invalid_argument_with_field_violations() {
-    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
-    let mut mesh = Mesh::start(&db).await;
-    let mut bad = reading("s-1", f64::NAN);
-    bad.measured_at = None;
-    let err = mesh
-        .ingest_client
-        .ingest(pb::IngestRequest {
-            readings: vec![reading("bad sensor", 20.0), bad],
-        })
-        .await
-        .expect_err("all invalid");
-    assert_eq!(err.code(), Code::InvalidArgument);
-    let fields: Vec<String> = edge_runtime::status::field_violations(&err)
-        .into_iter()
-        .map(|(f, _)| f)
-        .collect();
-    assert_eq!(
-        fields,
-        [
-            "readings[0].sensor_id",
-            "readings[1].temperature_celsius",
-            "readings[1].measured_at"
-        ]
-    );
-
-    let empty = mesh
-        .ingest_client
-        .ingest(pb::IngestRequest { readings: vec![] })
-        .await
-        .expect_err("empty");
-    assert_eq!(empty.code(), Code::InvalidArgument);
-    let oversized = (0..5001).map(|_| reading("s-1", 1.0)).collect();
-    let too_many = mesh
-        .ingest_client
-        .ingest(pb::IngestRequest {
-            readings: oversized,
-        })
-        .await
-        .expect_err("too many");
-    assert_eq!(too_many.code(), Code::InvalidArgument);
-    assert_eq!(
-        edge_runtime::status::field_violations(&too_many)[0].0,
-        "readings"
-    );
-    assert!(mesh.all_readings().await.is_empty());
-    mesh.stop().await;
-    db.cleanup().await;
-}
-
 async fn streams_ack_every_batch_in_order(db: &TestDatabase) {
     let mut mesh = Mesh::start(db).await;
     let mut batches: Vec<pb::IngestStreamRequest> = (1..=20)

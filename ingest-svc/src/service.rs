@@ -5,6 +5,11 @@
 //! outcomes with the rejections into one result per reading, in order. The
 //! reply is sent only after store-svc answered, i.e. after the readings are
 //! durable.
+//!
+//! A batch judged reading by reading is answered OK with its results, even
+//! when every reading was refused. Only faults of the request as a whole (no
+//! readings, over the batch limit, bytes that do not decode) and failures of
+//! the site are errors; see [`crate::error`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -102,7 +107,8 @@ impl Ingestor {
     }
 
     /// Validates, stores and reports one batch. Fails as a whole only when
-    /// store-svc cannot take the valid readings.
+    /// store-svc cannot take the valid readings; refused readings are
+    /// results, never a failure.
     async fn ingest_batch(&self, readings: Vec<pb::Reading>) -> Result<BatchOutcome, IngestError> {
         let received_at = Timestamp::from(SystemTime::now());
         let mut results: Vec<pb::ReadingResult> = Vec::with_capacity(readings.len());
@@ -262,27 +268,10 @@ impl IngestService for IngestGrpc {
             .into());
         }
         self.ingestor.check_batch_size(readings.len())?;
+        // Judged reading by reading, the batch is answered OK even when
+        // every reading was refused: each refusal is a result in the body,
+        // not in status details, which standard clients cap at 16 KiB.
         let outcome = self.ingestor.ingest_batch(readings).await?;
-        if outcome.summary.rejected as usize == outcome.results.len() {
-            // Nothing could be stored: the request as a whole is bad input.
-            let violations = outcome
-                .results
-                .iter()
-                .flat_map(|r| {
-                    r.errors.iter().map(move |e| {
-                        (
-                            format!("readings[{}].{}", r.index, e.field),
-                            e.reason.clone(),
-                        )
-                    })
-                })
-                .collect();
-            return Err(IngestError::Invalid {
-                message: format!("all {} readings are invalid", outcome.results.len()),
-                violations,
-            }
-            .into());
-        }
         Ok(Response::new(pb::IngestResponse {
             results: outcome.results,
             summary: Some(outcome.summary),

@@ -3,13 +3,22 @@
 //! This crate is the only home of generated code: services import message and
 //! client/server types from here and turn them into validated domain types at
 //! their gRPC boundary. Modules mirror the proto packages.
+//!
+//! Servers decode requests with [`codec::RequestCodec`], so a request that
+//! does not decode is INVALID_ARGUMENT on every service; clients keep tonic's
+//! prost codec (see [`codec`] for why).
 
 /// Package `edge.v1`: readings, the ingest, store, sync and cloud-health
 /// services.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {
+    // Messages and clients.
     tonic::include_proto!("edge.v1");
+    // Servers, generated with `crate::codec::RequestCodec` (see build.rs).
+    include!(concat!(env!("OUT_DIR"), "/servers/edge.v1.rs"));
 }
+
+pub mod codec;
 
 pub mod rules;
 

@@ -1,0 +1,550 @@
+//! Bad input as a gateway, or anything else, can send it, read through a
+//! client with the metadata limit of standard gRPC clients: per-reading
+//! errors arrive in the reply body however many there are; request-level
+//! faults are INVALID_ARGUMENT with bounded details; bytes that do not decode
+//! are INVALID_ARGUMENT on every server of the mesh, never INTERNAL.
+
+mod common;
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+
+use common::{Mesh, reading};
+use edge_proto::v1 as pb;
+use edge_proto::v1::ingest_service_client::IngestServiceClient;
+use edge_proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
+use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_runtime::status::{MAX_VIOLATIONS, field_violations, header_list_size};
+use edge_testkit::{Backend, TestDatabase, on_both_backends};
+use prost::Message as _;
+use prost::bytes::BufMut as _;
+use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+/// The limit on received metadata (the HTTP/2 header list, where a status
+/// and its details travel) of grpc-core clients such as grpcio, and hyper's.
+const CLIENT_METADATA_LIMIT: u32 = 16 * 1024;
+/// What a status from the mesh may take as sent: grpc-core starts refusing
+/// metadata at 8 KiB.
+const STATUS_BOUND: usize = 8 * 1024;
+
+/// A channel configured like a standard client: 16 KiB of metadata at most.
+async fn standard_client_channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .http2_max_header_list_size(CLIENT_METADATA_LIMIT)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// A reading refused for exactly one field, which one depending on `i`; and
+/// that field's name.
+fn invalid_reading(i: usize) -> (pb::Reading, &'static str) {
+    let mut r = reading("deck-1", 20.0);
+    let field = match i % 6 {
+        0 => {
+            r.id = format!("not-a-uuid-{i}");
+            "id"
+        }
+        1 => {
+            r.sensor_id = format!("deck {i}!");
+            "sensor_id"
+        }
+        2 => {
+            r.temperature_celsius = Some(500.0 + i as f64);
+            "temperature_celsius"
+        }
+        3 => {
+            r.humidity_percent = None;
+            "humidity_percent"
+        }
+        4 => {
+            r.measured_at = None;
+            "measured_at"
+        }
+        _ => {
+            r.priority = 7;
+            "priority"
+        }
+    };
+    (r, field)
+}
+
+/// The old way of answering a wholly invalid batch of 200 readings (every
+/// per-reading error as a status detail) does not reach a client with the
+/// standard limit, while a client without it reads it: the limit the tests
+/// below rely on really bites.
+#[tokio::test]
+async fn a_status_with_per_reading_details_is_refused_by_a_standard_client() {
+    /// Answers every Ingest the old way.
+    struct OldWay;
+
+    #[tonic::async_trait]
+    impl IngestService for OldWay {
+        async fn ingest(
+            &self,
+            _: Request<pb::IngestRequest>,
+        ) -> Result<Response<pb::IngestResponse>, Status> {
+            Err(per_reading_details(200))
+        }
+
+        type IngestStreamStream = futures::stream::Empty<Result<pb::IngestStreamResponse, Status>>;
+
+        async fn ingest_stream(
+            &self,
+            _: Request<tonic::Streaming<pb::IngestStreamRequest>>,
+        ) -> Result<Response<Self::IngestStreamStream>, Status> {
+            Err(Status::unimplemented("not needed here"))
+        }
+    }
+
+    let size = header_list_size(&per_reading_details(200)).expect("writable");
+    assert!(size > CLIENT_METADATA_LIMIT as usize, "{size} bytes");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(IngestServiceServer::new(OldWay))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    let batch = || pb::IngestRequest {
+        readings: vec![reading("deck-1", 500.0)],
+    };
+
+    let mut standard = IngestServiceClient::new(standard_client_channel(addr).await);
+    let refused = standard.ingest(batch()).await.expect_err("refused");
+    assert_ne!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(field_violations(&refused).is_empty());
+
+    let roomy = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .http2_max_header_list_size(1 << 20)
+        .connect()
+        .await
+        .expect("connect");
+    let read = IngestServiceClient::new(roomy)
+        .ingest(batch())
+        .await
+        .expect_err("the old answer");
+    assert_eq!(read.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&read).len(), 200);
+
+    let _ = stop.send(());
+    server.await.expect("server task").expect("server");
+}
+
+/// What ingest-svc used to answer for `n` readings each refused for its
+/// temperature.
+fn per_reading_details(n: usize) -> Status {
+    use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
+    let violations = (0..n)
+        .map(|i| {
+            FieldViolation::new(
+                format!("readings[{i}].temperature_celsius"),
+                "must be between -100 and 150, got 500",
+            )
+        })
+        .collect::<Vec<_>>();
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("all {n} readings are invalid"),
+        ErrorDetails::with_bad_request(violations),
+    )
+}
+
+/// 5,000 readings, every one invalid: the call succeeds and the reply names
+/// each reading's field, read by a client with the standard limit.
+#[tokio::test]
+async fn a_wholly_invalid_batch_of_5000_is_answered_with_every_error_in_the_body() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let mut mesh = Mesh::start(&db).await;
+    let mut client = IngestServiceClient::new(standard_client_channel(mesh.ingest.addr).await);
+    let (readings, fields): (Vec<_>, Vec<_>) = (0..5_000).map(invalid_reading).unzip();
+
+    let reply = client
+        .ingest(pb::IngestRequest { readings })
+        .await
+        .expect("a batch judged reading by reading is answered OK")
+        .into_inner();
+
+    let summary = reply.summary.expect("summary");
+    assert_eq!((summary.stored, summary.rejected), (0, 5_000));
+    assert_eq!(reply.results.len(), 5_000);
+    for (i, (result, field)) in reply.results.iter().zip(&fields).enumerate() {
+        assert_eq!(result.index as usize, i);
+        assert_eq!(result.outcome, pb::ReadingOutcome::Rejected as i32);
+        let named: Vec<&str> = result.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(named, [*field], "reading {i}");
+        assert!(!result.errors[0].reason.is_empty());
+    }
+    assert!(mesh.all_readings().await.is_empty());
+    mesh.stop().await;
+    db.cleanup().await;
+}
+
+/// A large batch, one reading in three invalid: the valid ones are stored,
+/// each bad one is named, through a client with the standard limit.
+async fn a_mixed_batch_stores_the_valid_and_names_each_bad_one(db: &TestDatabase) {
+    let mut mesh = Mesh::start(db).await;
+    let mut client = IngestServiceClient::new(standard_client_channel(mesh.ingest.addr).await);
+    let mut readings = Vec::new();
+    let mut bad = Vec::new();
+    for i in 0..3_000 {
+        if i % 3 == 1 {
+            let (r, field) = invalid_reading(i / 3);
+            bad.push((i, field));
+            readings.push(r);
+        } else {
+            readings.push(reading(&format!("deck-{}", i % 7), 20.0));
+        }
+    }
+
+    let reply = client
+        .ingest(pb::IngestRequest {
+            readings: readings.clone(),
+        })
+        .await
+        .expect("ingest")
+        .into_inner();
+
+    let summary = reply.summary.expect("summary");
+    assert_eq!((summary.stored, summary.rejected), (2_000, 1_000));
+    for (i, field) in &bad {
+        let result = &reply.results[*i];
+        assert_eq!(result.outcome, pb::ReadingOutcome::Rejected as i32);
+        assert_eq!(result.errors[0].field, *field, "reading {i}");
+    }
+    let mut stored: Vec<String> = mesh
+        .all_readings()
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let mut valid: Vec<String> = readings
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 1)
+        .map(|(_, r)| r.id.clone())
+        .collect();
+    stored.sort();
+    valid.sort();
+    assert_eq!(stored, valid);
+    mesh.stop().await;
+}
+on_both_backends!(a_mixed_batch_stores_the_valid_and_names_each_bad_one);
+
+/// An empty batch and one over the limit (5,001 readings with long sensor
+/// ids, as large as a message may be) are refused whole, with a violation
+/// on `readings` a standard client reads.
+#[tokio::test]
+async fn empty_and_over_limit_batches_are_invalid_argument_with_small_details() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let mut mesh = Mesh::start(&db).await;
+    let mut client = IngestServiceClient::new(standard_client_channel(mesh.ingest.addr).await);
+
+    let empty = client
+        .ingest(pb::IngestRequest { readings: vec![] })
+        .await
+        .expect_err("empty");
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    assert_eq!(
+        field_violations(&empty),
+        [(
+            "readings".to_owned(),
+            "must hold at least one reading".to_owned()
+        )]
+    );
+
+    let long = "x".repeat(600);
+    let oversized: Vec<_> = (0..5_001).map(|_| reading(&long, 1.0)).collect();
+    let too_many = client
+        .ingest(pb::IngestRequest {
+            readings: oversized,
+        })
+        .await
+        .expect_err("too many");
+    assert_eq!(too_many.code(), Code::InvalidArgument);
+    assert_eq!(
+        field_violations(&too_many),
+        [(
+            "readings".to_owned(),
+            "at most 5000 readings per batch".to_owned()
+        )]
+    );
+    assert!(header_list_size(&too_many).expect("writable") < STATUS_BOUND);
+    assert!(mesh.all_readings().await.is_empty());
+    mesh.stop().await;
+    db.cleanup().await;
+}
+
+/// store-svc refusing a hostile Append (10,000 readings, every field of each
+/// wrong) answers a standard client with at most [`MAX_VIOLATIONS`]
+/// violations, says how many it left off, and stays small.
+#[tokio::test]
+async fn a_hostile_append_gets_bounded_details_that_a_standard_client_reads() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let mut mesh = Mesh::start(&db).await;
+    let mut store = StoreServiceClient::new(standard_client_channel(mesh.store.addr).await);
+    let bad = pb::NewReading {
+        id: "not-a-uuid".into(),
+        sensor_id: "no spaces allowed".into(),
+        temperature_celsius: f64::NAN,
+        humidity_percent: f64::INFINITY,
+        measured_at: None,
+        received_at: None,
+        priority: 9,
+    };
+
+    let err = store
+        .append(pb::AppendRequest {
+            readings: vec![bad; 10_000],
+        })
+        .await
+        .expect_err("refused");
+
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let violations = field_violations(&err);
+    assert_eq!(violations.len(), MAX_VIOLATIONS);
+    assert_eq!(violations[0].0, "readings[0].id");
+    // Seven fields wrong in each of 10,000 readings.
+    let left_off = 70_000 - MAX_VIOLATIONS;
+    assert!(
+        err.message()
+            .ends_with(&format!("({left_off} more field violations left off)")),
+        "{}",
+        err.message()
+    );
+    assert!(header_list_size(&err).expect("writable") < STATUS_BOUND);
+    assert!(mesh.all_readings().await.is_empty());
+    mesh.stop().await;
+    db.cleanup().await;
+}
+
+/// Sends each message's bytes as they are (whatever no well-behaved client
+/// would send) and decodes replies as `U`.
+struct RawCodec<U>(PhantomData<U>);
+
+impl<U> Default for RawCodec<U> {
+    fn default() -> Self {
+        RawCodec(PhantomData)
+    }
+}
+
+/// The encoder of [`RawCodec`]: the bytes, verbatim.
+struct RawEncoder;
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl<U: prost::Message + Default + Send + 'static> Codec for RawCodec<U> {
+    type Encode = Vec<u8>;
+    type Decode = U;
+    type Encoder = RawEncoder;
+    type Decoder = tonic_prost::ProstDecoder<U>;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(BufferSettings::default())
+    }
+}
+
+/// Sends `messages` (raw bytes, each in its own gRPC frame) to `path` at
+/// `url` as a stream, and returns the replies until the first error.
+async fn call_raw<U: prost::Message + Default + Send + 'static>(
+    url: &str,
+    path: &'static str,
+    messages: Vec<Vec<u8>>,
+) -> (Vec<U>, Result<(), Status>) {
+    let mut grpc = tonic::client::Grpc::new(edge_testkit::connect(url).await);
+    grpc.ready().await.expect("ready");
+    let call = grpc
+        .streaming(
+            Request::new(tokio_stream::iter(messages)),
+            tonic::codegen::http::uri::PathAndQuery::from_static(path),
+            RawCodec::<U>::default(),
+        )
+        .await;
+    let mut replies = Vec::new();
+    let mut stream = match call {
+        Ok(response) => response.into_inner(),
+        Err(status) => return (replies, Err(status)),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(reply)) => replies.push(reply),
+            Ok(None) => return (replies, Ok(())),
+            Err(status) => return (replies, Err(status)),
+        }
+    }
+}
+
+/// The bytes of a message holding, as field `tag`, one `Reading` like
+/// `reading` whose `sensor_id` is `sensor_id`, UTF-8 or not: a bytes field
+/// at the string field's tag (2), which prost's encoders write as they are.
+fn with_raw_sensor_id(tag: u32, reading: &pb::Reading, sensor_id: &[u8]) -> Vec<u8> {
+    let mut without = reading.clone();
+    without.sensor_id.clear();
+    let mut reading_bytes = without.encode_to_vec();
+    prost::encoding::bytes::encode(2, &sensor_id.to_vec(), &mut reading_bytes);
+    let mut message = Vec::new();
+    prost::encoding::bytes::encode(tag, &reading_bytes, &mut message);
+    message
+}
+
+/// Bytes that are no protobuf message: field number 0 does not exist.
+const GARBAGE: &[u8] = b"\x00\x01 garbage \xff\xfe";
+
+fn assert_undecodable(status: &Status, naming: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("request could not be decoded: ")
+            && status.message().contains(naming),
+        "{}",
+        status.message()
+    );
+}
+
+/// Unary Ingest: a sensor id that is not UTF-8, and garbage, are
+/// INVALID_ARGUMENT with the reason; the same bytes with a UTF-8 sensor id
+/// are stored.
+#[tokio::test]
+async fn undecodable_ingest_requests_are_invalid_argument() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let mut mesh = Mesh::start(&db).await;
+    let url = format!("http://{}", mesh.ingest.addr);
+    const INGEST: &str = "/edge.v1.IngestService/Ingest";
+    let sent = reading("unused", 21.0);
+
+    let (replies, end) =
+        call_raw::<pb::IngestResponse>(&url, INGEST, vec![with_raw_sensor_id(1, &sent, b"deck-1")])
+            .await;
+    end.expect("valid UTF-8 is stored");
+    assert_eq!(replies[0].summary.expect("summary").stored, 1);
+
+    let mut other = reading("unused", 22.0);
+    other.id = uuid::Uuid::now_v7().to_string();
+    let (_, end) = call_raw::<pb::IngestResponse>(
+        &url,
+        INGEST,
+        vec![with_raw_sensor_id(1, &other, b"deck-\xff\xfe")],
+    )
+    .await;
+    assert_undecodable(&end.expect_err("not UTF-8"), "Reading.sensor_id");
+
+    let (_, end) = call_raw::<pb::IngestResponse>(&url, INGEST, vec![GARBAGE.to_vec()]).await;
+    assert_undecodable(&end.expect_err("garbage"), "invalid tag value: 0");
+
+    let stored = mesh.all_readings().await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].sensor_id, "deck-1");
+    mesh.stop().await;
+    db.cleanup().await;
+}
+
+/// IngestStream: batches before one that does not decode are acknowledged,
+/// then the stream ends with INVALID_ARGUMENT naming the field.
+#[tokio::test]
+async fn an_undecodable_stream_batch_ends_the_stream_with_invalid_argument() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let mut mesh = Mesh::start(&db).await;
+    let url = format!("http://{}", mesh.ingest.addr);
+    let first = pb::IngestStreamRequest {
+        batch_id: 1,
+        readings: vec![reading("mast-1", 3.5)],
+    };
+    let mut poison = Vec::new();
+    prost::encoding::uint64::encode(1, &2, &mut poison);
+    poison.extend(with_raw_sensor_id(
+        2,
+        &reading("unused", 4.0),
+        b"mast-\xc3\x28",
+    ));
+    let after = pb::IngestStreamRequest {
+        batch_id: 3,
+        readings: vec![reading("mast-1", 5.0)],
+    };
+
+    let (acks, end) = call_raw::<pb::IngestStreamResponse>(
+        &url,
+        "/edge.v1.IngestService/IngestStream",
+        vec![first.encode_to_vec(), poison, after.encode_to_vec()],
+    )
+    .await;
+
+    let acked: Vec<u64> = acks.iter().map(|ack| ack.batch_id).collect();
+    assert_eq!(acked, [1]);
+    assert_eq!(acks[0].summary.expect("summary").stored, 1);
+    assert_undecodable(&end.expect_err("poison batch"), "Reading.sensor_id");
+    let stored = mesh.all_readings().await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].id, first.readings[0].id);
+    mesh.stop().await;
+    db.cleanup().await;
+}
+
+/// Every server of the mesh, as `edge up` runs them, unary and streaming
+/// methods alike, answers garbage with INVALID_ARGUMENT, not INTERNAL.
+#[tokio::test]
+async fn every_server_answers_undecodable_requests_with_invalid_argument() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let edge = edge_testkit::spawn_edge_up(
+        std::path::Path::new(env!("CARGO_BIN_EXE_edge")),
+        &db.data_dir,
+        None,
+    )
+    .await
+    .expect("edge up");
+    let calls = [
+        (&edge.ingest_url, "/edge.v1.IngestService/Ingest"),
+        (&edge.ingest_url, "/edge.v1.IngestService/IngestStream"),
+        (&edge.store_url, "/edge.v1.StoreService/Append"),
+        (&edge.store_url, "/edge.v1.StoreService/QueryReadings"),
+        (&edge.sync_url, "/edge.v1.SyncService/GetStatus"),
+        (&edge.sync_url, "/edge.v1.SyncService/WatchStatus"),
+        (
+            &edge.health_url,
+            "/edge.v1.CloudHealthService/GetCloudHealth",
+        ),
+        (
+            &edge.health_url,
+            "/edge.v1.CloudHealthService/WatchCloudHealth",
+        ),
+    ];
+    for (url, path) in calls {
+        // Replies are never read: `()` decodes any message.
+        let (replies, end) = call_raw::<()>(url, path, vec![GARBAGE.to_vec()]).await;
+        assert!(replies.is_empty(), "{path}");
+        let status = end.expect_err(path);
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
+        assert!(
+            status.message().starts_with("request could not be decoded"),
+            "{path}: {}",
+            status.message()
+        );
+    }
+    drop(edge);
+    db.cleanup().await;
+}
