@@ -47,6 +47,13 @@ fn db_status(err: &DbError) -> Status {
             "the site database is unavailable; this call was not acknowledged: retry it with the \
              same reading ids (readings already stored are answered DUPLICATE)",
         ),
+        Failure::Refused => {
+            tracing::error!(error = %err, "the database refused data that passed validation");
+            Status::invalid_argument(format!(
+                "the site database cannot store this request's data: {}",
+                err.database_message().unwrap_or("refused")
+            ))
+        }
         Failure::Other => Status::internal("the site database failed; see store-svc logs"),
     }
 }
@@ -705,9 +712,18 @@ mod tests {
     #[test]
     fn other_failures_are_internal_without_details() {
         let status = db_status(&DbError::Query(sqlx::Error::Database(Box::new(Coded(
-            "23505",
+            "XX000",
         )))));
         assert_eq!(status.code(), Code::Internal);
-        assert!(!status.message().contains("23505"));
+        assert!(!status.message().contains("XX000"));
+        assert_eq!(code_for("11"), Code::Internal); // SQLITE_CORRUPT
+    }
+
+    #[test]
+    fn data_the_database_refuses_is_invalid_argument_not_a_retry() {
+        assert_eq!(code_for("22021"), Code::InvalidArgument); // invalid byte sequence
+        assert_eq!(code_for("23505"), Code::InvalidArgument); // unique violation
+        assert_eq!(code_for("2067"), Code::InvalidArgument); // SQLITE_CONSTRAINT_UNIQUE
+        assert_eq!(code_for("18"), Code::InvalidArgument); // SQLITE_TOOBIG
     }
 }

@@ -222,6 +222,28 @@ fn check_note(field: &str, note: &str, out: &mut Violations) {
             field.to_owned(),
             format!("must be at most {MAX_NOTE_CHARS} characters, got {chars}"),
         ));
+    } else if note.contains('\0') {
+        // PostgreSQL's text cannot hold it: refused here, by name, rather
+        // than by the database on every retry.
+        out.push((
+            field.to_owned(),
+            "must not contain NUL characters".to_owned(),
+        ));
+    }
+}
+
+/// Ids in a pulled version (site and sensor ids, as the cloud holds them):
+/// required, at most
+/// [`edge_proto::rules::MAX_SENSOR_ID_LEN`] characters, no control
+/// characters.
+fn check_id(field: String, id: &str, out: &mut Violations) {
+    let max = edge_proto::rules::MAX_SENSOR_ID_LEN;
+    if id.is_empty() {
+        out.push((field, "is required".to_owned()));
+    } else if id.chars().count() > max {
+        out.push((field, format!("must be at most {max} characters")));
+    } else if id.chars().any(char::is_control) {
+        out.push((field, "must not contain control characters".to_owned()));
     }
 }
 
@@ -293,8 +315,9 @@ fn stamp_from_proto(
         ));
         return None;
     };
-    if stamp.site_id.is_empty() {
-        out.push((format!("{field}.site_id"), "is required".to_owned()));
+    let before = out.len();
+    check_id(format!("{field}.site_id"), &stamp.site_id, out);
+    if out.len() > before {
         return None;
     }
     Some(Stamp::new(
@@ -329,15 +352,11 @@ pub fn remote_page_from_proto(
     for (i, v) in request.versions.iter().enumerate() {
         let at = |name: &str| format!("versions[{i}].{name}");
         let before = violations.len();
-        if v.reading_id.is_empty() {
-            violations.push((at("reading_id"), "is required".to_owned()));
+        if uuid::Uuid::try_parse(&v.reading_id).is_err() {
+            violations.push((at("reading_id"), "must be a UUID".to_owned()));
         }
-        if v.origin_site_id.is_empty() {
-            violations.push((at("origin_site_id"), "is required".to_owned()));
-        }
-        if v.sensor_id.is_empty() {
-            violations.push((at("sensor_id"), "is required".to_owned()));
-        }
+        check_id(at("origin_site_id"), &v.origin_site_id, &mut violations);
+        check_id(at("sensor_id"), &v.sensor_id, &mut violations);
         let origin_seq = i64::try_from(v.origin_seq).ok().filter(|s| *s >= 1);
         if origin_seq.is_none() {
             violations.push((at("origin_seq"), "must be from 1 to 2^63-1".to_owned()));

@@ -24,9 +24,9 @@
 //! words), starts a refusal period ([`crate::storage::refusal`]) and makes
 //! the next group measure the disk first; the first group that commits
 //! again ends it. Only a failure that is neither a full disk nor an
-//! unavailable database may be the fault of one call's readings: then each
-//! call of the group is retried alone, so it cannot fail the unrelated calls
-//! it was grouped with.
+//! unavailable database may be the fault of one call's readings (data the
+//! database refuses, or a bug): then each call of the group is retried
+//! alone, so it cannot fail the unrelated calls it was grouped with.
 //!
 //! The task ends when every [`Writer`] handle is dropped and the queue is
 //! empty, so nothing accepted into the queue is left unanswered at shutdown.
@@ -226,7 +226,9 @@ async fn commit(db: &Database, budget: &Budget, group: &mut Vec<Job>) {
                 let _ = job.reply.send(Ok(mine));
             }
         }
-        Err(err) if group.len() > 1 && err.failure() == Failure::Other => {
+        Err(err)
+            if group.len() > 1 && matches!(err.failure(), Failure::Refused | Failure::Other) =>
+        {
             tracing::warn!(error = %err, calls = group.len(), "group commit failed; retrying each call alone");
             for job in group.drain(..) {
                 let readings: Vec<&NewReading> = job.readings.iter().collect();
@@ -264,7 +266,7 @@ fn failed(budget: &Budget, err: DbError, readings: usize) -> WriteError {
         Failure::Unavailable => {
             tracing::warn!(error = %err, readings, "append failed and was not acknowledged; the callers retry it");
         }
-        Failure::Other => {
+        Failure::Refused | Failure::Other => {
             tracing::error!(error = %err, readings, "append failed and was not acknowledged");
         }
     }

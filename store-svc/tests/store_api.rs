@@ -498,6 +498,84 @@ async fn a_malformed_append_is_refused_whole_with_field_violations(db: &TestData
     }
 }
 
+/// Text the database could not hold (PostgreSQL's text refuses NUL) is
+/// refused at validation, naming the field, never by the database on every
+/// retry (which would stall a pull on the same page for good).
+async fn text_the_database_cannot_hold_is_refused_by_name(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), None)
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    let first = append(&mut client, vec![reading(1, "s", T0_US)]).await;
+    assert_eq!(first[0].outcome, pb::ReadingOutcome::Stored as i32);
+    let fields = |err: &tonic::Status| -> Vec<String> {
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        edge_runtime::status::field_violations(err)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect()
+    };
+
+    let err = client
+        .amend(pb::AmendRequest {
+            reading_id: reading(1, "s", T0_US).id,
+            note: Some("valve\0stuck".into()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a NUL in a note");
+    assert_eq!(fields(&err), ["note"]);
+
+    let version = pb::RemoteVersion {
+        reading_id: "not-a-uuid".into(),
+        origin_site_id: "site\0b".into(),
+        origin_seq: 1,
+        sensor_id: "s\u{7}".into(),
+        temperature_celsius: 20.0,
+        humidity_percent: 50.0,
+        measured_at: ts(T0_US),
+        received_at: ts(T0_US),
+        priority: pb::Priority::Normal as i32,
+        version: Some(pb::VersionStamp {
+            hlc: Some(pb::Hlc {
+                physical_ms: 1,
+                logical: 0,
+            }),
+            site_id: "cloud\0".into(),
+        }),
+        note: "a\0b".into(),
+        ..Default::default()
+    };
+    let err = client
+        .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
+            versions: vec![version],
+            policy: "lww".into(),
+            next_cursor: 1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("malformed text in a pulled version");
+    let mut named = fields(&err);
+    named.sort();
+    assert_eq!(
+        named,
+        [
+            "versions[0].note",
+            "versions[0].origin_site_id",
+            "versions[0].reading_id",
+            "versions[0].sensor_id",
+            "versions[0].version.site_id",
+        ]
+    );
+    assert_eq!(
+        stats(&mut client).await.total_versions,
+        1,
+        "nothing applied"
+    );
+    store.stop().await;
+}
+
+on_both_backends!(text_the_database_cannot_hold_is_refused_by_name);
 on_both_backends!(appended_readings_read_back_with_site_seq_and_version);
 on_both_backends!(a_retry_stores_nothing_twice_and_a_reused_id_is_a_conflict);
 on_both_backends!(concurrent_appends_share_commits_and_seq_stays_gap_free);

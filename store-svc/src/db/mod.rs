@@ -119,7 +119,11 @@ pub enum Failure {
     /// (the data may be stored): a retry with the same reading ids settles
     /// it, as readings already stored are answered DUPLICATE.
     Unavailable,
-    /// Anything else: a bug, a constraint the input broke, a corrupt file.
+    /// The database refused the data itself (a value it cannot hold, a
+    /// constraint): the same request fails again on every retry. A
+    /// validation gap or a bug, since requests are validated first.
+    Refused,
+    /// Anything else: a bug, a corrupt file.
     Other,
 }
 
@@ -155,6 +159,11 @@ impl DbError {
                     // SQLite BUSY (5), LOCKED (6), IOERR (10) and their
                     // extended codes.
                     c if matches!(sqlite_primary(c), Some(5 | 6 | 10)) => Failure::Unavailable,
+                    // PostgreSQL data exceptions (22) and integrity
+                    // constraints (23); SQLite TOOBIG (18), CONSTRAINT (19),
+                    // MISMATCH (20).
+                    c if c.starts_with("22") || c.starts_with("23") => Failure::Refused,
+                    c if matches!(sqlite_primary(c), Some(18..=20)) => Failure::Refused,
                     _ => Failure::Other,
                 }
             }
@@ -179,7 +188,7 @@ static WRITE_FAILURES: LazyLock<Counter<u64>> = LazyLock::new(|| {
         .u64_counter("store_write_failures")
         .with_description(
             "Writes to the site database that failed (nothing acknowledged), by write and cause \
-             (storage_full, unavailable, other)",
+             (storage_full, unavailable, refused, other)",
         )
         .build()
 });
@@ -193,6 +202,7 @@ fn counted<T>(op: WriteOp, result: Result<T, DbError>) -> Result<T, DbError> {
         let cause = match err.failure() {
             Failure::StorageFull => "storage_full",
             Failure::Unavailable => "unavailable",
+            Failure::Refused => "refused",
             Failure::Other => "other",
         };
         WRITE_FAILURES.add(
@@ -207,8 +217,13 @@ fn counted<T>(op: WriteOp, result: Result<T, DbError>) -> Result<T, DbError> {
 }
 
 /// SQLite's primary result code of a numeric (possibly extended) code;
-/// `None` for PostgreSQL's alphanumeric SQLSTATEs.
+/// `None` for PostgreSQL's SQLSTATEs, which are always five characters
+/// (often all digits, like `23505`), while SQLite's extended codes have at
+/// most four digits.
 fn sqlite_primary(code: &str) -> Option<i32> {
+    if code.len() >= 5 {
+        return None;
+    }
     code.parse::<i32>().ok().map(|n| n & 0xff)
 }
 
