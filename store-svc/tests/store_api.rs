@@ -550,7 +550,6 @@ async fn text_the_database_cannot_hold_is_refused_by_name(db: &TestDatabase) {
         .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
             versions: vec![version],
             policy: "lww".into(),
-            next_cursor: 1,
             ..Default::default()
         })
         .await
