@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         suspect_ahead: Duration::from_secs(300),
         suspect_behind: Duration::from_secs(30 * 86_400),
         sensor_index_batch: 16_384,
+        migration_backup: edge_sql::BackupPolicy::Required,
     };
     let clock = Arc::new(SystemClock);
     let db = Database::open(&config, clock.clone()).await?;

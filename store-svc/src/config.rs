@@ -79,6 +79,15 @@ pub struct StoreConfig {
     #[command(flatten)]
     pub storage: StorageArgs,
 
+    /// Before migrations change a SQLite database that already holds data,
+    /// copy it to `backups/` beside the database file (the newest copy of
+    /// each of the last three schemas is kept). `required`: if the copy
+    /// cannot be made (no room), refuse to migrate and say why. `off`:
+    /// migrate without a copy. PostgreSQL is never copied: take a pg_dump
+    /// before upgrading.
+    #[arg(long, env = "EDGE_MIGRATION_BACKUP", value_enum, default_value_t = edge_sql::BackupPolicy::Required)]
+    pub migration_backup: edge_sql::BackupPolicy,
+
     /// Where free disk space is read from; unset: the data directory's file
     /// system (SQLite) or nowhere (PostgreSQL). Set by tests that cannot
     /// mount a small file system.
@@ -103,6 +112,7 @@ impl StoreConfig {
             sensor_index_batch: 16_384,
             gauge_interval: Duration::from_secs(10),
             storage: StorageArgs::default(),
+            migration_backup: edge_sql::BackupPolicy::Required,
             disk_probe: None,
         }
     }
@@ -118,6 +128,7 @@ impl StoreConfig {
             suspect_ahead: self.clock_suspect_ahead,
             suspect_behind: self.clock_suspect_behind,
             sensor_index_batch: self.sensor_index_batch,
+            migration_backup: self.migration_backup,
         }
     }
 }
