@@ -84,6 +84,7 @@ impl CloudApp {
                 database_url: args.database_url.clone(),
                 data_dir: args.data_dir.clone(),
                 read_connections: args.read_connections,
+                migration_backup: args.migration_backup,
             },
             Versioning {
                 policy: args.conflict_policy,

@@ -98,6 +98,18 @@ pub struct CloudArgs {
         value_parser = humantime::parse_duration
     )]
     pub max_clock_skew: Duration,
+
+    /// Before migrations change a SQLite cloud database that already holds
+    /// data, copy it to `backups/` beside the database file. `required`: if
+    /// the copy cannot be made, refuse to migrate and say why; `off`:
+    /// migrate without a copy. PostgreSQL is never copied: take a pg_dump.
+    #[arg(
+        long = "cloud-migration-backup",
+        env = "EDGE_CLOUD_MIGRATION_BACKUP",
+        value_enum,
+        default_value_t = edge_sql::BackupPolicy::Required
+    )]
+    pub migration_backup: edge_sql::BackupPolicy,
 }
 
 /// Default `--max-clock-skew`.
@@ -116,6 +128,7 @@ impl CloudArgs {
             shutdown_grace: Duration::from_secs(10),
             conflict_policy: Policy::Lww,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            migration_backup: edge_sql::BackupPolicy::Required,
         }
     }
 
@@ -150,6 +163,7 @@ impl std::fmt::Debug for CloudArgs {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("conflict_policy", &self.conflict_policy)
             .field("max_clock_skew", &self.max_clock_skew)
+            .field("migration_backup", &self.migration_backup)
             .finish()
     }
 }

@@ -10,10 +10,12 @@ mod status_ops;
 mod sync_ops;
 mod up;
 
+use std::process::ExitCode;
+
 use anyhow::Context as _;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli: cli::Cli = edge_runtime::parse_config();
     let result = match cli.command {
         cli::Command::Up(args) => up::run(*args).await,
@@ -30,7 +32,16 @@ async fn main() -> anyhow::Result<()> {
     };
     // The last spans, when traces are exported.
     edge_runtime::telemetry::shutdown();
-    result
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // As `main` returning the error would print it; the exit code
+            // tells a refusal to migrate a database (restarting will not
+            // help) from a crash.
+            eprintln!("Error: {err:?}");
+            ExitCode::from(edge_sql::exit_code(err.as_ref()).unwrap_or(1))
+        }
+    }
 }
 
 /// `edge cloud`: the reference cloud until SIGTERM or Ctrl-C.

@@ -549,3 +549,97 @@ async fn check_config_accepts_or_names_the_bad_value_and_starts_nothing() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("--sync-batch-size"), "{stderr}");
 }
+
+/// `edge up` on a database a newer edge migrated refuses to start: it says
+/// what the database is at and what to do, exits with code 65 (restarting
+/// will not help), and writes nothing.
+#[tokio::test]
+async fn edge_up_refuses_a_database_from_a_newer_edge() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("sqlite");
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_edge"));
+    let site = edge_testkit::spawn_edge_up(exe, &db.data_dir, None)
+        .await
+        .expect("edge up starts on a fresh database");
+    let pid = nix::unistd::Pid::from_raw(site.child.id().expect("pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let mut child = site.child;
+    let stopped = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("edge up stops")
+        .expect("reaped");
+    assert!(stopped.success());
+
+    let file = db.data_dir.join("edge.db");
+    let open = || {
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&file))
+    };
+    // The bookkeeping, the schema and the readings: what a start that
+    // wrote would change.
+    let state = |pool: sqlx::SqlitePool| async move {
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&pool)
+                .await
+                .expect("bookkeeping");
+        let schema: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT sql FROM sqlite_master ORDER BY name")
+                .fetch_all(&pool)
+                .await
+                .expect("schema");
+        let readings: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readings")
+            .fetch_one(&pool)
+            .await
+            .expect("readings");
+        pool.close().await;
+        (rows, schema, readings)
+    };
+    let pool = open().await.expect("the site database");
+    let known: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .expect("schema version");
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ($1, 'from a newer edge', TRUE, X'07', 1)",
+    )
+    .bind(known + 1)
+    .execute(&pool)
+    .await
+    .expect("a newer edge's migration");
+    let before = state(pool).await;
+
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(exe)
+            .args([
+                "up",
+                "--store-addr",
+                "127.0.0.1:0",
+                "--ingest-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--sync-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0"])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&db.data_dir)
+            .env("EDGE_LOG", "warn")
+            .output(),
+    )
+    .await
+    .expect("edge up exits")
+    .expect("edge runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    let message = format!(
+        "the site database is at schema {}, written by a newer edge; this binary knows schemas \
+         up to {known}",
+        known + 1
+    );
+    assert!(stderr.contains(&message), "{stderr}");
+    assert_eq!(
+        state(open().await.expect("the site database")).await,
+        before
+    );
+    assert!(!db.data_dir.join("backups").exists());
+    db.cleanup().await;
+}

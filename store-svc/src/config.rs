@@ -87,6 +87,15 @@ pub struct StoreConfig {
     #[arg(long, env = "EDGE_ACCEPT_POSTGRES_DURABILITY_RISK")]
     pub accept_postgres_durability_risk: bool,
 
+    /// Before migrations change a SQLite database that already holds data,
+    /// copy it to `backups/` beside the database file (the newest copy of
+    /// each of the last three schemas is kept). `required`: if the copy
+    /// cannot be made (no room), refuse to migrate and say why. `off`:
+    /// migrate without a copy. PostgreSQL is never copied: take a pg_dump
+    /// before upgrading.
+    #[arg(long, env = "EDGE_MIGRATION_BACKUP", value_enum, default_value_t = edge_sql::BackupPolicy::Required)]
+    pub migration_backup: edge_sql::BackupPolicy,
+
     /// Where free disk space is read from; unset: the data directory's file
     /// system (SQLite) or nowhere (PostgreSQL). Set by tests that cannot
     /// mount a small file system.
@@ -116,6 +125,7 @@ impl StoreConfig {
             gauge_interval: Duration::from_secs(10),
             storage: StorageArgs::default(),
             accept_postgres_durability_risk: false,
+            migration_backup: edge_sql::BackupPolicy::Required,
             disk_probe: None,
             write_faults: None,
         }
@@ -134,6 +144,7 @@ impl StoreConfig {
             sensor_index_batch: self.sensor_index_batch,
             accept_postgres_durability_risk: self.accept_postgres_durability_risk,
             write_faults: self.write_faults.clone(),
+            migration_backup: self.migration_backup,
         }
     }
 }

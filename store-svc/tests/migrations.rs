@@ -1,6 +1,10 @@
 //! Upgrading a site database that already holds readings: the store starts on
 //! a database left at an earlier schema version, migrates it, and serves the
-//! same readings, on SQLite and PostgreSQL.
+//! same readings, on SQLite and PostgreSQL. The real `store-svc` binary is
+//! SIGKILLed in the middle of a migration and of the backup before it (at
+//! the points `EDGE_MIGRATION_PAUSE` names, so the kill lands there every
+//! time), refuses a database a newer binary wrote, and refuses to migrate
+//! when the backup cannot be made unless told to.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -267,3 +271,503 @@ fn expected(sensor: &str, new: &[pb::NewReading], seqs: &[u64]) -> Vec<u64> {
     want.into_iter().map(|(_, seq)| seq).collect()
 }
 on_both_backends!(an_old_database_is_upgraded_and_keeps_serving_its_readings);
+
+/// The newest schema version this store knows.
+fn latest(db: &TestDatabase) -> i64 {
+    let migrator = match db.url {
+        Some(_) => sqlx::migrate!("./migrations/postgres"),
+        None => sqlx::migrate!("./migrations/sqlite"),
+    };
+    migrator
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .expect("migrations")
+}
+
+/// How the store upgrades the site database, for a binary knowing `migrator`.
+fn site_upgrade(migrator: &sqlx::migrate::Migrator) -> edge_sql::Upgrade<'_> {
+    edge_sql::Upgrade {
+        database: "site database",
+        migrator,
+        backup: edge_sql::BackupPolicy::Required,
+        backup_flag: "--migration-backup",
+        backup_env: "EDGE_MIGRATION_BACKUP",
+    }
+}
+
+/// The SQLite database file of `db`.
+fn sqlite_file(db: &TestDatabase) -> std::path::PathBuf {
+    db.data_dir.join("edge.db")
+}
+
+/// Runs `body` with a pool of `db`'s backend, then closes the pool.
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match &$db.url {
+            Some(url) => {
+                let $pool = sqlx::PgPool::connect(url).await.expect("postgres");
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+            None => {
+                let $pool = sqlx::SqlitePool::connect_with(
+                    sqlx::sqlite::SqliteConnectOptions::new().filename(sqlite_file($db)),
+                )
+                .await
+                .expect("sqlite");
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+        }
+    };
+}
+
+/// The applied migrations, as sqlx records them.
+async fn applied(db: &TestDatabase) -> Vec<i64> {
+    with_pool!(db, |pool| sqlx::query_scalar(
+        "SELECT version FROM _sqlx_migrations ORDER BY version"
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("bookkeeping"))
+}
+
+/// Whether the table `name` exists.
+async fn has_table(db: &TestDatabase, name: &str) -> bool {
+    let sql = match db.url {
+        Some(_) => "SELECT COUNT(*) FROM pg_tables WHERE tablename = $1",
+        None => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+    };
+    let n: i64 = with_pool!(db, |pool| sqlx::query_scalar(sql)
+        .bind(name)
+        .fetch_one(&pool)
+        .await
+        .expect("catalog"));
+    n > 0
+}
+
+/// Everything a start could change: the bookkeeping rows, the tables and
+/// their columns, and the readings.
+async fn snapshot(db: &TestDatabase) -> (Vec<(i64, String, Vec<u8>, bool)>, String, i64) {
+    let columns = match db.url {
+        Some(_) => {
+            "SELECT string_agg(table_name || '.' || column_name, ',' ORDER BY table_name, column_name) \
+             FROM information_schema.columns WHERE table_schema = current_schema()"
+        }
+        None => "SELECT group_concat(sql, ';') FROM (SELECT sql FROM sqlite_master ORDER BY name)",
+    };
+    with_pool!(db, |pool| {
+        let rows = sqlx::query_as(
+            "SELECT version, description, checksum, success FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("bookkeeping");
+        let schema: String = sqlx::query_scalar(columns)
+            .fetch_one(&pool)
+            .await
+            .expect("schema");
+        let readings: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM readings")
+            .fetch_one(&pool)
+            .await
+            .expect("readings");
+        (rows, schema, readings)
+    })
+}
+
+/// Files in the SQLite backup directory, sorted.
+fn backups(db: &TestDatabase) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(db.data_dir.join("backups"))
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A `store-svc` process on a test database, its stderr read line by line.
+struct StoreProcess {
+    child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every stderr line so far, for failure messages.
+    seen: Vec<String>,
+}
+
+/// How long a start-up step may take before the test fails.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+impl StoreProcess {
+    /// Starts the real binary on `db` with JSON logs and extra `env`.
+    fn spawn(db: &TestDatabase, env: &[(&str, &str)]) -> StoreProcess {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_store-svc"));
+        cmd.args([
+            "--store-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .arg("--data-dir")
+        .arg(&db.data_dir)
+        .env("EDGE_LOG", "info,sqlx=warn")
+        .env("EDGE_STORAGE_RESERVE", edge_testkit::TEST_STORAGE_RESERVE)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+        if let Some(url) = &db.url {
+            cmd.arg("--database-url").arg(url);
+        }
+        let mut child = cmd.spawn().expect("store-svc starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        StoreProcess {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (with a deadline) for a stderr line `matches` accepts.
+    async fn wait_for(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        let found = tokio::time::timeout(START_DEADLINE, async {
+            while let Some(line) = self.lines.recv().await {
+                self.seen.push(line.clone());
+                if matches(&line) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("store-svc ended before {what}:\n{}", self.seen.join("\n")),
+            Err(_) => panic!(
+                "no {what} within {START_DEADLINE:?}:\n{}",
+                self.seen.join("\n")
+            ),
+        }
+    }
+
+    /// Waits for the runner to stop at `point` of `EDGE_MIGRATION_PAUSE`.
+    async fn paused_at(&mut self, point: &str) {
+        let announcement = format!("{} {point} ", edge_sql::migrate::PAUSE_ANNOUNCEMENT);
+        self.wait_for(&announcement.clone(), |line| {
+            line.starts_with(&announcement)
+        })
+        .await;
+    }
+
+    /// Waits until the gRPC server listens; returns its address.
+    async fn listening(&mut self) -> String {
+        let line = self
+            .wait_for("the gRPC server listening", |line| {
+                line.contains("gRPC server listening")
+            })
+            .await;
+        let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+        event["addr"].as_str().expect("addr").to_owned()
+    }
+
+    /// Sends `signal` and waits (with a deadline) for the exit.
+    async fn signal(self, signal: nix::sys::signal::Signal) -> (std::process::ExitStatus, String) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().expect("pid") as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal");
+        self.exit().await
+    }
+
+    /// Waits (with a deadline) for the process to exit; its status and
+    /// everything it wrote on stderr.
+    async fn exit(mut self) -> (std::process::ExitStatus, String) {
+        let status = tokio::time::timeout(START_DEADLINE, self.child.wait())
+            .await
+            .expect("store-svc exits")
+            .expect("reaped");
+        while let Some(line) = self.lines.recv().await {
+            self.seen.push(line);
+        }
+        (status, self.seen.join("\n"))
+    }
+}
+
+/// A start killed in the middle of a migration leaves the database at the
+/// schema before it, whole; the next start finishes the upgrade and the
+/// site carries on where it was. An older binary then refuses the migrated
+/// database and changes nothing.
+async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDatabase) {
+    database_at_version_1(db).await;
+    let before = snapshot(db).await;
+
+    // Migration 2 moves every reading into the sensor index: killed after
+    // its statements ran, before its commit.
+    let mut store = StoreProcess::spawn(db, &[("EDGE_MIGRATION_PAUSE", "2")]);
+    store.paused_at("2").await;
+    let (status, _) = store.signal(nix::sys::signal::Signal::SIGKILL).await;
+    assert_eq!(status.code(), None, "killed by a signal");
+
+    assert_eq!(
+        applied(db).await,
+        vec![1],
+        "nothing of migration 2 committed"
+    );
+    assert!(!has_table(db, "readings_by_sensor").await);
+    assert_eq!(snapshot(db).await, before, "the database is as it was");
+    if db.url.is_none() {
+        let copies = backups(db);
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        let want = format!("-schema-1-to-{}.db", latest(db));
+        assert!(
+            copies[0].starts_with("edge-") && copies[0].ends_with(&want),
+            "{copies:?}"
+        );
+    }
+
+    let mut store = StoreProcess::spawn(db, &[]);
+    let addr = store.listening().await;
+    let mut client = StoreServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    for sensor in ["old-0", "old-1", "old-2"] {
+        assert_eq!(
+            by_sensor(&mut client, sensor).await,
+            expected(sensor, &[], &[])
+        );
+    }
+    let new: Vec<pb::NewReading> = (41..=45u32)
+        .map(|n| pb::NewReading {
+            id: format!("01900000-0000-7000-8000-{n:012}"),
+            sensor_id: format!("old-{}", n % 3),
+            temperature_celsius: 21.0,
+            humidity_percent: 40.0,
+            measured_at: Some(prost_types::Timestamp {
+                seconds: T0_US / 1_000_000 + i64::from(n),
+                nanos: 0,
+            }),
+            received_at: Some(prost_types::Timestamp {
+                seconds: T0_US / 1_000_000 + i64::from(n),
+                nanos: 0,
+            }),
+            priority: pb::Priority::Normal as i32,
+        })
+        .collect();
+    let results = client
+        .append(pb::AppendRequest { readings: new })
+        .await
+        .expect("append")
+        .into_inner()
+        .results;
+    let seqs: Vec<u64> = results.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (41..=45).collect::<Vec<u64>>(), "seqs continue");
+    let stats = client
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!((stats.total_readings, stats.unsynced_versions), (45, 45));
+    let (status, log) = store.signal(nix::sys::signal::Signal::SIGTERM).await;
+    assert!(status.success(), "{log}");
+    let all: Vec<i64> = (1..=latest(db)).collect();
+    assert_eq!(applied(db).await, all);
+
+    // An older binary, knowing schemas up to 3 only.
+    let migrated = snapshot(db).await;
+    let older = |migrator: sqlx::migrate::Migrator| sqlx::migrate::Migrator {
+        migrations: Cow::Owned(migrator.iter().take(3).cloned().collect()),
+        ..migrator
+    };
+    let (older_sqlite, older_postgres) = (
+        older(sqlx::migrate!("./migrations/sqlite")),
+        older(sqlx::migrate!("./migrations/postgres")),
+    );
+    let refused = match &db.url {
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.expect("postgres");
+            let result = edge_sql::migrate_postgres(&pool, &site_upgrade(&older_postgres)).await;
+            pool.close().await;
+            result
+        }
+        None => {
+            let pool = sqlx::SqlitePool::connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new().filename(sqlite_file(db)),
+            )
+            .await
+            .expect("sqlite");
+            let result =
+                edge_sql::migrate_sqlite(&pool, &sqlite_file(db), &site_upgrade(&older_sqlite))
+                    .await;
+            pool.close().await;
+            result
+        }
+    };
+    match refused {
+        Err(edge_sql::MigrateError::SchemaTooNew { at, known: 3, .. }) if at == latest(db) => {}
+        other => panic!("an older binary must refuse the migrated database: {other:?}"),
+    }
+    assert_eq!(snapshot(db).await, migrated);
+}
+on_both_backends!(a_migration_killed_midway_is_finished_by_the_next_start);
+
+/// A start killed while it copies the database leaves no file that looks
+/// like a complete backup; the next start makes one, and restoring it gives
+/// back the database as it was before the upgrade.
+#[tokio::test]
+async fn a_backup_killed_midway_never_looks_complete() {
+    let db = TestDatabase::new(edge_testkit::Backend::Sqlite)
+        .await
+        .expect("SQLite fixture");
+    database_at_version_1(&db).await;
+    let before = snapshot(&db).await;
+
+    let mut store = StoreProcess::spawn(&db, &[("EDGE_MIGRATION_PAUSE", "backup")]);
+    store.paused_at("backup").await;
+    store.signal(nix::sys::signal::Signal::SIGKILL).await;
+    let copies = backups(&db);
+    assert!(
+        copies.len() == 1 && copies[0].starts_with('.') && copies[0].ends_with(".partial"),
+        "only a hidden partial copy: {copies:?}"
+    );
+    assert_eq!(applied(&db).await, vec![1]);
+
+    let mut store = StoreProcess::spawn(&db, &[]);
+    store.listening().await;
+    let (status, log) = store.signal(nix::sys::signal::Signal::SIGTERM).await;
+    assert!(status.success(), "{log}");
+    let copies = backups(&db);
+    let want = format!("-schema-1-to-{}.db", latest(&db));
+    assert!(
+        copies.len() == 1 && copies[0].starts_with("edge-") && copies[0].ends_with(&want),
+        "one complete copy, the partial one gone: {copies:?}"
+    );
+    let copy = db.data_dir.join("backups").join(&copies[0]);
+    assert!(
+        log.contains(&copy.display().to_string()),
+        "the log says where the backup is:\n{log}"
+    );
+
+    // Restore as docs/deploy.md says: the copy over the database, its WAL
+    // and shared-memory files deleted.
+    for stale in ["edge.db-wal", "edge.db-shm"] {
+        let _ = std::fs::remove_file(db.data_dir.join(stale));
+    }
+    std::fs::copy(&copy, sqlite_file(&db)).expect("restore");
+    assert_eq!(snapshot(&db).await, before, "the copy is the old database");
+    db.cleanup().await;
+}
+
+/// A store that meets a database a newer binary migrated refuses to start,
+/// says what to do, exits with its own code, and writes nothing.
+async fn a_database_from_a_newer_edge_is_refused_untouched(db: &TestDatabase) {
+    database_at_version_1(db).await;
+    let newer = latest(db) + 1;
+    let record_newer = "INSERT INTO _sqlx_migrations \
+         (version, description, success, checksum, execution_time) \
+         VALUES ($1, 'from a newer edge', TRUE, $2, 1)";
+    match &db.url {
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.expect("postgres");
+            sqlx::migrate!("./migrations/postgres")
+                .run(&pool)
+                .await
+                .expect("migrated by this binary's migrations");
+            sqlx::query(record_newer)
+                .bind(newer)
+                .bind(vec![7u8; 48])
+                .execute(&pool)
+                .await
+                .expect("a newer binary's migration");
+            pool.close().await;
+        }
+        None => {
+            let pool = sqlx::SqlitePool::connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new().filename(sqlite_file(db)),
+            )
+            .await
+            .expect("sqlite");
+            sqlx::migrate!("./migrations/sqlite")
+                .run(&pool)
+                .await
+                .expect("migrated by this binary's migrations");
+            sqlx::query(record_newer)
+                .bind(newer)
+                .bind(vec![7u8; 48])
+                .execute(&pool)
+                .await
+                .expect("a newer binary's migration");
+            pool.close().await;
+        }
+    }
+    let before = snapshot(db).await;
+
+    let (status, log) = StoreProcess::spawn(db, &[]).exit().await;
+    assert_eq!(
+        status.code(),
+        Some(i32::from(edge_sql::EXIT_SCHEMA_REFUSED)),
+        "{log}"
+    );
+    let message = format!(
+        "the site database is at schema {newer}, written by a newer edge; this binary knows \
+         schemas up to {}",
+        latest(db)
+    );
+    assert!(log.contains(&message), "{log}");
+    assert!(log.contains("run the newer binary, or restore"), "{log}");
+    assert_eq!(snapshot(db).await, before, "nothing was written");
+    assert_eq!(backups(db), Vec::<String>::new());
+}
+on_both_backends!(a_database_from_a_newer_edge_is_refused_untouched);
+
+/// When the backup cannot be made, the store does not migrate: it says why
+/// and how to opt out, and exits with its own code. Opted out, it migrates.
+#[tokio::test]
+async fn no_backup_means_no_migration_unless_opted_out() {
+    let db = TestDatabase::new(edge_testkit::Backend::Sqlite)
+        .await
+        .expect("SQLite fixture");
+    database_at_version_1(&db).await;
+    // A file where the backup directory goes: no copy can be made.
+    std::fs::write(db.data_dir.join("backups"), b"in the way").expect("blocker");
+
+    let (status, log) = StoreProcess::spawn(&db, &[]).exit().await;
+    assert_eq!(
+        status.code(),
+        Some(i32::from(edge_sql::EXIT_BACKUP_FAILED)),
+        "{log}"
+    );
+    let message = format!(
+        "cannot back up the site database before migrating it from schema 1 to {}",
+        latest(&db)
+    );
+    assert!(log.contains(&message), "{log}");
+    assert!(log.contains("cannot create the backup directory"), "{log}");
+    assert!(
+        log.contains("--migration-backup off (EDGE_MIGRATION_BACKUP=off)"),
+        "{log}"
+    );
+    assert_eq!(applied(&db).await, vec![1], "nothing was migrated");
+
+    let mut store = StoreProcess::spawn(&db, &[("EDGE_MIGRATION_BACKUP", "off")]);
+    store.listening().await;
+    let (status, log) = store.signal(nix::sys::signal::Signal::SIGTERM).await;
+    assert!(status.success(), "{log}");
+    assert!(log.contains("WITHOUT a backup"), "{log}");
+    assert_eq!(applied(&db).await, (1..=latest(&db)).collect::<Vec<i64>>());
+    db.cleanup().await;
+}

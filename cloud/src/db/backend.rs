@@ -1,5 +1,6 @@
-//! What differs between SQLite and PostgreSQL: connection set-up, migrations,
-//! placeholders and how a read transaction gets one snapshot.
+//! What differs between SQLite and PostgreSQL: connection set-up (migrations
+//! run through [`super::schema`]), placeholders and how a read transaction
+//! gets one snapshot.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -127,12 +128,13 @@ impl Store<Sqlite> {
             .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string());
         // One write connection: SQLite has one writer at a time anyway, and a
         // pool of one serialises the cloud's transactions in arrival order.
+        let file = connect_options.get_filename().to_owned();
         let write = PoolOptions::<Sqlite>::new()
             .max_connections(1)
             .connect_with(write_options)
             .await
             .map_err(connect)?;
-        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        super::schema::migrate_sqlite(&write, &file, options).await?;
         let read = PoolOptions::<Sqlite>::new()
             .max_connections(options.read_connections.max(1))
             .connect_with(connect_options.read_only(true))
@@ -162,7 +164,7 @@ impl Store<Postgres> {
             .connect_with(connect_options.clone())
             .await
             .map_err(connect)?;
-        sqlx::migrate!("./migrations/postgres").run(&write).await?;
+        super::schema::migrate_postgres(&write, options).await?;
         let read = PoolOptions::<Postgres>::new()
             .max_connections(options.read_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))

@@ -4,7 +4,9 @@
 //! books in [`store`], the version rows every write shares in [`versions`],
 //! amendments, reading state and the change feed in [`readings`], admin
 //! listings in [`listings`], statement building in [`sql`]; [`backend`]
-//! holds what differs (connection set-up, migrations, placeholders).
+//! holds what differs (connection set-up, placeholders); [`schema`]
+//! migrates the database at start-up (backup first, kill-safe, a newer
+//! schema refused).
 //! [`CloudDb`] picks the backend from the configured URL.
 //!
 //! Invariants every write keeps, inside one transaction on the single write
@@ -31,6 +33,7 @@
 mod backend;
 mod listings;
 mod readings;
+mod schema;
 mod sql;
 mod store;
 mod versions;
@@ -78,9 +81,11 @@ pub enum DbError {
         /// What the URL started with, up to its first ':'.
         scheme: String,
     },
-    /// Schema migrations failed.
-    #[error("cloud database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The schema was not brought up to date: refused (a newer or foreign
+    /// schema, no backup possible) or a migration failed. The cause says
+    /// which, and what to do.
+    #[error("the cloud database's schema was not brought up to date")]
+    Migrate(#[from] edge_sql::MigrateError),
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
@@ -105,6 +110,8 @@ pub(crate) struct DbOptions {
     pub data_dir: PathBuf,
     /// Connections for reads (the writer has its own).
     pub read_connections: u32,
+    /// Whether SQLite is backed up before pending migrations change it.
+    pub migration_backup: edge_sql::BackupPolicy,
 }
 
 /// What a batch push did.

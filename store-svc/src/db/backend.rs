@@ -164,7 +164,7 @@ impl Store<Sqlite> {
             )
             .await
             .map_err(connect)?;
-        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        super::schema::migrate_sqlite(&write, options.get_filename(), config).await?;
         enable_incremental_vacuum(&write).await.map_err(connect)?;
         let checkpointer = Checkpointer::start(&options).await.map_err(connect)?;
         let read = PoolOptions::<Sqlite>::new()
@@ -181,6 +181,8 @@ impl Store<Sqlite> {
 /// Makes a database created before incremental vacuum was configured use
 /// it: the mode of an existing file only changes with a full `VACUUM`, run
 /// once here (it rewrites the file, so it takes a while on a large one).
+/// A `VACUUM` is one transaction: killed half-way, it leaves the file as it
+/// was, and the next start converts it again.
 async fn enable_incremental_vacuum(write: &sqlx::Pool<Sqlite>) -> Result<(), sqlx::Error> {
     const INCREMENTAL: i64 = 2;
     let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
@@ -217,7 +219,7 @@ impl Store<Postgres> {
             .await
             .map_err(connect)?;
         check_postgres_durability(&write, config.accept_postgres_durability_risk).await?;
-        sqlx::migrate!("./migrations/postgres").run(&write).await?;
+        super::schema::migrate_postgres(&write, config).await?;
         let read = PoolOptions::<Postgres>::new()
             .max_connections(config.read_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))

@@ -2,8 +2,9 @@
 //!
 //! All SQL lives in [`store`], written once and generic over the sqlx
 //! backend; [`backend`] holds the few things that differ (locking, size, bind
-//! limits, connection set-up, migrations). [`Database`] picks the backend from
-//! the configured URL and dispatches to it.
+//! limits, connection set-up); [`schema`] migrates the database at start-up
+//! (backup first, kill-safe, a newer schema refused). [`Database`] picks the
+//! backend from the configured URL and dispatches to it.
 //!
 //! Invariants every write keeps, inside one transaction:
 //! - a reading id is stored once; a retry is a duplicate, a reuse with other
@@ -17,6 +18,7 @@ mod checkpoint;
 pub mod faults;
 mod outbox;
 mod revision;
+mod schema;
 mod sql;
 mod storage;
 mod store;
@@ -72,9 +74,11 @@ pub enum DbError {
         /// What the URL started with, up to its first ':'.
         scheme: String,
     },
-    /// Schema migrations failed.
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The schema was not brought up to date: refused (a newer or foreign
+    /// schema, no backup possible) or a migration failed. The cause says
+    /// which, and what to do.
+    #[error("the site database's schema was not brought up to date")]
+    Migrate(#[from] edge_sql::MigrateError),
     /// An amendment named a reading the site does not hold.
     #[error("no reading with id {0:?} is stored at this site")]
     UnknownReading(String),
@@ -247,6 +251,8 @@ pub struct DbConfig {
     /// Readings the sensor index may trail the newest by before a commit
     /// catches it up in one sorted batch.
     pub sensor_index_batch: u32,
+    /// Whether SQLite is backed up before pending migrations change it.
+    pub migration_backup: edge_sql::BackupPolicy,
     /// Start even when PostgreSQL's settings do not make a commit durable.
     pub accept_postgres_durability_risk: bool,
     /// Faults a test injects into writes; `None` outside tests.
