@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use futures::future::BoxFuture;
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -29,7 +28,7 @@ pub enum Durability {
 }
 
 /// Per-backend SQL fragments and limits used by the generic [`Store`].
-pub trait Backend: sqlx::Database {
+pub trait Backend: edge_sql::FaultableBackend {
     /// Name shown in stats and logs.
     const LABEL: &'static str;
     /// Appended to the `site_state` read that starts a write: takes the row
@@ -47,10 +46,6 @@ pub trait Backend: sqlx::Database {
     fn placeholder(sql: &mut String, n: usize);
     /// Rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
-    /// Ends the connection's transaction behind the driver's back, as
-    /// SQLite's automatic rollback after a failed COMMIT does (the fault
-    /// seam's imitation of it; any error is ignored).
-    fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()>;
 }
 
 impl Backend for Sqlite {
@@ -71,11 +66,6 @@ impl Backend for Sqlite {
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
     }
-    fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        })
-    }
 }
 
 impl Backend for Postgres {
@@ -95,11 +85,6 @@ impl Backend for Postgres {
     }
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
-    }
-    fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        })
     }
 }
 
@@ -195,7 +180,18 @@ async fn enable_incremental_vacuum(write: &sqlx::Pool<Sqlite>) -> Result<(), sql
         sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
             .execute(write)
             .await?;
-        sqlx::query("VACUUM").execute(write).await?;
+        // The copy VACUUM builds goes to a temporary file, not memory (the
+        // writer's `temp_store=MEMORY`): in memory it needs about the size
+        // of the database, which could get a large site killed at every
+        // start. One connection, so the pragmas bracket the VACUUM.
+        sqlx::query("PRAGMA temp_store = FILE")
+            .execute(write)
+            .await?;
+        let vacuumed = sqlx::query("VACUUM").execute(write).await;
+        sqlx::query("PRAGMA temp_store = MEMORY")
+            .execute(write)
+            .await?;
+        vacuumed?;
     }
     Ok(())
 }

@@ -22,7 +22,6 @@ mod schema;
 mod sql;
 mod storage;
 mod store;
-mod write_conn;
 
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
@@ -112,65 +111,14 @@ pub enum DbError {
     Query(#[from] sqlx::Error),
 }
 
-/// What a failed database operation means for its caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The disk (or the database's space) is full: nothing was stored, and
-    /// retrying helps only once something frees room.
-    StorageFull,
-    /// The database is unreachable, busy, restarting or failed an I/O: a
-    /// retry may succeed. After a failed COMMIT the outcome may be unknown
-    /// (the data may be stored): a retry with the same reading ids settles
-    /// it, as readings already stored are answered DUPLICATE.
-    Unavailable,
-    /// The database refused the data itself (a value it cannot hold, a
-    /// constraint): the same request fails again on every retry. A
-    /// validation gap or a bug, since requests are validated first.
-    Refused,
-    /// Anything else: a bug, a corrupt file.
-    Other,
-}
+pub use edge_sql::Failure;
 
 impl DbError {
     /// Classifies the error from the codes both drivers report.
     pub fn failure(&self) -> Failure {
         match self {
-            DbError::Query(
-                sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::WorkerCrashed,
-            )
-            | DbError::Connect { .. } => Failure::Unavailable,
-            DbError::Query(sqlx::Error::Database(db)) => {
-                let code = db.code().unwrap_or_default();
-                match code.as_ref() {
-                    // PostgreSQL disk_full; SQLite SQLITE_FULL (13).
-                    "53100" => Failure::StorageFull,
-                    c if sqlite_primary(c) == Some(13) => Failure::StorageFull,
-                    // PostgreSQL connection (08), operator intervention (57:
-                    // shutdown, restart), resources (53: memory,
-                    // connections), serialization (40).
-                    c if c.starts_with("08")
-                        || c.starts_with("57")
-                        || c.starts_with("53")
-                        || c.starts_with("40") =>
-                    {
-                        Failure::Unavailable
-                    }
-                    // SQLite BUSY (5), LOCKED (6), IOERR (10) and their
-                    // extended codes.
-                    c if matches!(sqlite_primary(c), Some(5 | 6 | 10)) => Failure::Unavailable,
-                    // PostgreSQL data exceptions (22) and integrity
-                    // constraints (23); SQLite TOOBIG (18), CONSTRAINT (19),
-                    // MISMATCH (20).
-                    c if c.starts_with("22") || c.starts_with("23") => Failure::Refused,
-                    c if matches!(sqlite_primary(c), Some(18..=20)) => Failure::Refused,
-                    _ => Failure::Other,
-                }
-            }
+            DbError::Query(err) => edge_sql::classify(err),
+            DbError::Connect { .. } => Failure::Unavailable,
             _ => Failure::Other,
         }
     }
@@ -179,7 +127,7 @@ impl DbError {
     /// (for example "database or disk is full").
     pub fn database_message(&self) -> Option<&str> {
         match self {
-            DbError::Query(sqlx::Error::Database(db)) => Some(db.message()),
+            DbError::Query(err) => edge_sql::failure::database_message(err),
             _ => None,
         }
     }
@@ -203,32 +151,15 @@ fn counted<T>(op: WriteOp, result: Result<T, DbError>) -> Result<T, DbError> {
     if let Err(err) = &result
         && !matches!(err, DbError::UnknownReading(_))
     {
-        let cause = match err.failure() {
-            Failure::StorageFull => "storage_full",
-            Failure::Unavailable => "unavailable",
-            Failure::Refused => "refused",
-            Failure::Other => "other",
-        };
         WRITE_FAILURES.add(
             1,
             &[
                 KeyValue::new("op", op.label()),
-                KeyValue::new("cause", cause),
+                KeyValue::new("cause", err.failure().label()),
             ],
         );
     }
     result
-}
-
-/// SQLite's primary result code of a numeric (possibly extended) code;
-/// `None` for PostgreSQL's SQLSTATEs, which are always five characters
-/// (often all digits, like `23505`), while SQLite's extended codes have at
-/// most four digits.
-fn sqlite_primary(code: &str) -> Option<i32> {
-    if code.len() >= 5 {
-        return None;
-    }
-    code.parse::<i32>().ok().map(|n| n & 0xff)
 }
 
 /// How to reach the database and what to stamp on writes.

@@ -14,13 +14,13 @@ use super::backend::Backend;
 use super::checkpoint::Checkpointer;
 use super::faults::{WriteFaults, WriteOp};
 use super::sql::{STATEMENT_ROWS, SqlBuilder, push_placeholders, shaped_chunks};
-use super::write_conn::WriteConn;
 use super::{DbConfig, DbError};
 use crate::hlc::{Hlc, WallClock};
 use crate::model::{
     AppendOutcome, Cursor, NewReading, Outcome, ReadingQuery, Stats, StoredReading, SyncState,
     VersionStamp,
 };
+use edge_sql::WriteConn;
 
 /// Columns a query returns, in [`StoredReading`]'s order.
 pub(super) const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
@@ -78,7 +78,7 @@ impl<DB: sqlx::Database> Store<DB> {
     where
         DB: Backend,
     {
-        WriteConn::begin(&self.write, op, self.faults.as_ref()).await
+        Ok(WriteConn::begin(&self.write, op.label(), self.faults.as_ref()).await?)
     }
 
     /// The writer's connection for `op`'s work outside a transaction.
@@ -86,7 +86,7 @@ impl<DB: sqlx::Database> Store<DB> {
     where
         DB: Backend,
     {
-        WriteConn::acquire(&self.write, op, self.faults.as_ref()).await
+        Ok(WriteConn::acquire(&self.write, op.label(), self.faults.as_ref()).await?)
     }
 
     /// After a commit: lets the SQLite checkpointer copy the new WAL frames.

@@ -11,7 +11,7 @@
 //! outcome unknown.
 //!
 //! So a write never reuses a connection that saw an error. [`WriteConn`]
-//! holds the writer's pooled connection and closes it, instead of handing it
+//! holds a writer's pooled connection and closes it, instead of handing it
 //! back to the pool, unless the write ended in a COMMIT or ROLLBACK that
 //! succeeded ([`WriteConn::commit`], [`WriteConn::rollback`]) or, for work
 //! outside a transaction, was [`released`](WriteConn::release) after every
@@ -21,7 +21,7 @@
 //! later answer. Closing is what rolls an open transaction back: SQLite
 //! discards it when the connection closes, PostgreSQL when the session ends.
 //!
-//! The fault seam ([`super::faults`]) strikes here, at the same points a
+//! The fault seam ([`crate::faults`]) strikes here, at the same points a
 //! real failure would.
 
 use std::ops::{Deref, DerefMut};
@@ -29,31 +29,55 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
-use sqlx::{Database, Pool, TransactionManager};
+use sqlx::{Database, Pool, Postgres, Sqlite, TransactionManager};
 
-use super::DbError;
-use super::backend::Backend;
-use super::faults::{Fault, FaultPoint, InjectedError, WriteFaults, WriteOp};
+use crate::faults::{Fault, FaultPoint, InjectedError, WriteFaults};
 
-/// The writer's connection for one write; see the module docs.
-pub(super) struct WriteConn<DB: Database> {
+/// What the fault seam needs of a backend beyond sqlx.
+pub trait FaultableBackend: Database {
+    /// Ends the connection's transaction behind the driver's back, as
+    /// SQLite's automatic rollback after a failed COMMIT does (the fault
+    /// seam's imitation of it; any error is ignored).
+    fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()>;
+}
+
+impl FaultableBackend for Sqlite {
+    fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        })
+    }
+}
+
+impl FaultableBackend for Postgres {
+    fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        })
+    }
+}
+
+/// A writer's connection for one write; see the module docs.
+pub struct WriteConn<DB: Database> {
     conn: PoolConnection<DB>,
-    op: WriteOp,
+    /// The write's name, for the fault seam and the log.
+    op: &'static str,
     faults: Option<Arc<WriteFaults>>,
     /// Set only once the write ended in a state known to be clean.
     proven: bool,
 }
 
-impl<DB: Backend> WriteConn<DB> {
+impl<DB: FaultableBackend> WriteConn<DB> {
     // The futures are boxed: the generic store's `Send` futures cannot be
     // proven through a plain `async fn` with this higher-ranked bound.
 
-    /// The writer's connection, for work outside a transaction.
-    pub(super) fn acquire<'a>(
+    /// The writer's connection from `pool` (of one connection) for the
+    /// write named `op`, for work outside a transaction.
+    pub fn acquire<'a>(
         pool: &'a Pool<DB>,
-        op: WriteOp,
+        op: &'static str,
         faults: Option<&'a Arc<WriteFaults>>,
-    ) -> BoxFuture<'a, Result<Self, DbError>> {
+    ) -> BoxFuture<'a, Result<Self, sqlx::Error>> {
         Box::pin(async move {
             let conn = pool.acquire().await?;
             let mut write = WriteConn {
@@ -68,11 +92,11 @@ impl<DB: Backend> WriteConn<DB> {
     }
 
     /// The writer's connection with a transaction begun on it.
-    pub(super) fn begin<'a>(
+    pub fn begin<'a>(
         pool: &'a Pool<DB>,
-        op: WriteOp,
+        op: &'static str,
         faults: Option<&'a Arc<WriteFaults>>,
-    ) -> BoxFuture<'a, Result<Self, DbError>> {
+    ) -> BoxFuture<'a, Result<Self, sqlx::Error>> {
         Box::pin(async move {
             let mut write = Self::acquire(pool, op, faults).await?;
             DB::TransactionManager::begin(&mut write.conn, None).await?;
@@ -82,13 +106,13 @@ impl<DB: Backend> WriteConn<DB> {
 
     /// Where a test may make a statement of this write fail: called after
     /// the write's own statements, before COMMIT.
-    pub(super) fn statements_done(&mut self) -> BoxFuture<'_, Result<(), DbError>> {
+    pub fn statements_done(&mut self) -> BoxFuture<'_, Result<(), sqlx::Error>> {
         self.strike(FaultPoint::Statement)
     }
 
     /// Commits. On success the connection goes back to the pool; on any
     /// error it is closed and the caller must not answer as if committed.
-    pub(super) fn commit(mut self) -> BoxFuture<'static, Result<(), DbError>> {
+    pub fn commit(mut self) -> BoxFuture<'static, Result<(), sqlx::Error>> {
         Box::pin(async move {
             self.strike(FaultPoint::Commit).await?;
             DB::TransactionManager::commit(&mut self.conn).await?;
@@ -102,7 +126,7 @@ impl<DB: Backend> WriteConn<DB> {
 
     /// Rolls back a transaction that decided to write nothing. A ROLLBACK
     /// that succeeded leaves the connection in autocommit, so it is reused.
-    pub(super) fn rollback(mut self) -> BoxFuture<'static, Result<(), DbError>> {
+    pub fn rollback(mut self) -> BoxFuture<'static, Result<(), sqlx::Error>> {
         Box::pin(async move {
             DB::TransactionManager::rollback(&mut self.conn).await?;
             self.prove();
@@ -112,7 +136,7 @@ impl<DB: Backend> WriteConn<DB> {
 
     /// Ends work done outside a transaction, every statement of which
     /// succeeded.
-    pub(super) fn release(mut self) {
+    pub fn release(mut self) {
         self.prove();
     }
 
@@ -122,7 +146,7 @@ impl<DB: Backend> WriteConn<DB> {
         self.proven = true;
     }
 
-    fn strike(&mut self, point: FaultPoint) -> BoxFuture<'_, Result<(), DbError>> {
+    fn strike(&mut self, point: FaultPoint) -> BoxFuture<'_, Result<(), sqlx::Error>> {
         Box::pin(async move {
             let Some(fault) = self
                 .faults
@@ -131,7 +155,7 @@ impl<DB: Backend> WriteConn<DB> {
             else {
                 return Ok(());
             };
-            tracing::debug!(op = ?self.op, ?point, ?fault, "injecting a write fault");
+            tracing::debug!(op = self.op, ?point, ?fault, "injecting a write fault");
             let code = match fault {
                 Fault::Error(code) => code,
                 Fault::RolledBackUnderneath => {
@@ -139,7 +163,7 @@ impl<DB: Backend> WriteConn<DB> {
                     "13"
                 }
             };
-            Err(DbError::Query(InjectedError::sqlx(code)))
+            Err(InjectedError::sqlx(code))
         })
     }
 }
@@ -162,7 +186,7 @@ impl<DB: Database> Drop for WriteConn<DB> {
     fn drop(&mut self) {
         if !self.proven {
             tracing::warn!(
-                op = ?self.op,
+                op = self.op,
                 "a write failed: its database connection is closed, and the next write opens a fresh one"
             );
             self.conn.close_on_drop();
