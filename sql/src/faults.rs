@@ -111,6 +111,13 @@ pub(crate) struct InjectedError {
     message: String,
 }
 
+/// A database error carrying `code` as the driver would report it, with a
+/// message saying it was injected: what an armed fault returns, and what a
+/// unit test of an error mapping can build without a database.
+pub fn database_error(code: &'static str) -> sqlx::Error {
+    InjectedError::sqlx(code)
+}
+
 impl InjectedError {
     /// An injected error with `code`, described as the database would.
     pub(crate) fn sqlx(code: &'static str) -> sqlx::Error {

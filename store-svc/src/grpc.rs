@@ -645,49 +645,12 @@ impl StoreService for StoreGrpc {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
-    use sqlx::error::{DatabaseError, ErrorKind};
     use tonic::Code;
 
     use super::*;
 
-    /// A database error carrying only a code, as either driver reports it.
-    #[derive(Debug)]
-    struct Coded(&'static str);
-
-    impl std::fmt::Display for Coded {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "database error {}", self.0)
-        }
-    }
-    impl std::error::Error for Coded {}
-    impl DatabaseError for Coded {
-        fn message(&self) -> &str {
-            self.0
-        }
-        fn code(&self) -> Option<Cow<'_, str>> {
-            Some(Cow::Borrowed(self.0))
-        }
-        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-            self
-        }
-        fn kind(&self) -> ErrorKind {
-            ErrorKind::Other
-        }
-    }
-
     fn code_for(code: &'static str) -> Code {
-        db_status(&DbError::Query(sqlx::Error::Database(Box::new(Coded(
-            code,
-        )))))
-        .code()
+        db_status(&DbError::Query(edge_sql::faults::database_error(code))).code()
     }
 
     #[test]
@@ -711,9 +674,7 @@ mod tests {
 
     #[test]
     fn other_failures_are_internal_without_details() {
-        let status = db_status(&DbError::Query(sqlx::Error::Database(Box::new(Coded(
-            "XX000",
-        )))));
+        let status = db_status(&DbError::Query(edge_sql::faults::database_error("XX000")));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("XX000"));
         assert_eq!(code_for("11"), Code::Internal); // SQLITE_CORRUPT

@@ -63,6 +63,22 @@ async fn held(client: &mut StoreServiceClient<Channel>) -> Vec<(u64, String)> {
     rows
 }
 
+/// Starts the store again on `db` and checks it holds exactly `acked`.
+async fn assert_survives_a_restart(
+    db: &TestDatabase,
+    faults: &Arc<WriteFaults>,
+    acked: &[(u64, String)],
+) {
+    let store = start(db, faults).await;
+    let mut client = store.client.clone();
+    assert_eq!(
+        held(&mut client).await,
+        acked,
+        "every acknowledged reading survives a restart"
+    );
+    store.stop().await;
+}
+
 async fn storage(client: &mut StoreServiceClient<Channel>) -> pb::StorageStatus {
     stats(client).await.storage.expect("storage status")
 }
@@ -139,16 +155,8 @@ async fn every_failure_of_an_append_stores_nothing_and_the_next_one_starts_clean
     assert_eq!(faults.injected(), cases.len() as u64);
     assert!(storage(&mut client).await.refused_seconds > 0.0);
     assert_eq!(held(&mut client).await, acked);
-
     store.stop().await;
-    let store = start(db, &faults).await;
-    let mut client = store.client.clone();
-    assert_eq!(
-        held(&mut client).await,
-        acked,
-        "every acknowledged reading survives a restart"
-    );
-    store.stop().await;
+    assert_survives_a_restart(db, &faults, &acked).await;
 }
 on_both_backends!(every_failure_of_an_append_stores_nothing_and_the_next_one_starts_clean);
 
@@ -206,15 +214,7 @@ async fn failures_in_a_row_leave_no_transaction_open_behind_later_writes(db: &Te
     );
     assert_eq!(held(&mut client).await, acked, "committed, so readable");
     store.stop().await;
-
-    let store = start(db, &faults).await;
-    let mut client = store.client.clone();
-    assert_eq!(
-        held(&mut client).await,
-        acked,
-        "and still there after a restart"
-    );
-    store.stop().await;
+    assert_survives_a_restart(db, &faults, &acked).await;
 }
 on_both_backends!(failures_in_a_row_leave_no_transaction_open_behind_later_writes);
 
