@@ -190,6 +190,12 @@ pub struct ChangesPage {
     /// The deployment's conflict rule (`lww`, `cloud-wins`, `edge-wins`):
     /// every site applies what the cloud announces.
     pub policy: String,
+    /// The deployment's clock-skew bound in milliseconds: how far ahead of a
+    /// node's wall clock a received stamp may move its clock (versions
+    /// stamped further ahead are stored and flagged). Every site applies
+    /// what the cloud announces; absent from clouds that announce none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_clock_skew_ms: Option<u64>,
 }
 
 /// `POST /v1/sites/{site_id}/batches` body (optionally gzip-encoded).

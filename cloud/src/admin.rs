@@ -7,6 +7,10 @@
 //! - `GET /admin/stats`: [`CloudStats`];
 //! - `GET /admin/sites/{site_id}/versions?after=&limit=`: [`VersionsPage`]
 //!   (the versions a site pushed);
+//! - `GET /admin/clock-ahead?after=&limit=`: [`VersionsPage`] of the
+//!   versions of any site stored although stamped further ahead of the
+//!   cloud's clock than `--max-clock-skew` (flagged), so an operator finds
+//!   the clock to fix;
 //! - `GET /admin/current?origin=&after=&limit=`: [`CurrentVersionsPage`],
 //!   each reading's current version by reading id, so a test can check that
 //!   every replica holds the identical version (P4);
@@ -62,6 +66,11 @@ pub struct StoredVersion {
     /// Cloud-wide number of the push that stored it (grows across restarts;
     /// 0 for the cloud's own amendments, which no push carried).
     pub push: u64,
+    /// Set when it was stamped further ahead of the cloud's wall clock than
+    /// `--max-clock-skew` when stored: how far, in milliseconds. Kept all
+    /// the same; the cloud's clock stopped at the bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_ahead_ms: Option<u64>,
 }
 
 /// `GET /admin/current`: current versions by reading id.
@@ -190,6 +199,7 @@ pub(crate) fn router(db: Arc<CloudDb>, faults: FaultState, counters: Arc<Counter
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/stats", get(stats))
         .route("/admin/sites/{site_id}/versions", get(versions))
+        .route("/admin/clock-ahead", get(clock_ahead))
         .route("/admin/current", get(current))
         .route("/admin/conflicts", get(conflicts))
         .route("/admin/simple-readings", get(simple_readings))
@@ -230,6 +240,18 @@ async fn versions(
 ) -> Result<Json<VersionsPage>, ApiError> {
     let (after, limit) = PageQuery::parse(query)?;
     let page = state.db.versions_page(&site_id, after, limit).await?;
+    Ok(Json(VersionsPage {
+        versions: page.rows,
+        next: page.next,
+    }))
+}
+
+async fn clock_ahead(
+    State(state): State<AdminState>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<VersionsPage>, ApiError> {
+    let (after, limit) = PageQuery::parse(query)?;
+    let page = state.db.clock_ahead_page(after, limit).await?;
     Ok(Json(VersionsPage {
         versions: page.rows,
         next: page.next,

@@ -89,11 +89,16 @@ impl CloudApp {
             Versioning {
                 policy: args.conflict_policy,
                 clock,
-                max_clock_skew: args.max_clock_skew,
+                max_clock_skew: edge_versioning::SkewBound::from_duration(args.max_clock_skew),
             },
         )
         .await?;
-        tracing::info!(backend = db.backend(), policy = %args.conflict_policy, "cloud database ready");
+        tracing::info!(
+            backend = db.backend(),
+            policy = %args.conflict_policy,
+            max_clock_skew = %humantime::format_duration(args.max_clock_skew),
+            "cloud database ready"
+        );
         let db = Arc::new(db);
         let public = bind("public", args.listen).await?;
         let admin = bind("admin", args.admin_listen).await?;

@@ -7,7 +7,7 @@
 //! `batch_reject_sensors` fault) are decided in [`crate::api`], before this.
 
 use edge_cloud_link::contract::{MAX_NOTE_CHARS, VersionRecord, VersionStamp};
-use edge_versioning::CLOUD_SITE_ID;
+use edge_versioning::{CLOUD_SITE_ID, Hlc};
 
 use crate::faults::Faults;
 
@@ -92,7 +92,7 @@ pub(crate) fn check_version(
     check_sensor_id(&version.sensor_id)?;
     check_temperature(version.temperature_celsius)?;
     check_humidity(version.humidity_percent)?;
-    check_stamp("version", &version.version)?;
+    check_stamp("version", &version.version, version.base.is_some())?;
     if version.version.site_id == CLOUD_SITE_ID {
         return Err(format!(
             "version.site_id {CLOUD_SITE_ID:?} is reserved for the cloud's own amendments"
@@ -102,7 +102,7 @@ pub(crate) fn check_version(
         check_note(note)?;
     }
     if let Some(base) = &version.base {
-        check_stamp("base", base)?;
+        check_stamp("base", base, true)?;
         if base == &version.version {
             return Err("base names the version itself".into());
         }
@@ -118,8 +118,11 @@ pub(crate) fn check_version(
 
 /// A version stamp (`what` is `version` or `base`): a writer's site id of 1
 /// to [`MAX_SENSOR_ID_CHARS`] characters, a logical counter that fits 16 bits
-/// and a physical part that fits the database's signed 64 bits.
-fn check_stamp(what: &str, stamp: &VersionStamp) -> Result<(), String> {
+/// and a physical part within the clock's range (a first version's at most
+/// [`Hlc::MAX_CLOCK_MS`], an amendment's or a base's at most
+/// [`Hlc::MAX_PHYSICAL_MS`]). How far ahead of the cloud's clock it is does
+/// not matter here: that is flagged, never refused.
+fn check_stamp(what: &str, stamp: &VersionStamp, amendment: bool) -> Result<(), String> {
     if stamp.site_id.is_empty() {
         return Err(format!("{what}.site_id is empty"));
     }
@@ -134,13 +137,12 @@ fn check_stamp(what: &str, stamp: &VersionStamp) -> Result<(), String> {
             stamp.hlc.logical
         ));
     }
-    if i64::try_from(stamp.hlc.physical_ms).is_err() {
-        return Err(format!(
-            "{what}.hlc.physical_ms {} is out of range",
-            stamp.hlc.physical_ms
-        ));
-    }
-    Ok(())
+    let hlc = Hlc {
+        physical_ms: stamp.hlc.physical_ms,
+        logical: 0,
+    };
+    hlc.check_range(amendment)
+        .map_err(|err| format!("{what}.hlc.{err}"))
 }
 
 /// Notes: at most [`MAX_NOTE_CHARS`] characters.
@@ -271,6 +273,18 @@ mod tests {
                 "origin_site_id",
             ),
             (Box::new(|v| v.version.hlc.logical = 65_536), "logical"),
+            (
+                Box::new(|v| v.version.hlc.physical_ms = edge_versioning::Hlc::MAX_CLOCK_MS + 1),
+                "version.hlc.physical_ms 140733193388032 is above 140733193388031",
+            ),
+            (
+                Box::new(|v| {
+                    v.base = Some(v.version.clone());
+                    v.version.hlc.physical_ms = edge_versioning::Hlc::MAX_PHYSICAL_MS + 1;
+                }),
+                "version.hlc.physical_ms 140737488355328 is above 140737488355327",
+            ),
+            (Box::new(|v| v.version.hlc.physical_ms = u64::MAX), "above"),
             (
                 Box::new(|v| v.version.site_id = CLOUD_SITE_ID.into()),
                 "reserved for the cloud",

@@ -160,6 +160,34 @@ impl AdminClient {
         }
     }
 
+    /// One page of the versions stored flagged (stamped further ahead of the
+    /// cloud's clock than `--max-clock-skew`), after cursor `after`.
+    pub async fn clock_ahead_page(
+        &self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<VersionsPage, AdminClientError> {
+        let mut url = format!("{}/admin/clock-ahead?limit={limit}", self.base);
+        if let Some(after) = after {
+            url.push_str(&format!("&after={after}"));
+        }
+        self.get(&url).await
+    }
+
+    /// Every version stored flagged, in storage order.
+    pub async fn all_clock_ahead(&self) -> Result<Vec<StoredVersion>, AdminClientError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.clock_ahead_page(after, MAX_PAGE_LIMIT).await?;
+            all.extend(page.versions);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
     /// One page of the readings' current versions, by reading id after
     /// `after`, optionally only of readings that originated at `origin`.
     pub async fn current_page(

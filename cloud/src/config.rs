@@ -88,13 +88,16 @@ pub struct CloudArgs {
     )]
     pub conflict_policy: Policy,
 
-    /// A pushed version whose HLC is further ahead of the cloud's wall clock
-    /// than this is still accepted (and moves the cloud's clock), but counted
-    /// in the admin stats and logged: some writer's clock is wrong.
+    /// The deployment's clock-skew bound: how far ahead of a node's wall
+    /// clock a received stamp may move its clock. A pushed version stamped
+    /// further ahead of the cloud's wall clock is still accepted, but flagged
+    /// (`clock_ahead_ms`), counted in the admin stats and logged, and the
+    /// cloud's clock stops at the bound. Announced to every site with the
+    /// change feed, which applies it to what it pulls.
     #[arg(
         long = "max-clock-skew",
         env = "EDGE_CLOUD_MAX_CLOCK_SKEW",
-        default_value = "5m",
+        default_value = "1h",
         value_parser = humantime::parse_duration
     )]
     pub max_clock_skew: Duration,
@@ -112,8 +115,8 @@ pub struct CloudArgs {
     pub migration_backup: edge_sql::BackupPolicy,
 }
 
-/// Default `--max-clock-skew`.
-pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// Default `--max-clock-skew`: the one every replica defaults to.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = edge_versioning::DEFAULT_MAX_CLOCK_SKEW;
 
 impl CloudArgs {
     /// Defaults as `edge cloud` would use them, with the given token.

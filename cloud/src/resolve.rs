@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 
 use edge_cloud_link::contract::{Hlc as WireHlc, VersionRecord, VersionStamp};
-use edge_versioning::{Applied, Conflict, History, Hlc, Policy, Stamp, Version};
+use edge_versioning::{
+    Applied, Conflict, Exhausted, History, Hlc, NodeClock, Policy, SkewBound, Stamp, Version,
+};
 
 /// A version the cloud holds, as resolution needs it.
 #[derive(Debug, Clone)]
@@ -140,63 +142,72 @@ impl Readings {
     }
 }
 
-/// The cloud's hybrid logical clock while one write transaction runs.
+/// The cloud's hybrid logical clock while one write transaction runs: an
+/// [`edge_versioning::NodeClock`] (the rules every replica applies) plus
+/// what the write tells the operator.
 ///
-/// Every version the cloud accepts moves it (the HLC receive rule), so a
-/// version the cloud writes later is stamped above everything it has seen,
-/// however wrong the writers' clocks were. Versions more than the allowed
-/// skew ahead of the cloud's wall clock are still taken (refusing real data
-/// for a bad clock is worse, P5) but counted, so an operator sees the clock
-/// that drags everyone's stamps forward.
+/// Every version the cloud accepts moves it, up to `--max-clock-skew` ahead
+/// of the wall clock, so a version the cloud writes later is stamped above
+/// what it has seen within that bound. Versions stamped further ahead are
+/// still taken (refusing real data for a bad clock is worse, P5) but
+/// flagged and counted, and the clock stops at the bound: one wrong clock
+/// cannot drag the cloud's stamps to the end of the range. The cloud's own
+/// amendments are stamped above every version of their reading
+/// ([`CloudClock::stamp_above`]), however far ahead.
 #[derive(Debug, Clone)]
 pub(crate) struct CloudClock {
-    /// The clock's value now.
-    pub hlc: Hlc,
-    now_ms: u64,
-    max_skew_ms: u64,
-    /// Versions received more than the allowed skew ahead.
+    clock: NodeClock,
+    /// Versions received beyond the bound.
     pub skewed: u64,
     /// The one furthest ahead: milliseconds ahead and its reading.
     pub furthest_ahead: Option<(u64, String)>,
 }
 
 impl CloudClock {
-    /// The clock as persisted, at wall-clock time `now_ms`.
-    pub fn new(persisted: Hlc, now_ms: u64, max_skew_ms: u64) -> CloudClock {
+    /// The clock as persisted, at wall-clock time `now_ms`, under `bound`
+    /// (fallen back to the bound if it was further ahead).
+    pub fn new(persisted: Hlc, now_ms: u64, bound: SkewBound) -> CloudClock {
         CloudClock {
-            hlc: persisted,
-            now_ms,
-            max_skew_ms,
+            clock: NodeClock::load(persisted, now_ms, bound),
             skewed: 0,
             furthest_ahead: None,
         }
     }
 
-    /// The cloud received `stamp`, a version of `reading_id`.
-    pub fn receive(&mut self, reading_id: &str, stamp: Hlc) {
-        self.hlc = self.hlc.receive(stamp, self.now_ms);
-        let ahead = stamp.ahead_of_ms(self.now_ms);
-        if ahead > self.max_skew_ms {
-            self.skewed += 1;
-            if self
-                .furthest_ahead
-                .as_ref()
-                .is_none_or(|(ms, _)| ahead > *ms)
-            {
-                self.furthest_ahead = Some((ahead, reading_id.to_owned()));
-            }
-        }
+    /// The clock's value now: persist it.
+    pub fn hlc(&self) -> Hlc {
+        self.clock.hlc()
     }
 
-    /// The stamp of a version the cloud writes on top of `seen` (the
-    /// versions of the reading it amends): above the clock and above every
-    /// one of them. The clock already is above every version it received;
-    /// taking `seen` in too keeps that true for versions stored before the
-    /// clock existed.
-    pub fn tick_above<'a>(&mut self, seen: impl IntoIterator<Item = &'a Stamp>) -> Hlc {
-        let newest = seen.into_iter().map(|s| s.hlc).fold(self.hlc, Hlc::max);
-        self.hlc = newest.tick(self.now_ms);
-        self.hlc
+    /// How far the persisted clock was beyond the bound, if it fell back.
+    pub fn fell_back_ms(&self) -> Option<u64> {
+        self.clock.fell_back_ms()
+    }
+
+    /// The cloud received `stamp`, a version of `reading_id`: how far ahead
+    /// of the wall clock it is when beyond the bound (store it flagged).
+    pub fn receive(&mut self, reading_id: &str, stamp: Hlc) -> Option<u64> {
+        let ahead = self.clock.receive(stamp)?;
+        self.skewed += 1;
+        if self
+            .furthest_ahead
+            .as_ref()
+            .is_none_or(|(ms, _)| ahead > *ms)
+        {
+            self.furthest_ahead = Some((ahead, reading_id.to_owned()));
+        }
+        Some(ahead)
+    }
+
+    /// The stamp of a version the cloud writes of a reading whose versions
+    /// are `seen`: above every one of them (the current one need not be the
+    /// highest) and above the clock.
+    pub fn stamp_above<'a>(
+        &mut self,
+        seen: impl IntoIterator<Item = &'a Stamp>,
+    ) -> Result<Hlc, Exhausted> {
+        let floor = seen.into_iter().map(|s| s.hlc).max();
+        self.clock.stamp_above(floor)
     }
 }
 
@@ -334,32 +345,34 @@ mod tests {
     }
 
     #[test]
-    fn the_clock_receives_and_counts_skew() {
+    fn the_clock_receives_up_to_the_bound_and_counts_what_is_beyond() {
         let now = 1_000_000;
-        let mut clock = CloudClock::new(Hlc::ZERO, now, 300_000);
-        clock.receive(
-            "a",
-            Hlc {
-                physical_ms: now + 10,
-                logical: 0,
-            },
-        );
+        let mut clock = CloudClock::new(Hlc::ZERO, now, SkewBound::from_ms(300_000));
+        let near = Hlc {
+            physical_ms: now + 10,
+            logical: 0,
+        };
+        assert_eq!(clock.receive("a", near), None);
         assert_eq!(clock.skewed, 0);
         let hour_ahead = Hlc {
             physical_ms: now + 3_600_000,
             logical: 4,
         };
-        clock.receive("b", hour_ahead);
+        assert_eq!(clock.receive("b", hour_ahead), Some(3_600_000));
         assert_eq!(clock.skewed, 1);
         assert_eq!(clock.furthest_ahead, Some((3_600_000, "b".to_owned())));
-        assert!(clock.hlc > hour_ahead);
-        let next = clock.tick_above([]);
+        // The clock stopped at the bound; the reading's next version is
+        // still stamped above the one from the future.
+        assert_eq!(clock.hlc().physical_ms, now + 300_000);
+        let seen = Stamp::new(hour_ahead, "ship-1");
+        let next = clock.stamp_above([&seen]).expect("room above");
         assert!(next > hour_ahead);
+        assert!(clock.stamp_above([]).expect("room") < hour_ahead);
     }
 
     #[test]
-    fn a_tick_is_above_the_versions_it_amends_even_if_the_clock_is_not() {
-        let mut clock = CloudClock::new(Hlc::ZERO, 5, 0);
+    fn a_stamp_is_above_the_versions_it_amends_even_if_the_clock_is_not() {
+        let mut clock = CloudClock::new(Hlc::ZERO, 5, SkewBound::from_ms(0));
         let seen = Stamp::new(
             Hlc {
                 physical_ms: 99,
@@ -367,8 +380,7 @@ mod tests {
             },
             "ship-1",
         );
-        let stamp = clock.tick_above([&seen]);
+        let stamp = clock.stamp_above([&seen]).expect("room above");
         assert!(stamp > seen.hlc);
-        assert_eq!(clock.hlc, stamp);
     }
 }

@@ -73,7 +73,9 @@ pub struct CloudStats {
     #[serde(default)]
     pub conflicts_resolved: u64,
     /// Versions accepted although their HLC was more than
-    /// `--max-clock-skew` ahead of the cloud's wall clock.
+    /// `--max-clock-skew` ahead of the cloud's wall clock: stored flagged
+    /// (`GET /admin/clock-ahead` lists them), and the cloud's clock stopped
+    /// at the bound.
     #[serde(default)]
     pub clock_skew_versions: u64,
 }

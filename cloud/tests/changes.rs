@@ -120,6 +120,8 @@ async fn the_feed_holds_what_others_wrote_of_the_sites_readings(db: &TestDatabas
     assert_eq!(page.versions[1].base.as_ref(), Some(&a2.version));
     assert!(!page.more);
     assert_eq!(page.policy, "lww");
+    // The deployment's clock-skew bound is announced beside the rule.
+    assert_eq!(page.max_clock_skew_ms, Some(3_600_000));
 
     // With the shared sensor: B's reading of it too, but never A's own
     // amendment of that reading.

@@ -40,6 +40,9 @@ fn flags(r: &pb::StoredReading) -> String {
     if r.clock_suspect {
         flags.push("clock_suspect");
     }
+    if r.version_clock_ahead.is_some() {
+        flags.push("clock_ahead");
+    }
     match quality_name(r.quality) {
         "good" => {}
         other => flags.push(other),
@@ -90,7 +93,15 @@ pub(crate) fn reading_json(r: &pb::StoredReading) -> serde_json::Value {
         "quality": quality_name(r.quality),
         "note": r.note,
         "version": version_text(r.version.as_ref()),
+        // Set when the current version arrived stamped beyond the site's
+        // clock-skew bound: how far ahead it was.
+        "version_clock_ahead_ms": r.version_clock_ahead.map(duration_ms),
     })
+}
+
+/// A proto duration in whole milliseconds (negative ones, never sent, as 0).
+fn duration_ms(d: prost_types::Duration) -> u64 {
+    std::time::Duration::try_from(d).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 pub(crate) fn state_name(state: i32) -> &'static str {
@@ -183,6 +194,11 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
         .into_inner();
     let oldest = rfc3339(s.oldest_unsynced_at.as_ref());
     let storage = s.storage.clone().unwrap_or_default();
+    let max_clock_skew = s
+        .max_clock_skew
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .map(|d| humantime::format_duration(d).to_string())
+        .unwrap_or_default();
     let retention = storage
         .retention
         .and_then(|d| std::time::Duration::try_from(d).ok())
@@ -202,6 +218,10 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
                 "database_bytes": s.database_bytes,
                 "last_seq": s.last_seq,
                 "synced_versions": s.synced_versions,
+                "hlc": s.hlc.map(|h| format!("{}.{}", h.physical_ms, h.logical)),
+                "max_clock_skew": max_clock_skew,
+                "max_clock_skew_announced": s.max_clock_skew_announced,
+                "clock_ahead_versions": s.clock_ahead_versions,
                 "storage": {
                     "used_bytes": storage.used_bytes,
                     "budget_bytes": (storage.budget_bytes > 0).then_some(storage.budget_bytes),
@@ -229,6 +249,18 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
             println!("oldest unsynced   {oldest}");
             println!("dead letters      {}", s.dead_letters);
             println!("last seq          {}", s.last_seq);
+            println!(
+                "clock             {} (bound {max_clock_skew}{}); {} versions stored clock-ahead",
+                s.hlc
+                    .map(|h| format!("{}.{}", h.physical_ms, h.logical))
+                    .unwrap_or_default(),
+                if s.max_clock_skew_announced {
+                    ", announced by the cloud"
+                } else {
+                    ", own setting"
+                },
+                s.clock_ahead_versions
+            );
             let budget = match storage.budget_bytes {
                 0 => "no budget".to_owned(),
                 b => format!("of a {} budget", mib(b)),

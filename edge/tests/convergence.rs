@@ -15,6 +15,12 @@
 //! went back and forth (the cloud saw no duplicate, each site stored every
 //! pulled version exactly once and pushed only what it wrote). Run under
 //! each of the three rules, on both store backends.
+//!
+//! Clocks that cannot be poisoned: a version stamped at the latest time a
+//! clock may read, pushed to the cloud and pulled by a site, is stored and
+//! flagged everywhere while both clocks stay within the bound, and the
+//! reading is amended twice at the site and twice in the cloud; a site whose
+//! wall clock is a day ahead delivers every reading and converges.
 
 mod common;
 
@@ -54,6 +60,9 @@ enum Writer {
     A,
     B,
     Cloud,
+    /// A site whose clock reads the end of time, pushing straight to the
+    /// cloud.
+    Broken,
 }
 
 /// One version written, by whom and in which round (0 before the first).
@@ -675,3 +684,273 @@ async fn a_site_that_disagrees_about_the_rule_follows_the_cloud() {
     cloud.stop().await;
     db.cleanup().await;
 }
+
+/// The latest time a clock may read: the largest physical part a reading's
+/// first version may carry ("near the clock's limit").
+const TOP_MS: u64 = (1 << 47) - 1 - (1 << 32);
+/// The default clock-skew bound, which the cloud announces.
+const BOUND_MS: u64 = 3_600_000;
+const DAY_US: i64 = 24 * HOUR_US;
+const BROKEN_SITE: &str = "ship-x";
+
+fn wall_ms(offset_us: i64) -> u64 {
+    use edge_versioning::WallClock as _;
+    ((edge_versioning::SystemClock.now_us() + offset_us) / 1_000) as u64
+}
+
+/// The site's clock as its stats show it.
+async fn clock_ms(site: &TestSite) -> u64 {
+    site.site.stats().await.hlc.expect("an HLC").physical_ms
+}
+
+/// The cloud's clock, as its next amendment of a reading stamped in the
+/// past shows it: amends `reading_id` and records the version.
+async fn cloud_clock_ms(cloud: &CloudClient, ledger: &mut Ledger, reading_id: &str) -> u64 {
+    cloud_amend(cloud, ledger, reading_id, 1.5).await;
+    ledger.versions[reading_id]
+        .last()
+        .expect("recorded")
+        .version
+        .stamp
+        .hlc
+        .physical_ms
+}
+
+/// Flagged (stamped beyond the bound when it arrived) at the site.
+fn flagged(reading: &pb::StoredReading) -> bool {
+    reading.version_clock_ahead.is_some()
+}
+
+async fn clocks_cannot_be_poisoned_and_data_is_never_refused(db: &TestDatabase) {
+    let backend = if db.url.is_some() {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    let db_c = TestDatabase::new(backend)
+        .await
+        .expect("a second database of the same backend");
+    let policy = Policy::Lww;
+    let cloud = InProcessCloud::builder(TOKEN).policy(policy).start().await;
+    let client = cloud_client(&cloud);
+    let mut a = TestSite::start(db, &cloud, "site-a", 0, Writer::A, policy).await;
+    // Site C's wall clock runs a day fast.
+    let mut c = TestSite::start(&db_c, &cloud, "site-c", DAY_US, Writer::B, policy).await;
+
+    let mut ledger = Ledger::default();
+    a.own = a.ingest("a/1").await;
+    let shared = a.ingest(SHARED).await;
+    c.own = c.ingest("c/1").await;
+    // Both follow the shared sensor, which A's readings are of.
+    c.holds.extend(shared.iter().cloned());
+    for site in [&a, &c] {
+        let held = eventually(DEADLINE, "the site to hold its readings", || async {
+            let held = site.current().await;
+            site.holds
+                .iter()
+                .filter(|id| !shared.contains(id) || site.writer == Writer::A)
+                .all(|id| held.contains_key(id))
+                .then_some(held)
+        })
+        .await;
+        record_first_versions(&mut ledger, site, &held);
+    }
+    converged(&cloud, &[&a, &c], &ledger, policy, None, "the first sync").await;
+
+    // Every reading of the day-fast site was delivered and is flagged at the
+    // cloud, which did not follow its clock.
+    let coverage = cloud
+        .admin
+        .coverage(&cloud.url, "site-c", TOKEN)
+        .await
+        .expect("coverage");
+    assert_eq!(
+        (coverage.held_seqs, coverage.highest_contiguous_seq),
+        (READINGS as u64, READINGS as u64),
+        "{coverage:?}"
+    );
+    let flagged_at_cloud: BTreeSet<String> = cloud
+        .admin
+        .all_clock_ahead()
+        .await
+        .expect("flagged versions")
+        .into_iter()
+        .map(|v| v.reading_id)
+        .collect();
+    assert!(
+        c.own.iter().all(|id| flagged_at_cloud.contains(id)),
+        "a day ahead is beyond the bound: {flagged_at_cloud:?}"
+    );
+    let cloud_ms = cloud_clock_ms(&client, &mut ledger, &a.own[5]).await;
+    assert!(
+        cloud_ms <= wall_ms(0) + BOUND_MS,
+        "the cloud's clock followed site C"
+    );
+
+    // A broken site pushes versions stamped at the latest time a clock may
+    // read, counter full: an amendment of one of A's readings and a first
+    // version of a shared sensor's reading. The cloud stores both.
+    let top = contract::VersionStamp {
+        hlc: contract::Hlc {
+            physical_ms: TOP_MS,
+            logical: 65_535,
+        },
+        site_id: BROKEN_SITE.into(),
+    };
+    let poisoned = a.own[0].clone();
+    let held_by_cloud = client
+        .reading(&poisoned)
+        .await
+        .expect("A's reading")
+        .current;
+    let amendment = VersionRecord {
+        version: top.clone(),
+        base: Some(held_by_cloud.version.clone()),
+        temperature_celsius: 66.0,
+        ..held_by_cloud.clone()
+    };
+    let foreign = VersionRecord {
+        reading_id: uuid::Uuid::now_v7().to_string(),
+        origin_site_id: BROKEN_SITE.into(),
+        seq: 1,
+        sensor_id: SHARED.into(),
+        version: top.clone(),
+        base: None,
+        ..held_by_cloud
+    };
+    let pushed = client
+        .push(
+            BROKEN_SITE,
+            "from-the-end-of-time",
+            &contract::PushBatch {
+                versions: vec![amendment.clone(), foreign.clone()],
+            },
+        )
+        .await
+        .expect("the push is answered");
+    assert!(
+        pushed
+            .results
+            .iter()
+            .all(|r| r.status == contract::VersionStatus::Accepted),
+        "never refused for its clock: {pushed:?}"
+    );
+    for record in [&amendment, &foreign] {
+        ledger.record(
+            Writer::Broken,
+            &record.reading_id,
+            Version {
+                stamp: stamp_of_contract(&record.version),
+                base: record.base.as_ref().map(stamp_of_contract),
+            },
+        );
+    }
+    a.holds.insert(foreign.reading_id.clone());
+    c.holds.insert(foreign.reading_id.clone());
+    converged(
+        &cloud,
+        &[&a, &c],
+        &ledger,
+        policy,
+        None,
+        "A to pull the far-ahead versions",
+    )
+    .await;
+
+    // Stored and flagged at both; both clocks stayed within the bound.
+    let held = a.current().await;
+    assert!(flagged(&held[&poisoned]) && flagged(&held[&foreign.reading_id]));
+    assert!(flagged(&c.current().await[&foreign.reading_id]));
+    assert_eq!(held[&poisoned].temperature_celsius, 66.0);
+    assert!(a.site.stats().await.clock_ahead_versions >= 2);
+    assert!(
+        clock_ms(&a).await <= wall_ms(0) + BOUND_MS,
+        "A's clock was dragged"
+    );
+    let flagged_at_cloud: BTreeSet<String> = cloud
+        .admin
+        .all_clock_ahead()
+        .await
+        .expect("flagged versions")
+        .into_iter()
+        .map(|v| v.reading_id)
+        .collect();
+    assert!(flagged_at_cloud.contains(&poisoned) && flagged_at_cloud.contains(&foreign.reading_id));
+    let cloud_ms = cloud_clock_ms(&client, &mut ledger, &a.own[4]).await;
+    assert!(
+        cloud_ms <= wall_ms(0) + BOUND_MS,
+        "the cloud's clock was dragged"
+    );
+
+    // Each far-ahead reading amended twice at the site (apart from the
+    // cloud) and twice in the cloud, then once more at the site after both
+    // converged: every amendment works and they converge.
+    ledger.round = 1;
+    a.disconnect().await;
+    let mut held_a = a.current().await;
+    for id in [&poisoned, &foreign.reading_id] {
+        for n in 0..2 {
+            let req = site_amendment(40.0 + f64::from(n), pb::Quality::Suspect, "A: far ahead");
+            a.amend(&mut ledger, &mut held_a, id, req).await;
+            cloud_amend(&client, &mut ledger, id, 50.0 + f64::from(n)).await;
+        }
+    }
+    a.reconnect().await;
+    converged(
+        &cloud,
+        &[&a, &c],
+        &ledger,
+        policy,
+        None,
+        "the amendments at the top",
+    )
+    .await;
+    ledger.round = 2;
+    let mut held_a = a.current().await;
+    for id in [&poisoned, &foreign.reading_id] {
+        let req = site_amendment(45.0, pb::Quality::Good, "A: settled");
+        a.amend(&mut ledger, &mut held_a, id, req).await;
+    }
+    // The day-fast site's reading, amended twice in the cloud and by C.
+    for n in 0..2 {
+        cloud_amend(&client, &mut ledger, &c.own[0], 60.0 + f64::from(n)).await;
+    }
+    converged(
+        &cloud,
+        &[&a, &c],
+        &ledger,
+        policy,
+        None,
+        "the cloud's amendments of C",
+    )
+    .await;
+    let mut held_c = c.current().await;
+    let req = site_amendment(70.0, pb::Quality::Good, "C: checked");
+    let id = c.own[0].clone();
+    c.amend(&mut ledger, &mut held_c, &id, req).await;
+    let current = converged(&cloud, &[&a, &c], &ledger, policy, None, "everything").await;
+    assert_same_values(&a, &current).await;
+    assert_same_values(&c, &current).await;
+
+    assert!(clock_ms(&a).await <= wall_ms(0) + BOUND_MS);
+    assert!(clock_ms(&c).await <= wall_ms(DAY_US) + BOUND_MS);
+    let cloud_ms = cloud_clock_ms(&client, &mut ledger, &a.own[3]).await;
+    assert!(cloud_ms <= wall_ms(0) + BOUND_MS);
+    let stats = c.site.stats().await;
+    assert_eq!(stats.unsynced_versions, 0);
+    assert_eq!(stats.dead_letters, 0, "nothing refused");
+    assert_eq!(
+        a.site.stats().await.dead_letters,
+        0,
+        "A's amendments in the headroom were accepted"
+    );
+    let announced = a.site.stats().await;
+    assert!(announced.max_clock_skew_announced, "{announced:?}");
+
+    a.site.stop().await;
+    c.site.stop().await;
+    cloud.stop().await;
+    db_c.cleanup().await;
+}
+
+on_both_backends!(clocks_cannot_be_poisoned_and_data_is_never_refused);

@@ -93,7 +93,6 @@ impl StoreApp {
             leases,
             budget.clone(),
             clock.clone(),
-            config.max_clock_skew,
         ))
         .max_decoding_message_size(runtime.max_message_bytes)
         .max_encoding_message_size(runtime.max_message_bytes);

@@ -58,11 +58,14 @@ pub struct StoreConfig {
     #[arg(long, env = "EDGE_CLOCK_SUSPECT_BEHIND", default_value = "30days", value_parser = humantime::parse_duration)]
     pub clock_suspect_behind: Duration,
 
-    /// A version pulled from the cloud stamped this far ahead of the site's
-    /// wall clock is still applied (order must hold whatever the clocks
-    /// say), but counted in `clock_skew_versions_total` and logged with the
-    /// offset: one side's clock is wrong.
-    #[arg(long, env = "EDGE_MAX_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
+    /// How far ahead of the site's wall clock a received stamp may move the
+    /// site's clock, until the cloud announces the deployment's bound (then
+    /// the announced one applies, here and at every start). A version pulled
+    /// with a stamp further ahead is still stored (order must hold whatever
+    /// the clocks say), but flagged with how far ahead it was, counted in
+    /// `clock_skew_versions_total` and logged, and the clock stops at the
+    /// bound; a clock found beyond it at start falls back to it.
+    #[arg(long, env = "EDGE_MAX_CLOCK_SKEW", default_value = "1h", value_parser = humantime::parse_duration)]
     pub max_clock_skew: Duration,
 
     /// Readings the by-sensor index may trail the newest by before a commit
@@ -120,7 +123,7 @@ impl StoreConfig {
             group_commit_max_rows: 10_000,
             clock_suspect_ahead: Duration::from_secs(300),
             clock_suspect_behind: Duration::from_secs(30 * 86_400),
-            max_clock_skew: Duration::from_secs(300),
+            max_clock_skew: edge_versioning::DEFAULT_MAX_CLOCK_SKEW,
             sensor_index_batch: 16_384,
             gauge_interval: Duration::from_secs(10),
             storage: StorageArgs::default(),
@@ -142,6 +145,7 @@ impl StoreConfig {
             suspect_ahead: self.clock_suspect_ahead,
             suspect_behind: self.clock_suspect_behind,
             sensor_index_batch: self.sensor_index_batch,
+            max_clock_skew: edge_versioning::SkewBound::from_duration(self.max_clock_skew),
             accept_postgres_durability_risk: self.accept_postgres_durability_risk,
             write_faults: self.write_faults.clone(),
             migration_backup: self.migration_backup,

@@ -84,7 +84,6 @@ pub struct StoreGrpc {
     leases: Arc<Leases>,
     budget: Arc<Budget>,
     clock: Arc<dyn WallClock>,
-    max_clock_skew: Duration,
     revisions: RevisionMetrics,
 }
 
@@ -107,7 +106,7 @@ impl RevisionMetrics {
             skewed: meter
                 .u64_counter("clock_skew_versions_total")
                 .with_description(
-                    "Versions pulled from the cloud stamped further ahead of the site's clock than --max-clock-skew",
+                    "Versions pulled from the cloud and stored although stamped further ahead of the site's wall clock than the clock-skew bound (flagged; the site's clock stops at the bound)",
                 )
                 .build(),
         }
@@ -124,7 +123,6 @@ impl StoreGrpc {
         leases: Arc<Leases>,
         budget: Arc<Budget>,
         clock: Arc<dyn WallClock>,
-        max_clock_skew: Duration,
     ) -> Self {
         Self {
             writer,
@@ -132,7 +130,6 @@ impl StoreGrpc {
             leases,
             budget,
             clock,
-            max_clock_skew,
             revisions: RevisionMetrics::new(),
         }
     }
@@ -349,6 +346,10 @@ impl StoreService for StoreGrpc {
                 physical_ms: stats.hlc.physical_ms,
                 logical: u32::from(stats.hlc.logical),
             }),
+            clock_ahead_versions: to_u64(stats.clock_ahead_versions),
+            max_clock_skew: prost_types::Duration::try_from(stats.max_clock_skew.as_duration())
+                .ok(),
+            max_clock_skew_announced: stats.max_clock_skew_announced,
         }))
     }
 
@@ -550,6 +551,9 @@ impl StoreService for StoreGrpc {
                     "no reading with id {id} is stored at this site"
                 )));
             }
+            Err(err @ DbError::ClockExhausted { .. }) => {
+                return Err(Status::failed_precondition(err.to_string()));
+            }
             Err(err) => return Err(StoreError::from(err).into()),
         };
         tracing::info!(reading_id = %amendment.reading_id, version = %reading.version_hlc, "reading amended");
@@ -562,24 +566,38 @@ impl StoreService for StoreGrpc {
         &self,
         request: Request<pb::ApplyRemoteVersionsRequest>,
     ) -> Result<Response<pb::ApplyRemoteVersionsResponse>, Status> {
-        let (versions, policy, cursor) =
-            remote_page_from_proto(request.get_ref()).map_err(StoreError::Invalid)?;
-        if !versions.is_empty() {
+        let page = remote_page_from_proto(request.get_ref()).map_err(StoreError::Invalid)?;
+        if !page.versions.is_empty() {
             self.check_room()?;
         }
-        let max_skew_ms = u64::try_from(self.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
         let outcome = self
             .db
-            .apply_remote(&versions, policy, cursor, max_skew_ms)
+            .apply_remote(
+                &page.versions,
+                page.policy,
+                page.next_cursor,
+                page.max_clock_skew,
+            )
             .await
             .map_err(StoreError::from)?;
         self.budget.committed();
-        for skew in &outcome.skewed {
+        if outcome.bound_changed {
+            tracing::info!(
+                bound = %humantime::format_duration(outcome.bound.as_duration()),
+                "the cloud announced the deployment's clock-skew bound; this site uses it from now on"
+            );
+        }
+        // One line per page, not per version: a cloud whose clock is a day
+        // ahead sends whole pages of them. Each is flagged where it is stored.
+        if let Some(furthest) = outcome.skewed.iter().max_by_key(|s| s.ahead_ms) {
             tracing::warn!(
-                reading_id = %skew.reading_id,
-                version = %skew.stamp,
-                ahead_ms = skew.ahead_ms,
-                "a pulled version is stamped ahead of this site's clock: one of the clocks is wrong (applied anyway)"
+                versions = outcome.skewed.len(),
+                furthest_ahead = %humantime::format_duration(Duration::from_millis(furthest.ahead_ms)),
+                reading_id = %furthest.reading_id,
+                version = %furthest.stamp,
+                bound = %humantime::format_duration(outcome.bound.as_duration()),
+                "stored pulled versions stamped further ahead of this site's clock than the clock-skew bound \
+                 (flagged; the site's clock stopped at the bound): one of the clocks is wrong"
             );
         }
         self.revisions.skewed.add(outcome.skewed.len() as u64, &[]);
@@ -599,6 +617,7 @@ impl StoreService for StoreGrpc {
             conflicts: outcome.conflicts.len() as u64,
             readings_changed: outcome.readings_changed,
             cursor: u64::try_from(outcome.cursor).unwrap_or(0),
+            clock_ahead: outcome.skewed.len() as u64,
         }))
     }
 

@@ -258,6 +258,9 @@ pub struct StoredReading {
     /// The origin site's seq for another site's reading (a shared
     /// sensor's); `None` for this site's own, whose seq is `seq`.
     pub origin_seq: Option<i64>,
+    /// How far ahead of the site's wall clock the current version was
+    /// stamped when it arrived, if beyond the clock-skew bound (flagged).
+    pub version_clock_ahead_ms: Option<i64>,
 }
 
 impl StoredReading {
@@ -284,6 +287,10 @@ impl StoredReading {
             sync_state: SyncState::from_db(self.sync_state).to_proto() as i32,
             quality: crate::revision::Quality::from_db(self.quality).to_proto() as i32,
             note: self.note.unwrap_or_default(),
+            version_clock_ahead: self.version_clock_ahead_ms.map(|ms| prost_types::Duration {
+                seconds: ms / 1_000,
+                nanos: (ms % 1_000 * 1_000_000) as i32,
+            }),
         }
     }
 }
@@ -444,6 +451,12 @@ pub struct Stats {
     pub last_seq: i64,
     /// Last persisted HLC.
     pub hlc: Hlc,
+    /// Versions stored although stamped beyond the clock-skew bound.
+    pub clock_ahead_versions: i64,
+    /// The clock-skew bound in force.
+    pub max_clock_skew: edge_versioning::SkewBound,
+    /// The bound in force is the one a cloud announced.
+    pub max_clock_skew_announced: bool,
 }
 
 pub use edge_proto::rules::us_to_timestamp;

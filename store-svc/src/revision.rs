@@ -2,7 +2,7 @@
 //! the cloud, in the forms the database layer takes and gives.
 
 use edge_proto::v1 as pb;
-use edge_versioning::{Policy, Stamp};
+use edge_versioning::{Policy, SkewBound, Stamp};
 
 use crate::hlc::Hlc;
 
@@ -106,7 +106,8 @@ pub struct RemoteVersion {
     pub values: Values,
 }
 
-/// A remote stamp far ahead of this site's clock (counted and logged).
+/// A version stored although stamped beyond the clock-skew bound (flagged,
+/// counted and logged).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Skew {
     /// The reading.
@@ -130,10 +131,14 @@ pub struct ApplyOutcome {
     pub readings_changed: u64,
     /// Conflicts resolved, by the side that won.
     pub conflicts: Vec<edge_versioning::Conflict>,
-    /// Remote stamps beyond the skew bound.
+    /// Versions stored that were stamped beyond the clock-skew bound.
     pub skewed: Vec<Skew>,
     /// The feed cursor stored.
     pub cursor: i64,
+    /// The clock-skew bound the page was applied under.
+    pub bound: SkewBound,
+    /// The page announced a bound other than the one stored before.
+    pub bound_changed: bool,
 }
 
 /// One entry of the audit log.
@@ -298,9 +303,14 @@ pub fn amendment_from_proto(request: &pb::AmendRequest) -> Result<Amendment, Vio
     })
 }
 
+/// A stamp from the wire, within the clock's range: a reading's first
+/// version (`amendment` false) at most [`Hlc::MAX_CLOCK_MS`], an amendment
+/// or a base at most [`Hlc::MAX_PHYSICAL_MS`]. However far ahead of this
+/// site's clock, a stamp within these is taken (and flagged when stored).
 fn stamp_from_proto(
     field: &str,
     stamp: Option<&pb::VersionStamp>,
+    amendment: bool,
     out: &mut Violations,
 ) -> Option<Stamp> {
     let Some(stamp) = stamp else {
@@ -315,28 +325,56 @@ fn stamp_from_proto(
         ));
         return None;
     };
+    let hlc = Hlc {
+        physical_ms: hlc.physical_ms,
+        logical,
+    };
+    if let Err(err) = hlc.check_range(amendment) {
+        out.push((format!("{field}.hlc.physical_ms"), err.to_string()));
+        return None;
+    }
     let before = out.len();
     check_id(format!("{field}.site_id"), &stamp.site_id, out);
     if out.len() > before {
         return None;
     }
-    Some(Stamp::new(
-        Hlc {
-            physical_ms: hlc.physical_ms,
-            logical,
-        },
-        stamp.site_id.clone(),
-    ))
+    Some(Stamp::new(hlc, stamp.site_id.clone()))
+}
+
+/// One page of the change feed, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemotePage {
+    /// The versions, in feed order.
+    pub versions: Vec<RemoteVersion>,
+    /// The rule the cloud announced.
+    pub policy: Policy,
+    /// The cursor after the page.
+    pub next_cursor: i64,
+    /// The clock-skew bound the cloud announced, if it did.
+    pub max_clock_skew: Option<SkewBound>,
 }
 
 /// Validates one page of the change feed, naming each bad field by its
 /// index (`versions[3].version.site_id`).
 pub fn remote_page_from_proto(
     request: &pb::ApplyRemoteVersionsRequest,
-) -> Result<(Vec<RemoteVersion>, Policy, i64), Violations> {
+) -> Result<RemotePage, Violations> {
     let mut violations = Vec::new();
     let policy =
         parse_policy(&request.policy).map_err(|e| vec![("policy".to_owned(), e.to_string())])?;
+    let max_clock_skew = match request.max_clock_skew {
+        None => None,
+        Some(d) => Some(
+            std::time::Duration::try_from(d)
+                .map(SkewBound::from_duration)
+                .map_err(|_| {
+                    vec![(
+                        "max_clock_skew".to_owned(),
+                        "must be a non-negative duration".to_owned(),
+                    )]
+                })?,
+        ),
+    };
     if request.versions.len() > MAX_REMOTE_VERSIONS {
         return Err(vec![(
             "versions".to_owned(),
@@ -376,10 +414,15 @@ pub fn remote_page_from_proto(
         if received.is_none() {
             violations.push((at("received_at"), "is required".to_owned()));
         }
-        let stamp = stamp_from_proto(&at("version"), v.version.as_ref(), &mut violations);
+        let stamp = stamp_from_proto(
+            &at("version"),
+            v.version.as_ref(),
+            v.base.is_some(),
+            &mut violations,
+        );
         let base = match &v.base {
             None => None,
-            Some(b) => stamp_from_proto(&at("base"), Some(b), &mut violations),
+            Some(b) => stamp_from_proto(&at("base"), Some(b), true, &mut violations),
         };
         let priority = crate::model::Priority::from_proto(v.priority);
         if priority.is_none() {
@@ -418,7 +461,12 @@ pub fn remote_page_from_proto(
         });
     }
     if violations.is_empty() {
-        Ok((versions, policy, cursor))
+        Ok(RemotePage {
+            versions,
+            policy,
+            next_cursor: cursor,
+            max_clock_skew,
+        })
     } else {
         Err(violations)
     }

@@ -1,6 +1,8 @@
 //! Amendments and versions pulled from the cloud, through store-svc's real
 //! gRPC API on both backends: what is current after each, what goes to the
-//! outbox (and what never does), the audit log, and the clock.
+//! outbox (and what never does), the audit log, and the clock: far-ahead
+//! stamps are stored and flagged but move the clock only up to the bound,
+//! and amending works whatever the stamps.
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_client::StoreServiceClient;
@@ -84,10 +86,51 @@ async fn apply(
             versions,
             policy: policy.into(),
             next_cursor,
+            max_clock_skew: None,
         })
         .await
         .expect("apply")
         .into_inner()
+}
+
+/// The latest time a clock may read: the largest physical part a first
+/// version may carry ("near the clock's limit").
+const TOP_MS: u64 = (1 << 47) - 1 - (1 << 32);
+/// The default clock-skew bound.
+const BOUND_MS: u64 = HOUR_MS;
+
+fn ms_of(us: i64) -> u64 {
+    (us / 1_000) as u64
+}
+
+/// The site's clock as its stats show it.
+async fn site_clock(client: &mut StoreServiceClient<Channel>) -> (u64, u32) {
+    let hlc = stats(client).await.hlc.expect("an HLC");
+    (hlc.physical_ms, hlc.logical)
+}
+
+fn clock_ahead_ms(reading: &pb::StoredReading) -> Option<i64> {
+    reading
+        .version_clock_ahead
+        .map(|d| d.seconds * 1_000 + i64::from(d.nanos) / 1_000_000)
+}
+
+/// Amends `id` with a note, expecting success.
+async fn amend_note(
+    client: &mut StoreServiceClient<Channel>,
+    id: &str,
+    note: &str,
+) -> pb::StoredReading {
+    amend(
+        client,
+        pb::AmendRequest {
+            reading_id: id.to_owned(),
+            note: Some(note.to_owned()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("amending {id} ({note}): {e:?}"))
 }
 
 async fn conflicts(client: &mut StoreServiceClient<Channel>) -> Vec<pb::ConflictEntry> {
@@ -260,8 +303,12 @@ async fn concurrent_versions_are_resolved_by_the_announced_rule(db: &TestDatabas
 }
 
 /// A correction made on top of the site's version replaces it under every
-/// rule: no conflict. And the site's clock moves past what it received.
-async fn a_correction_on_top_is_no_conflict_and_advances_the_clock(db: &TestDatabase) {
+/// rule: no conflict. Stamped a day ahead, it is flagged and moves the
+/// site's clock only up to the bound, and the site's next amendment still
+/// orders after it.
+async fn a_correction_on_top_is_no_conflict_and_the_next_amendment_orders_after_it(
+    db: &TestDatabase,
+) {
     let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
         .await
         .expect("start");
@@ -284,10 +331,15 @@ async fn a_correction_on_top_is_no_conflict_and_advances_the_clock(db: &TestData
         1,
     )
     .await;
-    assert_eq!((applied.applied, applied.conflicts), (1, 0));
+    assert_eq!(
+        (applied.applied, applied.conflicts, applied.clock_ahead),
+        (1, 0, 1)
+    );
     let now = current(&mut client, &id).await;
     assert_eq!(now.version, Some(ahead.clone()));
     assert_eq!(now.sync_state, pb::SyncState::Synced as i32);
+    assert!(clock_ahead_ms(&now).is_some(), "flagged: {now:?}");
+    assert!(site_clock(&mut client).await.0 <= ms_of(T0_US) + BOUND_MS);
     // The site's next version orders after the one it received.
     let amended = amend(
         &mut client,
@@ -382,9 +434,13 @@ async fn another_sites_reading_is_stored_under_its_origin(db: &TestDatabase) {
     store.stop().await;
 }
 
-/// A site restarted with its wall clock set back a day keeps issuing
-/// increasing stamps (the clock is persisted with every write).
-async fn a_restart_with_the_clock_set_back_a_day_keeps_stamps_increasing(db: &TestDatabase) {
+/// A site restarted with its wall clock set back a day keeps stamping each
+/// reading's versions in increasing order (above what it stamped before the
+/// restart), while its clock falls back to the bound ahead of the wall
+/// clock, where new readings are stamped.
+async fn a_restart_with_the_clock_set_back_a_day_keeps_each_readings_stamps_increasing(
+    db: &TestDatabase,
+) {
     let clock = TestClock::at(T0_US);
     let store = RunningStore::start(db, clock.clone(), Some("site-a"))
         .await
@@ -430,12 +486,249 @@ async fn a_restart_with_the_clock_set_back_a_day_keeps_stamps_increasing(db: &Te
     }
     append(&mut client, vec![reading(2, "s1", T0_US - DAY_US)]).await;
     let fresh = current(&mut client, &reading(2, "s1", T0_US).id).await;
-    assert!(hlc_of(&fresh.version) > last, "a new reading too");
+    let (fresh_ms, _) = hlc_of(&fresh.version);
+    assert!(
+        (ms_of(T0_US - DAY_US)..=ms_of(T0_US - DAY_US) + BOUND_MS).contains(&fresh_ms),
+        "a new reading is stamped within the bound of the wall clock: {fresh_ms}"
+    );
+    assert!(site_clock(&mut client).await.0 <= ms_of(T0_US - DAY_US) + BOUND_MS);
     store.stop().await;
 }
 
 on_both_backends!(an_amendment_is_a_new_current_version_queued_for_the_cloud);
 on_both_backends!(concurrent_versions_are_resolved_by_the_announced_rule);
-on_both_backends!(a_correction_on_top_is_no_conflict_and_advances_the_clock);
+on_both_backends!(a_correction_on_top_is_no_conflict_and_the_next_amendment_orders_after_it);
 on_both_backends!(another_sites_reading_is_stored_under_its_origin);
-on_both_backends!(a_restart_with_the_clock_set_back_a_day_keeps_stamps_increasing);
+on_both_backends!(a_restart_with_the_clock_set_back_a_day_keeps_each_readings_stamps_increasing);
+
+/// A pulled version stamped at the latest time a clock may read, counter
+/// full: stored, flagged, counted; the site's clock stays within the bound;
+/// the reading is amended twice (stamps carried past the top) and each
+/// amendment is current and queued. A first version there (another site's
+/// reading) likewise. A stamp beyond the range is refused, naming the field
+/// and the limit.
+async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    append(&mut client, vec![reading(1, "shared", T0_US)]).await;
+    let id = reading(1, "shared", T0_US).id;
+    let first = current(&mut client, &id).await;
+    let top = stamp(TOP_MS, 65_535, "cloud");
+    let mut foreign = remote_of(&first, stamp(TOP_MS, 65_535, "site-b"), None, 5.0);
+    foreign.reading_id = "01900000-0000-7000-8000-00000000bbbb".into();
+    foreign.origin_site_id = "site-b".into();
+    foreign.origin_seq = 7;
+    let applied = apply(
+        &mut client,
+        vec![
+            remote_of(&first, top.clone(), first.version.clone(), 30.0),
+            foreign.clone(),
+        ],
+        "lww",
+        1,
+    )
+    .await;
+    assert_eq!((applied.applied, applied.clock_ahead), (2, 2));
+    let held = current(&mut client, &id).await;
+    assert_eq!(held.version, Some(top.clone()));
+    let flagged = clock_ahead_ms(&held).expect("flagged");
+    assert!(flagged as u64 > TOP_MS - ms_of(T0_US) - 1_000, "{flagged}");
+    let s = stats(&mut client).await;
+    assert_eq!(s.clock_ahead_versions, 2);
+    assert!(
+        site_clock(&mut client).await.0 <= ms_of(T0_US) + BOUND_MS,
+        "the clock stays within the bound: {:?}",
+        s.hlc
+    );
+
+    for reading_id in [&id, &foreign.reading_id] {
+        let once = amend_note(&mut client, reading_id, "first look").await;
+        let twice = amend_note(&mut client, reading_id, "second look").await;
+        let (top_ms, top_logical) = (TOP_MS, 65_535);
+        assert!(hlc_of(&once.version) > (top_ms, top_logical));
+        assert!(hlc_of(&twice.version) > hlc_of(&once.version));
+        assert_eq!(twice.note, "second look");
+        assert_eq!(clock_ahead_ms(&twice), None, "the site's own version");
+        assert_eq!(
+            current(&mut client, reading_id).await.version,
+            twice.version
+        );
+    }
+    let leased = client
+        .lease_batch(pb::LeaseBatchRequest {
+            max_versions: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner();
+    assert_eq!(
+        leased.versions.len(),
+        5,
+        "a first version and four amendments"
+    );
+    assert!(site_clock(&mut client).await.0 <= ms_of(T0_US) + BOUND_MS);
+    // New readings are stamped by the clock, near the wall clock.
+    append(&mut client, vec![reading(2, "s1", T0_US)]).await;
+    let fresh = current(&mut client, &reading(2, "s1", T0_US).id).await;
+    assert!(hlc_of(&fresh.version).0 <= ms_of(T0_US) + BOUND_MS);
+
+    // One past the latest a first version may carry: malformed input.
+    let mut beyond = foreign.clone();
+    beyond.reading_id = "01900000-0000-7000-8000-00000000cccc".into();
+    beyond.version = Some(stamp(TOP_MS + 1, 0, "site-b"));
+    let err = client
+        .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
+            versions: vec![beyond],
+            policy: "lww".into(),
+            next_cursor: 2,
+            max_clock_skew: None,
+        })
+        .await
+        .expect_err("beyond the clock's range");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let details = format!("{err:?}");
+    assert!(
+        details.contains("versions[0].version.hlc.physical_ms")
+            && details.contains(&TOP_MS.to_string()),
+        "{details}"
+    );
+    store.stop().await;
+}
+
+/// The bound the cloud announced is kept and used: a version half an hour
+/// ahead is flagged under an announced ten minutes although the site's own
+/// setting is an hour, before and after a restart, and a page without an
+/// announcement keeps it.
+async fn the_announced_bound_is_kept_and_used(db: &TestDatabase) {
+    let clock = TestClock::at(T0_US);
+    let store = RunningStore::start(db, clock.clone(), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    append(
+        &mut client,
+        vec![reading(1, "s1", T0_US), reading(2, "s1", T0_US)],
+    )
+    .await;
+    let s = stats(&mut client).await;
+    assert_eq!(
+        (
+            s.max_clock_skew.map(|d| d.seconds),
+            s.max_clock_skew_announced
+        ),
+        (Some(3_600), false)
+    );
+    let half_hour_ahead = ms_of(T0_US) + HOUR_MS / 2;
+    let first = current(&mut client, &reading(1, "s1", T0_US).id).await;
+    let ten_minutes = prost_types::Duration {
+        seconds: 600,
+        nanos: 0,
+    };
+    let applied = client
+        .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
+            versions: vec![remote_of(
+                &first,
+                stamp(half_hour_ahead, 0, "cloud"),
+                first.version.clone(),
+                21.0,
+            )],
+            policy: "lww".into(),
+            next_cursor: 1,
+            max_clock_skew: Some(ten_minutes),
+        })
+        .await
+        .expect("apply")
+        .into_inner();
+    assert_eq!(applied.clock_ahead, 1);
+    assert!(site_clock(&mut client).await.0 <= ms_of(T0_US) + 600_000);
+    store.stop().await;
+
+    let store = RunningStore::start(db, clock.clone(), Some("site-a"))
+        .await
+        .expect("restart");
+    let mut client = store.client.clone();
+    let s = stats(&mut client).await;
+    assert_eq!(
+        (
+            s.max_clock_skew.map(|d| d.seconds),
+            s.max_clock_skew_announced
+        ),
+        (Some(600), true)
+    );
+    let second = current(&mut client, &reading(2, "s1", T0_US).id).await;
+    let applied = apply(
+        &mut client,
+        vec![remote_of(
+            &second,
+            stamp(half_hour_ahead, 1, "cloud"),
+            second.version.clone(),
+            22.0,
+        )],
+        "lww",
+        2,
+    )
+    .await;
+    assert_eq!(
+        applied.clock_ahead, 1,
+        "still flagged under the announced bound"
+    );
+    assert!(clock_ahead_ms(&current(&mut client, &second.id).await).is_some());
+    assert_eq!(stats(&mut client).await.clock_ahead_versions, 2);
+    store.stop().await;
+}
+
+/// A wall clock that jumps far ahead (a reading is stamped there) and back:
+/// at the next start the site's clock falls back within the bound, the
+/// reading stamped in the future is amended twice, and new readings are
+/// stamped near the wall clock again. The same while running, without a
+/// restart.
+async fn a_wall_clock_that_jumped_ahead_and_back_recovers(db: &TestDatabase) {
+    let clock = TestClock::at(T0_US);
+    let store = RunningStore::start(db, clock.clone(), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    // Ten thousand years ahead: the site's clock reads the latest it may.
+    clock.set(i64::MAX / 2);
+    append(&mut client, vec![reading(1, "s1", T0_US)]).await;
+    let future = current(&mut client, &reading(1, "s1", T0_US).id).await;
+    assert_eq!(hlc_of(&future.version).0, TOP_MS, "{:?}", future.version);
+    store.stop().await;
+
+    clock.set(T0_US);
+    let store = RunningStore::start(db, clock.clone(), Some("site-a"))
+        .await
+        .expect("restart");
+    let mut client = store.client.clone();
+    assert!(
+        site_clock(&mut client).await.0 <= ms_of(T0_US) + BOUND_MS,
+        "fell back at start"
+    );
+    let once = amend_note(&mut client, &future.id, "once").await;
+    let twice = amend_note(&mut client, &future.id, "twice").await;
+    assert!(hlc_of(&once.version) > hlc_of(&future.version));
+    assert!(hlc_of(&twice.version) > hlc_of(&once.version));
+    append(&mut client, vec![reading(2, "s1", T0_US)]).await;
+    let fresh = current(&mut client, &reading(2, "s1", T0_US).id).await;
+    assert!((ms_of(T0_US)..=ms_of(T0_US) + BOUND_MS).contains(&hlc_of(&fresh.version).0));
+
+    // A day ahead and back while running: the next write falls back.
+    clock.set(T0_US + DAY_US);
+    append(&mut client, vec![reading(3, "s1", T0_US)]).await;
+    clock.set(T0_US);
+    append(&mut client, vec![reading(4, "s1", T0_US)]).await;
+    let after = current(&mut client, &reading(4, "s1", T0_US).id).await;
+    assert!(hlc_of(&after.version).0 <= ms_of(T0_US) + BOUND_MS);
+    assert!(site_clock(&mut client).await.0 <= ms_of(T0_US) + BOUND_MS);
+    let ahead = current(&mut client, &reading(3, "s1", T0_US).id).await;
+    let amended = amend_note(&mut client, &ahead.id, "after the jump").await;
+    assert!(hlc_of(&amended.version) > hlc_of(&ahead.version));
+    store.stop().await;
+}
+
+on_both_backends!(a_version_near_the_clocks_limit_is_kept_flagged_and_amendable);
+on_both_backends!(the_announced_bound_is_kept_and_used);
+on_both_backends!(a_wall_clock_that_jumped_ahead_and_back_recovers);

@@ -1,6 +1,7 @@
 //! The pull direction: read the cloud's change feed from the cursor the
 //! store keeps, and hand each page to store-svc, which applies it by the
-//! conflict rule the cloud announced (DESIGN §3).
+//! conflict rule and under the clock-skew bound the cloud announced
+//! (DESIGN §3).
 //!
 //! The feed holds versions written elsewhere (in the cloud, or at another
 //! site for a shared sensor) of the readings this site originated and of
@@ -54,6 +55,8 @@ pub struct Pulled {
     pub skipped: u64,
     /// Conflicts resolved.
     pub conflicts: u64,
+    /// Versions stored flagged: stamped beyond the clock-skew bound.
+    pub clock_ahead: u64,
 }
 
 /// Pulls while the link is up, until `stop`.
@@ -77,6 +80,7 @@ pub async fn run(drain: Arc<Drain>, stop: CancellationToken) {
                             already_held = pulled.already_held,
                             skipped = pulled.skipped,
                             conflicts = pulled.conflicts,
+                            clock_ahead = pulled.clock_ahead,
                             "applied the cloud's changes"
                         );
                     }
@@ -146,6 +150,7 @@ pub async fn pull_all(drain: &Drain) -> Result<Pulled, PullError> {
         pulled.already_held += applied.already_held;
         pulled.skipped += applied.skipped;
         pulled.conflicts += applied.conflicts;
+        pulled.clock_ahead += applied.clock_ahead;
         cursor = applied.cursor;
         drain.status.pulled(
             applied.cursor,
@@ -180,11 +185,15 @@ fn follow_policy(drain: &Drain, announced: &str) -> Result<Policy, PullError> {
     Ok(policy)
 }
 
-/// The store request for one page.
+/// The store request for one page, with the rule and the clock-skew bound
+/// the cloud announced (store-svc keeps the bound and uses it from then on).
 fn apply_request(page: ChangesPage, policy: Policy) -> pb::ApplyRemoteVersionsRequest {
     pb::ApplyRemoteVersionsRequest {
         versions: page.versions.into_iter().map(remote_version).collect(),
         policy: policy.as_str().to_owned(),
         next_cursor: page.next_cursor,
+        max_clock_skew: page.max_clock_skew_ms.and_then(|ms| {
+            prost_types::Duration::try_from(std::time::Duration::from_millis(ms)).ok()
+        }),
     }
 }

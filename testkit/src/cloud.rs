@@ -22,7 +22,7 @@ pub struct InProcessCloud {
 }
 
 /// How to start an [`InProcessCloud`] other than with the defaults
-/// (`lww`, the system clock, five minutes of allowed skew):
+/// (`lww`, the system clock, the default clock-skew bound of an hour):
 /// `InProcessCloud::builder(TOKEN).policy(Policy::CloudWins).start().await`.
 pub struct InProcessCloudBuilder {
     token: String,
@@ -44,8 +44,8 @@ impl InProcessCloudBuilder {
         self
     }
 
-    /// How far ahead of the cloud's clock a version may be before it is
-    /// counted as skewed.
+    /// The deployment's clock-skew bound: how far ahead of the cloud's
+    /// clock a stamp may move it; versions further ahead are flagged.
     pub fn max_clock_skew(mut self, skew: Duration) -> Self {
         self.max_clock_skew = Some(skew);
         self

@@ -1,15 +1,32 @@
-//! The hybrid logical clock (HLC) that stamps every version.
+//! The hybrid logical clock (HLC) stamp every version carries.
 //!
-//! A stamp is physical milliseconds plus a 16-bit logical counter. Stamps a
-//! site issues are strictly increasing even when the wall clock stalls or jumps
-//! back (no NTP while offline is normal): the next stamp is
-//! `max(wall clock, last stamp)` with the counter bumped when the physical part
-//! did not move. The last stamp is persisted in the same transaction as the
-//! versions it stamped, so the clock never goes backwards across restarts.
+//! A stamp is physical milliseconds plus a 16-bit logical counter, stored
+//! packed into one `i64` (`physical_ms << 16 | logical`), so the database
+//! compares stamps with plain integer order. The physical part therefore
+//! has 47 bits: [`Hlc::MAX_PHYSICAL_MS`] (about the year 6429) is the
+//! largest any stamp can carry.
 //!
-//! Stamps are stored packed into one `i64` (`physical_ms << 16 | logical`), so
-//! the database compares them with plain integer order.
+//! The range is split in two, so that amending a reading always works even
+//! when its version is stamped at the very top:
+//!
+//! - up to [`Hlc::MAX_CLOCK_MS`]: the times a clock may read. A reading's
+//!   first version is stamped by a clock, so it is never later than this; a
+//!   wall clock reading later is taken as this.
+//! - the last [`Hlc::AMENDMENT_HEADROOM_MS`] (2^32 ms, about 50 days, times
+//!   65536 logical steps: 2^48 amendments): kept for versions stamped above
+//!   a reading's versions (see [`crate::clock`]). Only an amendment (a
+//!   version with a base) may carry a stamp there.
+//!
+//! A stamp beyond its part of the range is malformed input, refused by
+//! [`Hlc::check_range`] naming the limit: that checks the format's domain,
+//! not the writer's clock (a version is never refused for being ahead).
+//! Nothing is clamped: [`Hlc::pack`] refuses a stamp it cannot represent
+//! rather than let two stamps collapse into one.
+//!
+//! How a node's clock moves (what it adopts of what it receives, how it
+//! stamps a reading's next version) is in [`crate::clock`].
 
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One HLC value. Ordered as `(physical_ms, logical)`.
@@ -21,8 +38,43 @@ pub struct Hlc {
     pub logical: u16,
 }
 
-/// Largest physical part that still packs into a positive `i64`.
-const MAX_PHYSICAL_MS: u64 = (i64::MAX as u64) >> 16;
+/// A stamp outside the part of the clock's range it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OutOfRange {
+    /// A first version (no base) stamped later than any clock may read.
+    #[error(
+        "physical_ms {physical_ms} is above {max}, the latest time a clock may stamp a reading's \
+         first version (the last 2^32 ms of the 47-bit range up to {top} are kept for \
+         amendments)",
+        max = Hlc::MAX_CLOCK_MS,
+        top = Hlc::MAX_PHYSICAL_MS
+    )]
+    FirstVersion {
+        /// The physical part found.
+        physical_ms: u64,
+    },
+    /// Any stamp beyond what the 47-bit physical part holds.
+    #[error(
+        "physical_ms {physical_ms} is above {max}, the largest the clock's 47-bit range holds",
+        max = Hlc::MAX_PHYSICAL_MS
+    )]
+    Encoding {
+        /// The physical part found.
+        physical_ms: u64,
+    },
+}
+
+/// No stamp is left above a reading's versions: the clock's whole range is
+/// used up (2^48 amendments of one reading stamped at the top).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no stamp is left above {floor}: this reading's versions are stamped at the top of the \
+     clock's range, so it cannot be amended"
+)]
+pub struct Exhausted {
+    /// The highest stamp of the reading's versions.
+    pub floor: Hlc,
+}
 
 impl Hlc {
     /// The zero stamp, before any write.
@@ -31,10 +83,37 @@ impl Hlc {
         logical: 0,
     };
 
-    /// The stamp packed for storage; order-preserving.
-    pub fn pack(self) -> i64 {
-        let physical = self.physical_ms.min(MAX_PHYSICAL_MS);
-        ((physical << 16) | u64::from(self.logical)) as i64
+    /// Largest physical part a stamp can carry: 47 bits, so the packed
+    /// stamp is a positive `i64`.
+    pub const MAX_PHYSICAL_MS: u64 = (1 << 47) - 1;
+
+    /// The top of the range kept for amendments of readings stamped at
+    /// [`Hlc::MAX_CLOCK_MS`].
+    pub const AMENDMENT_HEADROOM_MS: u64 = 1 << 32;
+
+    /// The latest time a clock may read, and so the largest physical part a
+    /// reading's first version may carry (about 50 days before the year
+    /// 6429).
+    pub const MAX_CLOCK_MS: u64 = Hlc::MAX_PHYSICAL_MS - Hlc::AMENDMENT_HEADROOM_MS;
+
+    /// The largest stamp: nothing can be stamped above it.
+    pub const MAX: Hlc = Hlc {
+        physical_ms: Hlc::MAX_PHYSICAL_MS,
+        logical: u16::MAX,
+    };
+
+    /// The stamp packed for storage; order-preserving. A physical part
+    /// beyond [`Hlc::MAX_PHYSICAL_MS`] is refused, never clamped: stamps
+    /// from outside are checked with [`Hlc::check_range`] first, and the
+    /// clock never issues one.
+    pub fn pack(self) -> Result<i64, OutOfRange> {
+        if self.physical_ms > Hlc::MAX_PHYSICAL_MS {
+            return Err(OutOfRange::Encoding {
+                physical_ms: self.physical_ms,
+            });
+        }
+        // At most 63 bits: a positive i64.
+        Ok(((self.physical_ms << 16) | u64::from(self.logical)) as i64)
     }
 
     /// The stamp from its stored form. Negative values (never written by this
@@ -47,54 +126,42 @@ impl Hlc {
         }
     }
 
-    /// The next stamp after `self` for a local event at wall-clock time
-    /// `now_ms`: strictly greater than `self`, and never behind the wall clock.
-    pub fn tick(self, now_ms: u64) -> Hlc {
-        let now_ms = now_ms.min(MAX_PHYSICAL_MS);
-        if now_ms > self.physical_ms {
-            Hlc {
-                physical_ms: now_ms,
-                logical: 0,
-            }
-        } else if self.logical < u16::MAX {
-            Hlc {
+    /// Checks a stamp that arrived from elsewhere: a first version
+    /// (`amendment` false) may carry at most [`Hlc::MAX_CLOCK_MS`], an
+    /// amendment (a version with a base) or a base at most
+    /// [`Hlc::MAX_PHYSICAL_MS`]. However far ahead of the receiver's wall
+    /// clock, a stamp within these is accepted.
+    pub fn check_range(self, amendment: bool) -> Result<(), OutOfRange> {
+        if self.physical_ms > Hlc::MAX_PHYSICAL_MS {
+            Err(OutOfRange::Encoding {
                 physical_ms: self.physical_ms,
-                logical: self.logical + 1,
-            }
-        } else if self.physical_ms < MAX_PHYSICAL_MS {
-            // 65536 stamps in one millisecond: borrow from the next one.
-            Hlc {
-                physical_ms: self.physical_ms + 1,
-                logical: 0,
-            }
+            })
+        } else if !amendment && self.physical_ms > Hlc::MAX_CLOCK_MS {
+            Err(OutOfRange::FirstVersion {
+                physical_ms: self.physical_ms,
+            })
         } else {
-            // The clock's range (to about the year 6400) is exhausted; only a
-            // broken clock gets here. Staying put keeps the order monotonic.
-            self
+            Ok(())
         }
     }
-}
 
-impl Hlc {
-    /// The next stamp after receiving a remote stamp `remote` at wall-clock
-    /// time `now_ms`: greater than both `self` and `remote`, so whatever this
-    /// replica writes next orders after what it has seen (the HLC receive
-    /// rule). A remote stamp far ahead of the wall clock is still taken: the
-    /// order must hold whatever the clocks say; callers count the skew.
-    pub fn receive(self, remote: Hlc, now_ms: u64) -> Hlc {
-        let now_ms = now_ms.min(MAX_PHYSICAL_MS);
-        let remote = Hlc {
-            physical_ms: remote.physical_ms.min(MAX_PHYSICAL_MS),
-            logical: remote.logical,
-        };
-        let newest = self.max(remote);
-        if now_ms > newest.physical_ms {
-            return Hlc {
-                physical_ms: now_ms,
+    /// The smallest stamp above this one: the counter's next value, or the
+    /// next millisecond when the counter is full. `None` above
+    /// [`Hlc::MAX`].
+    pub fn successor(self) -> Option<Hlc> {
+        if self.logical < u16::MAX {
+            Some(Hlc {
+                physical_ms: self.physical_ms,
+                logical: self.logical + 1,
+            })
+        } else if self.physical_ms < Hlc::MAX_PHYSICAL_MS {
+            Some(Hlc {
+                physical_ms: self.physical_ms + 1,
                 logical: 0,
-            };
+            })
+        } else {
+            None
         }
-        newest.tick(now_ms)
     }
 
     /// How far this stamp's physical part is ahead of the wall clock
@@ -107,6 +174,13 @@ impl Hlc {
     /// microseconds (negative readings, a broken clock, count as 0).
     pub fn ms_from_us(now_us: i64) -> u64 {
         u64::try_from(now_us / 1_000).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Hlc {
+    /// `physical_ms.logical`, as versions are shown everywhere.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.physical_ms, self.logical)
     }
 }
 
@@ -158,132 +232,71 @@ mod tests {
             physical_ms: 1_700_000_000_001,
             logical: 0,
         };
-        assert!(a.pack() < b.pack());
-        assert_eq!(Hlc::unpack(a.pack()), a);
-        assert_eq!(Hlc::unpack(b.pack()), b);
-    }
-
-    #[test]
-    fn tick_follows_the_wall_clock_when_it_moves_forward() {
-        let last = Hlc {
-            physical_ms: 1000,
-            logical: 7,
-        };
+        let (pa, pb) = (a.pack().expect("fits"), b.pack().expect("fits"));
+        assert!(pa < pb);
+        assert_eq!(Hlc::unpack(pa), a);
+        assert_eq!(Hlc::unpack(pb), b);
         assert_eq!(
-            last.tick(2000),
-            Hlc {
-                physical_ms: 2000,
-                logical: 0
-            }
+            Hlc::unpack(Hlc::MAX.pack().expect("the top fits")),
+            Hlc::MAX
         );
+        assert_eq!(Hlc::MAX.pack(), Ok(i64::MAX));
     }
 
     #[test]
-    fn tick_never_goes_back_when_the_wall_clock_jumps_back() {
-        let last = Hlc {
-            physical_ms: 5000,
-            logical: 3,
+    fn pack_refuses_what_it_cannot_hold_rather_than_merge_two_stamps() {
+        let beyond = |physical_ms| Hlc {
+            physical_ms,
+            logical: 1,
         };
-        let next = last.tick(1000);
-        assert!(next > last);
-        assert_eq!(
-            next,
-            Hlc {
-                physical_ms: 5000,
-                logical: 4
-            }
-        );
+        for physical_ms in [Hlc::MAX_PHYSICAL_MS + 1, 1 << 50, u64::MAX] {
+            assert_eq!(
+                beyond(physical_ms).pack(),
+                Err(OutOfRange::Encoding { physical_ms })
+            );
+        }
     }
 
     #[test]
-    fn tick_carries_into_the_next_millisecond_when_the_counter_is_full() {
-        let last = Hlc {
+    fn first_versions_stop_below_the_headroom_amendments_may_use_it() {
+        let at = |physical_ms| Hlc {
+            physical_ms,
+            logical: u16::MAX,
+        };
+        assert_eq!(at(Hlc::MAX_CLOCK_MS).check_range(false), Ok(()));
+        let err = at(Hlc::MAX_CLOCK_MS + 1)
+            .check_range(false)
+            .expect_err("a first version in the headroom");
+        assert!(
+            err.to_string().contains(&Hlc::MAX_CLOCK_MS.to_string()),
+            "names the limit: {err}"
+        );
+        assert_eq!(at(Hlc::MAX_CLOCK_MS + 1).check_range(true), Ok(()));
+        assert_eq!(at(Hlc::MAX_PHYSICAL_MS).check_range(true), Ok(()));
+        assert!(at(Hlc::MAX_PHYSICAL_MS + 1).check_range(true).is_err());
+        assert_eq!(Hlc::MAX_CLOCK_MS, (1 << 47) - 1 - (1 << 32));
+    }
+
+    #[test]
+    fn the_successor_carries_into_the_next_millisecond_and_ends_at_the_top() {
+        let full = Hlc {
             physical_ms: 5000,
             logical: u16::MAX,
         };
         assert_eq!(
-            last.tick(5000),
-            Hlc {
+            full.successor(),
+            Some(Hlc {
                 physical_ms: 5001,
                 logical: 0
-            }
-        );
-    }
-
-    #[test]
-    fn receive_orders_after_a_remote_stamp_ahead_of_the_wall_clock() {
-        let local = Hlc {
-            physical_ms: 1000,
-            logical: 0,
-        };
-        let remote = Hlc {
-            physical_ms: 9000,
-            logical: 5,
-        };
-        let next = local.receive(remote, 2000);
-        assert!(next > remote && next > local);
-        assert_eq!(
-            next,
-            Hlc {
-                physical_ms: 9000,
-                logical: 6
-            }
-        );
-        assert_eq!(remote.ahead_of_ms(2000), 7000);
-    }
-
-    #[test]
-    fn receive_follows_the_wall_clock_when_it_is_ahead_of_both() {
-        let next = Hlc {
-            physical_ms: 1000,
-            logical: 9,
-        }
-        .receive(
-            Hlc {
-                physical_ms: 1500,
-                logical: 3,
-            },
-            4000,
+            })
         );
         assert_eq!(
-            next,
-            Hlc {
-                physical_ms: 4000,
-                logical: 0
-            }
+            Hlc::ZERO.successor(),
+            Some(Hlc {
+                physical_ms: 0,
+                logical: 1
+            })
         );
-    }
-
-    #[test]
-    fn receive_of_an_older_remote_stamp_still_ticks_the_local_clock() {
-        let local = Hlc {
-            physical_ms: 5000,
-            logical: 2,
-        };
-        let next = local.receive(
-            Hlc {
-                physical_ms: 10,
-                logical: 0,
-            },
-            100,
-        );
-        assert_eq!(
-            next,
-            Hlc {
-                physical_ms: 5000,
-                logical: 3
-            }
-        );
-    }
-
-    #[test]
-    fn many_ticks_in_one_millisecond_are_strictly_increasing() {
-        let mut clock = Hlc::ZERO;
-        let mut prev = clock;
-        for _ in 0..200_000 {
-            clock = clock.tick(42);
-            assert!(clock > prev);
-            prev = clock;
-        }
+        assert_eq!(Hlc::MAX.successor(), None);
     }
 }

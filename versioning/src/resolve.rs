@@ -18,8 +18,9 @@
 //! the rule's total order), so replicas that hold the same versions hold the
 //! same winner, whatever order the versions arrived in and however often.
 //! Under `lww` the winner is also the greatest `(HLC, site id)` of all: a
-//! version written on top of another has a greater HLC, because the writer's
-//! clock advanced past every stamp it had seen.
+//! version written on top of another has a greater HLC, because the writer
+//! stamps a reading's new version above every version of it that it holds
+//! ([`crate::clock::NodeClock::stamp_above`]).
 
 use std::collections::HashSet;
 

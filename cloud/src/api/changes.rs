@@ -2,7 +2,8 @@
 //! feed a site pulls. Versions written elsewhere (the cloud, other sites)
 //! of the readings the site originated and of the shared sensors it names,
 //! by the cloud's row id, never one the site wrote itself; with the
-//! deployment's conflict rule, which the site applies as announced.
+//! deployment's conflict rule and clock-skew bound, which the site applies
+//! as announced.
 //!
 //! The cursor is a version row id. Row ids follow commit order (every
 //! writer locks `cloud_state` first, see `db::versions`), so a version
@@ -46,6 +47,7 @@ pub(super) async fn changes(
         next_cursor,
         more: page.more || cut,
         policy: state.db.policy().as_str().to_owned(),
+        max_clock_skew_ms: Some(state.db.max_clock_skew().as_ms()),
     }))
 }
 

@@ -113,6 +113,9 @@ impl ApiError {
             }
             ApiError::Injected(status) => (*status, injected_code(*status)),
             ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Db(DbError::ClockExhausted { .. }) => {
+                (StatusCode::CONFLICT, "clock_exhausted")
+            }
             ApiError::Db(_) | ApiError::Task(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -132,6 +135,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let body = match &self {
+            // An answer, not a failure: the reading cannot be amended.
+            ApiError::Db(err @ DbError::ClockExhausted { .. }) => {
+                ErrorBody::new(code, err.to_string())
+            }
             ApiError::Db(_) | ApiError::Task(_) => {
                 // Logged here, once; the client learns only that it failed.
                 tracing::error!(error = %self, "request failed");

@@ -33,6 +33,27 @@ where
         after: i64,
         limit: u32,
     ) -> Result<Page<StoredVersion>, DbError> {
+        self.stored_versions(Some(site), after, limit).await
+    }
+
+    /// Up to `limit` versions of any site stored after cursor `after` that
+    /// were stamped beyond the clock-skew bound (flagged), through their
+    /// partial index.
+    pub async fn clock_ahead_page(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Page<StoredVersion>, DbError> {
+        self.stored_versions(None, after, limit).await
+    }
+
+    /// Versions pushed by `site`, or (`None`) the flagged versions of all.
+    async fn stored_versions(
+        &self,
+        site: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Page<StoredVersion>, DbError> {
         type Row = (
             i64,
             i64,
@@ -48,20 +69,30 @@ where
             String,
             bool,
             i64,
+            Option<i64>,
         );
         let mut sql = String::from(
             "SELECT id, seq, reading_id, hlc_physical_ms, hlc_logical, version_site_id, sensor_id, temperature, \
-             humidity, measured_at_us, received_at_us, priority, clock_suspect, push FROM versions \
-             WHERE site_id = ",
+             humidity, measured_at_us, received_at_us, priority, clock_suspect, push, clock_ahead_ms \
+             FROM versions WHERE ",
         );
-        DB::placeholder(&mut sql, 1);
+        let mut next = 1;
+        if site.is_some() {
+            sql.push_str("site_id = ");
+            push_param::<DB>(&mut sql, &mut next);
+        } else {
+            sql.push_str("clock_ahead_ms IS NOT NULL");
+        }
         sql.push_str(" AND id > ");
-        DB::placeholder(&mut sql, 2);
+        push_param::<DB>(&mut sql, &mut next);
         sql.push_str(" ORDER BY id LIMIT ");
-        DB::placeholder(&mut sql, 3);
+        push_param::<DB>(&mut sql, &mut next);
+        let mut query = sqlx::query_as::<DB, Row>(&sql);
+        if let Some(site) = site {
+            query = query.bind(site);
+        }
         let mut conn = self.read.acquire().await?;
-        let rows: Vec<Row> = sqlx::query_as::<DB, Row>(&sql)
-            .bind(site)
+        let rows: Vec<Row> = query
             .bind(after)
             .bind(i64::from(limit) + 1)
             .fetch_all(&mut *conn)
@@ -89,6 +120,7 @@ where
                         priority: parse_priority(&r.11),
                         clock_suspect: r.12,
                         push: r.13 as u64,
+                        clock_ahead_ms: r.14.and_then(|ms| u64::try_from(ms).ok()),
                     },
                 )
             })

@@ -23,7 +23,11 @@
 //! - each reading's current version (`current_versions`), every conflict
 //!   (`conflicts`) and the cloud's HLC (`cloud_state.hlc`) commit with the
 //!   versions that changed them, so they never disagree with the versions
-//!   held and the clock never goes back across restarts;
+//!   held;
+//! - the cloud's HLC never ends a write further ahead of the wall clock than
+//!   `--max-clock-skew` (and falls back to it at start): a version stamped
+//!   further ahead is stored with how far ahead it was (`clock_ahead_ms`),
+//!   and a reading's new version is stamped above all of its versions;
 //! - a push's idempotency record (body digest and answer) commits with its
 //!   versions, so a replay can never see half a push;
 //! - a seq is `held` as soon as one of its versions is stored, and `held` is
@@ -43,7 +47,7 @@ use std::path::PathBuf;
 use edge_cloud_link::contract::{
     AmendmentRequest, Coverage, ReadingState, SimpleReading, UnsentReport, VersionRecord,
 };
-use edge_versioning::Policy;
+use edge_versioning::{Policy, SkewBound};
 use sqlx::{Postgres, Sqlite};
 
 use crate::admin::{StoredConflict, StoredSimpleReading, StoredVersion};
@@ -99,6 +103,20 @@ pub enum DbError {
     /// lock (another writer without the lock?). Nothing was committed.
     #[error("the cloud database changed under a write: {0}")]
     Inconsistent(String),
+    /// An amendment named a reading whose versions are stamped at the very
+    /// top of the clock's range: nothing can be stamped above them.
+    #[error("reading {reading_id}: {source}")]
+    ClockExhausted {
+        /// The reading.
+        reading_id: String,
+        /// Its highest stamp.
+        #[source]
+        source: edge_versioning::Exhausted,
+    },
+    /// A stamp outside the clock's range reached the database (pushes are
+    /// checked before, so this is a bug, never a silent clamp).
+    #[error("a version stamp is outside the clock's range: {0}")]
+    StampRange(#[from] edge_versioning::OutOfRange),
 }
 
 /// How to reach the database.
@@ -214,13 +232,13 @@ impl CloudDb {
     pub async fn open(options: &DbOptions, versioning: Versioning) -> Result<CloudDb, DbError> {
         let url = options.database_url.as_deref().unwrap_or("");
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(CloudDb::Postgres(
-                Store::<Postgres>::open_postgres(url, options, versioning).await?,
-            ))
+            let store = Store::<Postgres>::open_postgres(url, options, versioning).await?;
+            store.recover_clock().await?;
+            Ok(CloudDb::Postgres(store))
         } else if url.is_empty() || url.starts_with("sqlite:") {
-            Ok(CloudDb::Sqlite(
-                Store::<Sqlite>::open_sqlite(options, versioning).await?,
-            ))
+            let store = Store::<Sqlite>::open_sqlite(options, versioning).await?;
+            store.recover_clock().await?;
+            Ok(CloudDb::Sqlite(store))
         } else {
             // A mistyped PostgreSQL URL must not quietly become a SQLite file.
             let scheme = url.split(':').next().unwrap_or_default();
@@ -241,6 +259,11 @@ impl CloudDb {
     /// The deployment's conflict rule.
     pub fn policy(&self) -> Policy {
         dispatch!(self, s => s.policy())
+    }
+
+    /// The deployment's clock-skew bound, announced with the change feed.
+    pub fn max_clock_skew(&self) -> SkewBound {
+        dispatch!(self, s => s.max_clock_skew())
     }
 
     /// Stores a checked batch under its idempotency key (see [`Store::push`]).
@@ -280,6 +303,16 @@ impl CloudDb {
         limit: u32,
     ) -> Result<Page<StoredVersion>, DbError> {
         dispatch!(self, s => s.versions_page(site_id, after, limit).await)
+    }
+
+    /// Versions of any site stored flagged (stamped beyond the clock-skew
+    /// bound), by storage order.
+    pub async fn clock_ahead_page(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Page<StoredVersion>, DbError> {
+        dispatch!(self, s => s.clock_ahead_page(after, limit).await)
     }
 
     /// The cloud's amendment of a reading; `None` when it holds no such reading.

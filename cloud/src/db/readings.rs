@@ -7,11 +7,11 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row as _, Type}
 
 use super::backend::Backend;
 use super::sql::push_param;
-use super::store::Store;
+use super::store::{Store, log_fall_back};
 use super::versions::{CURRENT_JOIN, IS_CURRENT, RECORD_COLUMNS};
 use super::{Amendment, DbError, FeedPage};
 use crate::amend::amended;
-use crate::resolve::{CloudClock, HeldVersion, Offered, Readings, stamp_of, version_of};
+use crate::resolve::{HeldVersion, Offered, Readings, stamp_of, version_of};
 
 impl<DB> Store<DB>
 where
@@ -29,9 +29,10 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     /// Makes the cloud's amendment `request` (already checked) of
-    /// `reading_id`, in one transaction: locks `cloud_state` and ticks the
-    /// cloud's clock, writes the version on top of the current one, and
-    /// records it as current. `None` when the cloud holds no such reading.
+    /// `reading_id`, in one transaction: locks `cloud_state`, stamps the
+    /// version above every version of the reading held (however far ahead)
+    /// and the clock, writes it on top of the current one, and records it as
+    /// current. `None` when the cloud holds no such reading.
     pub async fn amend(
         &self,
         reading_id: &str,
@@ -51,9 +52,18 @@ where
             return Ok(None);
         };
         let (now_us, now_ms) = self.versioning.now();
-        let mut clock = CloudClock::new(persisted, now_ms, self.versioning.max_skew_ms());
+        let mut clock = self.versioning.clock(persisted, now_ms);
         let seen: Vec<Stamp> = records.iter().map(|r| stamp_of(&r.version)).collect();
-        let stamp = clock.tick_above(&seen);
+        let stamp = match clock.stamp_above(&seen) {
+            Ok(stamp) => stamp,
+            Err(source) => {
+                tx.rollback().await?;
+                return Err(DbError::ClockExhausted {
+                    reading_id: reading_id.to_owned(),
+                    source,
+                });
+            }
+        };
         let version = amended(current, request, stamp);
         let Offered::Added { conflict } = readings.offer(&version) else {
             return Err(DbError::Inconsistent(format!(
@@ -61,7 +71,8 @@ where
                 stamp.physical_ms, stamp.logical
             )));
         };
-        if Self::insert_versions(&mut *conn, CLOUD_SITE_ID, 0, &[&version]).await? != 1 {
+        // The cloud's own version: never flagged.
+        if Self::insert_versions(&mut *conn, CLOUD_SITE_ID, 0, &[(&version, None)]).await? != 1 {
             return Err(DbError::Inconsistent(format!(
                 "the cloud's amendment of reading {reading_id} was already stored"
             )));
@@ -69,9 +80,10 @@ where
         Self::upsert_currents(&mut *conn, &readings.changed()).await?;
         let conflicts: Vec<(&str, _)> = conflict.into_iter().map(|c| (reading_id, c)).collect();
         Self::insert_conflicts(&mut *conn, &conflicts, now_us).await?;
-        Self::store_clock(&mut *conn, clock.hlc).await?;
+        Self::store_clock(&mut *conn, clock.hlc()).await?;
         let current = readings.current(reading_id).cloned();
         tx.commit().await?;
+        log_fall_back(&clock, persisted, self.versioning.max_clock_skew);
 
         records.push(version);
         let versions = records.len() as u64;

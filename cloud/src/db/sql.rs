@@ -12,7 +12,7 @@ use super::backend::Backend;
 pub(super) const STATEMENT_ROWS: [usize; 8] = [512, 128, 64, 32, 16, 8, 4, 1];
 
 /// Most columns any multi-row statement binds per row (a version row).
-pub(super) const MAX_ROW_COLUMNS: usize = 20;
+pub(super) const MAX_ROW_COLUMNS: usize = 21;
 
 // SQLite's bind limit is 32,766; PostgreSQL's 65,535.
 const _: () = assert!(STATEMENT_ROWS[0] * MAX_ROW_COLUMNS <= 32_766);

@@ -16,7 +16,7 @@ use edge_cloud_link::contract::{
     Coverage, MAX_COVERAGE_GAPS, PushResponse, SeqRange, SimpleReading, UnsentReport, UnsentStatus,
     VersionRecord, VersionResult, VersionStatus,
 };
-use edge_versioning::{Hlc, Policy, WallClock};
+use edge_versioning::{Hlc, Policy, SkewBound, WallClock};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
 use super::backend::Backend;
@@ -44,9 +44,10 @@ pub(crate) struct Versioning {
     pub policy: Policy,
     /// The cloud's wall clock (injectable so tests can skew it).
     pub clock: Arc<dyn WallClock>,
-    /// A received version further ahead of the wall clock than this is
-    /// counted and logged (and still taken).
-    pub max_clock_skew: Duration,
+    /// How far ahead of the wall clock a received stamp may move the
+    /// cloud's clock; a version stamped further ahead is still taken, but
+    /// flagged, counted and logged. Announced to sites with the change feed.
+    pub max_clock_skew: SkewBound,
 }
 
 impl Versioning {
@@ -56,9 +57,26 @@ impl Versioning {
         (now_us, Hlc::ms_from_us(now_us))
     }
 
-    /// The skew bound in milliseconds.
-    pub(super) fn max_skew_ms(&self) -> u64 {
-        u64::try_from(self.max_clock_skew.as_millis()).unwrap_or(u64::MAX)
+    /// The cloud's clock as persisted, loaded at the wall clock `now_ms`
+    /// under the bound: fallen back to it if it was further ahead.
+    pub(super) fn clock(&self, persisted: Hlc, now_ms: u64) -> CloudClock {
+        CloudClock::new(persisted, now_ms, self.max_clock_skew)
+    }
+}
+
+/// Says, once it is committed, that the cloud's clock was beyond the bound
+/// and fell back (its wall clock stepped back, or an older build let a
+/// far-ahead stamp drag it). Versions keep their stamps.
+pub(super) fn log_fall_back(clock: &CloudClock, persisted: Hlc, bound: SkewBound) {
+    if let Some(ms) = clock.fell_back_ms() {
+        tracing::warn!(
+            was = %persisted,
+            now = %clock.hlc(),
+            ahead = %humantime::format_duration(Duration::from_millis(ms)),
+            bound = %humantime::format_duration(bound.as_duration()),
+            "the cloud's clock was further ahead of its wall clock than --max-clock-skew; it falls \
+             back to the bound (stored versions keep their stamps)"
+        );
     }
 }
 
@@ -81,6 +99,11 @@ impl<DB: sqlx::Database> Store<DB> {
     /// The deployment's conflict rule.
     pub fn policy(&self) -> Policy {
         self.versioning.policy
+    }
+
+    /// The deployment's clock-skew bound.
+    pub fn max_clock_skew(&self) -> SkewBound {
+        self.versioning.max_clock_skew
     }
 
     /// Closes both pools, waiting for connections in use.
@@ -186,20 +209,17 @@ where
         let held = Self::load_held(&mut *conn, &reading_ids).await?;
         let mut readings = Readings::new(self.versioning.policy, held);
         let (now_us, clock_ms) = self.versioning.now();
-        let mut clock = CloudClock::new(
-            Hlc::unpack(persisted_clock),
-            clock_ms,
-            self.versioning.max_skew_ms(),
-        );
-        let mut accepted: Vec<&VersionRecord> = Vec::with_capacity(to_offer.len());
+        let persisted_clock = Hlc::unpack(persisted_clock);
+        let mut clock = self.versioning.clock(persisted_clock, clock_ms);
+        let mut accepted: Vec<(&VersionRecord, Option<u64>)> = Vec::with_capacity(to_offer.len());
         let mut conflicts = Vec::new();
         for &i in &to_offer {
             let v = &batch.versions[i];
             if let Offered::Added { conflict } = readings.offer(v) {
                 fates[i] = Fate::Accepted;
-                clock.receive(&v.reading_id, hlc_of(v.version.hlc));
+                let ahead = clock.receive(&v.reading_id, hlc_of(v.version.hlc));
                 conflicts.extend(conflict.map(|c| (v.reading_id.as_str(), c)));
-                accepted.push(v);
+                accepted.push((v, ahead));
             }
         }
         let inserted = Self::insert_versions(&mut *conn, site, push, &accepted).await?;
@@ -213,12 +233,12 @@ where
         Self::upsert_currents(&mut *conn, &readings.changed()).await?;
         Self::insert_conflicts(&mut *conn, &conflicts, now_us).await?;
         let mut written: BTreeMap<&str, i64> = BTreeMap::new();
-        for v in &accepted {
+        for (v, _) in &accepted {
             *written.entry(v.version.site_id.as_str()).or_default() += 1;
         }
         Self::count_written(&mut *conn, &written).await?;
         if !accepted.is_empty() {
-            Self::store_clock(&mut *conn, clock.hlc).await?;
+            Self::store_clock(&mut *conn, clock.hlc()).await?;
         }
 
         // Book the seqs, per origin site: held for every stored version,
@@ -226,7 +246,7 @@ where
         // are not held.
         let held: BTreeSet<(&str, i64)> = accepted
             .iter()
-            .map(|v| (v.origin_site_id.as_str(), v.seq as i64))
+            .map(|(v, _)| (v.origin_site_id.as_str(), v.seq as i64))
             .collect();
         let held: Vec<(&str, i64)> = held.into_iter().collect();
         for chunk in shaped_chunks(&held) {
@@ -310,6 +330,9 @@ where
             .execute(&mut *conn)
             .await?;
         tx.commit().await?;
+        if !accepted.is_empty() {
+            log_fall_back(&clock, persisted_clock, self.versioning.max_clock_skew);
+        }
         let [accepted, duplicate, rejected] = counts;
         Ok(PushOutcome::Stored {
             body,

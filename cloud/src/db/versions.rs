@@ -21,7 +21,7 @@ use super::backend::Backend;
 use super::sql::{
     parse_priority, parse_quality, priority_name, push_placeholders, quality_name, shaped_chunks,
 };
-use super::store::Store;
+use super::store::{Store, log_fall_back};
 use crate::resolve::{HeldVersion, NewCurrent};
 
 /// The columns of a stored version as a [`VersionRecord`], for a query
@@ -42,7 +42,7 @@ pub(super) const IS_CURRENT: &str = "(c.reading_id IS NULL OR (v.hlc_physical_ms
      AND v.hlc_logical = c.hlc_logical AND v.version_site_id = c.version_site_id))";
 
 /// Columns bound per inserted version row.
-const VERSION_COLUMNS: usize = 20;
+const VERSION_COLUMNS: usize = 21;
 const _: () = assert!(VERSION_COLUMNS <= super::sql::MAX_ROW_COLUMNS);
 
 impl<DB> Store<DB>
@@ -72,15 +72,36 @@ where
     }
 
     /// Persists the cloud's clock, in the transaction of the versions that
-    /// moved it, so it never goes back across restarts.
+    /// moved it, so it goes back across restarts only as far as the bound
+    /// takes it.
     pub(super) async fn store_clock(conn: &mut DB::Connection, hlc: Hlc) -> Result<(), DbError> {
         let mut sql = String::from("UPDATE cloud_state SET hlc = ");
         DB::placeholder(&mut sql, 1);
         sql.push_str(" WHERE singleton = 1");
         sqlx::query::<DB>(&sql)
-            .bind(hlc.pack())
+            .bind(hlc.pack()?)
             .execute(&mut *conn)
             .await?;
+        Ok(())
+    }
+
+    /// At start: a clock persisted further ahead of the wall clock than
+    /// `--max-clock-skew` falls back to it, said once. Every write applies
+    /// the same rule, so a wall clock stepped back while running recovers
+    /// too; versions keep their stamps.
+    pub(super) async fn recover_clock(&self) -> Result<(), DbError> {
+        let mut tx = self.write.begin().await?;
+        let conn: &mut DB::Connection = &mut tx;
+        let persisted = Self::lock_clock(&mut *conn).await?;
+        let (_, now_ms) = self.versioning.now();
+        let clock = self.versioning.clock(persisted, now_ms);
+        if clock.fell_back_ms().is_none() {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        Self::store_clock(&mut *conn, clock.hlc()).await?;
+        tx.commit().await?;
+        log_fall_back(&clock, persisted, self.versioning.max_clock_skew);
         Ok(())
     }
 
@@ -126,14 +147,15 @@ where
     }
 
     /// Inserts `records`, pushed by `pusher` (`cloud` for the cloud's own
-    /// amendments) in push number `push`; returns how many rows were new.
-    /// Callers insert only versions resolution found new, so anything else
-    /// means the table changed under the lock.
+    /// amendments) in push number `push`, each with how far beyond the
+    /// clock-skew bound it was stamped (flagged) if it was; returns how many
+    /// rows were new. Callers insert only versions resolution found new, so
+    /// anything else means the table changed under the lock.
     pub(super) async fn insert_versions(
         conn: &mut DB::Connection,
         pusher: &str,
         push: i64,
-        records: &[&VersionRecord],
+        records: &[(&VersionRecord, Option<u64>)],
     ) -> Result<u64, DbError> {
         let mut inserted = 0;
         for chunk in shaped_chunks(records) {
@@ -141,12 +163,12 @@ where
                 "INSERT INTO versions (site_id, origin_site_id, seq, reading_id, hlc_physical_ms, \
                  hlc_logical, version_site_id, sensor_id, temperature, humidity, measured_at_us, \
                  received_at_us, priority, clock_suspect, push, quality, note, base_physical_ms, \
-                 base_logical, base_site_id) VALUES ",
+                 base_logical, base_site_id, clock_ahead_ms) VALUES ",
             );
             push_placeholders::<DB>(&mut sql, chunk.len(), VERSION_COLUMNS, "");
             sql.push_str(" ON CONFLICT DO NOTHING");
             let mut insert = sqlx::query::<DB>(&sql);
-            for v in chunk {
+            for (v, ahead_ms) in chunk {
                 let (base_physical, base_logical, base_site) = match &v.base {
                     Some(base) => (
                         Some(base.hlc.physical_ms as i64), // checked to fit
@@ -175,7 +197,8 @@ where
                     .bind(v.note.clone())
                     .bind(base_physical)
                     .bind(base_logical)
-                    .bind(base_site);
+                    .bind(base_site)
+                    .bind(ahead_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)));
             }
             inserted += DB::rows_affected(&insert.execute(&mut *conn).await?);
         }

@@ -22,6 +22,8 @@ pub enum WriteOp {
     DeadLetters,
     /// Pruning, dropping, forgetting reported drops, giving space back.
     Storage,
+    /// Taking the site's clock back within the clock-skew bound at start.
+    Clock,
 }
 
 impl WriteOp {
@@ -34,6 +36,7 @@ impl WriteOp {
             WriteOp::Complete => "complete",
             WriteOp::DeadLetters => "dead_letters",
             WriteOp::Storage => "storage",
+            WriteOp::Clock => "clock",
         }
     }
 }

@@ -11,7 +11,12 @@
 //!   content a conflict, and neither changes what is stored;
 //! - `seq` is assigned at commit, gap-free and increasing, from `site_state`;
 //! - every write is a version stamped (reading, HLC, site) with one outbox
-//!   entry; the HLC in `site_state` is the highest stamp issued.
+//!   entry; a reading's new version is stamped above every version of it
+//!   held ([`edge_versioning::NodeClock`]);
+//! - `site_state.hlc` is the site's clock after the write, never further
+//!   ahead of the wall clock than the clock-skew bound in force (the one the
+//!   cloud announced, kept in `site_state`, else `--max-clock-skew`);
+//!   versions received beyond it are stored with how far ahead they were.
 
 mod backend;
 mod checkpoint;
@@ -40,7 +45,7 @@ use crate::hlc::WallClock;
 use crate::model::{AppendOutcome, Cursor, NewReading, ReadingQuery, Stats, StoredReading};
 use crate::outbox::{Completion, CompletionCounts, DeadLetterEntry, DueOrder, OutboxEntry};
 use crate::revision::{Amendment, ApplyOutcome, ConflictRow, RemoteVersion};
-use edge_versioning::Policy;
+use edge_versioning::{Policy, SkewBound};
 
 /// A database operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +86,20 @@ pub enum DbError {
     /// An amendment named a reading the site does not hold.
     #[error("no reading with id {0:?} is stored at this site")]
     UnknownReading(String),
+    /// An amendment named a reading whose versions are stamped at the very
+    /// top of the clock's range: nothing can be stamped above them.
+    #[error("reading {reading_id}: {source}")]
+    ClockExhausted {
+        /// The reading.
+        reading_id: String,
+        /// Its highest stamp.
+        #[source]
+        source: edge_versioning::Exhausted,
+    },
+    /// A stamp outside the clock's range reached the database (inputs are
+    /// checked before, so this is a bug, never a silent clamp).
+    #[error("a version stamp is outside the clock's range: {0}")]
+    StampRange(#[from] edge_versioning::OutOfRange),
     /// The database belongs to another site.
     #[error(
         "this database belongs to site {stored:?}, but the configured site id is {configured:?}; \
@@ -145,11 +164,14 @@ static WRITE_FAILURES: LazyLock<Counter<u64>> = LazyLock::new(|| {
         .build()
 });
 
-/// Counts a failed write; an amendment of an unknown reading is an answer,
-/// not a failure.
+/// Counts a failed write; an amendment of an unknown reading (or of one
+/// that cannot be stamped above) is an answer, not a failure.
 fn counted<T>(op: WriteOp, result: Result<T, DbError>) -> Result<T, DbError> {
     if let Err(err) = &result
-        && !matches!(err, DbError::UnknownReading(_))
+        && !matches!(
+            err,
+            DbError::UnknownReading(_) | DbError::ClockExhausted { .. }
+        )
     {
         WRITE_FAILURES.add(
             1,
@@ -184,6 +206,8 @@ pub struct DbConfig {
     pub sensor_index_batch: u32,
     /// Whether SQLite is backed up before pending migrations change it.
     pub migration_backup: edge_sql::BackupPolicy,
+    /// The clock-skew bound until a cloud announced one.
+    pub max_clock_skew: edge_versioning::SkewBound,
     /// Start even when PostgreSQL's settings do not make a commit durable.
     pub accept_postgres_durability_risk: bool,
     /// Faults a test injects into writes; `None` outside tests.
@@ -396,11 +420,11 @@ impl Database {
         versions: &[RemoteVersion],
         policy: Policy,
         next_cursor: i64,
-        max_skew_ms: u64,
+        announced: Option<SkewBound>,
     ) -> Result<ApplyOutcome, DbError> {
         counted(
             WriteOp::ApplyRemote,
-            dispatch!(self, s => s.apply_remote(versions, policy, next_cursor, max_skew_ms).await),
+            dispatch!(self, s => s.apply_remote(versions, policy, next_cursor, announced).await),
         )
     }
 

@@ -6,11 +6,18 @@
 //! reading's versions are loaded into an [`edge_versioning::History`] and the
 //! rule every replica shares decides. This module only keeps the readings
 //! row (the current version's values, for queries) in step with it.
+//!
+//! Nor how stamps are made: the site's clock is an
+//! [`edge_versioning::NodeClock`], loaded from `site_state` in each write
+//! under the clock-skew bound in force. An amendment is stamped above every
+//! version of its reading the site holds; a pulled version moves the clock
+//! only up to the bound, and one stamped beyond it is stored with how far
+//! ahead it was (`clock_ahead_ms`).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use edge_versioning::{Applied, Conflict, History, Policy, Stamp, Version};
+use edge_versioning::{Applied, Conflict, History, Policy, SkewBound, Stamp, Version};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::DbError;
@@ -34,10 +41,14 @@ struct Held {
     history: History,
 }
 
+/// A version of the page to store: its id, its reading's seq, the version,
+/// and how far beyond the bound it was stamped (flagged), if it was.
+type NewVersion<'p> = (i64, i64, &'p RemoteVersion, Option<u64>);
+
 /// Where a reading's current values come from after a page.
 enum CurrentFrom<'p> {
-    /// A version of the page.
-    Arrived(&'p RemoteVersion),
+    /// A version of the page, and its flag.
+    Arrived(&'p RemoteVersion, Option<u64>),
     /// A version stored before.
     Stored(Stamp),
 }
@@ -48,8 +59,8 @@ enum CurrentFrom<'p> {
 struct PageWrites<'p> {
     /// Other sites' readings first seen, by their new (negative) seq.
     foreign: Vec<(i64, &'p RemoteVersion)>,
-    /// New versions: version id, reading seq, the version.
-    versions: Vec<(i64, i64, &'p RemoteVersion)>,
+    /// New versions.
+    versions: Vec<NewVersion<'p>>,
     /// Conflicts for the audit log, by reading id.
     conflicts: Vec<(&'p str, Conflict)>,
     /// Readings whose current version changed, by seq: the last word.
@@ -63,6 +74,7 @@ struct CurrentRowValues {
     site_id: String,
     values: Values,
     state: SyncState,
+    clock_ahead_ms: Option<i64>,
 }
 
 /// A version as the database holds its identity.
@@ -108,17 +120,20 @@ where
     /// Writes an amendment as a new version on top of the reading's current
     /// one, puts it in the outbox, and returns the reading as stored now.
     ///
-    /// The new version is always current: its HLC is above every version
-    /// this site holds (the clock advanced past each one it received), and
-    /// it descends from the current one, so no rule can prefer another.
+    /// The new version is always current: its HLC is above every version of
+    /// the reading this site holds (the current one need not be the highest:
+    /// under `cloud-wins` a higher site version may have lost), however far
+    /// ahead they are stamped, and it descends from the current one, so no
+    /// rule can prefer another.
     pub async fn amend(&self, amendment: &Amendment) -> Result<StoredReading, DbError> {
         let now_us = self.clock.now_us();
         let mut tx = self.write_tx(WriteOp::Amend).await?;
         let state_sql = format!(
-            "SELECT next_version_id, hlc FROM site_state WHERE singleton = 1{}",
+            "SELECT next_version_id, hlc, max_clock_skew_ms FROM site_state WHERE singleton = 1{}",
             DB::LOCK_STATE
         );
-        let (version_id, hlc): (i64, i64) = sqlx::query_as(&state_sql).fetch_one(&mut *tx).await?;
+        let (version_id, persisted, announced): (i64, i64, Option<i64>) =
+            sqlx::query_as(&state_sql).fetch_one(&mut *tx).await?;
         let current: Option<CurrentRow> = sqlx::query_as(
             "SELECT seq, temperature, humidity, quality, note, version_hlc, version_site_id, \
                  priority FROM readings WHERE reading_id = $1",
@@ -132,7 +147,26 @@ where
             tx.rollback().await?;
             return Err(DbError::UnknownReading(amendment.reading_id.clone()));
         };
-        let hlc = Hlc::unpack(hlc).tick(Hlc::ms_from_us(now_us));
+        // The highest stamp of the reading: its versions held, and the one
+        // its row names as current (a version the storage policy dropped
+        // unsynced is gone from the versions but still current).
+        let highest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(hlc) FROM reading_versions WHERE reading_seq = $1")
+                .bind(seq)
+                .fetch_one(&mut *tx)
+                .await?;
+        let floor = Hlc::unpack(highest.unwrap_or(base_hlc).max(base_hlc));
+        let mut clock = self.load_clock(persisted, announced, now_us);
+        let hlc = match clock.stamp_above(Some(floor)) {
+            Ok(hlc) => hlc,
+            Err(source) => {
+                tx.rollback().await?;
+                return Err(DbError::ClockExhausted {
+                    reading_id: amendment.reading_id.clone(),
+                    source,
+                });
+            }
+        };
         let values = Values {
             temperature: amendment.temperature.unwrap_or(temperature),
             humidity: amendment.humidity.unwrap_or(humidity),
@@ -148,7 +182,7 @@ where
             &mut tx,
             version_id,
             seq,
-            hlc.pack(),
+            hlc.pack()?,
             self.site_id(),
             &values,
             base,
@@ -168,7 +202,7 @@ where
         self.set_current(
             &mut tx,
             seq,
-            hlc.pack(),
+            hlc.pack()?,
             self.site_id(),
             &values,
             SyncState::Pending,
@@ -176,7 +210,7 @@ where
         .await?;
         sqlx::query("UPDATE site_state SET next_version_id = $1, hlc = $2 WHERE singleton = 1")
             .bind(version_id + 1)
-            .bind(hlc.pack())
+            .bind(clock.hlc().pack()?)
             .execute(&mut *tx)
             .await?;
         let reading: StoredReading = sqlx::query_as(&format!(
@@ -188,44 +222,50 @@ where
         tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();
+        self.log_fall_back(&clock, persisted, "amend");
         Ok(reading)
     }
 
     /// Applies one page of the change feed under `policy` and stores
-    /// `next_cursor`, all in one transaction. `max_skew_ms`: remote stamps
-    /// further ahead of the wall clock are still applied, and reported.
+    /// `next_cursor`, all in one transaction. `announced`: the clock-skew
+    /// bound the cloud announced with the page, stored with it and used from
+    /// now on (`None`: the one in force stays). A remote stamp further ahead
+    /// of the wall clock than the bound is still applied, flagged and
+    /// reported, and moves the site's clock only up to the bound.
     pub async fn apply_remote(
         &self,
         versions: &[RemoteVersion],
         policy: Policy,
         next_cursor: i64,
-        max_skew_ms: u64,
+        announced: Option<SkewBound>,
     ) -> Result<ApplyOutcome, DbError> {
         let now_us = self.clock.now_us();
-        let now_ms = Hlc::ms_from_us(now_us);
         let mut tx = self.write_tx(WriteOp::ApplyRemote).await?;
         let state_sql = format!(
-            "SELECT next_version_id, hlc, next_foreign_seq, pull_cursor FROM site_state \
-             WHERE singleton = 1{}",
+            "SELECT next_version_id, hlc, next_foreign_seq, pull_cursor, max_clock_skew_ms \
+             FROM site_state WHERE singleton = 1{}",
             DB::LOCK_STATE
         );
-        let (mut version_id, hlc, mut foreign_seq, stored_cursor): (i64, i64, i64, i64) =
-            sqlx::query_as(&state_sql).fetch_one(&mut *tx).await?;
+        let (mut version_id, persisted, mut foreign_seq, stored_cursor, stored_bound): (
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+        ) = sqlx::query_as(&state_sql).fetch_one(&mut *tx).await?;
+        let announced_ms = announced.map(|b| i64::try_from(b.as_ms()).unwrap_or(i64::MAX));
+        let bound_ms = announced_ms.or(stored_bound);
+        let mut clock = self.load_clock(persisted, bound_ms, now_us);
         let mut held = self.histories(&mut tx, versions, policy).await?;
-        let mut outcome = ApplyOutcome::default();
-        let mut newest_remote: Option<Hlc> = None;
+        let mut outcome = ApplyOutcome {
+            bound: clock.bound(),
+            bound_changed: announced.is_some() && announced_ms != stored_bound,
+            ..ApplyOutcome::default()
+        };
         let mut writes = PageWrites::default();
 
         for remote in versions {
-            let ahead_ms = remote.stamp.hlc.ahead_of_ms(now_ms);
-            if ahead_ms > max_skew_ms {
-                outcome.skewed.push(Skew {
-                    reading_id: remote.reading_id.clone(),
-                    stamp: remote.stamp.clone(),
-                    ahead_ms,
-                });
-            }
-            newest_remote = newest_remote.max(Some(remote.stamp.hlc));
+            let ahead_ms = clock.receive(remote.stamp.hlc);
             let version = Version {
                 stamp: remote.stamp.clone(),
                 base: remote.base.clone(),
@@ -257,15 +297,22 @@ where
                     conflict,
                 } => {
                     let seq = reading.seq;
-                    writes.versions.push((version_id, seq, remote));
+                    writes.versions.push((version_id, seq, remote, ahead_ms));
                     version_id += 1;
                     outcome.applied += 1;
+                    if let Some(ahead_ms) = ahead_ms {
+                        outcome.skewed.push(Skew {
+                            reading_id: remote.reading_id.clone(),
+                            stamp: remote.stamp.clone(),
+                            ahead_ms,
+                        });
+                    }
                     if winner_changed {
                         let current = match reading.history.winner() {
                             Some(w) if w.stamp != remote.stamp => {
                                 CurrentFrom::Stored(w.stamp.clone())
                             }
-                            _ => CurrentFrom::Arrived(remote),
+                            _ => CurrentFrom::Arrived(remote, ahead_ms),
                         };
                         if writes.current.insert(seq, current).is_none() {
                             outcome.readings_changed += 1;
@@ -282,25 +329,24 @@ where
         }
         self.write_page(&mut tx, &writes, now_us).await?;
 
-        let hlc = match newest_remote {
-            Some(remote) => Hlc::unpack(hlc).receive(remote, now_ms),
-            None => Hlc::unpack(hlc),
-        };
         outcome.cursor = stored_cursor.max(next_cursor);
         sqlx::query(
             "UPDATE site_state SET next_version_id = $1, hlc = $2, next_foreign_seq = $3, \
-             pull_cursor = $4, remote_versions = remote_versions + $5 WHERE singleton = 1",
+             pull_cursor = $4, remote_versions = remote_versions + $5, max_clock_skew_ms = $6 \
+             WHERE singleton = 1",
         )
         .bind(version_id)
-        .bind(hlc.pack())
+        .bind(clock.hlc().pack()?)
         .bind(foreign_seq)
         .bind(outcome.cursor)
         .bind(i64::try_from(outcome.applied).unwrap_or(i64::MAX))
+        .bind(bound_ms)
         .execute(&mut *tx)
         .await?;
         tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();
+        self.log_fall_back(&clock, persisted, "apply_remote");
         Ok(outcome)
     }
 
@@ -399,9 +445,11 @@ where
         values: &Values,
         state: SyncState,
     ) -> Result<(), DbError> {
+        // This site's own version: never flagged.
         sqlx::query(
             "UPDATE readings SET temperature = $1, humidity = $2, quality = $3, note = $4, \
-             version_hlc = $5, version_site_id = $6, sync_state = $7 WHERE seq = $8",
+             version_hlc = $5, version_site_id = $6, sync_state = $7, \
+             version_clock_ahead_ms = NULL WHERE seq = $8",
         )
         .bind(values.temperature)
         .bind(values.humidity)
@@ -470,12 +518,13 @@ where
         let mut current = Vec::with_capacity(writes.current.len());
         for (seq, from) in &writes.current {
             current.push(match from {
-                CurrentFrom::Arrived(remote) => CurrentRowValues {
+                CurrentFrom::Arrived(remote, ahead_ms) => CurrentRowValues {
                     seq: *seq,
-                    hlc: remote.stamp.hlc.pack(),
+                    hlc: remote.stamp.hlc.pack()?,
                     site_id: remote.stamp.site_id.clone(),
                     values: remote.values.clone(),
                     state: SyncState::Synced,
+                    clock_ahead_ms: ahead_ms.map(ms_i64),
                 },
                 CurrentFrom::Stored(stamp) => self.stored_current(conn, *seq, stamp).await?,
             });
@@ -491,20 +540,23 @@ where
         seq: i64,
         stamp: &Stamp,
     ) -> Result<CurrentRowValues, DbError> {
-        let (temperature, humidity, quality, note, unsynced): (f64, f64, i64, Option<String>, i64) =
+        type Row = (f64, f64, i64, Option<String>, i64, Option<i64>);
+        let (temperature, humidity, quality, note, unsynced, clock_ahead_ms): Row =
             sqlx::query_as(
                 "SELECT v.temperature, v.humidity, v.quality, v.note, \
-                 (SELECT COUNT(*) FROM outbox o WHERE o.version_id = v.version_id) \
+                 (SELECT COUNT(*) FROM outbox o WHERE o.version_id = v.version_id), \
+                 v.clock_ahead_ms \
                  FROM reading_versions v WHERE v.reading_seq = $1 AND v.hlc = $2 AND v.site_id = $3",
             )
             .bind(seq)
-            .bind(stamp.hlc.pack())
+            .bind(stamp.hlc.pack()?)
             .bind(stamp.site_id.as_str())
             .fetch_one(&mut *conn)
             .await?;
         Ok(CurrentRowValues {
             seq,
-            hlc: stamp.hlc.pack(),
+            clock_ahead_ms,
+            hlc: stamp.hlc.pack()?,
             site_id: stamp.site_id.clone(),
             values: Values {
                 temperature,
@@ -531,9 +583,10 @@ where
             let mut sql = String::from(
                 "UPDATE readings SET temperature = v.column2, humidity = v.column3, \
                  quality = v.column4, note = v.column5, version_hlc = v.column6, \
-                 version_site_id = v.column7, sync_state = v.column8 FROM (VALUES ",
+                 version_site_id = v.column7, sync_state = v.column8, \
+                 version_clock_ahead_ms = v.column9 FROM (VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 8);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 9);
             sql.push_str(") AS v WHERE readings.seq = v.column1");
             let mut update = sqlx::query::<DB>(&sql);
             for row in chunk {
@@ -545,7 +598,8 @@ where
                     .bind(row.values.note.clone())
                     .bind(row.hlc)
                     .bind(row.site_id.as_str())
-                    .bind(row.state as i64);
+                    .bind(row.state as i64)
+                    .bind(row.clock_ahead_ms);
             }
             update.execute(&mut *conn).await?;
         }
@@ -553,26 +607,30 @@ where
     }
 
     /// Stores pulled versions, synced (they came from the cloud) and never
-    /// in the outbox.
+    /// in the outbox, with their flags.
     async fn insert_remote_versions(
         &self,
         conn: &mut DB::Connection,
-        rows: &[(i64, i64, &RemoteVersion)],
+        rows: &[NewVersion<'_>],
         now_us: i64,
     ) -> Result<(), DbError> {
         for chunk in shaped_chunks(rows) {
             let mut sql = String::from(
                 "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
                  humidity, created_at_us, synced_at_us, quality, note, base_hlc, base_site_id, \
-                 remote) VALUES ",
+                 remote, clock_ahead_ms) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 13);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 14);
             let mut insert = sqlx::query::<DB>(&sql);
-            for (version_id, seq, remote) in chunk {
+            for (version_id, seq, remote, ahead_ms) in chunk {
+                let base = match &remote.base {
+                    Some(base) => Some(base.hlc.pack()?),
+                    None => None,
+                };
                 insert = insert
                     .bind(*version_id)
                     .bind(*seq)
-                    .bind(remote.stamp.hlc.pack())
+                    .bind(remote.stamp.hlc.pack()?)
                     .bind(remote.stamp.site_id.as_str())
                     .bind(remote.values.temperature)
                     .bind(remote.values.humidity)
@@ -580,9 +638,10 @@ where
                     .bind(Some(now_us))
                     .bind(remote.values.quality as i64)
                     .bind(remote.values.note.clone())
-                    .bind(remote.base.as_ref().map(|b| b.hlc.pack()))
+                    .bind(base)
                     .bind(remote.base.as_ref().map(|b| b.site_id.clone()))
-                    .bind(true);
+                    .bind(true)
+                    .bind(ahead_ms.map(ms_i64));
             }
             insert.execute(&mut *conn).await?;
         }
@@ -621,7 +680,7 @@ where
                     // ingest of this id here is answered CONFLICT, never
                     // stored twice.
                     .bind(Vec::<u8>::new())
-                    .bind(remote.stamp.hlc.pack())
+                    .bind(remote.stamp.hlc.pack()?)
                     .bind(remote.stamp.site_id.as_str())
                     .bind(SyncState::Synced as i64)
                     .bind(remote.values.quality as i64)
@@ -663,11 +722,11 @@ where
             for (reading_id, conflict) in chunk {
                 insert = insert
                     .bind(*reading_id)
-                    .bind(conflict.local.hlc.pack())
+                    .bind(conflict.local.hlc.pack()?)
                     .bind(conflict.local.site_id.as_str())
-                    .bind(conflict.remote.hlc.pack())
+                    .bind(conflict.remote.hlc.pack()?)
                     .bind(conflict.remote.site_id.as_str())
-                    .bind(conflict.current.hlc.pack())
+                    .bind(conflict.current.hlc.pack()?)
                     .bind(conflict.current.site_id.as_str())
                     .bind(conflict.winner.as_str())
                     .bind(conflict.policy.as_str())
@@ -677,4 +736,9 @@ where
         }
         Ok(())
     }
+}
+
+/// Milliseconds as the database stores them.
+fn ms_i64(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use edge_versioning::{NodeClock, SkewBound};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
 use super::backend::Backend;
@@ -25,7 +26,7 @@ use edge_sql::WriteConn;
 /// Columns a query returns, in [`StoredReading`]'s order.
 pub(super) const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
      measured_at_us, received_at_us, priority, clock_suspect, version_hlc, version_site_id, sync_state, \
-     quality, note, origin_seq";
+     quality, note, origin_seq, version_clock_ahead_ms";
 
 /// The database of one backend.
 pub struct Store<DB: sqlx::Database> {
@@ -39,6 +40,8 @@ pub struct Store<DB: sqlx::Database> {
     pub(super) clock: Arc<dyn WallClock>,
     suspect_ahead_us: i64,
     suspect_behind_us: i64,
+    /// The clock-skew bound until a cloud announced one.
+    max_clock_skew: SkewBound,
     sensor_index_batch: i64,
     /// Readings above the sensor index's high mark (`sensor_indexed_seq`),
     /// as of the last commit.
@@ -93,6 +96,48 @@ impl<DB: sqlx::Database> Store<DB> {
     pub(super) fn after_write(&self) {
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.committed();
+        }
+    }
+
+    /// The clock-skew bound in force: the one a cloud announced (kept in
+    /// `site_state.max_clock_skew_ms`), else `--max-clock-skew`.
+    pub(super) fn bound(&self, announced_ms: Option<i64>) -> SkewBound {
+        announced_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map_or(self.max_clock_skew, SkewBound::from_ms)
+    }
+
+    /// The site's clock as persisted (`packed`), loaded at the wall clock
+    /// now under the bound in force: fallen back to the bound if it was
+    /// further ahead (logged by [`Self::log_fall_back`] once persisted).
+    pub(super) fn load_clock(
+        &self,
+        packed: i64,
+        announced_ms: Option<i64>,
+        now_us: i64,
+    ) -> NodeClock {
+        NodeClock::load(
+            Hlc::unpack(packed),
+            Hlc::ms_from_us(now_us),
+            self.bound(announced_ms),
+        )
+    }
+
+    /// Says, once it is committed, that the site's clock was beyond the
+    /// bound and fell back: its wall clock stepped back, or an older build
+    /// let a far-ahead stamp drag it. Versions keep their stamps; each
+    /// reading's next version is still stamped above its versions.
+    pub(super) fn log_fall_back(&self, clock: &NodeClock, persisted: i64, during: &'static str) {
+        if let Some(ms) = clock.fell_back_ms() {
+            tracing::warn!(
+                was = %Hlc::unpack(persisted),
+                now = %clock.hlc(),
+                ahead = %humantime::format_duration(std::time::Duration::from_millis(ms)),
+                bound = %humantime::format_duration(clock.bound().as_duration()),
+                during,
+                "the site's clock was further ahead of its wall clock than the clock-skew bound; \
+                 it falls back to the bound (stored versions keep their stamps)"
+            );
         }
     }
 }
@@ -156,7 +201,7 @@ where
         .fetch_one(&mut *write.acquire().await?)
         .await?;
         let as_us = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-        Ok(Store {
+        let store = Store {
             write,
             read,
             checkpointer,
@@ -165,10 +210,41 @@ where
             clock,
             suspect_ahead_us: as_us(config.suspect_ahead),
             suspect_behind_us: as_us(config.suspect_behind),
+            max_clock_skew: config.max_clock_skew,
             sensor_index_batch: i64::from(config.sensor_index_batch.max(1)),
             sensor_index_lag: AtomicI64::new(sensor_index_lag),
             faults: config.write_faults.clone(),
-        })
+        };
+        store.recover_clock().await?;
+        Ok(store)
+    }
+
+    /// At start: a clock persisted further ahead of the wall clock than the
+    /// bound in force falls back to it, said once. Every write applies the
+    /// same rule, so a wall clock stepped back while running recovers too.
+    async fn recover_clock(&self) -> Result<(), DbError> {
+        let now_us = self.clock.now_us();
+        let mut tx = self.write_tx(WriteOp::Clock).await?;
+        let state_sql = format!(
+            "SELECT hlc, max_clock_skew_ms FROM site_state WHERE singleton = 1{}",
+            DB::LOCK_STATE
+        );
+        let (hlc, announced): (i64, Option<i64>) =
+            sqlx::query_as(&state_sql).fetch_one(&mut *tx).await?;
+        let clock = self.load_clock(hlc, announced, now_us);
+        if clock.fell_back_ms().is_none() {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        sqlx::query("UPDATE site_state SET hlc = $1 WHERE singleton = 1")
+            .bind(clock.hlc().pack()?)
+            .execute(&mut *tx)
+            .await?;
+        tx.statements_done().await?;
+        tx.commit().await?;
+        self.after_write();
+        self.log_fall_back(&clock, hlc, "start");
+        Ok(())
     }
 
     /// Rows of the sensor index that committing `rows` more readings writes:
@@ -198,20 +274,28 @@ where
     /// in order. Returns only after the commit is durable.
     pub async fn append(&self, readings: &[&NewReading]) -> Result<Vec<AppendOutcome>, DbError> {
         let now_us = self.clock.now_us();
-        let now_ms = u64::try_from(now_us / 1_000).unwrap_or(0);
         let mut tx = self.write_tx(WriteOp::Append).await?;
 
         let state_sql = format!(
-            "SELECT next_seq, next_version_id, hlc, sensor_indexed_seq FROM site_state \
-             WHERE singleton = 1{}",
+            "SELECT next_seq, next_version_id, hlc, sensor_indexed_seq, max_clock_skew_ms \
+             FROM site_state WHERE singleton = 1{}",
             DB::LOCK_STATE
         );
-        let (mut next_seq, mut next_version_id, hlc, mut sensor_indexed_seq): (i64, i64, i64, i64) =
-            sqlx::query_as(&state_sql).fetch_one(&mut *tx).await?;
-        let mut hlc = Hlc::unpack(hlc);
+        let (mut next_seq, mut next_version_id, persisted, mut sensor_indexed_seq, announced): (
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+        ) = sqlx::query_as(&state_sql).fetch_one(&mut *tx).await?;
+        let mut clock = self.load_clock(persisted, announced, now_us);
         // The site's best idea of now: its wall clock, or its HLC if the wall
-        // clock is behind what the site has already seen.
-        let site_now_us = now_us.max(i64::try_from(hlc.physical_ms).unwrap_or(0) * 1_000);
+        // clock is behind what the site has already seen (within the bound).
+        let site_now_us = now_us.max(
+            i64::try_from(clock.hlc().physical_ms)
+                .unwrap_or(i64::MAX / 1_000)
+                .saturating_mul(1_000),
+        );
 
         let mut known = self.existing(&mut tx, readings).await?;
         let mut outcomes = Vec::with_capacity(readings.len());
@@ -231,7 +315,9 @@ where
                 });
                 continue;
             }
-            hlc = hlc.tick(now_ms);
+            // A new reading: no version of it is held, so the clock alone
+            // stamps it.
+            let hlc = clock.tick();
             let clock_suspect = reading.measured_at_us
                 > site_now_us.saturating_add(self.suspect_ahead_us)
                 || reading.measured_at_us < site_now_us.saturating_sub(self.suspect_behind_us);
@@ -280,7 +366,7 @@ where
             )
             .bind(next_seq)
             .bind(next_version_id)
-            .bind(hlc.pack())
+            .bind(clock.hlc().pack()?)
             .bind(sensor_indexed_seq)
             .execute(&mut *tx)
             .await?;
@@ -288,6 +374,9 @@ where
 
         tx.statements_done().await?;
         tx.commit().await?;
+        if !rows.is_empty() {
+            self.log_fall_back(&clock, persisted, "append");
+        }
         self.sensor_index_lag
             .store(next_seq - 1 - sensor_indexed_seq, Ordering::Relaxed);
         self.after_write();
@@ -374,7 +463,7 @@ where
                     .bind(r.priority as i64)
                     .bind(row.clock_suspect)
                     .bind(row.digest.clone())
-                    .bind(row.hlc.pack())
+                    .bind(row.hlc.pack()?)
                     .bind(self.site_id.as_str())
                     .bind(pending);
             }
@@ -509,15 +598,16 @@ where
         if let Some(snapshot) = DB::SNAPSHOT {
             sqlx::query(snapshot).execute(&mut *conn).await?;
         }
-        let (next_seq, hlc, pruned_versions, dropped_versions, remote_versions): (
+        let (next_seq, hlc, pruned_versions, dropped_versions, remote_versions, announced): (
             i64,
             i64,
             i64,
             i64,
             i64,
+            Option<i64>,
         ) = sqlx::query_as(
-            "SELECT next_seq, hlc, pruned_versions, dropped_versions, remote_versions \
-                 FROM site_state WHERE singleton = 1",
+            "SELECT next_seq, hlc, pruned_versions, dropped_versions, remote_versions, \
+                 max_clock_skew_ms FROM site_state WHERE singleton = 1",
         )
         .fetch_one(&mut *conn)
         .await?;
@@ -541,6 +631,11 @@ where
             .await?;
         let stuck_versions =
             count("SELECT COUNT(*) FROM outbox WHERE stuck AND dead_lettered_at_us IS NULL")
+                .fetch_one(&mut *conn)
+                .await?;
+        // Through the partial index of flagged versions: no scan.
+        let clock_ahead_versions =
+            count("SELECT COUNT(*) FROM reading_versions WHERE clock_ahead_ms IS NOT NULL")
                 .fetch_one(&mut *conn)
                 .await?;
         // The first pending entry by key was enqueued first, found through the
@@ -576,6 +671,9 @@ where
             database_bytes,
             last_seq: next_seq - 1,
             hlc: Hlc::unpack(hlc),
+            clock_ahead_versions,
+            max_clock_skew: self.bound(announced),
+            max_clock_skew_announced: announced.is_some(),
         })
     }
 
