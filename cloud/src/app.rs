@@ -85,6 +85,8 @@ impl CloudApp {
                 data_dir: args.data_dir.clone(),
                 read_connections: args.read_connections,
                 migration_backup: args.migration_backup,
+                accept_postgres_durability_risk: args.accept_postgres_durability_risk,
+                write_faults: args.write_faults.clone(),
             },
             Versioning {
                 policy: args.conflict_policy,

@@ -113,6 +113,21 @@ pub struct CloudArgs {
         default_value_t = edge_sql::BackupPolicy::Required
     )]
     pub migration_backup: edge_sql::BackupPolicy,
+
+    /// Start on a PostgreSQL server whose settings do not make a commit
+    /// durable (`fsync`, `synchronous_commit` or `full_page_writes` off). By
+    /// default the cloud refuses to start there, naming the setting: a
+    /// version it acknowledged to a site could be lost in a crash, and the
+    /// site would never send it again.
+    #[arg(
+        long = "cloud-accept-postgres-durability-risk",
+        env = "EDGE_CLOUD_ACCEPT_POSTGRES_DURABILITY_RISK"
+    )]
+    pub accept_postgres_durability_risk: bool,
+
+    /// Faults injected into the cloud's writes; set only by tests.
+    #[arg(skip)]
+    pub write_faults: Option<std::sync::Arc<edge_sql::WriteFaults>>,
 }
 
 /// Default `--max-clock-skew`: the one every replica defaults to.
@@ -132,6 +147,8 @@ impl CloudArgs {
             conflict_policy: Policy::Lww,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             migration_backup: edge_sql::BackupPolicy::Required,
+            accept_postgres_durability_risk: false,
+            write_faults: None,
         }
     }
 

@@ -16,17 +16,21 @@
 //! - [`failure`]: what a database error means for the caller (storage full,
 //!   unavailable, refused data, other), from either driver's codes;
 //! - [`faults`]: the seam through which tests make writes fail at every
-//!   point of their transaction.
+//!   point of their transaction;
+//! - [`durability`]: refusing a PostgreSQL that can lose a committed
+//!   transaction.
 //!
 //! This crate is the home for further SQL the two share (statement building,
 //! what differs between the backends); it holds no service logic and no
 //! schema of its own: each service keeps its migrations and its queries.
 
+pub mod durability;
 pub mod failure;
 pub mod faults;
 pub mod migrate;
 pub mod write;
 
+pub use durability::{DurabilityError, check_postgres_durability};
 pub use failure::{Failure, classify};
 pub use faults::{Fault, FaultPoint, WriteFaults};
 pub use migrate::{

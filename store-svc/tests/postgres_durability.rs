@@ -33,7 +33,7 @@ async fn a_server_that_does_not_make_commits_durable_is_refused_unless_accepted(
 
     let refused = RunningStore::start(&db, TestClock::at(T0_US), None).await;
     match refused {
-        Err(StartError::Db(err @ DbError::NotDurable { .. })) => {
+        Err(StartError::Db(err @ DbError::NotDurable(_))) => {
             let message = err.to_string();
             assert!(message.contains("synchronous_commit"), "{message}");
             assert!(

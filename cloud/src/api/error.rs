@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use edge_cloud_link::contract::ErrorBody;
 
-use crate::db::DbError;
+use crate::db::{DbError, Failure};
 
 /// Why a request was not served.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +116,14 @@ impl ApiError {
             ApiError::Db(DbError::ClockExhausted { .. }) => {
                 (StatusCode::CONFLICT, "clock_exhausted")
             }
+            // Nothing of the request was acknowledged; a retry may succeed
+            // (and finds what the database did commit as duplicates).
+            ApiError::Db(err) if err.failure() == Failure::StorageFull => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_full")
+            }
+            ApiError::Db(err) if err.failure() == Failure::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             ApiError::Db(_) | ApiError::Task(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -138,6 +146,21 @@ impl IntoResponse for ApiError {
             // An answer, not a failure: the reading cannot be amended.
             ApiError::Db(err @ DbError::ClockExhausted { .. }) => {
                 ErrorBody::new(code, err.to_string())
+            }
+            ApiError::Db(err) if err.failure() != Failure::Other => {
+                tracing::warn!(error = %self, "request failed; nothing of it was acknowledged");
+                ErrorBody::new(
+                    code,
+                    match err.failure() {
+                        Failure::StorageFull => {
+                            "the cloud's storage is full; nothing of this request was stored, retry later"
+                        }
+                        _ => {
+                            "the cloud's database is unavailable; nothing of this request was \
+                              acknowledged, retry it"
+                        }
+                    },
+                )
             }
             ApiError::Db(_) | ApiError::Task(_) => {
                 // Logged here, once; the client learns only that it failed.

@@ -14,7 +14,7 @@ use super::store::{Store, Versioning};
 use super::{DbError, DbOptions};
 
 /// Per-backend SQL fragments used by the generic [`Store`].
-pub(crate) trait Backend: sqlx::Database {
+pub(crate) trait Backend: edge_sql::FaultableBackend {
     /// Name shown in logs and errors.
     const LABEL: &'static str;
     /// First statement of a read transaction that must see one snapshot
@@ -140,7 +140,12 @@ impl Store<Sqlite> {
             .connect_with(connect_options.read_only(true))
             .await
             .map_err(connect)?;
-        Ok(Store::new(write, read, versioning))
+        Ok(Store::new(
+            write,
+            read,
+            versioning,
+            options.write_faults.clone(),
+        ))
     }
 }
 
@@ -164,6 +169,12 @@ impl Store<Postgres> {
             .connect_with(connect_options.clone())
             .await
             .map_err(connect)?;
+        edge_sql::check_postgres_durability(
+            &write,
+            options.accept_postgres_durability_risk,
+            "--cloud-accept-postgres-durability-risk / EDGE_CLOUD_ACCEPT_POSTGRES_DURABILITY_RISK=true",
+        )
+        .await?;
         super::schema::migrate_postgres(&write, options).await?;
         let read = PoolOptions::<Postgres>::new()
             .max_connections(options.read_connections.max(1))
@@ -171,6 +182,11 @@ impl Store<Postgres> {
             .connect_with(connect_options)
             .await
             .map_err(connect)?;
-        Ok(Store::new(write, read, versioning))
+        Ok(Store::new(
+            write,
+            read,
+            versioning,
+            options.write_faults.clone(),
+        ))
     }
 }

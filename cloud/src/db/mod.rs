@@ -90,6 +90,9 @@ pub enum DbError {
     /// which, and what to do.
     #[error("the cloud database's schema was not brought up to date")]
     Migrate(#[from] edge_sql::MigrateError),
+    /// PostgreSQL is set up so that a commit may not survive a crash.
+    #[error(transparent)]
+    NotDurable(#[from] edge_sql::DurabilityError),
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
@@ -130,6 +133,24 @@ pub(crate) struct DbOptions {
     pub read_connections: u32,
     /// Whether SQLite is backed up before pending migrations change it.
     pub migration_backup: edge_sql::BackupPolicy,
+    /// Start even when PostgreSQL's settings do not make a commit durable.
+    pub accept_postgres_durability_risk: bool,
+    /// Faults a test injects into writes; `None` outside tests.
+    pub write_faults: Option<std::sync::Arc<edge_sql::WriteFaults>>,
+}
+
+pub use edge_sql::Failure;
+
+impl DbError {
+    /// What the failure means for the caller, from the codes both drivers
+    /// report (see [`edge_sql::failure`]).
+    pub fn failure(&self) -> Failure {
+        match self {
+            DbError::Query(err) => edge_sql::classify(err),
+            DbError::Connect { .. } => Failure::Unavailable,
+            _ => Failure::Other,
+        }
+    }
 }
 
 /// What a batch push did.

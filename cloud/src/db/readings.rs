@@ -38,7 +38,7 @@ where
         reading_id: &str,
         request: &AmendmentRequest,
     ) -> Result<Option<Amendment>, DbError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx("amend").await?;
         let conn: &mut DB::Connection = &mut tx;
         let persisted = Self::lock_clock(&mut *conn).await?;
         let mut records = Self::reading_versions(&mut *conn, reading_id).await?;
@@ -82,6 +82,7 @@ where
         Self::insert_conflicts(&mut *conn, &conflicts, now_us).await?;
         Self::store_clock(&mut *conn, clock.hlc()).await?;
         let current = readings.current(reading_id).cloned();
+        tx.statements_done().await?;
         tx.commit().await?;
         log_fall_back(&clock, persisted, self.versioning.max_clock_skew);
 

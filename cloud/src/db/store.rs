@@ -24,6 +24,7 @@ use super::sql::{push_placeholders, shaped_chunks};
 use super::{DbError, PushOutcome, Skew};
 use crate::batch::{CheckedBatch, bookable_seq};
 use crate::resolve::{CloudClock, Offered, Readings, hlc_of};
+use edge_sql::{WriteConn, WriteFaults};
 
 /// What the deduplication key of a version is made of, borrowed.
 type VersionKey<'a> = (&'a str, u64, u32, &'a str);
@@ -82,18 +83,47 @@ pub(super) fn log_fall_back(clock: &CloudClock, persisted: Hlc, bound: SkewBound
 
 /// The cloud database on one backend.
 pub(crate) struct Store<DB: sqlx::Database> {
-    pub(super) write: Pool<DB>,
+    /// Writes only ever run through [`Store::write_tx`] and
+    /// [`Store::write_conn`]: a connection that saw a failure is closed,
+    /// never reused (see [`edge_sql::write`]).
+    write: Pool<DB>,
     pub(super) read: Pool<DB>,
     pub(super) versioning: Versioning,
+    /// Faults a test injects into writes; `None` outside tests.
+    faults: Option<Arc<WriteFaults>>,
 }
 
 impl<DB: sqlx::Database> Store<DB> {
-    pub(super) fn new(write: Pool<DB>, read: Pool<DB>, versioning: Versioning) -> Self {
+    pub(super) fn new(
+        write: Pool<DB>,
+        read: Pool<DB>,
+        versioning: Versioning,
+        faults: Option<Arc<WriteFaults>>,
+    ) -> Self {
         Store {
             write,
             read,
             versioning,
+            faults,
         }
+    }
+
+    /// The write connection with a transaction begun on it for the write
+    /// named `op` (`push`, `amend`, …); closed rather than reused unless the
+    /// write ends in a clean COMMIT or ROLLBACK.
+    pub(super) async fn write_tx(&self, op: &'static str) -> Result<WriteConn<DB>, DbError>
+    where
+        DB: edge_sql::FaultableBackend,
+    {
+        Ok(WriteConn::begin(&self.write, op, self.faults.as_ref()).await?)
+    }
+
+    /// The write connection for `op`'s work outside a transaction.
+    pub(super) async fn write_conn(&self, op: &'static str) -> Result<WriteConn<DB>, DbError>
+    where
+        DB: edge_sql::FaultableBackend,
+    {
+        Ok(WriteConn::acquire(&self.write, op, self.faults.as_ref()).await?)
     }
 
     /// The deployment's conflict rule.
@@ -151,7 +181,7 @@ where
         digest: &[u8],
     ) -> Result<PushOutcome, DbError> {
         let site = batch.site_id.as_str();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx("push").await?;
         let conn: &mut DB::Connection = &mut tx;
         let (push, persisted_clock) = next_push::<DB>(&mut *conn).await?;
 
@@ -329,6 +359,7 @@ where
             .bind(now_ms())
             .execute(&mut *conn)
             .await?;
+        tx.statements_done().await?;
         tx.commit().await?;
         if !accepted.is_empty() {
             log_fall_back(&clock, persisted_clock, self.versioning.max_clock_skew);
@@ -364,7 +395,7 @@ where
             })
             .collect();
         let entries: Vec<_> = entries.into_iter().collect();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx("unsent").await?;
         let conn: &mut DB::Connection = &mut tx;
         for chunk in shaped_chunks(&entries) {
             let mut sql =
@@ -385,6 +416,7 @@ where
             insert.execute(&mut *conn).await?;
         }
         advance_watermark::<DB>(&mut *conn, site).await?;
+        tx.statements_done().await?;
         tx.commit().await?;
         Ok(report.entries.len() as u64)
     }
@@ -472,7 +504,7 @@ where
         );
         push_placeholders::<DB>(&mut sql, 1, 5, "");
         sql.push_str(" RETURNING id");
-        let mut conn = self.write.acquire().await?;
+        let mut conn = self.write_conn("simple").await?;
         let (id,): (i64,) = sqlx::query_as::<DB, (i64,)>(&sql)
             .bind(reading.sensor_id.as_str())
             .bind(reading.temperature)
@@ -481,6 +513,7 @@ where
             .bind(now_ms())
             .fetch_one(&mut *conn)
             .await?;
+        conn.release();
         Ok(id)
     }
 }

@@ -90,7 +90,7 @@ where
     /// the same rule, so a wall clock stepped back while running recovers
     /// too; versions keep their stamps.
     pub(super) async fn recover_clock(&self) -> Result<(), DbError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx("clock").await?;
         let conn: &mut DB::Connection = &mut tx;
         let persisted = Self::lock_clock(&mut *conn).await?;
         let (_, now_ms) = self.versioning.now();

@@ -214,7 +214,12 @@ impl Store<Postgres> {
             .connect_with(options.clone())
             .await
             .map_err(connect)?;
-        check_postgres_durability(&write, config.accept_postgres_durability_risk).await?;
+        edge_sql::check_postgres_durability(
+            &write,
+            config.accept_postgres_durability_risk,
+            "--accept-postgres-durability-risk / EDGE_ACCEPT_POSTGRES_DURABILITY_RISK=true",
+        )
+        .await?;
         super::schema::migrate_postgres(&write, config).await?;
         let read = PoolOptions::<Postgres>::new()
             .max_connections(config.read_connections.max(1))
@@ -224,53 +229,4 @@ impl Store<Postgres> {
             .map_err(connect)?;
         Store::init(write, read, None, config, clock).await
     }
-}
-
-/// The server settings a durable commit depends on, and the values that
-/// keep it durable.
-const DURABLE_SETTINGS: [(&str, &[&str]); 3] = [
-    // Without fsync the server never forces its WAL to disk.
-    ("fsync", &["on"]),
-    // `off` acknowledges a commit before its WAL record is flushed; `local`,
-    // `remote_write` and `remote_apply` all flush locally first.
-    (
-        "synchronous_commit",
-        &["on", "local", "remote_write", "remote_apply"],
-    ),
-    // Without full page images a crash during a page write can tear it.
-    ("full_page_writes", &["on"]),
-];
-
-/// Refuses a PostgreSQL server on which an acknowledged commit may not
-/// survive a crash, naming the setting, unless the operator accepted the
-/// risk (then it is logged at every start). The values are the server's as
-/// this connection sees them, so a per-database or per-role override counts.
-async fn check_postgres_durability(
-    write: &sqlx::Pool<Postgres>,
-    accept_risk: bool,
-) -> Result<(), DbError> {
-    for (setting, durable) in DURABLE_SETTINGS {
-        let value: String = sqlx::query_scalar("SELECT current_setting($1)")
-            .bind(setting)
-            .fetch_one(write)
-            .await?;
-        if durable.contains(&value.as_str()) {
-            continue;
-        }
-        if accept_risk {
-            tracing::warn!(
-                setting,
-                value = %value,
-                "PostgreSQL does not make commits durable; acknowledged readings may be lost in a \
-                 crash or power cut (accepted by --accept-postgres-durability-risk)"
-            );
-        } else {
-            return Err(DbError::NotDurable {
-                setting,
-                value,
-                durable: durable.join(", "),
-            });
-        }
-    }
-    Ok(())
 }

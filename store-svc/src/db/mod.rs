@@ -112,19 +112,8 @@ pub enum DbError {
         stored: String,
     },
     /// PostgreSQL is set up so that a commit may not survive a crash.
-    #[error(
-        "PostgreSQL's {setting} is {value:?}, so a reading acknowledged as stored could be lost in \
-         a crash or power cut; set {setting} to one of [{durable}] on the server (or, to run \
-         anyway, pass --accept-postgres-durability-risk / EDGE_ACCEPT_POSTGRES_DURABILITY_RISK=true)"
-    )]
-    NotDurable {
-        /// The server setting.
-        setting: &'static str,
-        /// Its value as the server reports it.
-        value: String,
-        /// The values that keep commits durable.
-        durable: String,
-    },
+    #[error(transparent)]
+    NotDurable(#[from] edge_sql::DurabilityError),
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
