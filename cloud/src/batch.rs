@@ -131,6 +131,9 @@ fn check_stamp(what: &str, stamp: &VersionStamp, amendment: bool) -> Result<(), 
             "{what}.site_id is longer than {MAX_SENSOR_ID_CHARS} characters"
         ));
     }
+    if stamp.site_id.chars().any(char::is_control) {
+        return Err(format!("{what}.site_id contains a control character"));
+    }
     if stamp.hlc.logical > MAX_HLC_LOGICAL {
         return Err(format!(
             "{what}.hlc.logical {} is above {MAX_HLC_LOGICAL}",
@@ -153,6 +156,11 @@ pub(crate) fn check_note(note: &str) -> Result<(), String> {
             "note has {chars} characters; at most {MAX_NOTE_CHARS} are allowed"
         ));
     }
+    // PostgreSQL's text cannot hold it: refused by name here, not by the
+    // database on every retry.
+    if note.contains('\0') {
+        return Err("note contains a NUL character".into());
+    }
     Ok(())
 }
 
@@ -165,6 +173,9 @@ pub(crate) fn check_sensor_id(sensor_id: &str) -> Result<(), String> {
         return Err(format!(
             "sensor_id is longer than {MAX_SENSOR_ID_CHARS} characters"
         ));
+    }
+    if sensor_id.chars().any(char::is_control) {
+        return Err("sensor_id contains a control character".into());
     }
     Ok(())
 }
@@ -261,6 +272,18 @@ mod tests {
                 "absolute zero",
             ),
             (Box::new(|v| v.humidity_percent = 100.5), "humidity"),
+            (
+                Box::new(|v| v.sensor_id = "mast\u{0}1".into()),
+                "sensor_id contains a control character",
+            ),
+            (
+                Box::new(|v| v.note = Some("valve\u{0}stuck".into())),
+                "note contains a NUL",
+            ),
+            (
+                Box::new(|v| v.version.site_id = "site\n".into()),
+                "version.site_id contains a control character",
+            ),
             (
                 Box::new(|v| v.version.site_id = String::new()),
                 "version.site_id",

@@ -124,6 +124,11 @@ impl ApiError {
             ApiError::Db(err) if err.failure() == Failure::Unavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
+            // Data the database cannot hold: a data error, so a site splits
+            // the batch down to the version to blame and dead-letters it.
+            ApiError::Db(err) if err.failure() == Failure::Refused => {
+                (StatusCode::BAD_REQUEST, "invalid_body")
+            }
             ApiError::Db(_) | ApiError::Task(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -146,6 +151,16 @@ impl IntoResponse for ApiError {
             // An answer, not a failure: the reading cannot be amended.
             ApiError::Db(err @ DbError::ClockExhausted { .. }) => {
                 ErrorBody::new(code, err.to_string())
+            }
+            ApiError::Db(err) if err.failure() == Failure::Refused => {
+                tracing::error!(error = %self, "the database refused data that passed validation");
+                ErrorBody::new(
+                    code,
+                    format!(
+                        "the cloud's database cannot store this data: {}",
+                        err.database_message().unwrap_or("refused")
+                    ),
+                )
             }
             ApiError::Db(err) if err.failure() != Failure::Other => {
                 tracing::warn!(error = %self, "request failed; nothing of it was acknowledged");

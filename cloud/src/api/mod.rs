@@ -108,6 +108,12 @@ fn check_site_id(site_id: &str) -> Result<(), ApiError> {
             format!("a site id has 1 to {MAX_SITE_ID_CHARS} characters"),
         ));
     }
+    if site_id.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            "site_id",
+            "a site id has no control characters",
+        ));
+    }
     if site_id == CLOUD_SITE_ID {
         return Err(ApiError::invalid_field(
             "site_id",

@@ -151,6 +151,14 @@ impl DbError {
             _ => Failure::Other,
         }
     }
+
+    /// What the database itself said, if it said anything.
+    pub fn database_message(&self) -> Option<&str> {
+        match self {
+            DbError::Query(err) => edge_sql::failure::database_message(err),
+            _ => None,
+        }
+    }
 }
 
 /// What a batch push did.
