@@ -434,6 +434,57 @@ async fn compatibility_mode_delivers_everything_at_least_once(db: &TestDatabase)
     cloud.stop().await;
 }
 
+/// A store that cannot record the cloud's answers (its disk full when the
+/// completion's transaction needs a page): the drain backs off as for a
+/// failed push instead of pushing the same batch again in a loop, and once
+/// the store records again every version arrives exactly once.
+async fn a_store_that_cannot_record_completions_makes_the_drain_back_off(db: &TestDatabase) {
+    use store_svc::db::faults::{Fault, FaultPoint, WriteFaults, WriteOp};
+    let cloud = Cloud::start(TOKEN).await;
+    let faults = std::sync::Arc::new(WriteFaults::default());
+    let full = if db.url.is_some() { "53100" } else { "13" };
+    faults.arm(
+        WriteOp::Complete,
+        FaultPoint::Commit,
+        Fault::Error(full),
+        1_000,
+    );
+    let mut config = quick_sync(&cloud.url);
+    // Long enough that a loop would show, short enough to end the test.
+    config.backoff_initial = Duration::from_secs(2);
+    config.backoff_max = Duration::from_secs(2);
+    let site = Site::start_with(db, config, {
+        let faults = faults.clone();
+        move |store| store.write_faults = Some(faults)
+    })
+    .await;
+    let acked = ingest(&site.mesh.ingest_client, 50, "full-disk").await;
+    let status = eventually(
+        DEADLINE,
+        "the drain backs off after a failed completion",
+        || async {
+            let status = site.status().await;
+            (status.state == pb::SyncLinkState::BackingOff as i32
+                && status.last_error.contains("store-svc"))
+            .then_some(status)
+        },
+    )
+    .await;
+    assert!(status.next_attempt_at.is_some(), "{status:?}");
+    let pushes = cloud.admin.stats().await.expect("stats").pushes;
+    assert!(
+        pushes <= faults.injected() + 1,
+        "one push per failed completion, not a loop: {pushes} pushes, {} completions failed",
+        faults.injected()
+    );
+    faults.disarm();
+    let after = drained(&site.mesh.store_client).await;
+    assert_exactly_once(&cloud.admin, &cloud.url, &site.site_id, &acked, &after).await;
+    site.stop().await;
+    cloud.stop().await;
+}
+
+on_both_backends!(a_store_that_cannot_record_completions_makes_the_drain_back_off);
 on_both_backends!(a_week_offline_drains_exactly_once);
 on_both_backends!(a_failing_cloud_only_delays);
 on_both_backends!(rejected_versions_are_dead_lettered_reported_and_redriven);

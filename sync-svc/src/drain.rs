@@ -308,9 +308,19 @@ impl Drain {
                 }
             }
             Err(status) => {
-                // The lease lapses and the versions are pushed again; the
-                // cloud answers duplicate for what it already has.
-                tracing::error!(error = %status.message(), code = ?status.code(), "cannot record a push in store-svc; the batch will be pushed again");
+                // store-svc released the lease and reads its outbox again:
+                // the versions are pushed again and the cloud answers
+                // duplicate for what it already has. The drain backs off as
+                // for a failed push, so a store that keeps failing (a full
+                // disk) does not have the same batch pushed in a loop.
+                let delay = {
+                    let mut global = self.global.lock().await;
+                    global.failures += 1;
+                    let delay = self.backoff.delay(global.failures, None);
+                    global.until = Some(Instant::now() + delay);
+                    delay
+                };
+                tracing::error!(error = %status.message(), code = ?status.code(), retry_in = ?delay, "cannot record a push in store-svc; the batch will be pushed again");
                 self.status
                     .error(&format!("store-svc: {}", status.message()));
             }
