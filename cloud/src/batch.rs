@@ -92,7 +92,7 @@ pub(crate) fn check_version(
     check_sensor_id(&version.sensor_id)?;
     check_temperature(version.temperature_celsius)?;
     check_humidity(version.humidity_percent)?;
-    check_stamp("version", &version.version, version.base.is_some())?;
+    check_stamp("version", &version.version)?;
     if version.version.site_id == CLOUD_SITE_ID {
         return Err(format!(
             "version.site_id {CLOUD_SITE_ID:?} is reserved for the cloud's own amendments"
@@ -102,7 +102,7 @@ pub(crate) fn check_version(
         check_note(note)?;
     }
     if let Some(base) = &version.base {
-        check_stamp("base", base, true)?;
+        check_stamp("base", base)?;
         if base == &version.version {
             return Err("base names the version itself".into());
         }
@@ -118,11 +118,10 @@ pub(crate) fn check_version(
 
 /// A version stamp (`what` is `version` or `base`): a writer's site id of 1
 /// to [`MAX_SENSOR_ID_CHARS`] characters, a logical counter that fits 16 bits
-/// and a physical part within the clock's range (a first version's at most
-/// [`Hlc::MAX_CLOCK_MS`], an amendment's or a base's at most
-/// [`Hlc::MAX_PHYSICAL_MS`]). How far ahead of the cloud's clock it is does
-/// not matter here: that is flagged, never refused.
-fn check_stamp(what: &str, stamp: &VersionStamp, amendment: bool) -> Result<(), String> {
+/// and a physical part the encoding holds ([`Hlc::check_received`]). How far
+/// ahead of the cloud's clock it is does not matter here: that is flagged,
+/// never refused.
+fn check_stamp(what: &str, stamp: &VersionStamp) -> Result<(), String> {
     if stamp.site_id.is_empty() {
         return Err(format!("{what}.site_id is empty"));
     }
@@ -144,7 +143,7 @@ fn check_stamp(what: &str, stamp: &VersionStamp, amendment: bool) -> Result<(), 
         physical_ms: stamp.hlc.physical_ms,
         logical: 0,
     };
-    hlc.check_range(amendment)
+    hlc.check_received()
         .map_err(|err| format!("{what}.hlc.{err}"))
 }
 
@@ -297,8 +296,8 @@ mod tests {
             ),
             (Box::new(|v| v.version.hlc.logical = 65_536), "logical"),
             (
-                Box::new(|v| v.version.hlc.physical_ms = edge_versioning::Hlc::MAX_CLOCK_MS + 1),
-                "version.hlc.physical_ms 140733193388032 is above 140733193388031",
+                Box::new(|v| v.version.hlc.physical_ms = edge_versioning::Hlc::MAX_PHYSICAL_MS + 1),
+                "version.hlc.physical_ms 140737488355328 is above 140737488355327",
             ),
             (
                 Box::new(|v| {

@@ -175,11 +175,13 @@ async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &Test
         )
         .await;
     let statuses: Vec<_> = answer.results.iter().map(|r| r.status).collect();
+    // A first version in the headroom (an older build's clock could be
+    // dragged there) is kept: only beyond the encoding is a stamp refused.
     assert_eq!(
         statuses,
         [
             VersionStatus::Accepted,
-            VersionStatus::Rejected,
+            VersionStatus::Accepted,
             VersionStatus::Rejected
         ]
     );
@@ -188,12 +190,10 @@ async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &Test
         .iter()
         .filter_map(|r| r.reason.clone())
         .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(
-        reasons[0].contains("version.hlc.physical_ms") && reasons[0].contains(&TOP_MS.to_string()),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons[1].contains(&MAX_PHYSICAL_MS.to_string()),
+        reasons[0].contains("version.hlc.physical_ms")
+            && reasons[0].contains(&MAX_PHYSICAL_MS.to_string()),
         "{reasons:?}"
     );
     let state: ReadingState = cloud

@@ -303,14 +303,12 @@ pub fn amendment_from_proto(request: &pb::AmendRequest) -> Result<Amendment, Vio
     })
 }
 
-/// A stamp from the wire, within the clock's range: a reading's first
-/// version (`amendment` false) at most [`Hlc::MAX_CLOCK_MS`], an amendment
-/// or a base at most [`Hlc::MAX_PHYSICAL_MS`]. However far ahead of this
-/// site's clock, a stamp within these is taken (and flagged when stored).
+/// A stamp from the wire, within what the encoding holds
+/// ([`Hlc::check_received`]): however far ahead of this site's clock, and
+/// whichever part of the range, it is taken (and flagged when stored).
 fn stamp_from_proto(
     field: &str,
     stamp: Option<&pb::VersionStamp>,
-    amendment: bool,
     out: &mut Violations,
 ) -> Option<Stamp> {
     let Some(stamp) = stamp else {
@@ -329,7 +327,7 @@ fn stamp_from_proto(
         physical_ms: hlc.physical_ms,
         logical,
     };
-    if let Err(err) = hlc.check_range(amendment) {
+    if let Err(err) = hlc.check_received() {
         out.push((format!("{field}.hlc.physical_ms"), err.to_string()));
         return None;
     }
@@ -414,15 +412,10 @@ pub fn remote_page_from_proto(
         if received.is_none() {
             violations.push((at("received_at"), "is required".to_owned()));
         }
-        let stamp = stamp_from_proto(
-            &at("version"),
-            v.version.as_ref(),
-            v.base.is_some(),
-            &mut violations,
-        );
+        let stamp = stamp_from_proto(&at("version"), v.version.as_ref(), &mut violations);
         let base = match &v.base {
             None => None,
-            Some(b) => stamp_from_proto(&at("base"), Some(b), true, &mut violations),
+            Some(b) => stamp_from_proto(&at("base"), Some(b), &mut violations),
         };
         let priority = crate::model::Priority::from_proto(v.priority);
         if priority.is_none() {

@@ -575,15 +575,35 @@ async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &Test
     let fresh = current(&mut client, &reading(2, "s1", T0_US).id).await;
     assert!(hlc_of(&fresh.version).0 <= ms_of(T0_US) + BOUND_MS);
 
-    // One past the latest a first version may carry: malformed input.
+    // A first version stamped in the amendment headroom (an older build's
+    // clock could be dragged there) is still kept: no reading is refused
+    // for its stamp.
+    let mut legacy = foreign.clone();
+    legacy.reading_id = "01900000-0000-7000-8000-00000000dddd".into();
+    legacy.origin_seq = 77;
+    legacy.version = Some(stamp(TOP_MS + 1, 0, "site-b"));
+    let applied = client
+        .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
+            versions: vec![legacy],
+            policy: "lww".into(),
+            next_cursor: 2,
+            max_clock_skew: None,
+        })
+        .await
+        .expect("a first version in the headroom is kept")
+        .into_inner();
+    assert_eq!(applied.applied, 1);
+
+    // Only beyond what the encoding holds is a stamp malformed input.
+    const ENCODING_MAX_MS: u64 = (1 << 47) - 1;
     let mut beyond = foreign.clone();
     beyond.reading_id = "01900000-0000-7000-8000-00000000cccc".into();
-    beyond.version = Some(stamp(TOP_MS + 1, 0, "site-b"));
+    beyond.version = Some(stamp(ENCODING_MAX_MS + 1, 0, "site-b"));
     let err = client
         .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
             versions: vec![beyond],
             policy: "lww".into(),
-            next_cursor: 2,
+            next_cursor: 3,
             max_clock_skew: None,
         })
         .await
@@ -592,7 +612,7 @@ async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &Test
     let details = format!("{err:?}");
     assert!(
         details.contains("versions[0].version.hlc.physical_ms")
-            && details.contains(&TOP_MS.to_string()),
+            && details.contains(&ENCODING_MAX_MS.to_string()),
         "{details}"
     );
     store.stop().await;

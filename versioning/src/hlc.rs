@@ -17,9 +17,14 @@
 //!   a reading's versions (see [`crate::clock`]). Only an amendment (a
 //!   version with a base) may carry a stamp there.
 //!
-//! A stamp beyond its part of the range is malformed input, refused by
-//! [`Hlc::check_range`] naming the limit: that checks the format's domain,
-//! not the writer's clock (a version is never refused for being ahead).
+//! What a node's clock issues stays in its part of the range
+//! ([`Hlc::check_range`]). What a node *receives* is refused only beyond
+//! what the encoding holds ([`Hlc::check_received`], naming the limit: that
+//! checks the format's domain, not the writer's clock): a first version in
+//! the headroom (stamped by an older build, whose clocks could be dragged to
+//! the top, or by a writer that ignores these rules) is kept, since losing a
+//! real reading is worse than one that cannot be amended any more; amending a
+//! reading whose version sits at the very top fails with a clear error.
 //! Nothing is clamped: [`Hlc::pack`] refuses a stamp it cannot represent
 //! rather than let two stamps collapse into one.
 //!
@@ -126,11 +131,10 @@ impl Hlc {
         }
     }
 
-    /// Checks a stamp that arrived from elsewhere: a first version
-    /// (`amendment` false) may carry at most [`Hlc::MAX_CLOCK_MS`], an
-    /// amendment (a version with a base) or a base at most
-    /// [`Hlc::MAX_PHYSICAL_MS`]. However far ahead of the receiver's wall
-    /// clock, a stamp within these is accepted.
+    /// Checks a stamp a clock issued against its part of the range: a first
+    /// version (`amendment` false) at most [`Hlc::MAX_CLOCK_MS`], an
+    /// amendment (a version with a base) at most [`Hlc::MAX_PHYSICAL_MS`].
+    /// Clocks keep to this; receivers check only [`Hlc::check_received`].
     pub fn check_range(self, amendment: bool) -> Result<(), OutOfRange> {
         if self.physical_ms > Hlc::MAX_PHYSICAL_MS {
             Err(OutOfRange::Encoding {
@@ -138,6 +142,20 @@ impl Hlc {
             })
         } else if !amendment && self.physical_ms > Hlc::MAX_CLOCK_MS {
             Err(OutOfRange::FirstVersion {
+                physical_ms: self.physical_ms,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Checks a stamp that arrived from elsewhere (a pushed or pulled
+    /// version, or its base): refused only beyond what the encoding holds,
+    /// [`Hlc::MAX_PHYSICAL_MS`]. However far ahead of the receiver's wall
+    /// clock, and whichever part of the range, a stamp within it is kept.
+    pub fn check_received(self) -> Result<(), OutOfRange> {
+        if self.physical_ms > Hlc::MAX_PHYSICAL_MS {
+            Err(OutOfRange::Encoding {
                 physical_ms: self.physical_ms,
             })
         } else {
@@ -274,6 +292,10 @@ mod tests {
         assert_eq!(at(Hlc::MAX_CLOCK_MS + 1).check_range(true), Ok(()));
         assert_eq!(at(Hlc::MAX_PHYSICAL_MS).check_range(true), Ok(()));
         assert!(at(Hlc::MAX_PHYSICAL_MS + 1).check_range(true).is_err());
+        // What arrives from elsewhere is refused only beyond the encoding.
+        assert_eq!(at(Hlc::MAX_CLOCK_MS + 1).check_received(), Ok(()));
+        assert_eq!(at(Hlc::MAX_PHYSICAL_MS).check_received(), Ok(()));
+        assert!(at(Hlc::MAX_PHYSICAL_MS + 1).check_received().is_err());
         assert_eq!(Hlc::MAX_CLOCK_MS, (1 << 47) - 1 - (1 << 32));
     }
 
