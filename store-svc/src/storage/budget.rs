@@ -621,6 +621,12 @@ impl Budget {
     }
 
     fn publish(&self, m: &Measure) {
+        // Room again, measured: the budget no longer refuses, whether or not
+        // a group of readings comes to take it (amendments and pulled pages
+        // are refused while it does).
+        if m.room >= m.slack {
+            self.refusals.end(Cause::Budget);
+        }
         self.bytes_per_version
             .store(m.bytes_per_version, Ordering::Relaxed);
         self.slack.store(m.slack, Ordering::Relaxed);
