@@ -484,7 +484,31 @@ async fn a_store_that_cannot_record_completions_makes_the_drain_back_off(db: &Te
     cloud.stop().await;
 }
 
+/// A site whose change feed has nothing for it still learns the cloud's
+/// clock-skew bound.
+async fn a_quiet_feed_still_hands_over_the_clock_skew_bound(db: &TestDatabase) {
+    let bound = Duration::from_secs(300);
+    let cloud = Cloud::builder(TOKEN).max_clock_skew(bound).start().await;
+    let site = Site::start(db, quick_sync(&cloud.url)).await;
+    let before = site.stats().await;
+    assert!(!before.max_clock_skew_announced, "{before:?}");
+    let stats = eventually(DEADLINE, "the cloud's bound reaches the site", || async {
+        let stats = site.stats().await;
+        stats.max_clock_skew_announced.then_some(stats)
+    })
+    .await;
+    assert_eq!(
+        stats.max_clock_skew.map(|d| d.seconds),
+        Some(300),
+        "{stats:?}"
+    );
+    assert_eq!(stats.remote_versions, 0, "the feed had nothing to apply");
+    site.stop().await;
+    cloud.stop().await;
+}
+
 on_both_backends!(a_store_that_cannot_record_completions_makes_the_drain_back_off);
+on_both_backends!(a_quiet_feed_still_hands_over_the_clock_skew_bound);
 on_both_backends!(a_week_offline_drains_exactly_once);
 on_both_backends!(a_failing_cloud_only_delays);
 on_both_backends!(rejected_versions_are_dead_lettered_reported_and_redriven);

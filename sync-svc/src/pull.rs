@@ -63,11 +63,15 @@ pub struct Pulled {
 pub async fn run(drain: Arc<Drain>, stop: CancellationToken) {
     let mut link = drain.prober.watch();
     let mut failures = 0u32;
+    // The clock-skew bound last handed to store-svc by this process; `None`
+    // after a start, so the cloud's is handed over once even when its feed
+    // has nothing new.
+    let mut bound_handed: Option<u64> = None;
     loop {
         let mut wait = drain.config.pull_interval;
         if link.borrow_and_update().is_reachable() {
             let pulled = tokio::select! {
-                pulled = pull_all(&drain) => pulled,
+                pulled = pull_all(&drain, &mut bound_handed) => pulled,
                 () = stop.cancelled() => return,
             };
             match pulled {
@@ -109,7 +113,10 @@ pub async fn run(drain: Arc<Drain>, stop: CancellationToken) {
 }
 
 /// Reads the feed from the stored cursor to its end, applying each page.
-pub async fn pull_all(drain: &Drain) -> Result<Pulled, PullError> {
+/// A page with nothing new is applied all the same when it announces a
+/// clock-skew bound other than `bound_handed` (the last one store-svc got
+/// from here), so a site whose feed is quiet still follows the cloud's.
+pub async fn pull_all(drain: &Drain, bound_handed: &mut Option<u64>) -> Result<Pulled, PullError> {
     let mut store = drain.store.clone();
     let mut cursor = store
         .get_pull_cursor(pb::GetPullCursorRequest {})
@@ -130,7 +137,9 @@ pub async fn pull_all(drain: &Drain) -> Result<Pulled, PullError> {
             .await?;
         let policy = follow_policy(drain, &page.policy)?;
         let more = page.more;
-        if page.versions.is_empty() && page.next_cursor == cursor {
+        let announced = page.max_clock_skew_ms;
+        let new_bound = announced.is_some() && announced != *bound_handed;
+        if page.versions.is_empty() && page.next_cursor == cursor && !new_bound {
             break;
         }
         let started = Instant::now();
@@ -138,6 +147,9 @@ pub async fn pull_all(drain: &Drain) -> Result<Pulled, PullError> {
             .apply_remote_versions(apply_request(page, policy))
             .await?
             .into_inner();
+        if announced.is_some() {
+            *bound_handed = announced;
+        }
         drain
             .metrics
             .apply_seconds
