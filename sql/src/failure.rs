@@ -54,8 +54,9 @@ pub fn classify_code(code: &str) -> Failure {
     match sqlite_primary(code) {
         // SQLITE_FULL.
         Some(13) => Failure::StorageFull,
-        // BUSY, LOCKED, IOERR.
-        Some(5 | 6 | 10) => Failure::Unavailable,
+        // BUSY, LOCKED, READONLY (a file system remounted read-only after
+        // an error; recovery), IOERR, CANTOPEN.
+        Some(5 | 6 | 8 | 10 | 14) => Failure::Unavailable,
         // TOOBIG, CONSTRAINT, MISMATCH.
         Some(18..=20) => Failure::Refused,
         Some(_) => Failure::Other,
@@ -72,6 +73,9 @@ pub fn classify_code(code: &str) -> Failure {
             {
                 Failure::Unavailable
             }
+            // Read-only after a failover (25006), a lock or object busy
+            // (55P03, 55006), an I/O error (58030).
+            "25006" | "55P03" | "55006" | "58030" => Failure::Unavailable,
             // Data exceptions (22), integrity constraints (23).
             c if c.starts_with("22") || c.starts_with("23") => Failure::Refused,
             _ => Failure::Other,
@@ -117,6 +121,9 @@ mod tests {
         assert_eq!(classify_code("23505"), Failure::Refused);
         assert_eq!(classify_code("2067"), Failure::Refused); // SQLITE_CONSTRAINT_UNIQUE
         assert_eq!(classify_code("11"), Failure::Other); // SQLITE_CORRUPT
+        assert_eq!(classify_code("25006"), Failure::Unavailable); // read-only after failover
+        assert_eq!(classify_code("58030"), Failure::Unavailable); // io_error
+        assert_eq!(classify_code("264"), Failure::Unavailable); // SQLITE_READONLY_RECOVERY
         assert_eq!(classify_code("XX000"), Failure::Other);
         assert_eq!(classify(&sqlx::Error::PoolTimedOut), Failure::Unavailable);
     }

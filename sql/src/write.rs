@@ -185,7 +185,7 @@ impl<DB: Database> DerefMut for WriteConn<DB> {
 impl<DB: Database> Drop for WriteConn<DB> {
     fn drop(&mut self) {
         if !self.proven {
-            tracing::warn!(
+            tracing::debug!(
                 op = self.op,
                 "a write failed: its database connection is closed, and the next write opens a fresh one"
             );

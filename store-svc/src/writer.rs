@@ -180,6 +180,7 @@ async fn run(
     busy: Arc<BusyMeter>,
 ) {
     let mut group: Vec<Job> = Vec::new();
+    let mut episode = Episode::default();
     while let Some(first) = jobs.recv().await {
         let mut rows = first.readings.len();
         group.push(first);
@@ -194,12 +195,16 @@ async fn run(
         }
         let started = Instant::now();
         match budget.admit(rows, db.index_rows_due(rows)).await {
-            Ok(()) => commit(&db, &budget, &mut group).await,
+            Ok(()) => commit(&db, &budget, &mut group, &mut episode).await,
             Err(refused) => {
                 let err = match refused {
                     AdmitError::Full(full) => WriteError::Full(full),
                     AdmitError::Db(err) => {
-                        tracing::error!(error = %err, "cannot check the storage budget; nothing of the group was stored");
+                        if episode.failed() {
+                            tracing::error!(error = %err, "cannot check the storage budget; nothing of the group was stored");
+                        } else {
+                            tracing::debug!(error = %err, "cannot check the storage budget");
+                        }
                         WriteError::Db(Arc::new(err))
                     }
                 };
@@ -211,13 +216,43 @@ async fn run(
     tracing::debug!("store writer stopped");
 }
 
-async fn commit(db: &Database, budget: &Budget, group: &mut Vec<Job>) {
+/// A stretch of failing appends (a database down for minutes), so that it
+/// is logged when it begins and when it ends rather than for every group.
+#[derive(Debug, Default)]
+struct Episode {
+    since: Option<Instant>,
+    failures: u64,
+}
+
+impl Episode {
+    /// Counts a failure; whether it is the first of a stretch.
+    fn failed(&mut self) -> bool {
+        self.failures += 1;
+        self.since.get_or_insert_with(Instant::now);
+        self.failures == 1
+    }
+
+    /// An append committed: ends the stretch, if one ran.
+    fn succeeded(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                after = %humantime::format_duration(Duration::from_secs(since.elapsed().as_secs())),
+                failures = self.failures,
+                "appends commit again"
+            );
+        }
+        self.failures = 0;
+    }
+}
+
+async fn commit(db: &Database, budget: &Budget, group: &mut Vec<Job>, episode: &mut Episode) {
     let all: Vec<&NewReading> = group.iter().flat_map(|job| job.readings.iter()).collect();
     let result = db.append(&all).await;
     drop(all);
     match result {
         Ok(outcomes) => {
             budget.committed();
+            episode.succeeded();
             let mut outcomes = outcomes.into_iter();
             for job in group.drain(..) {
                 let mine: Vec<AppendOutcome> = outcomes.by_ref().take(job.readings.len()).collect();
@@ -235,24 +270,27 @@ async fn commit(db: &Database, budget: &Budget, group: &mut Vec<Job>) {
                 let result = match db.append(&readings).await {
                     Ok(outcomes) => {
                         budget.committed();
+                        episode.succeeded();
                         Ok(outcomes)
                     }
-                    Err(err) => Err(failed(budget, err, readings.len())),
+                    Err(err) => Err(failed(budget, episode, err, readings.len())),
                 };
                 let _ = job.reply.send(result);
             }
         }
         Err(err) => {
             let readings = group.iter().map(|job| job.readings.len()).sum();
-            let err = failed(budget, err, readings);
+            let err = failed(budget, episode, err, readings);
             answer_all(budget, group, &err);
         }
     }
 }
 
-/// Logs a failed append and turns it into the callers' error; a full disk
-/// also starts (or continues) a refusal period, logged once.
-fn failed(budget: &Budget, err: DbError, readings: usize) -> WriteError {
+/// Logs a failed append (once per stretch of failures, and a full disk
+/// once per refusal period) and turns it into the callers' error; a full
+/// disk also starts (or continues) a refusal period.
+fn failed(budget: &Budget, episode: &mut Episode, err: DbError, readings: usize) -> WriteError {
+    let first = episode.failed();
     match err.failure() {
         Failure::StorageFull => {
             let already = budget.refusals().current().is_some();
@@ -263,11 +301,14 @@ fn failed(budget: &Budget, err: DbError, readings: usize) -> WriteError {
                 tracing::error!(error = %err, readings, %reason, "append refused for a full disk; nothing of it was stored");
             }
         }
+        _ if !first => {
+            tracing::debug!(error = %err, readings, "append failed again and was not acknowledged");
+        }
         Failure::Unavailable => {
-            tracing::warn!(error = %err, readings, "append failed and was not acknowledged; the callers retry it");
+            tracing::warn!(error = %err, readings, "append failed and was not acknowledged; the callers retry it (logged once until appends commit again)");
         }
         Failure::Refused | Failure::Other => {
-            tracing::error!(error = %err, readings, "append failed and was not acknowledged");
+            tracing::error!(error = %err, readings, "append failed and was not acknowledged (logged once until appends commit again)");
         }
     }
     WriteError::Db(Arc::new(err))
