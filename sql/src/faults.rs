@@ -42,8 +42,8 @@ pub enum Fault {
     /// `"XX000"` (internal error), …
     Error(&'static str),
     /// The transaction is rolled back under the driver, which still counts
-    /// it open, and the statement fails with SQLite's disk-full code: what
-    /// SQLite does on a COMMIT that cannot write.
+    /// it open, and the statement fails with the backend's disk-full code:
+    /// what SQLite does on a COMMIT that cannot write.
     RolledBackUnderneath,
 }
 

@@ -35,6 +35,8 @@ use crate::faults::{Fault, FaultPoint, InjectedError, WriteFaults};
 
 /// What the fault seam needs of a backend beyond sqlx.
 pub trait FaultableBackend: Database {
+    /// The code this backend's driver reports for a full disk.
+    const DISK_FULL: &'static str;
     /// Ends the connection's transaction behind the driver's back, as
     /// SQLite's automatic rollback after a failed COMMIT does (the fault
     /// seam's imitation of it; any error is ignored).
@@ -42,6 +44,7 @@ pub trait FaultableBackend: Database {
 }
 
 impl FaultableBackend for Sqlite {
+    const DISK_FULL: &'static str = "13";
     fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -50,6 +53,7 @@ impl FaultableBackend for Sqlite {
 }
 
 impl FaultableBackend for Postgres {
+    const DISK_FULL: &'static str = "53100";
     fn rollback_underneath(conn: &mut Self::Connection) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -160,7 +164,7 @@ impl<DB: FaultableBackend> WriteConn<DB> {
                 Fault::Error(code) => code,
                 Fault::RolledBackUnderneath => {
                     DB::rollback_underneath(&mut self.conn).await;
-                    "13"
+                    DB::DISK_FULL
                 }
             };
             Err(InjectedError::sqlx(code))

@@ -380,3 +380,65 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
     store.stop().await;
 }
 on_both_backends!(failed_outbox_amend_and_pull_writes_change_nothing);
+
+/// A group whose transaction fails for a reason that may be one call's
+/// fault (data the database refuses, a bug) is retried call by call, so the
+/// unrelated calls grouped with it are stored: two calls queued before the
+/// writer runs share one group, its first attempt fails, and both are then
+/// stored alone.
+async fn a_failed_group_is_retried_call_by_call(db: &TestDatabase) {
+    use store_svc::db::Database;
+    use store_svc::lease::Leases;
+    use store_svc::model::NewReading;
+    use store_svc::storage::Budget;
+    use store_svc::writer::Writer;
+
+    let faults = Arc::new(WriteFaults::default());
+    let mut config = store_svc::StoreConfig::new(db.data_dir.clone());
+    config.database_url = db.url.clone();
+    config.write_faults = Some(faults.clone());
+    let clock = TestClock::at(T0_US);
+    let database = Arc::new(
+        Database::open(&config.db_config(), clock.clone())
+            .await
+            .expect("database"),
+    );
+    let budget = Arc::new(Budget::new(
+        database.clone(),
+        Arc::new(Leases::default()),
+        clock,
+        config.storage.clone(),
+        None,
+    ));
+    let (writer, task) = Writer::spawn(database.clone(), budget, 10_000);
+    let call = |first: u32| -> Vec<NewReading> {
+        batch(first, 3)
+            .into_iter()
+            .map(|r| NewReading::from_proto(r, "reading").expect("valid"))
+            .collect()
+    };
+    faults.arm(
+        WriteOp::Append,
+        FaultPoint::Statement,
+        Fault::Error("XX000"),
+        1,
+    );
+    // Both calls are queued before the writer task runs (this test's
+    // runtime has one thread), so they form one group.
+    let (a, b) = tokio::join!(writer.append(call(1)), writer.append(call(4)));
+    assert_eq!(faults.injected(), 1, "the group's transaction failed once");
+    let seqs = |outcomes: Vec<store_svc::model::AppendOutcome>| -> Vec<i64> {
+        outcomes.into_iter().map(|o| o.seq).collect()
+    };
+    assert_eq!(seqs(a.expect("first call stored alone")), [1, 2, 3]);
+    assert_eq!(seqs(b.expect("second call stored alone")), [4, 5, 6]);
+    drop(writer);
+    task.await.expect("writer stops");
+    assert_eq!(
+        database.stats().await.expect("stats").total_readings,
+        6,
+        "both calls stored, once"
+    );
+    database.close().await;
+}
+on_both_backends!(a_failed_group_is_retried_call_by_call);

@@ -164,6 +164,9 @@ impl PostgresServer {
             self.port
         );
         let log = self.root.path().join("server.log").display().to_string();
+        // Counted as running from here: a start that times out may still
+        // bring the server up, and dropping the fixture must stop it.
+        self.running = true;
         self.run(
             "pg_ctl",
             &[
@@ -179,7 +182,6 @@ impl PostgresServer {
                 "60",
             ],
         )?;
-        self.running = true;
         Ok(())
     }
 
@@ -218,6 +220,8 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
+        // Before the temporary directory goes: a server left running would
+        // outlive its data directory.
         if self.running {
             let _ = self.stop(StopMode::Immediate);
         }
