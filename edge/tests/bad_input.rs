@@ -548,3 +548,67 @@ async fn every_server_answers_undecodable_requests_with_invalid_argument() {
     drop(edge);
     db.cleanup().await;
 }
+
+/// ingest-svc merges concurrent calls into one Append. If store-svc refuses
+/// such a merged Append as invalid (data that passed ingest-svc's rules but
+/// not the database's), the calls are sent again one by one, so one
+/// gateway's batch cannot fail the gateways merged with it on every retry.
+async fn a_merged_append_refused_as_invalid_is_sent_again_call_by_call(db: &TestDatabase) {
+    use std::sync::Arc;
+
+    use ingest_svc::coalesce::StoreAppender;
+    use store_svc::db::faults::{Fault, FaultPoint, WriteFaults, WriteOp};
+
+    let faults = Arc::new(WriteFaults::default());
+    let store = common::start_store_with(db, "127.0.0.1:0".parse().expect("address"), {
+        let faults = faults.clone();
+        move |config| config.write_faults = Some(faults)
+    })
+    .await;
+    let client = StoreServiceClient::new(edge_runtime::trace_context::traced(
+        common::channel(store.addr).await,
+    ));
+    let appender = StoreAppender::spawn(client, 1, 4 << 20);
+    // The database refuses the first Append's data, as PostgreSQL refuses a
+    // value its text cannot hold (SQLSTATE 22021).
+    faults.arm(
+        WriteOp::Append,
+        FaultPoint::Statement,
+        Fault::Error("22021"),
+        1,
+    );
+    let call = |sensor: &str| {
+        let mut r = reading(sensor, 20.0);
+        pb::NewReading {
+            id: std::mem::take(&mut r.id),
+            sensor_id: r.sensor_id,
+            temperature_celsius: 20.0,
+            humidity_percent: 50.0,
+            measured_at: r.measured_at,
+            received_at: r.measured_at,
+            priority: pb::Priority::Normal as i32,
+        }
+    };
+    let mut a = Box::pin(appender.append(vec![call("a")]));
+    let mut b = Box::pin(appender.append(vec![call("b")]));
+    let mut c = Box::pin(appender.append(vec![call("c")]));
+    // One poll each queues the three calls before the merging task runs
+    // (this test's runtime has one thread), so they leave as one Append.
+    for pending in [&mut a, &mut b, &mut c] {
+        assert!(futures::poll!(pending.as_mut()).is_pending());
+    }
+    let (a, b, c) = tokio::join!(a, b, c);
+    assert_eq!(faults.injected(), 1, "the merged Append was refused once");
+    let mut seqs: Vec<u64> = [a, b, c]
+        .into_iter()
+        .map(|result| {
+            let results = result.expect("each call stored alone");
+            assert_eq!(results[0].outcome, pb::ReadingOutcome::Stored as i32);
+            results[0].seq
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [1, 2, 3]);
+    store.stop().await;
+}
+on_both_backends!(a_merged_append_refused_as_invalid_is_sent_again_call_by_call);

@@ -16,8 +16,11 @@
 //! request (store-svc unreachable, a database error) fails every call in it:
 //! none of their readings was acknowledged, and each gateway retries its own
 //! batch. Only validated readings are sent, so store-svc refusing one as
-//! invalid is a bug in ingest-svc's rules, reported as such (see
-//! [`crate::error`]), not something one gateway's bad input can cause.
+//! invalid is a gap in ingest-svc's rules, reported as such (see
+//! [`crate::error`]); so that one gateway's batch that falls into such a gap
+//! cannot fail the gateways merged with it on every retry, a merged request
+//! refused as invalid is sent again call by call (which keeps a copy of each
+//! call's readings while several share a request).
 
 use std::sync::Arc;
 
@@ -28,7 +31,7 @@ use edge_runtime::trace_context::TracedChannel;
 use opentelemetry::trace::TraceContextExt as _;
 use prost::Message as _;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tonic::Status;
+use tonic::{Code, Status};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -142,17 +145,31 @@ async fn run(
 async fn send(mut store: StoreServiceClient<TracedChannel>, group: Vec<Call>) {
     let total = group.iter().map(|call| call.readings.len()).sum();
     let span = merged_span(&group, total);
+    // Kept only while calls share the request: for sending them alone if
+    // store-svc refuses the merged one as invalid.
+    let alone: Option<Vec<Vec<pb::NewReading>>> =
+        (group.len() > 1).then(|| group.iter().map(|call| call.readings.clone()).collect());
     let mut merged = Vec::with_capacity(total);
     let mut replies = Vec::with_capacity(group.len());
     for call in group {
         replies.push((call.readings.len(), call.reply));
         merged.extend(call.readings);
     }
-    match append(&mut store, merged).instrument(span).await {
+    match append(&mut store, merged).instrument(span.clone()).await {
         Ok(results) => {
             let mut results = results.into_iter();
             for (size, reply) in replies {
                 let _ = reply.send(Ok(results.by_ref().take(size).collect()));
+            }
+        }
+        Err(status) if status.code() == Code::InvalidArgument && alone.is_some() => {
+            tracing::warn!(
+                calls = replies.len(),
+                "store-svc refused a merged append as invalid; sending its calls one by one"
+            );
+            for ((_, reply), readings) in replies.into_iter().zip(alone.into_iter().flatten()) {
+                let result = append(&mut store, readings).instrument(span.clone()).await;
+                let _ = reply.send(result);
             }
         }
         Err(status) => {
