@@ -147,9 +147,17 @@ pub(crate) async fn sqlite(
     Ok(done)
 }
 
-/// Whether a copy of `needed` bytes fits in `free`.
+/// Room kept free after the copy: the migration itself and the WAL need
+/// space too, and a copy that leaves none only moves the failure to the
+/// migration (a tenth of the database, at least 64 MiB).
+pub(crate) fn headroom(needed: u64) -> u64 {
+    (needed / 10).max(64 << 20)
+}
+
+/// Whether a copy of `needed` bytes, and the headroom after it, fit in
+/// `free`.
 pub(crate) fn fits(needed: u64, free: u64) -> bool {
-    needed <= free
+    needed.saturating_add(headroom(needed)) <= free
 }
 
 /// Bytes free in `dir`'s file system for an unprivileged writer.

@@ -142,7 +142,10 @@ pub enum MigrateError {
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     /// Not enough free space for the copy; nothing was written.
-    #[error("{dir} has {free} bytes free, and the copy needs about {needed} (the database's size)")]
+    #[error(
+        "{dir} has {free} bytes free, and the copy needs about {needed} (the database's size) \
+         plus room left for the migration itself (a tenth of that, at least 64 MiB)"
+    )]
     NoRoom {
         /// The backup directory.
         dir: std::path::PathBuf,

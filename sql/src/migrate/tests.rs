@@ -341,9 +341,13 @@ async fn no_backup_no_migration_unless_opted_out() {
 }
 
 #[test]
-fn a_copy_needs_room_for_the_whole_database() {
-    assert!(backup::fits(10 << 20, 10 << 20));
-    assert!(!backup::fits(10 << 20, (10 << 20) - 1));
+fn a_copy_needs_room_for_the_whole_database_and_the_migration_after_it() {
+    // Small databases: the copy plus 64 MiB.
+    assert!(backup::fits(10 << 20, 74 << 20));
+    assert!(!backup::fits(10 << 20, (74 << 20) - 1));
+    // Large ones: the copy plus a tenth.
+    assert!(backup::fits(10 << 30, 11 << 30));
+    assert!(!backup::fits(10 << 30, (11 << 30) - 1));
 }
 
 #[test]
