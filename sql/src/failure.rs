@@ -34,6 +34,33 @@ impl Failure {
     }
 }
 
+/// A service's database error, classified the same way everywhere: it says
+/// which sqlx error (if any) it carries and whether it is a failure to
+/// reach the database at all, and gets [`Failure`] and the database's own
+/// words from that.
+pub trait Classify {
+    /// The sqlx error of a failed statement, if this is one.
+    fn query_error(&self) -> Option<&sqlx::Error>;
+
+    /// Whether the database could not be reached or opened.
+    fn is_connect(&self) -> bool;
+
+    /// What the failure means for the caller.
+    fn failure(&self) -> Failure {
+        match self.query_error() {
+            Some(err) => classify(err),
+            None if self.is_connect() => Failure::Unavailable,
+            None => Failure::Other,
+        }
+    }
+
+    /// What the database itself said, for telling a caller the real cause
+    /// (for example "database or disk is full").
+    fn database_message(&self) -> Option<&str> {
+        self.query_error().and_then(database_message)
+    }
+}
+
 /// Classifies a sqlx error.
 pub fn classify(err: &sqlx::Error) -> Failure {
     match err {

@@ -31,7 +31,7 @@ pub mod migrate;
 pub mod write;
 
 pub use durability::{DurabilityError, check_postgres_durability};
-pub use failure::{Failure, classify};
+pub use failure::{Classify, Failure, classify};
 pub use faults::{Fault, FaultPoint, WriteFaults};
 pub use migrate::{
     BackupError, BackupPolicy, EXIT_BACKUP_FAILED, EXIT_SCHEMA_REFUSED, MigrateError, Migrated,

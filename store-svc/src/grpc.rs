@@ -9,7 +9,7 @@ use edge_proto::v1 as pb;
 use edge_proto::v1::store_service_server::StoreService;
 use tonic::{Request, Response, Status};
 
-use crate::db::{Database, DbError, Failure};
+use crate::db::{Classify as _, Database, DbError, Failure};
 use crate::hlc::{Hlc, WallClock};
 use crate::lease::{LeaseRequest, Leases};
 use crate::model::{

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::db::{Database, DbError, Failure};
+use crate::db::{Classify as _, Database, DbError, Failure};
 use crate::model::{AppendOutcome, NewReading};
 use crate::storage::{AdmitError, Budget, StorageFull};
 

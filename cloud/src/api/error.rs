@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use edge_cloud_link::contract::ErrorBody;
 
-use crate::db::{DbError, Failure};
+use crate::db::{Classify as _, DbError, Failure};
 
 /// Why a request was not served.
 #[derive(Debug, thiserror::Error)]

@@ -139,25 +139,18 @@ pub(crate) struct DbOptions {
     pub write_faults: Option<std::sync::Arc<edge_sql::WriteFaults>>,
 }
 
-pub use edge_sql::Failure;
+pub use edge_sql::{Classify, Failure};
 
-impl DbError {
-    /// What the failure means for the caller, from the codes both drivers
-    /// report (see [`edge_sql::failure`]).
-    pub fn failure(&self) -> Failure {
+impl edge_sql::Classify for DbError {
+    fn query_error(&self) -> Option<&sqlx::Error> {
         match self {
-            DbError::Query(err) => edge_sql::classify(err),
-            DbError::Connect { .. } => Failure::Unavailable,
-            _ => Failure::Other,
+            DbError::Query(err) => Some(err),
+            _ => None,
         }
     }
 
-    /// What the database itself said, if it said anything.
-    pub fn database_message(&self) -> Option<&str> {
-        match self {
-            DbError::Query(err) => edge_sql::failure::database_message(err),
-            _ => None,
-        }
+    fn is_connect(&self) -> bool {
+        matches!(self, DbError::Connect { .. })
     }
 }
 

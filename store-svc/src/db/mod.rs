@@ -119,25 +119,18 @@ pub enum DbError {
     Query(#[from] sqlx::Error),
 }
 
-pub use edge_sql::Failure;
+pub use edge_sql::{Classify, Failure};
 
-impl DbError {
-    /// Classifies the error from the codes both drivers report.
-    pub fn failure(&self) -> Failure {
+impl edge_sql::Classify for DbError {
+    fn query_error(&self) -> Option<&sqlx::Error> {
         match self {
-            DbError::Query(err) => edge_sql::classify(err),
-            DbError::Connect { .. } => Failure::Unavailable,
-            _ => Failure::Other,
+            DbError::Query(err) => Some(err),
+            _ => None,
         }
     }
 
-    /// What the database itself said, for telling a caller the real cause
-    /// (for example "database or disk is full").
-    pub fn database_message(&self) -> Option<&str> {
-        match self {
-            DbError::Query(err) => edge_sql::failure::database_message(err),
-            _ => None,
-        }
+    fn is_connect(&self) -> bool {
+        matches!(self, DbError::Connect { .. })
     }
 }
 

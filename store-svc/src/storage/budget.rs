@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{Policy, StorageArgs};
 use super::disk::{DiskProbe, wal_growth_left};
 use super::refusal::{Cause, Refusals};
-use crate::db::{Database, DbError, DroppedRow, Failure, Usage};
+use crate::db::{Classify as _, Database, DbError, DroppedRow, Failure, Usage};
 use crate::hlc::WallClock;
 use crate::lease::Leases;
 
