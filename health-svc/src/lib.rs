@@ -23,14 +23,17 @@
 //! - [`grpc`]: `GetCloudHealth` and `WatchCloudHealth`;
 //! - [`gauges`]: health-svc's Prometheus gauges;
 //! - [`app`]: building and running the service (`edge up` uses it exactly
-//!   as the `health-svc` binary does).
+//!   as the `health-svc` binary does);
+//! - [`cli`]: the binary's command line.
 
 pub mod app;
 pub mod board;
+pub mod cli;
 pub mod config;
 pub mod gauges;
 pub mod grpc;
 pub mod mesh;
 
 pub use app::HealthApp;
+pub use cli::Cli;
 pub use config::{HealthConfig, MeshTargets};

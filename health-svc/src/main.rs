@@ -1,24 +1,6 @@
 //! The health-svc binary: one service per process, as Kubernetes runs it.
 
-use clap::Parser;
-use edge_cloud_link::CloudLinkArgs;
-use edge_runtime::RuntimeArgs;
-use health_svc::{HealthApp, HealthConfig, MeshTargets};
-
-/// health-svc: the site's view of its cloud link and of its own services
-/// (edge.v1.CloudHealthService).
-#[derive(Parser)]
-#[command(name = "health-svc", version, about)]
-struct Cli {
-    #[command(flatten)]
-    runtime: RuntimeArgs,
-    #[command(flatten)]
-    health: HealthConfig,
-    #[command(flatten)]
-    link: CloudLinkArgs,
-    #[command(flatten)]
-    mesh: MeshTargets,
-}
+use health_svc::{Cli, HealthApp};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

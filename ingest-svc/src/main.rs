@@ -1,18 +1,6 @@
 //! The ingest-svc binary: one service per process, as Kubernetes runs it.
 
-use clap::Parser;
-use edge_runtime::RuntimeArgs;
-use ingest_svc::{IngestApp, IngestConfig};
-
-/// ingest-svc: the door for sensor gateways (edge.v1.IngestService).
-#[derive(Parser)]
-#[command(name = "ingest-svc", version, about)]
-struct Cli {
-    #[command(flatten)]
-    runtime: RuntimeArgs,
-    #[command(flatten)]
-    ingest: IngestConfig,
-}
+use ingest_svc::{Cli, IngestApp};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -13,9 +13,11 @@
 //!   forecasts (backlog drained, storage full);
 //! - [`grpc`]: the StoreService handlers and the one mapping from errors to
 //!   gRPC statuses;
-//! - [`config`] and [`app`]: flags, and building and running the service.
+//! - [`config`] and [`app`]: flags, and building and running the service;
+//! - [`cli`]: the binary's command line.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod eta;
@@ -30,4 +32,5 @@ pub mod storage;
 pub mod writer;
 
 pub use app::StoreApp;
+pub use cli::Cli;
 pub use config::StoreConfig;

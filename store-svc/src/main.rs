@@ -3,19 +3,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
-use edge_runtime::RuntimeArgs;
-use store_svc::{StoreApp, StoreConfig, hlc::SystemClock};
-
-/// store-svc: the edge site's database behind edge.v1.StoreService.
-#[derive(Parser)]
-#[command(name = "store-svc", version, about)]
-struct Cli {
-    #[command(flatten)]
-    runtime: RuntimeArgs,
-    #[command(flatten)]
-    store: StoreConfig,
-}
+use store_svc::{Cli, StoreApp, hlc::SystemClock};
 
 #[tokio::main]
 async fn main() -> ExitCode {

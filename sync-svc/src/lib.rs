@@ -16,13 +16,15 @@
 //! - [`status`] and [`grpc`]: what `SyncNow`, `GetStatus` and `WatchStatus`
 //!   serve;
 //! - [`metrics`]: the DESIGN §6 instruments sync-svc owns;
-//! - [`app`]: building and running the service.
+//! - [`app`]: building and running the service;
+//! - [`cli`]: the binary's command line.
 //!
 //! The probe and the HTTP client live in `edge-cloud-link`, shared with
 //! health-svc.
 
 pub mod app;
 pub mod backoff;
+pub mod cli;
 pub mod compat;
 pub mod config;
 pub mod convert;
@@ -34,4 +36,5 @@ pub mod report;
 pub mod status;
 
 pub use app::SyncApp;
+pub use cli::Cli;
 pub use config::SyncConfig;

@@ -1,24 +1,6 @@
 //! The sync-svc binary: one service per process, as Kubernetes runs it.
 
-use clap::Parser;
-use edge_runtime::RuntimeArgs;
-use edge_runtime::client::ClientArgs;
-use sync_svc::{SyncApp, SyncConfig};
-
-/// sync-svc: forwards the site's outbox to the cloud (edge.v1.SyncService).
-#[derive(Parser)]
-#[command(name = "sync-svc", version, about)]
-struct Cli {
-    #[command(flatten)]
-    runtime: RuntimeArgs,
-    #[command(flatten)]
-    sync: SyncConfig,
-    #[command(flatten)]
-    client: ClientArgs,
-    /// store-svc's gRPC address.
-    #[arg(long, env = "EDGE_STORE_URL", default_value = "http://127.0.0.1:50052")]
-    store_url: String,
-}
+use sync_svc::{Cli, SyncApp};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
