@@ -16,12 +16,14 @@ use crate::probe::ProbeConfig;
 /// Where the cloud is and how to probe it.
 #[derive(Debug, Clone, Args)]
 pub struct CloudLinkArgs {
-    /// The cloud's base URL (e.g. https://cloud.example.com). Unset: no
-    /// cloud, the site runs offline.
+    /// The cloud's base URL, `http://` or `https://` (e.g.
+    /// https://cloud.example.com); any other scheme is refused at start-up.
+    /// Unset: no cloud, the site runs offline.
     #[arg(long, env = "EDGE_CLOUD_URL")]
     pub cloud_url: Option<String>,
 
-    /// Bearer token for the cloud. Never logged.
+    /// Bearer token for the cloud. Unset: no `Authorization` header. Never
+    /// logged.
     #[arg(long, env = "EDGE_CLOUD_TOKEN", hide_env_values = true)]
     pub cloud_token: Option<String>,
 

@@ -54,16 +54,16 @@ pub struct ProbeConfig {
     pub timeout: Duration,
 
     /// Consecutive failed probes that take the link offline (and consecutive
-    /// slow or unreliable answers that make it degraded).
+    /// slow or unreliable answers that make it degraded), 1 to 100.
     #[arg(id = "probe_failures", value_name = "PROBE_FAILURES", long = "probe-failures", env = "EDGE_PROBE_FAILURES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub failures_to_offline: u32,
 
     /// Consecutive good probes that bring it back (online from offline or
-    /// degraded).
+    /// degraded), 1 to 100.
     #[arg(id = "probe_successes", value_name = "PROBE_SUCCESSES", long = "probe-successes", env = "EDGE_PROBE_SUCCESSES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub successes_to_online: u32,
 
-    /// Probes the success ratio is computed over (the last N).
+    /// Probes the success ratio is computed over (the last N), 1 to 1000.
     #[arg(id = "probe_window", value_name = "PROBE_WINDOW", long = "probe-window", env = "EDGE_PROBE_WINDOW", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub window: u32,
 
@@ -72,7 +72,8 @@ pub struct ProbeConfig {
     #[arg(id = "probe_min_success_ratio", value_name = "PROBE_MIN_SUCCESS_RATIO", long = "probe-min-success-ratio", env = "EDGE_PROBE_MIN_SUCCESS_RATIO", default_value_t = 0.8, value_parser = parse_ratio)]
     pub min_success_ratio: f64,
 
-    /// A reachable link whose probes take longer than this is DEGRADED.
+    /// A reachable link whose probes take longer than this is DEGRADED. Keep
+    /// it below `--probe-timeout`.
     #[arg(id = "probe_max_latency", value_name = "PROBE_MAX_LATENCY", long = "probe-max-latency", env = "EDGE_PROBE_MAX_LATENCY", default_value = "1s", value_parser = humantime::parse_duration)]
     pub max_latency: Duration,
 }

@@ -46,8 +46,9 @@ pub struct CloudArgs {
     )]
     pub data_dir: PathBuf,
 
-    /// `postgres://user:password@host/db` to use PostgreSQL instead of SQLite.
-    /// Never logged.
+    /// `postgres://user:password@host/db` (or `postgresql://`) to use
+    /// PostgreSQL instead of SQLite, or `sqlite:path`; any other scheme is
+    /// refused at start-up. Never logged.
     #[arg(
         long = "cloud-database-url",
         env = "EDGE_CLOUD_DATABASE_URL",

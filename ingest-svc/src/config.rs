@@ -26,8 +26,9 @@ pub struct IngestConfig {
     #[arg(long, env = "EDGE_STREAM_IN_FLIGHT", default_value_t = 8)]
     pub stream_in_flight: usize,
 
-    /// Append requests to store-svc outstanding at once; calls arriving while
-    /// all are busy are merged into the next one.
+    /// Append requests to store-svc outstanding at once (1 to 64); calls
+    /// arriving while all are busy are merged into the next one (up to 10000
+    /// readings and `--max-message-bytes`).
     #[arg(long, env = "EDGE_STORE_IN_FLIGHT", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub store_in_flight: u32,
 

@@ -16,15 +16,16 @@ use uuid::Uuid;
 /// Configurable bounds on what a reading may hold.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct Limits {
-    /// Most readings in one Ingest call or stream batch.
+    /// Most readings in one Ingest call or stream batch (1 to 10000, checked
+    /// at start-up).
     #[arg(long, env = "EDGE_MAX_BATCH_READINGS", default_value_t = 5_000)]
     pub max_batch_readings: usize,
 
-    /// Lowest plausible temperature, °C.
+    /// Lowest plausible temperature, °C (inclusive).
     #[arg(long, env = "EDGE_TEMPERATURE_MIN", default_value_t = -100.0, allow_negative_numbers = true)]
     pub temperature_min: f64,
 
-    /// Highest plausible temperature, °C.
+    /// Highest plausible temperature, °C (inclusive).
     #[arg(
         long,
         env = "EDGE_TEMPERATURE_MAX",
@@ -33,11 +34,11 @@ pub struct Limits {
     )]
     pub temperature_max: f64,
 
-    /// Lowest plausible relative humidity, %.
+    /// Lowest plausible relative humidity, % (inclusive).
     #[arg(long, env = "EDGE_HUMIDITY_MIN", default_value_t = 0.0)]
     pub humidity_min: f64,
 
-    /// Highest plausible relative humidity, %.
+    /// Highest plausible relative humidity, % (inclusive).
     #[arg(long, env = "EDGE_HUMIDITY_MAX", default_value_t = 100.0)]
     pub humidity_max: f64,
 }

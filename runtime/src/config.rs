@@ -31,7 +31,7 @@ pub struct RuntimeArgs {
     #[arg(long, env = "EDGE_LOG", default_value = "info")]
     pub log: String,
 
-    /// Log line format.
+    /// Log line format (logs go to stderr).
     #[arg(long, env = "EDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 

@@ -27,12 +27,13 @@ pub struct StoreConfig {
     #[arg(long, env = "EDGE_SITE_ID")]
     pub site_id: Option<String>,
 
-    /// Directory of the embedded SQLite database.
+    /// Directory of the embedded SQLite database (`edge.db`).
     #[arg(long, env = "EDGE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// `postgres://user:password@host/db` for PostgreSQL, or `sqlite:path`.
-    /// Unset: SQLite in the data directory. Never logged.
+    /// `postgres://user:password@host/db` (or `postgresql://`) for PostgreSQL,
+    /// or `sqlite:path`; any other scheme is refused at start-up. Unset:
+    /// SQLite in the data directory. Never logged.
     #[arg(long, env = "EDGE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 

@@ -47,13 +47,13 @@ pub struct SyncConfig {
     #[arg(long, env = "EDGE_SYNC_BATCH_SIZE", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub sync_batch_size: u32,
 
-    /// Pushes in flight at once. The drain never takes more, so ingest keeps
-    /// the rest of the site's capacity.
+    /// Pushes in flight at once (1 to 64). The drain never takes more, so
+    /// ingest keeps the rest of the site's capacity.
     #[arg(long, env = "EDGE_SYNC_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub sync_concurrency: u32,
 
-    /// Percent of every batch taken from the newest unsynced readings, so the
-    /// cloud sees the present while a backlog drains.
+    /// Percent of every batch taken from the newest unsynced readings (0 to
+    /// 100), so the cloud sees the present while a backlog drains.
     #[arg(long, env = "EDGE_SYNC_NEWEST_SHARE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub sync_newest_share: u32,
 
@@ -75,8 +75,9 @@ pub struct SyncConfig {
     #[arg(long, env = "EDGE_SYNC_STUCK_AFTER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub stuck_after_attempts: u32,
 
-    /// How long a leased batch stays reserved; if sync-svc dies mid-push the
-    /// versions are due again after this. Keep it above the push timeout.
+    /// How long a leased batch stays reserved (1s to 1h); if sync-svc dies
+    /// mid-push the versions are due again after this. Keep it above the push
+    /// timeout.
     #[arg(long, env = "EDGE_SYNC_LEASE", default_value = "90s", value_parser = parse_lease)]
     pub lease_duration: Duration,
 

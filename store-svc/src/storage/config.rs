@@ -107,9 +107,10 @@ pub struct StorageArgs {
     pub storage_budget: Option<u64>,
 
     /// Free space the site leaves on the data directory's file system,
-    /// whatever the budget says: `10%` or bytes like `2GiB`. Keep it above
-    /// the kubelet's eviction threshold. Not measured on PostgreSQL (the
-    /// database server's disk is not visible to store-svc).
+    /// whatever the budget says: a percentage from 0 to 90 (`10%`) or bytes
+    /// like `2GiB`. Keep it above the kubelet's eviction threshold. Not
+    /// measured on PostgreSQL (the database server's disk is not visible to
+    /// store-svc).
     #[arg(long, env = "EDGE_STORAGE_RESERVE", default_value = "10%")]
     pub storage_reserve: Reserve,
 
@@ -118,8 +119,8 @@ pub struct StorageArgs {
     #[arg(long, env = "EDGE_STORAGE_POLICY", value_enum, default_value_t)]
     pub storage_policy: Policy,
 
-    /// Synced versions received longer ago than this are pruned. Unsynced
-    /// versions are never pruned by age.
+    /// Synced versions received longer ago than this are pruned (at most 100
+    /// years). Unsynced versions are never pruned by age.
     #[arg(long, env = "EDGE_RETENTION", default_value = "30days", value_parser = parse_retention)]
     pub retention: Duration,
 
@@ -128,8 +129,8 @@ pub struct StorageArgs {
     #[arg(long, env = "EDGE_STORAGE_CHECK_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub storage_check_interval: Duration,
 
-    /// Versions removed per transaction by pruning and dropping: small, so
-    /// ingest waits at most one such transaction.
+    /// Versions removed per transaction by pruning and dropping (1 to
+    /// 100000): small, so ingest waits at most one such transaction.
     #[arg(long, env = "EDGE_PRUNE_BATCH", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub prune_batch: u32,
 }
