@@ -5,6 +5,8 @@ mod bench_sync;
 mod cli;
 mod load;
 mod ops;
+#[cfg(test)]
+mod reference;
 mod revision_ops;
 mod status_ops;
 mod sync_ops;
