@@ -1,7 +1,7 @@
-//! The cloud contract's JSON bodies (DESIGN §4), shared by the site's push
-//! client and the reference cloud server so both sides serialise exactly the
-//! same shapes. `docs/cloud-api.yaml` is the OpenAPI description of the same
-//! contract; keep the two in step.
+//! The cloud contract's JSON bodies (docs/architecture.md, The cloud
+//! contract), shared by the site's push client and the reference cloud server
+//! so both sides serialise exactly the same shapes. `docs/cloud-api.yaml` is
+//! the OpenAPI description of the same contract; keep the two in step.
 //!
 //! Conventions: times are integer microseconds since the Unix epoch (UTC);
 //! HLC stamps are `{physical_ms, logical}`; enums are lower-case strings.

@@ -1,10 +1,10 @@
-//! The link gauges every probe exports (DESIGN §6): `cloud_reachable` and
-//! `cloud_unreachable_seconds`, labelled `probe="sync"` or `probe="health"`.
-//! sync-svc and health-svc each run their own probe and register these with
-//! their own label, so neither is counted twice and a dashboard can tell a
-//! sync-svc that lost the cloud from a health-svc that did. Registered only
-//! when a cloud is configured: a site with no cloud is offline by design and
-//! must not page anyone about it.
+//! The link gauges every probe exports (docs/architecture.md, Metrics):
+//! `cloud_reachable` and `cloud_unreachable_seconds`, labelled `probe="sync"`
+//! or `probe="health"`. sync-svc and health-svc each run their own probe and
+//! register these with their own label, so neither is counted twice and a
+//! dashboard can tell a sync-svc that lost the cloud from a health-svc that
+//! did. Registered only when a cloud is configured: a site with no cloud is
+//! offline by design and must not page anyone about it.
 //!
 //! Observable gauges read the probe's status at scrape time.
 

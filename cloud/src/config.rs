@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::Args;
 use edge_versioning::Policy;
 
-/// Default public port of the reference cloud (DESIGN §7).
+/// Default public port of the reference cloud (docs/architecture.md,
+/// Configuration).
 pub const DEFAULT_CLOUD_PORT: u16 = 8080;
 
 /// Default admin port; loopback only unless configured otherwise.

@@ -1,5 +1,5 @@
-//! The reference cloud server, `edge cloud`: the cloud contract (DESIGN §4,
-//! `docs/cloud-api.yaml`) implemented for real, on SQLite or PostgreSQL,
+//! The reference cloud server, `edge cloud`: the cloud contract
+//! (`docs/cloud-api.yaml`) implemented for real, on SQLite or PostgreSQL,
 //! with fault injection so tests and demos can make the cloud misbehave.
 //!
 //! A tour:

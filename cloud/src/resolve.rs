@@ -6,7 +6,7 @@
 //! No SQL here, and no rule either: which version is current is decided by
 //! [`edge_versioning::History`] alone, the code every replica runs, so the
 //! cloud cannot pick a different winner than a site holding the same
-//! versions (DESIGN P4).
+//! versions (docs/architecture.md, P4).
 
 use std::collections::HashMap;
 

@@ -1,4 +1,5 @@
-//! Two sites and the reference cloud converge (DESIGN §1 P4, §3).
+//! Two sites and the reference cloud converge (docs/architecture.md: P4, Data
+//! model).
 //!
 //! Site A's wall clock is an hour ahead, site B's an hour behind. Each
 //! site ingests its own sensor's readings; A also ingests a shared sensor's

@@ -124,7 +124,7 @@ async fn prometheus_scrapes_edge_up_and_the_dashboard_queries_answer() {
     assert_eq!(
         success_rate,
         r#"rate(sync_success_total{job=~".*"}[5m]) / rate(sync_attempts_total{job=~".*"}[5m])"#,
-        "the success rate as DESIGN.md §6 defines it"
+        "the success rate as docs/architecture.md (Metrics) defines it"
     );
 
     let exe = Path::new(env!("CARGO_BIN_EXE_edge"));

@@ -100,9 +100,9 @@ async fn assert_exactly_once(
     assert_books_balance(site, &coverage);
 }
 
-/// DESIGN §6: the versions the site settled with the cloud (acknowledged, or
-/// dead-lettered on the cloud's rejection) equal the distinct versions the
-/// cloud holds plus those it rejected.
+/// docs/architecture.md, Metrics: the versions the site settled with the cloud
+/// (acknowledged, or dead-lettered on the cloud's rejection) equal the
+/// distinct versions the cloud holds plus those it rejected.
 fn assert_books_balance(
     site: &pb::GetStatsResponse,
     coverage: &edge_cloud_link::contract::Coverage,

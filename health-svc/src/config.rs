@@ -1,7 +1,7 @@
 //! health-svc's flags. Every flag has an environment fallback and a default
-//! that works beside `edge up`'s default ports (DESIGN §2). The cloud and
-//! probe flags are [`edge_cloud_link::CloudLinkArgs`], the same ones
-//! sync-svc takes.
+//! that works beside `edge up`'s default ports (docs/architecture.md,
+//! Services). The cloud and probe flags are
+//! [`edge_cloud_link::CloudLinkArgs`], the same ones sync-svc takes.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! health-svc's gauges (DESIGN §6; owner health-svc), read from the board at
-//! scrape time:
+//! health-svc's gauges (docs/architecture.md, Metrics; owner health-svc), read
+//! from the board at scrape time:
 //!
 //! - `cloud_reachable{probe="health"}`, `cloud_unreachable_seconds{probe="health"}`:
 //!   the shared link gauges of `edge_cloud_link::gauges` (sync-svc exports

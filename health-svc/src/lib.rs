@@ -1,5 +1,5 @@
 //! health-svc: the site's view of its link and of itself
-//! (`edge.v1.CloudHealthService`, DESIGN §2).
+//! (`edge.v1.CloudHealthService`; docs/architecture.md, Services).
 //!
 //! Two questions, kept apart on purpose:
 //!

@@ -30,7 +30,7 @@ use crate::coalesce::StoreAppender;
 use crate::error::IngestError;
 use crate::validate::{Limits, Rejection};
 
-/// Counters ingest-svc owns (DESIGN §6).
+/// Counters ingest-svc owns (docs/architecture.md, Metrics).
 #[derive(Clone)]
 struct IngestMetrics {
     ingested: Counter<u64>,

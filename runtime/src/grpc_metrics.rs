@@ -1,5 +1,5 @@
 //! Request metrics for every gRPC server, as a tower layer, so no handler
-//! counts its own calls (DESIGN §6):
+//! counts its own calls (docs/architecture.md, Metrics):
 //!
 //! - `grpc_server_requests_total{service,method,code}`: finished calls;
 //! - `grpc_server_duration_seconds{service,method,code}`: from the request's

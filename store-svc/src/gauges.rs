@@ -1,12 +1,11 @@
-//! The store's books as Prometheus gauges (DESIGN §6, owner store-svc):
-//! `unsynced_readings`, `oldest_unsynced_age_seconds`, `dead_letters`,
-//! `stuck_versions`, `storage_bytes`; the storage budget's
-//! `storage_budget_bytes`, `storage_free_disk_bytes`,
-//! `storage_reserve_bytes`, `storage_room_bytes`, `storage_full`,
-//! `unreported_drops`; the counters `readings_pruned_total` and
-//! `readings_dropped_total` (versions, kept in the database) and
-//! `storage_refused_seconds_total` (since start-up); the forecasts
-//! `backlog_drain_eta_seconds` and `storage_full_eta_seconds` (see
+//! The store's books as Prometheus gauges (docs/architecture.md, Metrics;
+//! owner store-svc): `unsynced_readings`, `oldest_unsynced_age_seconds`,
+//! `dead_letters`, `stuck_versions`, `storage_bytes`; the storage budget's
+//! `storage_budget_bytes`, `storage_free_disk_bytes`, `storage_reserve_bytes`,
+//! `storage_room_bytes`, `storage_full`, `unreported_drops`; the counters
+//! `readings_pruned_total` and `readings_dropped_total` (versions, kept in the
+//! database) and `storage_refused_seconds_total` (since start-up); the
+//! forecasts `backlog_drain_eta_seconds` and `storage_full_eta_seconds` (see
 //! [`crate::eta`]).
 //!
 //! Gauges are read synchronously at scrape time, but the figures come from

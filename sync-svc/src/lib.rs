@@ -1,5 +1,5 @@
 //! sync-svc: forwards the site's outbox to the cloud, exactly once in effect
-//! (DESIGN §1 P2–P3, §2, §4).
+//! (docs/architecture.md: P2, P3, Services, The cloud contract).
 //!
 //! A tour:
 //! - [`config`]: flags (cloud URL and token, probe, batch size, concurrency,
@@ -15,7 +15,8 @@
 //! - [`backoff`]: jittered exponential delays;
 //! - [`status`] and [`grpc`]: what `SyncNow`, `GetStatus` and `WatchStatus`
 //!   serve;
-//! - [`metrics`]: the DESIGN §6 instruments sync-svc owns;
+//! - [`metrics`]: the instruments sync-svc owns (docs/architecture.md,
+//!   Metrics);
 //! - [`app`]: building and running the service;
 //! - [`cli`]: the binary's command line.
 //!

@@ -1,5 +1,5 @@
-//! sync-svc's instruments, with the names of DESIGN §6. Reading ids and
-//! sensor ids are never labels.
+//! sync-svc's instruments, with the names of docs/operations.md, Metrics.
+//! Reading ids and sensor ids are never labels.
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram};

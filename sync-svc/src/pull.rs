@@ -1,7 +1,7 @@
 //! The pull direction: read the cloud's change feed from the cursor the
 //! store keeps, and hand each page to store-svc, which applies it by the
 //! conflict rule and under the clock-skew bound the cloud announced
-//! (DESIGN §3).
+//! (docs/architecture.md, Data model).
 //!
 //! The feed holds versions written elsewhere (in the cloud, or at another
 //! site for a shared sensor) of the readings this site originated and of

@@ -1,7 +1,7 @@
 //! How versions of a reading are stamped and ordered, in one place for every
 //! replica: the sites' store-svc and the cloud apply exactly this code, so
-//! they cannot disagree about which version of a reading wins (DESIGN §1 P4,
-//! §3).
+//! they cannot disagree about which version of a reading wins
+//! (docs/architecture.md: P4, Data model).
 //!
 //! - [`hlc`]: the hybrid logical clock stamp every version carries, its
 //!   range and its packed form.

@@ -1,4 +1,4 @@
-//! The public API: the cloud contract (DESIGN §4, `docs/cloud-api.yaml`).
+//! The public API: the cloud contract (`docs/cloud-api.yaml`).
 //!
 //! Layers, outermost first, each for one reason:
 //! 1. [`middleware::gate`] (every route, health and 404s included): holds a

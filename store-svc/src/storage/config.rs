@@ -96,7 +96,8 @@ fn parse_retention(s: &str) -> Result<Duration, String> {
     Ok(retention)
 }
 
-/// Bounded storage (DESIGN §5): every flag has an environment fallback.
+/// Bounded storage (docs/architecture.md, Storage at the site;
+/// docs/storage.md): every flag has an environment fallback.
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
     /// Most bytes the site database may occupy, e.g. `20GiB` (SQLite: pages

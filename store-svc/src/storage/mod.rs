@@ -1,5 +1,6 @@
-//! Bounded storage (DESIGN §1 P2, §5): retention, a storage budget, a
-//! free-disk reserve, and the policy once nothing synced is left.
+//! Bounded storage (docs/architecture.md: P2, Storage at the site): retention,
+//! a storage budget, a free-disk reserve, and the policy once nothing synced
+//! is left.
 //!
 //! - [`config`]: the flags;
 //! - [`disk`]: free space on the data directory's file system;
