@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reads an overlay's rendered manifests and checks what the deployment
-promises (docs/deploy.md, issue "Deploy to an offline K3s site"):
+promises (docs/deploy.md):
 
 - every container has CPU and memory requests and limits;
 - every mesh container's gRPC probes target the port the service really
