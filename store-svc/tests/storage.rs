@@ -228,16 +228,21 @@ async fn reject_refuses_once_full_keeps_everything_and_resumes_after_the_drain(d
     assert_eq!(stored, acked.iter().cloned().collect::<HashSet<_>>());
     assert_eq!(full.total_readings, acked.len() as u64);
 
-    // The cloud comes back and takes the backlog: the next measurement
-    // finds room and the site stops refusing with no ingest needed to find
-    // out (amendments and pulled pages are refused while it does), and
-    // ingest works again.
+    // The cloud comes back and takes the backlog, and ingest works again.
+    // On SQLite, which measures what pruning frees, the next measurement
+    // alone ends the refusal, with no ingest needed to find out (amendments
+    // and pulled pages are refused while it runs). PostgreSQL's tables keep
+    // their size, so its room is an estimate that pruning credits and new
+    // versions spend; waiting there would only let the background passes
+    // prune everything synced before any room is taken.
     assert_eq!(sync_everything(&mut client).await, acked.len());
-    eventually(DEADLINE, "the refusal ends once there is room", || async {
-        let mut client = client.clone();
-        (!storage(&stats(&mut client).await).full).then_some(())
-    })
-    .await;
+    if db.url.is_none() {
+        eventually(DEADLINE, "the refusal ends once there is room", || async {
+            let mut client = client.clone();
+            (!storage(&stats(&mut client).await).full).then_some(())
+        })
+        .await;
+    }
     let next = u32::try_from(acked.len()).expect("small") + 10_000;
     eventually(DEADLINE, "ingest accepted again", || async {
         let mut client = client.clone();

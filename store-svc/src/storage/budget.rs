@@ -177,6 +177,9 @@ pub struct Budget {
     stored_versions: AtomicI64,
     refusals: Refusals,
     exhausted_at: Mutex<Option<Instant>>,
+    /// Bytes the last refused group needed: a measurement that finds this
+    /// much room ends the budget's refusal.
+    refused_need: AtomicI64,
     snapshot: Mutex<StorageSnapshot>,
     pass: tokio::sync::Mutex<PassState>,
     wake: Notify,
@@ -208,6 +211,7 @@ impl Budget {
             stored_versions: AtomicI64::new(i64::MAX),
             refusals: Refusals::default(),
             exhausted_at: Mutex::new(None),
+            refused_need: AtomicI64::new(0),
             snapshot: Mutex::new(StorageSnapshot::default()),
             pass: tokio::sync::Mutex::new(PassState::default()),
             wake: Notify::new(),
@@ -305,6 +309,10 @@ impl Budget {
             }
         }
         let why = self.describe_full();
+        self.refused_need.store(
+            group.bytes(self.bytes_per_version.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
         self.refusals
             .begin(Cause::Budget, why.clone(), self.clock.now_us());
         Err(AdmitError::Full(StorageFull(why)))
@@ -319,9 +327,15 @@ impl Budget {
             })
             .is_ok();
         if taken {
-            self.refusals.end(Cause::Budget);
+            self.end_refusal();
         }
         taken
+    }
+
+    /// Room was found: the budget no longer refuses.
+    fn end_refusal(&self) {
+        self.refused_need.store(0, Ordering::Relaxed);
+        self.refusals.end(Cause::Budget);
     }
 
     fn describe_full(&self) -> String {
@@ -417,7 +431,12 @@ impl Budget {
         let mut state = self.pass.lock().await;
         let mut m = self.measure(&mut state).await?;
         let mut freed = false;
-        let want = group.bytes(m.bytes_per_version);
+        // While the budget refuses, every pass (the background ones too)
+        // frees for the group it refused, so the refusal can end with no
+        // ingest coming to find out.
+        let want = group
+            .bytes(m.bytes_per_version)
+            .max(self.refused_need.load(Ordering::Relaxed));
         let enough = |m: &Measure| m.room >= (2 * m.slack).max(want.saturating_add(m.slack));
         if m.room < m.slack.max(want) {
             let batch = i64::from(self.args.prune_batch);
@@ -621,11 +640,11 @@ impl Budget {
     }
 
     fn publish(&self, m: &Measure) {
-        // Room again, measured: the budget no longer refuses, whether or not
-        // a group of readings comes to take it (amendments and pulled pages
-        // are refused while it does).
-        if m.room >= m.slack {
-            self.refusals.end(Cause::Budget);
+        // Room again, measured, for the group that was refused: the budget
+        // no longer refuses, whether or not a group of readings comes to
+        // take it (amendments and pulled pages are refused while it does).
+        if m.room >= self.refused_need.load(Ordering::Relaxed).max(m.slack) {
+            self.end_refusal();
         }
         self.bytes_per_version
             .store(m.bytes_per_version, Ordering::Relaxed);
