@@ -18,6 +18,18 @@ pub const DEFAULT_CLOUD_PORT: u16 = 8080;
 /// Default admin port; loopback only unless configured otherwise.
 pub const DEFAULT_ADMIN_PORT: u16 = 8081;
 
+/// The public API's default address: every interface.
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    DEFAULT_CLOUD_PORT,
+);
+
+/// The admin API's default address: loopback only.
+const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    DEFAULT_ADMIN_PORT,
+);
+
 /// The reference cloud's configuration; flattened into `edge cloud`.
 #[derive(Clone, Args)]
 pub struct CloudArgs {
@@ -25,7 +37,7 @@ pub struct CloudArgs {
     #[arg(
         long = "listen",
         env = "EDGE_CLOUD_LISTEN",
-        default_value = "0.0.0.0:8080"
+        default_value_t = DEFAULT_LISTEN
     )]
     pub listen: SocketAddr,
 
@@ -35,7 +47,7 @@ pub struct CloudArgs {
     #[arg(
         long = "admin-listen",
         env = "EDGE_CLOUD_ADMIN_LISTEN",
-        default_value = "127.0.0.1:8081"
+        default_value_t = DEFAULT_ADMIN_LISTEN
     )]
     pub admin_listen: SocketAddr,
 
@@ -139,8 +151,8 @@ impl CloudArgs {
     /// Defaults as `edge cloud` would use them, with the given token.
     pub fn new(data_dir: PathBuf, token: impl Into<String>) -> Self {
         CloudArgs {
-            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_CLOUD_PORT)),
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT)),
+            listen: DEFAULT_LISTEN,
+            admin_listen: DEFAULT_ADMIN_LISTEN,
             data_dir,
             database_url: None,
             token: Some(token.into()),

@@ -49,6 +49,7 @@ pub enum Command {
     /// Simulate sensor gateways pushing readings (a load generator).
     Simulate(SimulateArgs),
     /// Run the ingest benchmark matrix and print a table.
+    #[cfg(feature = "bench")]
     Bench(BenchArgs),
 }
 
@@ -80,7 +81,7 @@ pub struct UpArgs {
 #[derive(Args, Clone)]
 pub struct StoreTarget {
     /// store-svc's gRPC address.
-    #[arg(long, env = "EDGE_STORE_URL", default_value = "http://127.0.0.1:50052")]
+    #[arg(long, env = "EDGE_STORE_URL", default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::STORE))]
     pub store_url: String,
 }
 
@@ -105,7 +106,7 @@ pub struct CloudCommandArgs {
 #[derive(Args, Clone)]
 pub struct SyncTarget {
     /// sync-svc's gRPC address.
-    #[arg(long, env = "EDGE_SYNC_URL", default_value = "http://127.0.0.1:50053")]
+    #[arg(long, env = "EDGE_SYNC_URL", default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::SYNC))]
     pub sync_url: String,
 }
 
@@ -116,7 +117,7 @@ pub struct HealthTarget {
     #[arg(
         long,
         env = "EDGE_HEALTH_URL",
-        default_value = "http://127.0.0.1:50054"
+        default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::HEALTH)
     )]
     pub health_url: String,
 }
@@ -128,7 +129,7 @@ pub struct IngestTarget {
     #[arg(
         long,
         env = "EDGE_INGEST_URL",
-        default_value = "http://127.0.0.1:50051"
+        default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::INGEST)
     )]
     pub ingest_url: String,
 }
@@ -387,6 +388,7 @@ pub struct SimulateArgs {
 }
 
 /// `edge bench`.
+#[cfg(feature = "bench")]
 #[derive(Args)]
 pub struct BenchArgs {
     /// PostgreSQL server to benchmark against (each run gets a fresh database
@@ -414,6 +416,7 @@ pub struct BenchArgs {
 }
 
 /// A benchmark suite.
+#[cfg(feature = "bench")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BenchSuite {
     /// Ingest throughput and latency over backends, id schemes and call shapes.
@@ -421,4 +424,14 @@ pub enum BenchSuite {
     /// Backlog drain to the reference cloud, ingest beside it, and ingest
     /// latency with a black-holed cloud.
     Sync,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

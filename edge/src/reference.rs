@@ -287,7 +287,9 @@ impl Reference {
 
         out.push_str(OPERATOR_HEADER);
         for command in self.edge.get_subcommands() {
-            if !SERVER_SUBCOMMANDS.contains(&command.get_name()) {
+            // `edge bench` exists only in a build with the `bench` feature;
+            // the page is the same whichever way the test binary was built.
+            if !SERVER_SUBCOMMANDS.contains(&command.get_name()) && command.get_name() != "bench" {
                 operator(&mut out, "edge", command, 3)?;
             }
         }
@@ -331,7 +333,9 @@ const OPERATOR_HEADER: &str = "\
 ## Operator commands
 
 `edge`'s other subcommands talk to a running site over gRPC (see
-[operations](operations.md#operator-commands)).
+[operations](operations.md#operator-commands)). `edge bench`, built only with
+`--features bench` so the shipped binary carries no test fixtures, is
+described in [BENCHMARKS.md](../BENCHMARKS.md).
 
 ";
 

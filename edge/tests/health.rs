@@ -4,6 +4,7 @@
 
 mod common;
 
+use edge_runtime::Service as _;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;

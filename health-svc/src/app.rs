@@ -10,8 +10,7 @@ use edge_cloud_link::gauges::register_link_gauges;
 use edge_cloud_link::{ClientUse, CloudClient, CloudLinkArgs, LinkConfigError, LinkStatus, Prober};
 use edge_proto::v1::cloud_health_service_server::CloudHealthServiceServer;
 use edge_runtime::client::InvalidEndpoint;
-use edge_runtime::{GrpcServer, RuntimeArgs, ServeError, Shutdown};
-use tokio::net::TcpListener;
+use edge_runtime::{BindError, GrpcServer, RuntimeArgs, ServeError, Service, Shutdown};
 use tokio::task::JoinSet;
 
 use crate::board::{HealthBoard, Link, ServiceHealth, Serving};
@@ -26,14 +25,8 @@ const PROBE_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The gRPC address could not be bound.
-    #[error("cannot listen on {addr} (--health-addr): {source}")]
-    Bind {
-        /// The configured address.
-        addr: SocketAddr,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// A mesh service's address is malformed.
     #[error("{flag}: {source}")]
     MeshUrl {
@@ -54,13 +47,11 @@ pub enum StartError {
 /// A built health-svc, listening and ready to run.
 pub struct HealthApp {
     server: GrpcServer,
-    addr: SocketAddr,
     board: HealthBoard,
     cloud: Option<CloudClient>,
     link: CloudLinkArgs,
     checkers: Vec<Checker>,
     config: HealthConfig,
-    streams_stop: Shutdown,
 }
 
 impl HealthApp {
@@ -113,38 +104,30 @@ impl HealthApp {
         };
         let board = HealthBoard::new(board_link, services);
 
-        let bind_error = |source| StartError::Bind {
-            addr: config.health_addr,
-            source,
-        };
-        let listener = TcpListener::bind(config.health_addr)
-            .await
-            .map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
-        let streams_stop = Shutdown::new();
+        let server =
+            GrpcServer::bind(config.health_addr, "--health-addr", runtime.shutdown_grace).await?;
         let service =
-            CloudHealthServiceServer::new(HealthGrpc::new(board.clone(), streams_stop.clone()));
-        let server = GrpcServer::new(listener, runtime.shutdown_grace).add_service(service);
+            CloudHealthServiceServer::new(HealthGrpc::new(board.clone(), server.streams_stop()));
+        let server = server.add_service(service);
         Ok(HealthApp {
             server,
-            addr,
             board,
             cloud,
             link: link.clone(),
             checkers,
             config: config.clone(),
-            streams_stop,
         })
     }
+}
 
-    /// The address the gRPC server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+impl Service for HealthApp {
+    fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
     }
 
     /// Probes, checks and serves until `shutdown`. Open WatchCloudHealth
     /// streams end at once; the probe and the checks stop with the server.
-    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
+    async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
         let mut tasks = JoinSet::new();
         let meter = edge_runtime::telemetry::meter("health-svc");
         match self.cloud {
@@ -168,13 +151,6 @@ impl HealthApp {
                 shutdown.clone(),
             ));
         }
-
-        let streams_stop = self.streams_stop.clone();
-        let stopping = shutdown.clone();
-        tasks.spawn(async move {
-            stopping.cancelled().await;
-            streams_stop.cancel();
-        });
 
         let served = self.server.run(shutdown.clone()).await;
         shutdown.cancel();

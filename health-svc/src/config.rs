@@ -8,15 +8,12 @@ use std::time::Duration;
 
 use clap::Args;
 
-/// Default health-svc gRPC port.
-pub const DEFAULT_HEALTH_PORT: u16 = 50054;
-
 /// health-svc's own settings (flattened into `edge up` too).
 #[derive(Debug, Clone, Args)]
 pub struct HealthConfig {
     /// Address health-svc's gRPC server listens on (dashboards and gateways
     /// ask it whether the site is online).
-    #[arg(long, env = "EDGE_HEALTH_ADDR", default_value = "0.0.0.0:50054")]
+    #[arg(long, env = "EDGE_HEALTH_ADDR", default_value_t = edge_runtime::ports::listen(edge_runtime::ports::HEALTH))]
     pub health_addr: SocketAddr,
 
     /// Time between two health checks of each mesh service
@@ -34,7 +31,7 @@ impl HealthConfig {
     /// Defaults, as `edge up` with no flags would use them.
     pub fn new() -> Self {
         HealthConfig {
-            health_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_HEALTH_PORT)),
+            health_addr: edge_runtime::ports::listen(edge_runtime::ports::HEALTH),
             mesh_check_interval: Duration::from_secs(5),
             mesh_check_timeout: Duration::from_secs(2),
         }
@@ -55,25 +52,25 @@ pub struct MeshTargets {
     #[arg(
         long,
         env = "EDGE_INGEST_URL",
-        default_value = "http://127.0.0.1:50051"
+        default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::INGEST)
     )]
     pub ingest_url: String,
 
     /// store-svc's gRPC address.
-    #[arg(long, env = "EDGE_STORE_URL", default_value = "http://127.0.0.1:50052")]
+    #[arg(long, env = "EDGE_STORE_URL", default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::STORE))]
     pub store_url: String,
 
     /// sync-svc's gRPC address.
-    #[arg(long, env = "EDGE_SYNC_URL", default_value = "http://127.0.0.1:50053")]
+    #[arg(long, env = "EDGE_SYNC_URL", default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::SYNC))]
     pub sync_url: String,
 }
 
 impl Default for MeshTargets {
     fn default() -> Self {
         MeshTargets {
-            ingest_url: "http://127.0.0.1:50051".into(),
-            store_url: "http://127.0.0.1:50052".into(),
-            sync_url: "http://127.0.0.1:50053".into(),
+            ingest_url: edge_runtime::ports::local_url(edge_runtime::ports::INGEST),
+            store_url: edge_runtime::ports::local_url(edge_runtime::ports::STORE),
+            sync_url: edge_runtime::ports::local_url(edge_runtime::ports::SYNC),
         }
     }
 }

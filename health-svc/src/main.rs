@@ -1,5 +1,6 @@
 //! The health-svc binary: one service per process, as Kubernetes runs it.
 
+use edge_runtime::Service as _;
 use health_svc::{Cli, HealthApp};
 
 #[tokio::main]

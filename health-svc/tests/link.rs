@@ -6,6 +6,7 @@
 //! ports): every test also shows that the link's state does not depend on
 //! the mesh's.
 
+use edge_runtime::Service as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 

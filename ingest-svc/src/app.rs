@@ -4,9 +4,7 @@
 use std::net::SocketAddr;
 
 use edge_proto::v1::ingest_service_server::IngestServiceServer;
-use edge_runtime::{GrpcServer, RuntimeArgs, ServeError, Shutdown};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use edge_runtime::{BindError, GrpcServer, RuntimeArgs, ServeError, Service, Shutdown};
 
 use edge_proto::rules::MAX_APPEND_READINGS;
 
@@ -30,21 +28,13 @@ pub enum StartError {
     #[error(transparent)]
     StoreUrl(#[from] edge_runtime::client::InvalidEndpoint),
     /// The gRPC address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The configured address.
-        addr: SocketAddr,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
 /// A built ingest-svc, listening and ready to run.
 pub struct IngestApp {
     server: GrpcServer,
-    addr: SocketAddr,
-    stopping: CancellationToken,
 }
 
 impl IngestApp {
@@ -62,15 +52,8 @@ impl IngestApp {
             });
         }
         let channel = edge_runtime::client::channel(&config.store_url, &config.client)?;
-        let bind_error = |source| StartError::Bind {
-            addr: config.ingest_addr,
-            source,
-        };
-        let listener = TcpListener::bind(config.ingest_addr)
-            .await
-            .map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
-        let stopping = CancellationToken::new();
+        let server =
+            GrpcServer::bind(config.ingest_addr, "--ingest-addr", runtime.shutdown_grace).await?;
         let ingestor = Ingestor::new(
             channel,
             config.limits,
@@ -80,35 +63,24 @@ impl IngestApp {
         let service = IngestServiceServer::new(IngestGrpc::new(
             ingestor,
             config.stream_in_flight,
-            stopping.clone(),
+            server.streams_stop(),
         ))
         .max_decoding_message_size(runtime.max_message_bytes)
         .max_encoding_message_size(runtime.max_message_bytes);
         // Gateways' calls start traces when theirs carry none.
-        let server = GrpcServer::new(listener, runtime.shutdown_grace)
-            .trace_roots()
-            .add_service(service);
-        Ok(IngestApp {
-            server,
-            addr,
-            stopping,
-        })
+        let server = server.trace_roots().add_service(service);
+        Ok(IngestApp { server })
     }
+}
 
-    /// The address the gRPC server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+impl Service for IngestApp {
+    fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
     }
 
     /// Serves until `shutdown`; open streams finish their in-flight batches
     /// and end with UNAVAILABLE.
-    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
-        let stopping = self.stopping.clone();
-        let watch = shutdown.clone();
-        tokio::spawn(async move {
-            watch.cancelled().await;
-            stopping.cancel();
-        });
+    async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
         let served = self.server.run(shutdown).await;
         tracing::info!("ingest-svc stopped");
         served

@@ -8,18 +8,15 @@ use edge_runtime::client::ClientArgs;
 
 use crate::validate::Limits;
 
-/// Default ingest-svc gRPC port.
-pub const DEFAULT_INGEST_PORT: u16 = 50051;
-
 /// ingest-svc configuration.
 #[derive(Debug, Clone, Args)]
 pub struct IngestConfig {
     /// Address ingest-svc's gRPC server listens on (gateways connect here).
-    #[arg(long, env = "EDGE_INGEST_ADDR", default_value = "0.0.0.0:50051")]
+    #[arg(long, env = "EDGE_INGEST_ADDR", default_value_t = edge_runtime::ports::listen(edge_runtime::ports::INGEST))]
     pub ingest_addr: SocketAddr,
 
     /// Where store-svc listens.
-    #[arg(long, env = "EDGE_STORE_URL", default_value = "http://127.0.0.1:50052")]
+    #[arg(long, env = "EDGE_STORE_URL", default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::STORE))]
     pub store_url: String,
 
     /// Batches one IngestStream works on at once (acks stay in order).
@@ -45,7 +42,7 @@ impl IngestConfig {
     /// Defaults, talking to store-svc at `store_url`.
     pub fn new(store_url: String) -> Self {
         Self {
-            ingest_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_INGEST_PORT)),
+            ingest_addr: edge_runtime::ports::listen(edge_runtime::ports::INGEST),
             store_url,
             stream_in_flight: 8,
             store_in_flight: 4,

@@ -1,5 +1,6 @@
 //! The ingest-svc binary: one service per process, as Kubernetes runs it.
 
+use edge_runtime::Service as _;
 use ingest_svc::{Cli, IngestApp};
 
 #[tokio::main]

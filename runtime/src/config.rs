@@ -36,7 +36,7 @@ pub struct RuntimeArgs {
     pub log_format: LogFormat,
 
     /// Address of the Prometheus `/metrics` endpoint. One per process.
-    #[arg(long, env = "EDGE_METRICS_ADDR", default_value = "0.0.0.0:9464")]
+    #[arg(long, env = "EDGE_METRICS_ADDR", default_value_t = crate::ports::listen(crate::ports::METRICS))]
     pub metrics_addr: SocketAddr,
 
     /// Largest gRPC message accepted or sent, in bytes.
@@ -67,7 +67,7 @@ impl Default for RuntimeArgs {
         Self {
             log: "info".into(),
             log_format: LogFormat::Text,
-            metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9464)),
+            metrics_addr: crate::ports::listen(crate::ports::METRICS),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             shutdown_grace: Duration::from_secs(20),
             rpc_telemetry: true,

@@ -12,6 +12,8 @@
 //!   (v1 and v1alpha) and graceful, bounded draining;
 //! - [`shutdown`]: SIGTERM/SIGINT turned into a cancellation token;
 //! - [`process`]: the body of every service binary's `main`;
+//! - [`services`]: several services in one process, stopped in stages;
+//! - [`ports`]: the mesh's default ports;
 //! - [`client`]: gRPC client channels with connect and request timeouts;
 //! - [`status`]: the one way to build an `INVALID_ARGUMENT` with field violations;
 //! - [`tls`]: the process's TLS provider for every HTTP client.
@@ -20,8 +22,10 @@ pub mod client;
 pub mod config;
 pub mod grpc_metrics;
 pub mod metrics_http;
+pub mod ports;
 pub mod process;
 pub mod serve;
+pub mod services;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
@@ -29,6 +33,7 @@ pub mod tls;
 pub mod trace_context;
 
 pub use config::{RuntimeArgs, parse_config};
-pub use process::run_service;
-pub use serve::{GrpcServer, ServeError};
+pub use process::{Started, run_process, run_service};
+pub use serve::{BindError, GrpcServer, ServeError};
+pub use services::{OnEarlyExit, Service, Services, ServicesError};
 pub use shutdown::Shutdown;

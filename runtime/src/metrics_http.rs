@@ -24,12 +24,22 @@ pub async fn serve(listener: TcpListener, shutdown: Shutdown) -> std::io::Result
         .await
 }
 
-/// Binds `addr` and serves `/metrics` in the background until `shutdown`.
+/// Binds `addr` and serves `/metrics` in the background until `shutdown`;
+/// returns the bound address.
 pub async fn spawn(
     addr: std::net::SocketAddr,
     shutdown: Shutdown,
-) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "metrics endpoint listening on /metrics");
-    Ok(tokio::spawn(serve(listener, shutdown)))
+) -> std::io::Result<(
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let listener = TcpListener::bind(addr).await.map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("cannot listen on {addr} (--metrics-addr): {err}"),
+        )
+    })?;
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "metrics endpoint listening on /metrics");
+    Ok((bound, tokio::spawn(serve(listener, shutdown))))
 }

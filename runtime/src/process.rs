@@ -4,10 +4,21 @@
 //! (an error included: the spans around a failure are the ones wanted).
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use crate::config::RuntimeArgs;
 use crate::shutdown::Shutdown;
 use crate::{metrics_http, shutdown, telemetry};
+
+/// What the body of a process is handed once logging, the signal handlers
+/// and the metrics endpoint are up.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// Cancelled on SIGTERM or SIGINT.
+    pub shutdown: Shutdown,
+    /// Where `/metrics` listens (the real port when bound to 0).
+    pub metrics_addr: SocketAddr,
+}
 
 /// Runs one service process: `serve` gets the shutdown token and runs the
 /// service until it is cancelled.
@@ -17,14 +28,33 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: From<std::io::Error> + From<tokio::task::JoinError>,
 {
+    run_process(runtime, |started| serve(started.shutdown)).await
+}
+
+/// Runs a process of one or several services: `body` runs them until
+/// [`Started::shutdown`] is cancelled.
+pub async fn run_process<F, Fut, E>(runtime: &RuntimeArgs, body: F) -> Result<(), E>
+where
+    F: FnOnce(Started) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: From<std::io::Error> + From<tokio::task::JoinError>,
+{
     if runtime.only_check_config(&program_name()) {
         return Ok(());
     }
     telemetry::init_logging(runtime);
     let result = async {
         let shutdown = shutdown::on_signal();
-        let metrics = metrics_http::spawn(runtime.metrics_addr, shutdown.clone()).await?;
-        serve(shutdown).await?;
+        let (metrics_addr, metrics) =
+            metrics_http::spawn(runtime.metrics_addr, shutdown.clone()).await?;
+        body(Started {
+            shutdown: shutdown.clone(),
+            metrics_addr,
+        })
+        .await?;
+        // The body may end on its own (a service failed): the endpoint
+        // stops with it.
+        shutdown.cancel();
         metrics.await??;
         Ok(())
     }

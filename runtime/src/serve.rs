@@ -9,8 +9,10 @@
 //! - a tracing span per call, joined to the caller's W3C trace context;
 //! - the request metrics of [`crate::grpc_metrics`].
 //!
-//! It takes an already-bound listener, so tests bind port 0 and read the real
-//! port, and a [`Shutdown`] token. On shutdown it stops accepting, lets
+//! It binds its listener when built ([`GrpcServer::bind`]; tests bind port 0
+//! and read the real port) and runs until a [`Shutdown`] token is cancelled.
+//! On shutdown it reports NOT_SERVING, ends long-lived streams (their
+//! handlers watch [`GrpcServer::streams_stop`]), stops accepting, lets
 //! in-flight calls finish within the grace period, then returns.
 
 use std::future::Future;
@@ -33,6 +35,19 @@ const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
 const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
 
+/// A service's listen address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({flag}): {source}")]
+pub struct BindError {
+    /// The configured address.
+    pub addr: SocketAddr,
+    /// The flag that configures it, so the operator knows what to change.
+    pub flag: &'static str,
+    /// What the OS said.
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Serving failed after the listener was bound.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -42,37 +57,54 @@ pub enum ServeError {
     /// The HTTP/2 server failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
-    /// The listener's address could not be read.
-    #[error("cannot read the listener address: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// A gRPC server under construction: a bound listener and the services to run.
 pub struct GrpcServer {
     listener: TcpListener,
+    addr: SocketAddr,
     routes: RoutesBuilder,
     /// Names reported by the health service; the service's own names, so a
     /// probe can ask about one service or about the whole server (`""`).
     service_names: Vec<&'static str>,
     grace: Duration,
     trace_roots: bool,
+    streams_stop: Shutdown,
 }
 
 impl GrpcServer {
-    /// A server on `listener` that drains in-flight calls for at most `grace`.
-    pub fn new(listener: TcpListener, grace: Duration) -> Self {
-        Self {
+    /// Binds `addr` (the value of `flag`, named in the error) for a server
+    /// that drains in-flight calls for at most `grace`.
+    pub async fn bind(
+        addr: SocketAddr,
+        flag: &'static str,
+        grace: Duration,
+    ) -> Result<Self, BindError> {
+        let error = |source| BindError { addr, flag, source };
+        let listener = TcpListener::bind(addr).await.map_err(error)?;
+        let bound = listener.local_addr().map_err(error)?;
+        Ok(Self {
             listener,
+            addr: bound,
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
             grace,
             trace_roots: false,
-        }
+            streams_stop: Shutdown::new(),
+        })
+    }
+
+    /// Cancelled as soon as shutdown starts, right after health turns
+    /// NOT_SERVING: a handler of a long-lived stream (a watch, an ingest
+    /// stream) ends it on this, so the drain waits for in-flight calls, not
+    /// for streams that would otherwise run until the grace period is over.
+    pub fn streams_stop(&self) -> Shutdown {
+        self.streams_stop.clone()
     }
 
     /// The address the server listens on (the real port when bound to 0).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Calls that carry no trace context start a trace of their own when
@@ -104,7 +136,7 @@ impl GrpcServer {
     /// Serves until `shutdown` is cancelled, then drains for at most the grace
     /// period.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
-        let addr = self.listener.local_addr()?;
+        let addr = self.addr;
         let (reporter, health) = tonic_health::server::health_reporter();
         let names = self.service_names.clone();
         for name in &names {
@@ -135,6 +167,7 @@ impl GrpcServer {
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
 
         let stop = shutdown.clone();
+        let streams_stop = self.streams_stop.clone();
         let stopping = async move {
             stop.cancelled().await;
             // Tell probes first, then stop accepting.
@@ -146,6 +179,7 @@ impl GrpcServer {
             reporter
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
+            streams_stop.cancel();
             tracing::info!(%addr, "draining gRPC server");
         };
 

@@ -25,8 +25,9 @@ use edge_versioning::{Policy, Stamp};
 use store_svc::StoreConfig;
 use store_svc::db::Database;
 use store_svc::hlc::{Hlc, SystemClock, WallClock};
+use store_svc::model::Quality;
 use store_svc::model::{NewReading, Priority};
-use store_svc::revision::{Amendment, Quality, RemoteVersion, Values};
+use store_svc::revision::{Amendment, RemoteVersion, Values};
 
 /// Readings appended per transaction while setting up.
 const SETUP_GROUP: usize = 4_000;

@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use edge_proto::v1::store_service_server::StoreServiceServer;
-use edge_runtime::{GrpcServer, RuntimeArgs, ServeError, Shutdown};
-use tokio::net::TcpListener;
+use edge_runtime::{BindError, GrpcServer, RuntimeArgs, ServeError, Service, Shutdown};
 use tokio::task::JoinHandle;
 
 use crate::config::StoreConfig;
@@ -25,20 +24,13 @@ pub enum StartError {
     #[error(transparent)]
     Db(#[from] DbError),
     /// The gRPC address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The configured address.
-        addr: SocketAddr,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
 }
 
 /// A built store-svc, listening and ready to run.
 pub struct StoreApp {
     server: GrpcServer,
-    addr: SocketAddr,
     db: Arc<Database>,
     budget: Arc<Budget>,
     writer_task: JoinHandle<()>,
@@ -60,16 +52,8 @@ impl StoreApp {
             site_id = db.site_id(),
             "site database ready"
         );
-        let listener = TcpListener::bind(config.store_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.store_addr,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.store_addr,
-            source,
-        })?;
+        let server =
+            GrpcServer::bind(config.store_addr, "--store-addr", runtime.shutdown_grace).await?;
         let leases = Arc::new(Leases::default());
         let disk: Option<Arc<dyn DiskProbe>> = match (&config.disk_probe, db.sqlite_path()) {
             (Some(probe), _) => Some(probe.clone()),
@@ -96,10 +80,9 @@ impl StoreApp {
         ))
         .max_decoding_message_size(runtime.max_message_bytes)
         .max_encoding_message_size(runtime.max_message_bytes);
-        let server = GrpcServer::new(listener, runtime.shutdown_grace).add_service(service);
+        let server = server.add_service(service);
         Ok(StoreApp {
             server,
-            addr,
             db,
             budget,
             writer_task,
@@ -109,19 +92,20 @@ impl StoreApp {
         })
     }
 
-    /// The address the gRPC server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// This site's id, as the database holds it.
     pub fn site_id(&self) -> &str {
         self.db.site_id()
     }
+}
+
+impl Service for StoreApp {
+    fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
 
     /// Serves until `shutdown`, then drains calls, lets the writer finish what
     /// it accepted and closes the database.
-    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
+    async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
         let background_stop = Shutdown::new();
         let gauges = crate::gauges::spawn(
             self.db.clone(),

@@ -12,14 +12,11 @@ use crate::db::faults::WriteFaults;
 use crate::db::{DbConfig, Durability};
 use crate::storage::{DiskProbe, StorageArgs};
 
-/// Default store-svc gRPC port.
-pub const DEFAULT_STORE_PORT: u16 = 50052;
-
 /// store-svc configuration.
 #[derive(Clone, Args)]
 pub struct StoreConfig {
     /// Address store-svc's gRPC server listens on.
-    #[arg(long, env = "EDGE_STORE_ADDR", default_value = "0.0.0.0:50052")]
+    #[arg(long, env = "EDGE_STORE_ADDR", default_value_t = edge_runtime::ports::listen(edge_runtime::ports::STORE))]
     pub store_addr: SocketAddr,
 
     /// This site's id, stamped on every reading and version. Unset: the id
@@ -115,7 +112,7 @@ impl StoreConfig {
     /// Defaults, as `edge up` with no flags would use them.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
-            store_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_STORE_PORT)),
+            store_addr: edge_runtime::ports::listen(edge_runtime::ports::STORE),
             site_id: None,
             data_dir,
             database_url: None,

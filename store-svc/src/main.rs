@@ -1,5 +1,6 @@
 //! The store-svc binary: one service per process, as Kubernetes runs it.
 
+use edge_runtime::Service as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 

@@ -251,7 +251,7 @@ pub struct StoredReading {
     pub version_site_id: String,
     /// Stored [`SyncState`].
     pub sync_state: i64,
-    /// Current [`crate::revision::Quality`].
+    /// Current [`Quality`].
     pub quality: i64,
     /// Current note, if any.
     pub note: Option<String>,
@@ -285,7 +285,7 @@ impl StoredReading {
             ),
             clock_suspect: self.clock_suspect,
             sync_state: SyncState::from_db(self.sync_state).to_proto() as i32,
-            quality: crate::revision::Quality::from_db(self.quality).to_proto() as i32,
+            quality: Quality::from_db(self.quality).to_proto() as i32,
             note: self.note.unwrap_or_default(),
             version_clock_ahead: self.version_clock_ahead_ms.map(|ms| prost_types::Duration {
                 seconds: ms / 1_000,
@@ -540,5 +540,47 @@ mod tests {
         );
         b.temperature = 1.5;
         assert_ne!(a.content_digest(), b.content_digest());
+    }
+}
+
+/// A reading's data quality (stored as 1, 2, 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quality {
+    /// Nothing known against it.
+    #[default]
+    Good = 1,
+    /// Doubtful.
+    Suspect = 2,
+    /// Known wrong.
+    Bad = 3,
+}
+
+impl Quality {
+    /// From the database; anything unknown reads as good.
+    pub fn from_db(value: i64) -> Quality {
+        match value {
+            2 => Quality::Suspect,
+            3 => Quality::Bad,
+            _ => Quality::Good,
+        }
+    }
+
+    /// From the proto enum; `None` for unspecified (unchanged) or unknown.
+    pub fn from_proto(value: i32) -> Option<Quality> {
+        match pb::Quality::try_from(value).ok()? {
+            pb::Quality::Unspecified => None,
+            pb::Quality::Good => Some(Quality::Good),
+            pb::Quality::Suspect => Some(Quality::Suspect),
+            pb::Quality::Bad => Some(Quality::Bad),
+        }
+    }
+
+    /// To the proto enum.
+    pub fn to_proto(self) -> pb::Quality {
+        match self {
+            Quality::Good => pb::Quality::Good,
+            Quality::Suspect => pb::Quality::Suspect,
+            Quality::Bad => pb::Quality::Bad,
+        }
     }
 }

@@ -61,7 +61,7 @@ pub struct OutboxEntry {
     pub enqueued_at_us: i64,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
-    /// This version's [`crate::revision::Quality`].
+    /// This version's [`crate::model::Quality`].
     pub quality: i64,
     /// This version's note.
     pub note: Option<String>,
@@ -96,7 +96,7 @@ impl OutboxEntry {
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             enqueued_at: Some(us_to_timestamp(self.enqueued_at_us)),
             last_error: self.last_error.unwrap_or_default(),
-            quality: crate::revision::Quality::from_db(self.quality).to_proto() as i32,
+            quality: crate::model::Quality::from_db(self.quality).to_proto() as i32,
             note: self.note.unwrap_or_default(),
             base: self
                 .base_hlc

@@ -5,48 +5,7 @@ use edge_proto::v1 as pb;
 use edge_versioning::{Policy, SkewBound, Stamp};
 
 use crate::hlc::Hlc;
-
-/// A reading's data quality (stored as 1, 2, 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Quality {
-    /// Nothing known against it.
-    #[default]
-    Good = 1,
-    /// Doubtful.
-    Suspect = 2,
-    /// Known wrong.
-    Bad = 3,
-}
-
-impl Quality {
-    /// From the database; anything unknown reads as good.
-    pub fn from_db(value: i64) -> Quality {
-        match value {
-            2 => Quality::Suspect,
-            3 => Quality::Bad,
-            _ => Quality::Good,
-        }
-    }
-
-    /// From the proto enum; `None` for unspecified (unchanged) or unknown.
-    pub fn from_proto(value: i32) -> Option<Quality> {
-        match pb::Quality::try_from(value).ok()? {
-            pb::Quality::Unspecified => None,
-            pb::Quality::Good => Some(Quality::Good),
-            pb::Quality::Suspect => Some(Quality::Suspect),
-            pb::Quality::Bad => Some(Quality::Bad),
-        }
-    }
-
-    /// To the proto enum.
-    pub fn to_proto(self) -> pb::Quality {
-        match self {
-            Quality::Good => pb::Quality::Good,
-            Quality::Suspect => pb::Quality::Suspect,
-            Quality::Bad => pb::Quality::Bad,
-        }
-    }
-}
+use crate::model::Quality;
 
 /// Longest note an amendment may carry, in characters (the cloud's limit).
 pub const MAX_NOTE_CHARS: usize = 1_024;

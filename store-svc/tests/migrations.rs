@@ -6,6 +6,7 @@
 //! time), refuses a database a newer binary wrote, and refuses to migrate
 //! when the backup cannot be made unless told to.
 
+use edge_runtime::Service as _;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;

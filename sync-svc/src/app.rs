@@ -15,8 +15,7 @@ use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_proto::v1::sync_service_server::SyncServiceServer;
 use edge_runtime::client::{ClientArgs, InvalidEndpoint};
 use edge_runtime::trace_context::TracedChannel;
-use edge_runtime::{GrpcServer, RuntimeArgs, ServeError, Shutdown};
-use tokio::net::TcpListener;
+use edge_runtime::{BindError, GrpcServer, RuntimeArgs, ServeError, Service, Shutdown};
 use tokio::sync::OnceCell;
 
 use crate::config::{CloudApi, SyncConfig};
@@ -29,14 +28,8 @@ use crate::status::StatusBoard;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The gRPC address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The configured address.
-        addr: SocketAddr,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// The store URL is not a valid endpoint.
     #[error(transparent)]
     Store(#[from] InvalidEndpoint),
@@ -51,13 +44,11 @@ pub enum StartError {
 /// A built sync-svc, listening and ready to run.
 pub struct SyncApp {
     server: GrpcServer,
-    addr: SocketAddr,
     store: StoreServiceClient<TracedChannel>,
     cloud: Option<CloudClient>,
     config: SyncConfig,
     status: StatusBoard,
     drain: Arc<OnceCell<Arc<Drain>>>,
-    streams_stop: Shutdown,
 }
 
 impl SyncApp {
@@ -76,57 +67,41 @@ impl SyncApp {
         ))
         .max_decoding_message_size(runtime.max_message_bytes)
         .max_encoding_message_size(runtime.max_message_bytes);
-        let listener = TcpListener::bind(config.sync_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.sync_addr,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.sync_addr,
-            source,
-        })?;
+        let server =
+            GrpcServer::bind(config.sync_addr, "--sync-addr", runtime.shutdown_grace).await?;
         let (state, url) = match &cloud {
             Some(c) => (pb::SyncLinkState::Offline, c.base_url().to_owned()),
             None => (pb::SyncLinkState::Disabled, String::new()),
         };
         let status = StatusBoard::new(state, url, config.cloud_api == CloudApi::Simple);
         let drain = Arc::new(OnceCell::new());
-        let streams_stop = Shutdown::new();
         let service = SyncServiceServer::new(SyncGrpc::new(
             status.clone(),
             drain.clone(),
             cloud.is_some(),
-            streams_stop.clone(),
+            server.streams_stop(),
         ));
-        let server = GrpcServer::new(listener, runtime.shutdown_grace).add_service(service);
+        let server = server.add_service(service);
         Ok(SyncApp {
             server,
-            addr,
             store,
             cloud,
             config: config.clone(),
             status,
             drain,
-            streams_stop,
         })
     }
+}
 
-    /// The address the gRPC server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+impl Service for SyncApp {
+    fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
     }
 
     /// Serves and drains until `shutdown`. A push in flight at shutdown is
     /// abandoned; its lease lapses and the batch is pushed again later (the
     /// cloud answers duplicate for anything it already stored).
-    pub async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
-        let streams_stop = self.streams_stop.clone();
-        let stopping = shutdown.clone();
-        tokio::spawn(async move {
-            stopping.cancelled().await;
-            streams_stop.cancel();
-        });
+    async fn run(self, shutdown: Shutdown) -> Result<(), ServeError> {
         let background = match self.cloud {
             None => {
                 tracing::info!(

@@ -22,6 +22,6 @@ pub struct Cli {
     #[command(flatten)]
     pub client: ClientArgs,
     /// store-svc's gRPC address.
-    #[arg(long, env = "EDGE_STORE_URL", default_value = "http://127.0.0.1:50052")]
+    #[arg(long, env = "EDGE_STORE_URL", default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::STORE))]
     pub store_url: String,
 }

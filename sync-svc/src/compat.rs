@@ -10,11 +10,14 @@
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use edge_cloud_link::CloudClient;
 use edge_cloud_link::contract::SimpleReading;
 use edge_proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
-use crate::drain::{AMBIGUOUS_PREFIX, Drain, Outcome, postponed};
+use crate::backoff::Backoff;
+use crate::metrics::SyncMetrics;
+use crate::outcome::{self, AMBIGUOUS_PREFIX, Outcome, postponed};
 
 /// RFC 3339 with microseconds, e.g. `2026-11-24T10:00:00.123456Z`; `None`
 /// before 1970 or after 9999, which the formatter cannot write.
@@ -32,7 +35,9 @@ fn rfc3339(ts: Option<&prost_types::Timestamp>) -> Option<String> {
 
 /// Pushes the versions one call each, in order, until one fails transiently.
 pub async fn push(
-    drain: &Drain,
+    cloud: &CloudClient,
+    metrics: &SyncMetrics,
+    backoff: &Backoff,
     versions: &[pb::OutboxVersion],
     stop: &CancellationToken,
 ) -> Outcome {
@@ -43,10 +48,10 @@ pub async fn push(
             break;
         }
         if version.last_error.starts_with(AMBIGUOUS_PREFIX) {
-            drain.metrics.possible_duplicates.add(1, &[]);
+            metrics.possible_duplicates.add(1, &[]);
         }
         let Some(timestamp) = rfc3339(version.measured_at.as_ref()) else {
-            drain.metrics.synced("rejected", 1);
+            metrics.synced("rejected", 1);
             outcome.rejected.push(pb::RejectedVersion {
                 version_id: version.version_id,
                 reason: "the simple API cannot carry a measured_at before 1970".into(),
@@ -59,22 +64,21 @@ pub async fn push(
             humidity: version.humidity_percent,
             timestamp,
         };
-        drain.metrics.attempts.add(1, &[]);
+        metrics.attempts.add(1, &[]);
         let started = Instant::now();
-        let answer = drain.cloud.post_simple(&reading).await;
-        drain
-            .metrics
+        let answer = cloud.post_simple(&reading).await;
+        metrics
             .push_seconds
             .record(started.elapsed().as_secs_f64(), &[]);
         match answer {
             Ok(_) => {
-                drain.metrics.successes.add(1, &[]);
-                drain.metrics.synced("accepted", 1);
+                metrics.successes.add(1, &[]);
+                metrics.synced("accepted", 1);
                 outcome.any_success = true;
                 outcome.synced.push(version.version_id);
             }
             Err(err) if err.is_batch_refusal() => {
-                drain.metrics.synced("rejected", 1);
+                metrics.synced("rejected", 1);
                 outcome.rejected.push(pb::RejectedVersion {
                     version_id: version.version_id,
                     reason: err.to_string(),
@@ -83,7 +87,7 @@ pub async fn push(
             Err(err) => {
                 let rest: Vec<&pb::OutboxVersion> = versions[i..].iter().collect();
                 // Only the version in flight can have reached the cloud.
-                let failed = drain.failed(&rest[..1], &err);
+                let failed = outcome::failed(backoff, &rest[..1], &err);
                 if rest.len() > 1 {
                     let unsent = rest[1..].iter().map(|v| v.version_id).collect();
                     outcome.failed.push(postponed(unsent, failed.retry_at));

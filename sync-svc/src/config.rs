@@ -9,9 +9,6 @@ use edge_cloud_link::contract::{DEFAULT_CHANGES_PAGE, MAX_CHANGES_PAGE, MAX_SHAR
 use edge_cloud_link::{ClientUse, CloudLinkArgs};
 use edge_versioning::Policy;
 
-/// Default sync-svc gRPC port.
-pub const DEFAULT_SYNC_PORT: u16 = 50053;
-
 /// Which API the cloud offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CloudApi {
@@ -27,7 +24,7 @@ pub enum CloudApi {
 #[derive(Debug, Clone, Args)]
 pub struct SyncConfig {
     /// Address sync-svc's gRPC server listens on.
-    #[arg(long, env = "EDGE_SYNC_ADDR", default_value = "0.0.0.0:50053")]
+    #[arg(long, env = "EDGE_SYNC_ADDR", default_value_t = edge_runtime::ports::listen(edge_runtime::ports::SYNC))]
     pub sync_addr: SocketAddr,
 
     /// The cloud, its token and the reachability probe (shared with
@@ -158,7 +155,7 @@ impl SyncConfig {
     /// Defaults, as `edge up` with no flags would use them.
     pub fn new() -> Self {
         SyncConfig {
-            sync_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_SYNC_PORT)),
+            sync_addr: edge_runtime::ports::listen(edge_runtime::ports::SYNC),
             link: CloudLinkArgs::new(),
             cloud_api: CloudApi::Batch,
             push_timeout: Duration::from_secs(30),

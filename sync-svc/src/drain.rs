@@ -36,34 +36,14 @@ use crate::backoff::Backoff;
 use crate::config::{CloudApi, SyncConfig};
 use crate::convert::record;
 use crate::metrics::SyncMetrics;
+use crate::outcome::{Outcome, postponed};
 use crate::status::StatusBoard;
-
-/// Prefix of a recorded failure after which the cloud may have stored the
-/// reading anyway (compatibility mode counts the next attempt as a possible
-/// duplicate).
-pub const AMBIGUOUS_PREFIX: &str = "ambiguous: ";
 
 /// Longest pause a drain worker makes to leave the store to ingest.
 const MAX_YIELD: Duration = Duration::from_secs(2);
 
 /// How long to wait before asking an unreachable store-svc again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
-
-/// The outcome of pushing some versions, to be recorded in the store.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// Accepted or duplicate.
-    pub synced: Vec<u64>,
-    /// Rejected, with the reason.
-    pub rejected: Vec<pb::RejectedVersion>,
-    /// Failed transiently, with when to retry.
-    pub failed: Vec<pb::FailedVersions>,
-    /// A push got a well-formed answer.
-    pub any_success: bool,
-    /// The failure that should slow the whole drain, with any wait the
-    /// cloud asked for.
-    pub failure: Option<(String, Option<Duration>)>,
-}
 
 /// Global backoff shared by the workers.
 #[derive(Debug, Default)]
@@ -247,9 +227,15 @@ impl Drain {
                 // recorded, so the pusher stops between readings instead
                 // (each bounded by the push timeout).
                 CloudApi::Simple => {
-                    crate::compat::push(&self, &lease.versions, &stop)
-                        .instrument(span.clone())
-                        .await
+                    crate::compat::push(
+                        &self.cloud,
+                        &self.metrics,
+                        &self.backoff,
+                        &lease.versions,
+                        &stop,
+                    )
+                    .instrument(span.clone())
+                    .await
                 }
             };
             self.record(lease.lease_id, outcome).instrument(span).await;
@@ -413,26 +399,14 @@ impl Drain {
         outcome
     }
 
-    /// The failure record for `versions` after `err`: retried after a
-    /// jittered backoff on their attempts, at least any `Retry-After`.
+    /// The failure record for `versions` after `err` (see
+    /// [`crate::outcome::failed`]).
     pub(crate) fn failed(
         &self,
         versions: &[&pb::OutboxVersion],
         err: &CloudError,
     ) -> pb::FailedVersions {
-        let attempts = versions.iter().map(|v| v.attempts).max().unwrap_or(0) + 1;
-        let delay = self.backoff.delay(attempts, err.retry_after());
-        let error = if err.is_ambiguous() {
-            format!("{AMBIGUOUS_PREFIX}{err}")
-        } else {
-            err.to_string()
-        };
-        pb::FailedVersions {
-            version_ids: versions.iter().map(|v| v.version_id).collect(),
-            error,
-            retry_at: Some(prost_types::Timestamp::from(SystemTime::now() + delay)),
-            not_attempted: false,
-        }
+        crate::outcome::failed(&self.backoff, versions, err)
     }
 }
 
@@ -444,20 +418,6 @@ impl Drain {
 pub fn yield_pause(cycle: Duration, busy_percent: u32) -> Duration {
     let busy = f64::from(busy_percent.min(95)) / 100.0;
     cycle.mul_f64(busy / (1.0 - busy)).min(MAX_YIELD)
-}
-
-/// Versions a failed lease never got to send: they wait until `retry_at`
-/// like the failed ones, but no attempt is counted against them.
-pub(crate) fn postponed(
-    version_ids: Vec<u64>,
-    retry_at: Option<prost_types::Timestamp>,
-) -> pb::FailedVersions {
-    pb::FailedVersions {
-        version_ids,
-        error: String::new(),
-        retry_at,
-        not_attempted: true,
-    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ pub mod convert;
 pub mod drain;
 pub mod grpc;
 pub mod metrics;
+pub mod outcome;
 pub mod pull;
 pub mod report;
 pub mod status;

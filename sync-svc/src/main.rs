@@ -1,5 +1,6 @@
 //! The sync-svc binary: one service per process, as Kubernetes runs it.
 
+use edge_runtime::Service as _;
 use sync_svc::{Cli, SyncApp};
 
 #[tokio::main]

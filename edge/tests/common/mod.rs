@@ -6,6 +6,7 @@
 pub mod gateways;
 pub mod site;
 
+use edge_runtime::Service as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

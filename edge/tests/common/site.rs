@@ -3,6 +3,7 @@
 //! link react in milliseconds. sync-svc can be stopped and started again
 //! while the mesh runs: a site that loses and regains its link.
 
+use edge_runtime::Service as _;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -26,8 +26,9 @@ use super::faults::WriteOp;
 use super::sql::{push_placeholders, shaped_chunks};
 use super::store::{READING_COLUMNS, Store};
 use crate::hlc::Hlc;
+use crate::model::Quality;
 use crate::model::{StoredReading, SyncState};
-use crate::revision::{Amendment, ApplyOutcome, ConflictRow, Quality, RemoteVersion, Skew, Values};
+use crate::revision::{Amendment, ApplyOutcome, ConflictRow, RemoteVersion, Skew, Values};
 
 /// Reading ids or seqs per lookup statement.
 const LOOKUP_CHUNK: usize = 500;

@@ -2,6 +2,7 @@
 //! on port 0 over a test database, and small request builders.
 #![allow(dead_code)]
 
+use edge_runtime::Service as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
