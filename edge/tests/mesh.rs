@@ -334,7 +334,7 @@ async fn with_store_down_ingest_is_unavailable_and_recovers_without_a_restart() 
         1,
         "the refused reading was not stored before"
     );
-    let mut store_client = edge_proto::v1::store_service_client::StoreServiceClient::new(
+    let mut store_client = edge_testkit::StoreClients::new(
         common::channel(store_addr).await,
     );
     assert_eq!(common::query_all(&mut store_client).await.len(), 2);
@@ -354,7 +354,7 @@ async fn health_and_reflection_answer_on_every_service() {
     let mesh = Mesh::start(&db).await;
     for (addr, service) in [
         (mesh.ingest.addr, edge_proto::service_names::INGEST),
-        (mesh.store.addr, edge_proto::service_names::STORE),
+        (mesh.store.addr, edge_proto::service_names::READINGS),
     ] {
         let channel = common::channel(addr).await;
         let mut health = HealthClient::new(channel.clone());
@@ -486,7 +486,7 @@ async fn edge_amend_corrects_a_reading_and_edge_conflicts_lists_the_log() {
     assert_eq!(stored[0].quality, pb::Quality::Bad as i32);
     let stats = mesh
         .store_client
-        .get_stats(pb::GetStatsRequest {})
+        .readings.get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner();

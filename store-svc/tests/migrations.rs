@@ -10,14 +10,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_runtime::{RuntimeArgs, Shutdown};
 use edge_testkit::{TestDatabase, on_both_backends, query_all};
 use sqlx::migrate::Migrator;
 use store_svc::hlc::SystemClock;
 use store_svc::{StoreApp, StoreConfig};
-use tonic::transport::Channel;
 
 /// 2026-11-23T00:00:00Z.
 const T0_US: i64 = 1_795_392_000_000_000;
@@ -136,7 +136,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     let addr = app.local_addr();
     let stop = Shutdown::new();
     let task = tokio::spawn(app.run(stop.clone()));
-    let mut client = StoreServiceClient::connect(format!("http://{addr}"))
+    let mut client = StoreClients::connect(format!("http://{addr}"))
         .await
         .expect("connect");
 
@@ -149,8 +149,8 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     }
 
     // New readings after the upgrade continue the old sequence.
-    let new: Vec<pb::NewReading> = (41..=55u32)
-        .map(|n| pb::NewReading {
+    let new: Vec<ipb::NewReading> = (41..=55u32)
+        .map(|n| ipb::NewReading {
             id: format!("01900000-0000-7000-8000-{n:012}"),
             sensor_id: format!("old-{}", n % 3),
             temperature_celsius: 21.0,
@@ -167,7 +167,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
         })
         .collect();
     let results = client
-        .append(pb::AppendRequest {
+        .ingest.append(ipb::AppendRequest {
             readings: new.clone(),
         })
         .await
@@ -187,7 +187,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     }
 
     let stats = client
-        .get_stats(pb::GetStatsRequest {})
+        .readings.get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner();
@@ -240,7 +240,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
 }
 
 /// Every seq stored for `sensor`, paging 4 at a time.
-async fn by_sensor(client: &mut StoreServiceClient<Channel>, sensor: &str) -> Vec<u64> {
+async fn by_sensor(client: &mut StoreClients, sensor: &str) -> Vec<u64> {
     let request = pb::QueryReadingsRequest {
         sensor_id: sensor.into(),
         page_size: 4,
@@ -255,7 +255,7 @@ async fn by_sensor(client: &mut StoreServiceClient<Channel>, sensor: &str) -> Ve
 
 /// The seqs of `sensor`'s old readings and of `new` (stored as `seqs`), in
 /// (measured_at, seq) order.
-fn expected(sensor: &str, new: &[pb::NewReading], seqs: &[u64]) -> Vec<u64> {
+fn expected(sensor: &str, new: &[ipb::NewReading], seqs: &[u64]) -> Vec<u64> {
     let mut want: Vec<(i64, u64)> = old_readings()
         .into_iter()
         .filter(|(_, _, s, _)| s == sensor)
@@ -542,7 +542,7 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
 
     let mut store = StoreProcess::spawn(db, &[]);
     let addr = store.listening().await;
-    let mut client = StoreServiceClient::connect(format!("http://{addr}"))
+    let mut client = StoreClients::connect(format!("http://{addr}"))
         .await
         .expect("connect");
     for sensor in ["old-0", "old-1", "old-2"] {
@@ -551,8 +551,8 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
             expected(sensor, &[], &[])
         );
     }
-    let new: Vec<pb::NewReading> = (41..=45u32)
-        .map(|n| pb::NewReading {
+    let new: Vec<ipb::NewReading> = (41..=45u32)
+        .map(|n| ipb::NewReading {
             id: format!("01900000-0000-7000-8000-{n:012}"),
             sensor_id: format!("old-{}", n % 3),
             temperature_celsius: 21.0,
@@ -569,7 +569,7 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
         })
         .collect();
     let results = client
-        .append(pb::AppendRequest { readings: new })
+        .ingest.append(ipb::AppendRequest { readings: new })
         .await
         .expect("append")
         .into_inner()
@@ -577,7 +577,7 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
     let seqs: Vec<u64> = results.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (41..=45).collect::<Vec<u64>>(), "seqs continue");
     let stats = client
-        .get_stats(pb::GetStatsRequest {})
+        .readings.get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner();

@@ -11,16 +11,14 @@ use std::time::Duration;
 use edge_cloud_link::gauges::register_link_gauges;
 use edge_cloud_link::{CloudClient, LinkConfigError, Prober};
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_proto::v1::sync_service_server::SyncServiceServer;
 use edge_runtime::client::{ClientArgs, InvalidEndpoint};
-use edge_runtime::trace_context::TracedChannel;
 use edge_runtime::{GrpcServer, RuntimeArgs, ServeError, Shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
 use crate::config::{CloudApi, SyncConfig};
-use crate::drain::Drain;
+use crate::drain::{Drain, StoreClients};
 use crate::grpc::SyncGrpc;
 use crate::metrics::SyncMetrics;
 use crate::status::StatusBoard;
@@ -52,7 +50,7 @@ pub enum StartError {
 pub struct SyncApp {
     server: GrpcServer,
     addr: SocketAddr,
-    store: StoreServiceClient<TracedChannel>,
+    store: StoreClients,
     cloud: Option<CloudClient>,
     config: SyncConfig,
     status: StatusBoard,
@@ -71,11 +69,10 @@ impl SyncApp {
     ) -> Result<SyncApp, StartError> {
         config.validate().map_err(StartError::Config)?;
         let cloud = config.link.client(config.client_use())?;
-        let store = StoreServiceClient::new(edge_runtime::trace_context::traced(
-            edge_runtime::client::channel(store_url, client)?,
-        ))
-        .max_decoding_message_size(runtime.max_message_bytes)
-        .max_encoding_message_size(runtime.max_message_bytes);
+        let store = StoreClients::new(
+            edge_runtime::trace_context::traced(edge_runtime::client::channel(store_url, client)?),
+            runtime.max_message_bytes,
+        );
         let listener = TcpListener::bind(config.sync_addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -159,7 +156,7 @@ impl SyncApp {
 /// the cloud's change feed and the backlog refresher until `stop`. A cloud
 /// that only offers the simple API has no feed: nothing is pulled.
 async fn start_drain(
-    store: StoreServiceClient<TracedChannel>,
+    store: StoreClients,
     cloud: CloudClient,
     config: SyncConfig,
     status: StatusBoard,
@@ -206,13 +203,13 @@ async fn start_drain(
 
 /// The site id from store-svc, asking until it answers or `stop`.
 async fn site_id(
-    store: &StoreServiceClient<TracedChannel>,
+    store: &StoreClients,
     status: &StatusBoard,
     stop: &Shutdown,
 ) -> Option<String> {
     let mut warned = false;
     loop {
-        match store.clone().get_stats(pb::GetStatsRequest {}).await {
+        match store.readings.clone().get_stats(pb::GetStatsRequest {}).await {
             Ok(stats) => return Some(stats.into_inner().site_id),
             Err(err) => {
                 if !warned {
@@ -232,7 +229,7 @@ async fn site_id(
 /// Keeps the backlog figures in the status fresh.
 async fn refresh_backlog(drain: Arc<Drain>, stop: Shutdown) {
     loop {
-        if let Ok(stats) = drain.store.clone().get_stats(pb::GetStatsRequest {}).await {
+        if let Ok(stats) = drain.store.readings.clone().get_stats(pb::GetStatsRequest {}).await {
             let stats = stats.into_inner();
             drain.status.backlog(
                 stats.unsynced_versions,

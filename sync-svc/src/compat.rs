@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use edge_cloud_link::contract::SimpleReading;
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +48,7 @@ pub async fn push(
         }
         let Some(timestamp) = rfc3339(version.measured_at.as_ref()) else {
             drain.metrics.synced("rejected", 1);
-            outcome.rejected.push(pb::RejectedVersion {
+            outcome.rejected.push(ipb::RejectedVersion {
                 version_id: version.version_id,
                 reason: "the simple API cannot carry a measured_at before 1970".into(),
             });
@@ -75,7 +76,7 @@ pub async fn push(
             }
             Err(err) if err.is_batch_refusal() => {
                 drain.metrics.synced("rejected", 1);
-                outcome.rejected.push(pb::RejectedVersion {
+                outcome.rejected.push(ipb::RejectedVersion {
                     version_id: version.version_id,
                     reason: err.to_string(),
                 });

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edge_cloud_link::{CloudLinkArgs, ProbeConfig};
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_proto::v1::sync_service_client::SyncServiceClient;
 use edge_runtime::client::ClientArgs;
 use edge_testkit::TestDatabase;
@@ -82,7 +82,7 @@ impl Site {
         let mut mesh = Mesh::start_clocked(db, clock, configure).await;
         let site_id = mesh
             .store_client
-            .get_stats(pb::GetStatsRequest {})
+            .readings.get_stats(pb::GetStatsRequest {})
             .await
             .expect("stats")
             .into_inner()
@@ -144,10 +144,10 @@ async fn start_sync(mesh: &Mesh, config: &SyncConfig) -> (Running, SyncServiceCl
     (sync, client)
 }
 
-pub async fn stats(store: &StoreServiceClient<Channel>) -> pb::GetStatsResponse {
+pub async fn stats(store: &StoreClients) -> pb::GetStatsResponse {
     store
         .clone()
-        .get_stats(pb::GetStatsRequest {})
+        .readings.get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner()
