@@ -36,7 +36,6 @@ use edge_testkit::StoreClients;
 use edge_testkit::{Backend, InProcessCloud, TestDatabase, eventually, on_both_backends};
 use edge_versioning::{CLOUD_SITE_ID, History, Hlc, OffsetClock, Policy, Stamp, Version};
 use sync_svc::SyncConfig;
-use tonic::transport::Channel;
 
 use common::reading;
 use common::site::{Site, TOKEN, quick_sync};
@@ -322,7 +321,7 @@ fn site_amendment(temperature: f64, quality: pb::Quality, note: &str) -> pb::Ame
 /// Amends `reading_id` in the cloud, recording the version it made.
 async fn cloud_amend(cloud: &CloudClient, ledger: &mut Ledger, reading_id: &str, temperature: f64) {
     let state = cloud
-        .operations.amend(
+        .amend(
             reading_id,
             &AmendmentRequest {
                 temperature_celsius: Some(temperature),
@@ -486,24 +485,24 @@ async fn two_sites_and_the_cloud_converge(db: &TestDatabase, policy: Policy) {
         for i in 0..4 {
             let id = a.own[i].clone();
             let req = site_amendment(r + 30.0 + i as f64, pb::Quality::Bad, "pump A faulty");
-            a.operations.amend(&mut ledger, &mut held_a, &id, req).await;
+            a.amend(&mut ledger, &mut held_a, &id, req).await;
         }
         let id = a.own[round].clone();
         let req = site_amendment(r + 39.5, pb::Quality::Suspect, "A: second look");
-        a.operations.amend(&mut ledger, &mut held_a, &id, req).await;
+        a.amend(&mut ledger, &mut held_a, &id, req).await;
         for id in shared.iter().take(3) {
             let req = site_amendment(r + 31.0, pb::Quality::Suspect, "A: shared drift");
-            a.operations.amend(&mut ledger, &mut held_a, id, req).await;
+            a.amend(&mut ledger, &mut held_a, id, req).await;
         }
         // B: its own readings 0..4, shared 1..5 (shared 1 and 2 also by A).
         for i in 0..4 {
             let id = b.own[i].clone();
             let req = site_amendment(r + 50.0 + i as f64, pb::Quality::Bad, "pump B faulty");
-            b.operations.amend(&mut ledger, &mut held_b, &id, req).await;
+            b.amend(&mut ledger, &mut held_b, &id, req).await;
         }
         for id in shared.iter().skip(1).take(4) {
             let req = site_amendment(r + 51.0, pb::Quality::Bad, "B: shared drift");
-            b.operations.amend(&mut ledger, &mut held_b, id, req).await;
+            b.amend(&mut ledger, &mut held_b, id, req).await;
         }
         // The cloud: readings 2..6 of each kind (shared 2 by all three).
         for id in a.own[2..].iter().chain(&b.own[2..]).chain(&shared[2..]) {
@@ -661,7 +660,7 @@ async fn a_site_that_disagrees_about_the_rule_follows_the_cloud() {
     site.disconnect().await;
     let mut held = site.current().await;
     let req = site_amendment(41.0, pb::Quality::Bad, "site");
-    site.operations.amend(&mut ledger, &mut held, &ids[0], req).await;
+    site.amend(&mut ledger, &mut held, &ids[0], req).await;
     cloud_amend(&client, &mut ledger, &ids[0], 42.0).await;
     site.reconnect().await;
     converged(
@@ -892,7 +891,7 @@ async fn clocks_cannot_be_poisoned_and_data_is_never_refused(db: &TestDatabase) 
     for id in [&poisoned, &foreign.reading_id] {
         for n in 0..2 {
             let req = site_amendment(40.0 + f64::from(n), pb::Quality::Suspect, "A: far ahead");
-            a.operations.amend(&mut ledger, &mut held_a, id, req).await;
+            a.amend(&mut ledger, &mut held_a, id, req).await;
             cloud_amend(&client, &mut ledger, id, 50.0 + f64::from(n)).await;
         }
     }
@@ -910,7 +909,7 @@ async fn clocks_cannot_be_poisoned_and_data_is_never_refused(db: &TestDatabase) 
     let mut held_a = a.current().await;
     for id in [&poisoned, &foreign.reading_id] {
         let req = site_amendment(45.0, pb::Quality::Good, "A: settled");
-        a.operations.amend(&mut ledger, &mut held_a, id, req).await;
+        a.amend(&mut ledger, &mut held_a, id, req).await;
     }
     // The day-fast site's reading, amended twice in the cloud and by C.
     for n in 0..2 {
@@ -928,7 +927,7 @@ async fn clocks_cannot_be_poisoned_and_data_is_never_refused(db: &TestDatabase) 
     let mut held_c = c.current().await;
     let req = site_amendment(70.0, pb::Quality::Good, "C: checked");
     let id = c.own[0].clone();
-    c.operations.amend(&mut ledger, &mut held_c, &id, req).await;
+    c.amend(&mut ledger, &mut held_c, &id, req).await;
     let current = converged(&cloud, &[&a, &c], &ledger, policy, None, "everything").await;
     assert_same_values(&a, &current).await;
     assert_same_values(&c, &current).await;
