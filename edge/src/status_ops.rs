@@ -79,8 +79,8 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Gathered> {
     let store_url = &args.store.store_url;
     let sync_url = &args.sync.sync_url;
     let health_client = CloudHealthServiceClient::new(channel(health_url, &client_args)?);
-    let store_client =
-        ReadingsServiceClient::new(channel(store_url, &client_args)?).max_decoding_message_size(max);
+    let store_client = ReadingsServiceClient::new(channel(store_url, &client_args)?)
+        .max_decoding_message_size(max);
     let sync_client = SyncServiceClient::new(channel(sync_url, &client_args)?);
 
     let health = ask("health-svc", health_url, args.timeout, async {

@@ -14,8 +14,8 @@ use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
 use edge_proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
-use edge_testkit::StoreClients;
 use edge_runtime::status::{MAX_VIOLATIONS, field_violations, header_list_size};
+use edge_testkit::StoreClients;
 use edge_testkit::{Backend, TestDatabase, on_both_backends};
 use prost::Message as _;
 use prost::bytes::BufMut as _;
@@ -308,7 +308,8 @@ async fn a_hostile_append_gets_bounded_details_that_a_standard_client_reads() {
     };
 
     let err = store
-        .ingest.append(ipb::AppendRequest {
+        .ingest
+        .append(ipb::AppendRequest {
             readings: vec![bad; 10_000],
         })
         .await
@@ -521,10 +522,16 @@ async fn every_server_answers_undecodable_requests_with_invalid_argument() {
     let calls = [
         (&edge.ingest_url, "/edge.v1.IngestService/Ingest"),
         (&edge.ingest_url, "/edge.v1.IngestService/IngestStream"),
-        (&edge.store_url, "/edge.internal.v1.StoreIngestService/Append"),
+        (
+            &edge.store_url,
+            "/edge.internal.v1.StoreIngestService/Append",
+        ),
         (&edge.store_url, "/edge.v1.ReadingsService/QueryReadings"),
         (&edge.store_url, "/edge.v1.OperationsService/Amend"),
-        (&edge.store_url, "/edge.internal.v1.StoreSyncService/LeaseBatch"),
+        (
+            &edge.store_url,
+            "/edge.internal.v1.StoreSyncService/LeaseBatch",
+        ),
         (&edge.sync_url, "/edge.v1.SyncService/GetStatus"),
         (&edge.sync_url, "/edge.v1.SyncService/WatchStatus"),
         (
@@ -568,9 +575,10 @@ async fn a_merged_append_refused_as_invalid_is_sent_again_call_by_call(db: &Test
         move |config| config.write_faults = Some(faults)
     })
     .await;
-    let client = edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient::new(
-        edge_runtime::trace_context::traced(common::channel(store.addr).await),
-    );
+    let client =
+        edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient::new(
+            edge_runtime::trace_context::traced(common::channel(store.addr).await),
+        );
     let appender = StoreAppender::spawn(client, 1, 4 << 20);
     // The database refuses the first Append's data, as PostgreSQL refuses a
     // value its text cannot hold (SQLSTATE 22021).

@@ -259,7 +259,8 @@ impl TestSite {
         let base = stamp_of_pb(held[reading_id].version.as_ref());
         let amended = self
             .store()
-            .operations.amend(pb::AmendRequest {
+            .operations
+            .amend(pb::AmendRequest {
                 reading_id: reading_id.to_owned(),
                 ..request
             })
@@ -427,7 +428,8 @@ async fn assert_same_values(site: &TestSite, current: &HashMap<String, VersionRe
 
 async fn site_conflicts(site: &TestSite) -> Vec<pb::ConflictEntry> {
     site.store()
-        .operations.list_conflicts(pb::ListConflictsRequest {
+        .operations
+        .list_conflicts(pb::ListConflictsRequest {
             page_size: 1000,
             page_token: String::new(),
         })

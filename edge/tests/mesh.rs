@@ -334,9 +334,7 @@ async fn with_store_down_ingest_is_unavailable_and_recovers_without_a_restart() 
         1,
         "the refused reading was not stored before"
     );
-    let mut store_client = edge_testkit::StoreClients::new(
-        common::channel(store_addr).await,
-    );
+    let mut store_client = edge_testkit::StoreClients::new(common::channel(store_addr).await);
     assert_eq!(common::query_all(&mut store_client).await.len(), 2);
     ingest.stop().await;
     store.stop().await;
@@ -486,7 +484,8 @@ async fn edge_amend_corrects_a_reading_and_edge_conflicts_lists_the_log() {
     assert_eq!(stored[0].quality, pb::Quality::Bad as i32);
     let stats = mesh
         .store_client
-        .readings.get_stats(pb::GetStatsRequest {})
+        .readings
+        .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner();
@@ -783,8 +782,7 @@ async fn each_port_lists_and_describes_exactly_the_services_it_serves() {
                 for import in &file.dependency {
                     if !known.contains_key(import) && !pending.iter().any(|f| f.name() == import) {
                         pending.extend(files(
-                            reflect(&channel, MessageRequest::FileByFilename(import.clone()))
-                                .await,
+                            reflect(&channel, MessageRequest::FileByFilename(import.clone())).await,
                             import,
                         ));
                     }
@@ -809,7 +807,10 @@ async fn each_port_lists_and_describes_exactly_the_services_it_serves() {
                 .find(|(full, _)| full == name)
                 .map(|(_, s)| s)
                 .unwrap_or_else(|| panic!("{service}: {name} is not in the file describing it"));
-            assert!(!described.method.is_empty(), "{service}: {name} has methods");
+            assert!(
+                !described.method.is_empty(),
+                "{service}: {name} has methods"
+            );
             for method in &described.method {
                 for message in [method.input_type(), method.output_type()] {
                     assert!(

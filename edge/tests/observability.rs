@@ -152,7 +152,10 @@ async fn metrics_after_a_known_workload_count_what_was_ingested_and_synced() {
     );
     let appends = v(
         "grpc_server_requests_total",
-        &[("service", "edge.internal.v1.StoreIngestService"), ("method", "Append")],
+        &[
+            ("service", "edge.internal.v1.StoreIngestService"),
+            ("method", "Append"),
+        ],
     );
     assert!(
         (1.0..=f64::from(calls + 1)).contains(&appends),

@@ -86,7 +86,8 @@ async fn synced(store: &StoreClients, total: u64) {
     eventually(DEADLINE, "the site to sync everything", || async {
         let stats = store
             .clone()
-            .readings.get_stats(pb::GetStatsRequest {})
+            .readings
+            .get_stats(pb::GetStatsRequest {})
             .await
             .ok()?
             .into_inner();

@@ -98,7 +98,8 @@ async fn check_books(site: &EdgeUp, books: &Books) {
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert!(seqs == expected, "the seqs have a gap or a repeat");
     let stats = store
-        .readings.get_stats(pb::GetStatsRequest {})
+        .readings
+        .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner();

@@ -224,7 +224,8 @@ async fn rejected_versions_are_dead_lettered_reported_and_redriven(db: &TestData
     assert_eq!(after.dead_letters, 2, "exactly the two bad versions");
     let mut store = site.mesh.store_client.clone();
     let dead: HashSet<String> = store
-        .operations.list_dead_letters(pb::ListDeadLettersRequest::default())
+        .operations
+        .list_dead_letters(pb::ListDeadLettersRequest::default())
         .await
         .expect("list")
         .into_inner()
@@ -265,7 +266,8 @@ async fn rejected_versions_are_dead_lettered_reported_and_redriven(db: &TestData
     // Once the cloud accepts them, a re-drive delivers them.
     cloud.mode(FaultMode::Normal).await;
     let redriven = store
-        .operations.redrive_dead_letters(pb::RedriveDeadLettersRequest {
+        .operations
+        .redrive_dead_letters(pb::RedriveDeadLettersRequest {
             all: true,
             ..Default::default()
         })
@@ -302,7 +304,8 @@ async fn ingest_never_waits_on_a_black_hole(db: &TestDatabase) {
         let mut store = store.clone();
         async move {
             let spare = store
-                .sync.lease_batch(ipb::LeaseBatchRequest {
+                .sync
+                .lease_batch(ipb::LeaseBatchRequest {
                     max_versions: 10,
                     newest_share_percent: 0,
                     lease_duration: None,

@@ -24,9 +24,9 @@
 
 use std::sync::Arc;
 
-use edge_proto::rules::MAX_APPEND_READINGS;
 use edge_proto::internal::v1 as ipb;
 use edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient;
+use edge_proto::rules::MAX_APPEND_READINGS;
 use edge_runtime::trace_context::TracedChannel;
 use opentelemetry::trace::TraceContextExt as _;
 use prost::Message as _;

@@ -15,9 +15,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient;
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_server::IngestService;
-use edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient;
 use futures::{Stream, StreamExt};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
-use edge_testkit::StoreClients;
 use edge_runtime::{RuntimeArgs, Shutdown};
+use edge_testkit::StoreClients;
 use edge_testkit::{TestDatabase, on_both_backends, query_all};
 use sqlx::migrate::Migrator;
 use store_svc::hlc::SystemClock;
@@ -167,7 +167,8 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
         })
         .collect();
     let results = client
-        .ingest.append(ipb::AppendRequest {
+        .ingest
+        .append(ipb::AppendRequest {
             readings: new.clone(),
         })
         .await
@@ -187,7 +188,8 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     }
 
     let stats = client
-        .readings.get_stats(pb::GetStatsRequest {})
+        .readings
+        .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner();
@@ -569,7 +571,8 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
         })
         .collect();
     let results = client
-        .ingest.append(ipb::AppendRequest { readings: new })
+        .ingest
+        .append(ipb::AppendRequest { readings: new })
         .await
         .expect("append")
         .into_inner()
@@ -577,7 +580,8 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
     let seqs: Vec<u64> = results.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (41..=45).collect::<Vec<u64>>(), "seqs continue");
     let stats = client
-        .readings.get_stats(pb::GetStatsRequest {})
+        .readings
+        .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner();

@@ -20,7 +20,8 @@ async fn lease(
     lease_secs: i64,
 ) -> ipb::LeaseBatchResponse {
     client
-        .sync.lease_batch(ipb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions,
             newest_share_percent,
             lease_duration: Some(prost_types::Duration {
@@ -119,7 +120,8 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
     let batch = lease(&mut client, 6, 0, 60).await;
     let v = ids(&batch);
     let done = client
-        .sync.complete_batch(ipb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: batch.lease_id.clone(),
             synced_version_ids: vec![v[0], v[1], v[2]],
             rejected: vec![ipb::RejectedVersion {
@@ -140,7 +142,8 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
     assert_eq!((done.synced, done.dead_lettered, done.failed), (3, 1, 1));
     // Acknowledging again changes nothing.
     let again = client
-        .sync.complete_batch(ipb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             synced_version_ids: vec![v[0], v[1], v[2]],
             ..Default::default()
         })
@@ -178,7 +181,8 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
 
     // Dead letters: listed, reported, re-driven.
     let listed = client
-        .operations.list_dead_letters(pb::ListDeadLettersRequest {
+        .operations
+        .list_dead_letters(pb::ListDeadLettersRequest {
             unreported_only: true,
             ..Default::default()
         })
@@ -191,13 +195,15 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
     assert_eq!((dead_version.seq, dead.reported), (4, false));
     assert_eq!(dead_version.last_error, "sensor s-1 is not registered");
     client
-        .sync.mark_dead_letters_reported(ipb::MarkDeadLettersReportedRequest {
+        .sync
+        .mark_dead_letters_reported(ipb::MarkDeadLettersReportedRequest {
             version_ids: vec![dead_version.version_id],
         })
         .await
         .expect("mark");
     let unreported = client
-        .operations.list_dead_letters(pb::ListDeadLettersRequest {
+        .operations
+        .list_dead_letters(pb::ListDeadLettersRequest {
             unreported_only: true,
             ..Default::default()
         })
@@ -206,7 +212,8 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
         .into_inner();
     assert!(unreported.dead_letters.is_empty());
     let redriven = client
-        .operations.redrive_dead_letters(pb::RedriveDeadLettersRequest {
+        .operations
+        .redrive_dead_letters(pb::RedriveDeadLettersRequest {
             all: true,
             ..Default::default()
         })
@@ -234,7 +241,8 @@ async fn repeated_failures_flag_versions_stuck_but_keep_them(db: &TestDatabase) 
         let batch = lease(&mut client, 10, 0, 60).await;
         assert_eq!(batch.versions.len(), 2, "attempt {attempt}: still retried");
         let done = client
-            .sync.complete_batch(ipb::CompleteBatchRequest {
+            .sync
+            .complete_batch(ipb::CompleteBatchRequest {
                 lease_id: batch.lease_id.clone(),
                 failed: vec![ipb::FailedVersions {
                     version_ids: ids(&batch),
@@ -292,7 +300,8 @@ async fn bad_outbox_requests_name_the_field(db: &TestDatabase) {
         .expect("start");
     let mut client = store.client.clone();
     let err = client
-        .sync.lease_batch(ipb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 0,
             ..Default::default()
         })
@@ -304,7 +313,8 @@ async fn bad_outbox_requests_name_the_field(db: &TestDatabase) {
     assert_eq!(details.field_violations[0].field, "max_versions");
 
     let err = client
-        .sync.complete_batch(ipb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             failed: vec![ipb::FailedVersions {
                 version_ids: vec![1],
                 error: "x".into(),
@@ -319,7 +329,8 @@ async fn bad_outbox_requests_name_the_field(db: &TestDatabase) {
     assert_eq!(details.field_violations[0].field, "failed[0].retry_at");
 
     let err = client
-        .operations.redrive_dead_letters(pb::RedriveDeadLettersRequest::default())
+        .operations
+        .redrive_dead_letters(pb::RedriveDeadLettersRequest::default())
         .await
         .expect_err("nothing named");
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -339,7 +350,8 @@ async fn a_wall_clock_stepped_back_does_not_hide_the_backlog(db: &TestDatabase) 
     // One version failed while the clock was ahead: retry in a minute, by that clock.
     let batch = lease(&mut client, 1, 0, 60).await;
     client
-        .sync.complete_batch(ipb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: batch.lease_id.clone(),
             failed: vec![ipb::FailedVersions {
                 version_ids: ids(&batch),
@@ -357,7 +369,8 @@ async fn a_wall_clock_stepped_back_does_not_hide_the_backlog(db: &TestDatabase) 
     let first = lease(&mut client, 10, 0, 60).await;
     assert_eq!(seqs(&first), vec![2, 3], "versions never attempted are due");
     client
-        .sync.complete_batch(ipb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: first.lease_id.clone(),
             ..Default::default()
         })
@@ -380,7 +393,8 @@ async fn versions_never_sent_are_postponed_without_an_attempt(db: &TestDatabase)
     fill(&mut client, 1, 0).await;
     let batch = lease(&mut client, 1, 0, 60).await;
     client
-        .sync.complete_batch(ipb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: batch.lease_id.clone(),
             failed: vec![ipb::FailedVersions {
                 version_ids: ids(&batch),

@@ -45,7 +45,8 @@ async fn amend(
     request: pb::AmendRequest,
 ) -> Result<pb::StoredReading, tonic::Status> {
     client
-        .operations.amend(request)
+        .operations
+        .amend(request)
         .await
         .map(|r| r.into_inner().reading.expect("reading"))
 }
@@ -82,7 +83,8 @@ async fn apply(
     next_cursor: u64,
 ) -> ipb::ApplyRemoteVersionsResponse {
     client
-        .sync.apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
+        .sync
+        .apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
             versions,
             policy: policy.into(),
             next_cursor,
@@ -116,11 +118,7 @@ fn clock_ahead_ms(reading: &pb::StoredReading) -> Option<i64> {
 }
 
 /// Amends `id` with a note, expecting success.
-async fn amend_note(
-    client: &mut StoreClients,
-    id: &str,
-    note: &str,
-) -> pb::StoredReading {
+async fn amend_note(client: &mut StoreClients, id: &str, note: &str) -> pb::StoredReading {
     amend(
         client,
         pb::AmendRequest {
@@ -135,7 +133,8 @@ async fn amend_note(
 
 async fn conflicts(client: &mut StoreClients) -> Vec<pb::ConflictEntry> {
     client
-        .operations.list_conflicts(pb::ListConflictsRequest::default())
+        .operations
+        .list_conflicts(pb::ListConflictsRequest::default())
         .await
         .expect("conflicts")
         .into_inner()
@@ -173,7 +172,8 @@ async fn an_amendment_is_a_new_current_version_queued_for_the_cloud(db: &TestDat
 
     // Both versions wait in the outbox; the amendment names its base.
     let leased = client
-        .sync.lease_batch(ipb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10,
             ..Default::default()
         })
@@ -405,7 +405,8 @@ async fn another_sites_reading_is_stored_under_its_origin(db: &TestDatabase) {
     .await
     .expect("amend a shared reading");
     let leased = client
-        .sync.lease_batch(ipb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10,
             ..Default::default()
         })
@@ -424,7 +425,8 @@ async fn another_sites_reading_is_stored_under_its_origin(db: &TestDatabase) {
     );
     assert_eq!(
         client
-            .sync.get_pull_cursor(ipb::GetPullCursorRequest {})
+            .sync
+            .get_pull_cursor(ipb::GetPullCursorRequest {})
             .await
             .expect("cursor")
             .into_inner()
@@ -557,7 +559,8 @@ async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &Test
         );
     }
     let leased = client
-        .sync.lease_batch(ipb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10,
             ..Default::default()
         })
@@ -583,7 +586,8 @@ async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &Test
     legacy.origin_seq = 77;
     legacy.version = Some(stamp(TOP_MS + 1, 0, "site-b"));
     let applied = client
-        .sync.apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
+        .sync
+        .apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
             versions: vec![legacy],
             policy: "lww".into(),
             next_cursor: 2,
@@ -600,7 +604,8 @@ async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &Test
     beyond.reading_id = "01900000-0000-7000-8000-00000000cccc".into();
     beyond.version = Some(stamp(ENCODING_MAX_MS + 1, 0, "site-b"));
     let err = client
-        .sync.apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
+        .sync
+        .apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
             versions: vec![beyond],
             policy: "lww".into(),
             next_cursor: 3,
@@ -648,7 +653,8 @@ async fn the_announced_bound_is_kept_and_used(db: &TestDatabase) {
         nanos: 0,
     };
     let applied = client
-        .sync.apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
+        .sync
+        .apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
             versions: vec![remote_of(
                 &first,
                 stamp(half_hour_ahead, 0, "cloud"),

@@ -67,7 +67,8 @@ fn batch(first: u32, now_us: i64) -> Vec<ipb::NewReading> {
 /// Leases up to 10,000 due versions, oldest first, as sync-svc does.
 async fn lease_all(client: &mut StoreClients) -> ipb::LeaseBatchResponse {
     client
-        .sync.lease_batch(ipb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10_000,
             newest_share_percent: 0,
             lease_duration: None,
@@ -88,7 +89,8 @@ async fn sync_everything(client: &mut StoreClients) -> usize {
         }
         synced += lease.versions.len();
         client
-            .sync.complete_batch(ipb::CompleteBatchRequest {
+            .sync
+            .complete_batch(ipb::CompleteBatchRequest {
                 lease_id: lease.lease_id,
                 synced_version_ids: lease.versions.iter().map(|v| v.version_id).collect(),
                 ..Default::default()
@@ -154,7 +156,8 @@ async fn ingest_past_the_budget_with_everything_synced_prunes_and_never_refuses(
     let rounds = 100;
     for round in 0..rounds {
         let reply = client
-            .ingest.append(ipb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: batch(round * BATCH + 1, SystemClock.now_us()),
             })
             .await;
@@ -247,7 +250,8 @@ async fn reject_refuses_once_full_keeps_everything_and_resumes_after_the_drain(d
     eventually(DEADLINE, "ingest accepted again", || async {
         let mut client = client.clone();
         client
-            .ingest.append(ipb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: batch(next, SystemClock.now_us()),
             })
             .await
@@ -309,7 +313,8 @@ async fn drop_oldest_unsynced_drops_exactly_the_oldest_and_counts_each(db: &Test
     let mut listed = Vec::new();
     loop {
         let page = client
-            .sync.list_unreported_drops(ipb::ListUnreportedDropsRequest { page_size: 1_000 })
+            .sync
+            .list_unreported_drops(ipb::ListUnreportedDropsRequest { page_size: 1_000 })
             .await
             .expect("list drops")
             .into_inner()
@@ -318,7 +323,8 @@ async fn drop_oldest_unsynced_drops_exactly_the_oldest_and_counts_each(db: &Test
             break;
         }
         let forgotten = client
-            .sync.forget_reported_drops(ipb::ForgetReportedDropsRequest {
+            .sync
+            .forget_reported_drops(ipb::ForgetReportedDropsRequest {
                 version_ids: page.iter().map(|d| d.version_id).collect(),
             })
             .await
@@ -365,7 +371,8 @@ async fn a_store_restarted_while_full_refuses_from_its_first_write(db: &TestData
     let store = start_budgeted(db, budget, Policy::Reject, "restart").await;
     let mut client = store.client.clone();
     let first = client
-        .ingest.append(ipb::AppendRequest {
+        .ingest
+        .append(ipb::AppendRequest {
             readings: batch(100_000, SystemClock.now_us()),
         })
         .await
@@ -418,7 +425,8 @@ async fn retention_prunes_old_synced_versions_only(db: &TestDatabase) {
         .iter()
         .partition(|v| new_seqs.contains(&v.seq));
     client
-        .sync.complete_batch(ipb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: lease.lease_id,
             synced_version_ids: newer.iter().map(|v| v.version_id).collect(),
             failed: vec![ipb::FailedVersions {

@@ -235,7 +235,8 @@ async fn queries_page_through_everything_with_filters(db: &TestDatabase) {
 
         // A token only continues the query it came from.
         let first = client
-            .readings.query_readings(pb::QueryReadingsRequest {
+            .readings
+            .query_readings(pb::QueryReadingsRequest {
                 sensor_id: "s-1".into(),
                 page_size: 2,
                 ..Default::default()
@@ -244,7 +245,8 @@ async fn queries_page_through_everything_with_filters(db: &TestDatabase) {
             .expect("page")
             .into_inner();
         let err = client
-            .readings.query_readings(pb::QueryReadingsRequest {
+            .readings
+            .query_readings(pb::QueryReadingsRequest {
                 sensor_id: "s-2".into(),
                 page_size: 2,
                 page_token: first.next_page_token,
@@ -479,7 +481,8 @@ async fn a_malformed_append_is_refused_whole_with_field_violations(db: &TestData
         bad.id = "nope".into();
         bad.humidity_percent = f64::INFINITY;
         let err = client
-            .ingest.append(ipb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: vec![reading(1, "s", T0_US), bad],
             })
             .await
@@ -518,7 +521,8 @@ async fn text_the_database_cannot_hold_is_refused_by_name(db: &TestDatabase) {
     };
 
     let err = client
-        .operations.amend(pb::AmendRequest {
+        .operations
+        .amend(pb::AmendRequest {
             reading_id: reading(1, "s", T0_US).id,
             note: Some("valve\0stuck".into()),
             ..Default::default()
@@ -548,7 +552,8 @@ async fn text_the_database_cannot_hold_is_refused_by_name(db: &TestDatabase) {
         ..Default::default()
     };
     let err = client
-        .sync.apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
+        .sync
+        .apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
             versions: vec![version],
             policy: "lww".into(),
             ..Default::default()

@@ -118,7 +118,8 @@ async fn every_failure_of_an_append_stores_nothing_and_the_next_one_starts_clean
         next += 5;
         faults.arm(WriteOp::Append, point, fault, 1);
         let refused = client
-            .ingest.append(ipb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: readings.clone(),
             })
             .await
@@ -182,7 +183,8 @@ async fn failures_in_a_row_leave_no_transaction_open_behind_later_writes(db: &Te
     );
     assert!(
         client
-            .ingest.append(ipb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: batch(1, 3)
             })
             .await
@@ -190,7 +192,8 @@ async fn failures_in_a_row_leave_no_transaction_open_behind_later_writes(db: &Te
     );
     assert!(
         client
-            .ingest.append(ipb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: batch(1, 3)
             })
             .await
@@ -233,7 +236,8 @@ async fn a_commit_whose_answer_was_lost_is_settled_by_the_retry(db: &TestDatabas
     );
     let readings = batch(1, 4);
     let lost = client
-        .ingest.append(ipb::AppendRequest {
+        .ingest
+        .append(ipb::AppendRequest {
             readings: readings.clone(),
         })
         .await
@@ -263,7 +267,8 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
 
     // The cloud's answer for a batch.
     let lease = client
-        .sync.lease_batch(ipb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10,
             ..Default::default()
         })
@@ -282,7 +287,8 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         1,
     );
     let failed = client
-        .sync.complete_batch(complete.clone())
+        .sync
+        .complete_batch(complete.clone())
         .await
         .expect_err("not recorded");
     assert_eq!(failed.code(), Code::Unavailable);
@@ -290,7 +296,8 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
     // Nothing is assumed about the failed completion: its lease is gone and
     // the outbox, read again, hands the same versions out at once.
     let again = client
-        .sync.lease_batch(ipb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10,
             ..Default::default()
         })
@@ -306,7 +313,8 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         complete.synced_version_ids
     );
     let done = client
-        .sync.complete_batch(ipb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: again.lease_id,
             ..complete
         })
@@ -328,12 +336,17 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         Fault::Error(disk_full(db)),
         1,
     );
-    let failed = client.operations.amend(amend.clone()).await.expect_err("not amended");
+    let failed = client
+        .operations
+        .amend(amend.clone())
+        .await
+        .expect_err("not amended");
     assert_eq!(failed.code(), Code::ResourceExhausted);
     let before = stats(&mut client).await;
     assert_eq!(before.total_versions, 10, "no version was added");
     let amended = client
-        .operations.amend(amend)
+        .operations
+        .amend(amend)
         .await
         .expect("amended on the retry")
         .into_inner()
@@ -355,7 +368,8 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         1,
     );
     let failed = client
-        .sync.apply_remote_versions(page.clone())
+        .sync
+        .apply_remote_versions(page.clone())
         .await
         .expect_err("not applied");
     assert_eq!(failed.code(), Code::ResourceExhausted);
@@ -363,7 +377,8 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         let mut client = client.clone();
         async move {
             client
-                .sync.get_pull_cursor(ipb::GetPullCursorRequest {})
+                .sync
+                .get_pull_cursor(ipb::GetPullCursorRequest {})
                 .await
                 .expect("cursor")
                 .into_inner()
@@ -372,7 +387,8 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
     };
     assert_eq!(cursor(&mut client).await, 0, "the cursor did not move");
     client
-        .sync.apply_remote_versions(page)
+        .sync
+        .apply_remote_versions(page)
         .await
         .expect("applied on the retry");
     assert_eq!(cursor(&mut client).await, 42);

@@ -202,14 +202,15 @@ async fn start_drain(
 }
 
 /// The site id from store-svc, asking until it answers or `stop`.
-async fn site_id(
-    store: &StoreClients,
-    status: &StatusBoard,
-    stop: &Shutdown,
-) -> Option<String> {
+async fn site_id(store: &StoreClients, status: &StatusBoard, stop: &Shutdown) -> Option<String> {
     let mut warned = false;
     loop {
-        match store.readings.clone().get_stats(pb::GetStatsRequest {}).await {
+        match store
+            .readings
+            .clone()
+            .get_stats(pb::GetStatsRequest {})
+            .await
+        {
             Ok(stats) => return Some(stats.into_inner().site_id),
             Err(err) => {
                 if !warned {
@@ -229,7 +230,13 @@ async fn site_id(
 /// Keeps the backlog figures in the status fresh.
 async fn refresh_backlog(drain: Arc<Drain>, stop: Shutdown) {
     loop {
-        if let Ok(stats) = drain.store.readings.clone().get_stats(pb::GetStatsRequest {}).await {
+        if let Ok(stats) = drain
+            .store
+            .readings
+            .clone()
+            .get_stats(pb::GetStatsRequest {})
+            .await
+        {
             let stats = stats.into_inner();
             drain.status.backlog(
                 stats.unsynced_versions,

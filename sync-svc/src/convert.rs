@@ -4,8 +4,8 @@
 //! so a field can never be mapped one way and forgotten the other.
 
 use edge_cloud_link::contract::{self, VersionRecord};
-use edge_proto::rules::{timestamp_to_us, us_to_timestamp};
 use edge_proto::internal::v1 as ipb;
+use edge_proto::rules::{timestamp_to_us, us_to_timestamp};
 use edge_proto::v1 as pb;
 
 /// The contract's record of an outbox version.

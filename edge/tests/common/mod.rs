@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
-use edge_testkit::StoreClients;
 use edge_runtime::{RuntimeArgs, ServeError, Shutdown};
+use edge_testkit::StoreClients;
 use edge_testkit::TestDatabase;
 use ingest_svc::{IngestApp, IngestConfig};
 use prost_types::Timestamp;

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use edge_cloud_link::{CloudLinkArgs, ProbeConfig};
 use edge_proto::v1 as pb;
-use edge_testkit::StoreClients;
 use edge_proto::v1::sync_service_client::SyncServiceClient;
 use edge_runtime::client::ClientArgs;
+use edge_testkit::StoreClients;
 use edge_testkit::TestDatabase;
 use store_svc::StoreConfig;
 use store_svc::hlc::{SystemClock, WallClock};
@@ -82,7 +82,8 @@ impl Site {
         let mut mesh = Mesh::start_clocked(db, clock, configure).await;
         let site_id = mesh
             .store_client
-            .readings.get_stats(pb::GetStatsRequest {})
+            .readings
+            .get_stats(pb::GetStatsRequest {})
             .await
             .expect("stats")
             .into_inner()
@@ -147,7 +148,8 @@ async fn start_sync(mesh: &Mesh, config: &SyncConfig) -> (Running, SyncServiceCl
 pub async fn stats(store: &StoreClients) -> pb::GetStatsResponse {
     store
         .clone()
-        .readings.get_stats(pb::GetStatsRequest {})
+        .readings
+        .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner()

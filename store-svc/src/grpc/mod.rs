@@ -117,7 +117,10 @@ fn page_size(requested: u32) -> Result<u32, StoreError> {
     match requested {
         0 => Ok(100),
         n if n <= MAX_PAGE => Ok(n),
-        _ => Err(violation("page_size", format!("must be at most {MAX_PAGE}"))),
+        _ => Err(violation(
+            "page_size",
+            format!("must be at most {MAX_PAGE}"),
+        )),
     }
 }
 

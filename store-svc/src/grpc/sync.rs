@@ -238,7 +238,9 @@ impl StoreSyncService for SyncGrpc {
             .forget_drops(&ids)
             .await
             .map_err(StoreError::from)?;
-        Ok(Response::new(ipb::ForgetReportedDropsResponse { forgotten }))
+        Ok(Response::new(ipb::ForgetReportedDropsResponse {
+            forgotten,
+        }))
     }
 
     async fn apply_remote_versions(

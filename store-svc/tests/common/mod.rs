@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
-use edge_testkit::StoreClients;
 use edge_runtime::{RuntimeArgs, Shutdown};
+use edge_testkit::StoreClients;
 use edge_testkit::TestDatabase;
 use prost_types::Timestamp;
 use store_svc::app::StartError;
@@ -113,7 +113,8 @@ pub async fn append(
     readings: Vec<ipb::NewReading>,
 ) -> Vec<ipb::AppendResult> {
     client
-        .ingest.append(ipb::AppendRequest { readings })
+        .ingest
+        .append(ipb::AppendRequest { readings })
         .await
         .expect("append")
         .into_inner()
@@ -122,7 +123,8 @@ pub async fn append(
 
 pub async fn stats(client: &mut StoreClients) -> pb::GetStatsResponse {
     client
-        .readings.get_stats(pb::GetStatsRequest {})
+        .readings
+        .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
         .into_inner()
