@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use edge_cloud::{AdminClient, FaultMode, Faults};
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_proto::v1::readings_service_client::ReadingsServiceClient;
 use edge_testkit::{EdgeCloud, EdgeUp};
 use tonic::transport::Channel;
 
@@ -56,11 +56,11 @@ fn latency_load(duration: Duration) -> LoadArgs {
     }
 }
 
-async fn store_client(site: &EdgeUp) -> anyhow::Result<StoreServiceClient<Channel>> {
-    Ok(StoreServiceClient::connect(site.store_url.clone()).await?)
+async fn store_client(site: &EdgeUp) -> anyhow::Result<ReadingsServiceClient<Channel>> {
+    Ok(ReadingsServiceClient::connect(site.store_url.clone()).await?)
 }
 
-async fn stats(store: &StoreServiceClient<Channel>) -> anyhow::Result<pb::GetStatsResponse> {
+async fn stats(store: &ReadingsServiceClient<Channel>) -> anyhow::Result<pb::GetStatsResponse> {
     Ok(store
         .clone()
         .get_stats(pb::GetStatsRequest {})

@@ -6,16 +6,32 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_proto::v1::operations_service_client::OperationsServiceClient;
+use edge_proto::v1::readings_service_client::ReadingsServiceClient;
 use edge_runtime::client::{ClientArgs, channel};
 use prost_types::Timestamp;
 use tonic::transport::Channel;
 
 use crate::cli::{Format, QueryArgs, StatsArgs, StoreTarget, SyncStateArg};
 
-pub(crate) fn client(target: &StoreTarget) -> anyhow::Result<StoreServiceClient<Channel>> {
+/// A client of store-svc's `edge.v1.ReadingsService` (`edge query`,
+/// `edge stats`): a read right is enough.
+pub(crate) fn readings_client(
+    target: &StoreTarget,
+) -> anyhow::Result<ReadingsServiceClient<Channel>> {
     Ok(
-        StoreServiceClient::new(channel(&target.store_url, &ClientArgs::default())?)
+        ReadingsServiceClient::new(channel(&target.store_url, &ClientArgs::default())?)
+            .max_decoding_message_size(edge_runtime::config::DEFAULT_MAX_MESSAGE_BYTES),
+    )
+}
+
+/// A client of store-svc's `edge.v1.OperationsService` (`edge amend`,
+/// `edge conflicts`, `edge dead-letters`): an operate right is needed.
+pub(crate) fn operations_client(
+    target: &StoreTarget,
+) -> anyhow::Result<OperationsServiceClient<Channel>> {
+    Ok(
+        OperationsServiceClient::new(channel(&target.store_url, &ClientArgs::default())?)
             .max_decoding_message_size(edge_runtime::config::DEFAULT_MAX_MESSAGE_BYTES),
     )
 }
@@ -115,7 +131,7 @@ pub(crate) fn state_name(state: i32) -> &'static str {
 
 /// `edge query`: every matching reading, page after page.
 pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
-    let mut store = client(&args.target)?;
+    let mut store = readings_client(&args.target)?;
     let mut request = pb::QueryReadingsRequest {
         sensor_id: args.sensor.clone().unwrap_or_default(),
         measured_from: args.from.map(Timestamp::from),
@@ -187,7 +203,7 @@ fn mib(bytes: u64) -> String {
 
 /// `edge stats`.
 pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
-    let s = client(&args.target)?
+    let s = readings_client(&args.target)?
         .get_stats(pb::GetStatsRequest {})
         .await
         .with_context(|| format!("stats from store-svc at {} failed", args.target.store_url))?

@@ -114,7 +114,7 @@ impl Reference {
             ),
             Section::of::<store_svc::StoreConfig>(
                 STORE,
-                "The site database behind `edge.v1.StoreService`.",
+                "The site database behind `edge.v1.ReadingsService` and `edge.v1.OperationsService`.",
                 "store-svc/src/config.rs",
             ),
             Section::of::<store_svc::storage::StorageArgs>(

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use edge_proto::service_names;
 use edge_proto::v1 as pb;
 use edge_proto::v1::cloud_health_service_client::CloudHealthServiceClient;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_proto::v1::readings_service_client::ReadingsServiceClient;
 use edge_proto::v1::sync_service_client::SyncServiceClient;
 use edge_runtime::client::{ClientArgs, channel};
 use health_svc::board::Serving;
@@ -79,8 +79,8 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Gathered> {
     let store_url = &args.store.store_url;
     let sync_url = &args.sync.sync_url;
     let health_client = CloudHealthServiceClient::new(channel(health_url, &client_args)?);
-    let store_client =
-        StoreServiceClient::new(channel(store_url, &client_args)?).max_decoding_message_size(max);
+    let store_client = ReadingsServiceClient::new(channel(store_url, &client_args)?)
+        .max_decoding_message_size(max);
     let sync_client = SyncServiceClient::new(channel(sync_url, &client_args)?);
 
     let health = ask("health-svc", health_url, args.timeout, async {
@@ -110,7 +110,7 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Gathered> {
     if health.is_err() {
         let targets = [
             ("ingest", &args.ingest.ingest_url, service_names::INGEST),
-            ("store", store_url, service_names::STORE),
+            ("store", store_url, service_names::READINGS),
             ("sync", sync_url, service_names::SYNC),
         ];
         let checks = targets.iter().map(|(name, url, service)| async move {

@@ -9,7 +9,7 @@ use tokio_stream::StreamExt as _;
 use tonic::transport::Channel;
 
 use crate::cli::{DeadLettersArgs, DeadLettersCommand, Format, SyncArgs, SyncCommand, SyncTarget};
-use crate::ops::{client as store_client, rfc3339};
+use crate::ops::{operations_client, rfc3339};
 
 fn sync_client(target: &SyncTarget) -> anyhow::Result<SyncServiceClient<Channel>> {
     Ok(SyncServiceClient::new(channel(
@@ -127,7 +127,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
 
 /// `edge dead-letters …`.
 pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<()> {
-    let mut store = store_client(&args.target)?;
+    let mut store = operations_client(&args.target)?;
     let cannot = || format!("cannot reach store-svc at {}", args.target.store_url);
     match args.command {
         DeadLettersCommand::List { limit, format } => {

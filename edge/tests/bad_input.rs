@@ -10,11 +10,12 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 use common::{Mesh, reading};
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
 use edge_proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
-use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_runtime::status::{MAX_VIOLATIONS, field_violations, header_list_size};
+use edge_testkit::StoreClients;
 use edge_testkit::{Backend, TestDatabase, on_both_backends};
 use prost::Message as _;
 use prost::bytes::BufMut as _;
@@ -295,8 +296,8 @@ async fn empty_and_over_limit_batches_are_invalid_argument_with_small_details() 
 async fn a_hostile_append_gets_bounded_details_that_a_standard_client_reads() {
     let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
     let mut mesh = Mesh::start(&db).await;
-    let mut store = StoreServiceClient::new(standard_client_channel(mesh.store.addr).await);
-    let bad = pb::NewReading {
+    let mut store = StoreClients::new(standard_client_channel(mesh.store.addr).await);
+    let bad = ipb::NewReading {
         id: "not-a-uuid".into(),
         sensor_id: "no spaces allowed".into(),
         temperature_celsius: f64::NAN,
@@ -307,7 +308,8 @@ async fn a_hostile_append_gets_bounded_details_that_a_standard_client_reads() {
     };
 
     let err = store
-        .append(pb::AppendRequest {
+        .ingest
+        .append(ipb::AppendRequest {
             readings: vec![bad; 10_000],
         })
         .await
@@ -520,8 +522,16 @@ async fn every_server_answers_undecodable_requests_with_invalid_argument() {
     let calls = [
         (&edge.ingest_url, "/edge.v1.IngestService/Ingest"),
         (&edge.ingest_url, "/edge.v1.IngestService/IngestStream"),
-        (&edge.store_url, "/edge.v1.StoreService/Append"),
-        (&edge.store_url, "/edge.v1.StoreService/QueryReadings"),
+        (
+            &edge.store_url,
+            "/edge.internal.v1.StoreIngestService/Append",
+        ),
+        (&edge.store_url, "/edge.v1.ReadingsService/QueryReadings"),
+        (&edge.store_url, "/edge.v1.OperationsService/Amend"),
+        (
+            &edge.store_url,
+            "/edge.internal.v1.StoreSyncService/LeaseBatch",
+        ),
         (&edge.sync_url, "/edge.v1.SyncService/GetStatus"),
         (&edge.sync_url, "/edge.v1.SyncService/WatchStatus"),
         (
@@ -565,9 +575,10 @@ async fn a_merged_append_refused_as_invalid_is_sent_again_call_by_call(db: &Test
         move |config| config.write_faults = Some(faults)
     })
     .await;
-    let client = StoreServiceClient::new(edge_runtime::trace_context::traced(
-        common::channel(store.addr).await,
-    ));
+    let client =
+        edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient::new(
+            edge_runtime::trace_context::traced(common::channel(store.addr).await),
+        );
     let appender = StoreAppender::spawn(client, 1, 4 << 20);
     // The database refuses the first Append's data, as PostgreSQL refuses a
     // value its text cannot hold (SQLSTATE 22021).
@@ -579,7 +590,7 @@ async fn a_merged_append_refused_as_invalid_is_sent_again_call_by_call(db: &Test
     );
     let call = |sensor: &str| {
         let mut r = reading(sensor, 20.0);
-        pb::NewReading {
+        ipb::NewReading {
             id: std::mem::take(&mut r.id),
             sensor_id: r.sensor_id,
             temperature_celsius: 20.0,

@@ -32,11 +32,10 @@ use std::time::Duration;
 use edge_cloud_link::CloudClient;
 use edge_cloud_link::contract::{self, AmendmentRequest, VersionRecord};
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_testkit::{Backend, InProcessCloud, TestDatabase, eventually, on_both_backends};
 use edge_versioning::{CLOUD_SITE_ID, History, Hlc, OffsetClock, Policy, Stamp, Version};
 use sync_svc::SyncConfig;
-use tonic::transport::Channel;
 
 use common::reading;
 use common::site::{Site, TOKEN, quick_sync};
@@ -211,7 +210,7 @@ impl TestSite {
         }
     }
 
-    fn store(&self) -> StoreServiceClient<Channel> {
+    fn store(&self) -> StoreClients {
         self.site.mesh.store_client.clone()
     }
 
@@ -260,6 +259,7 @@ impl TestSite {
         let base = stamp_of_pb(held[reading_id].version.as_ref());
         let amended = self
             .store()
+            .operations
             .amend(pb::AmendRequest {
                 reading_id: reading_id.to_owned(),
                 ..request
@@ -428,6 +428,7 @@ async fn assert_same_values(site: &TestSite, current: &HashMap<String, VersionRe
 
 async fn site_conflicts(site: &TestSite) -> Vec<pb::ConflictEntry> {
     site.store()
+        .operations
         .list_conflicts(pb::ListConflictsRequest {
             page_size: 1000,
             page_token: String::new(),

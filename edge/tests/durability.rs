@@ -8,7 +8,7 @@ use std::path::Path;
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_testkit::{EdgeUp, TestDatabase, on_both_backends, spawn_edge_up};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -68,7 +68,7 @@ async fn acknowledged_readings_survive_sigkill(db: &TestDatabase) {
     site.child.wait().await.expect("reaped");
 
     let site = edge_up(db).await;
-    let mut store = StoreServiceClient::connect(site.store_url.clone())
+    let mut store = StoreClients::connect(site.store_url.clone())
         .await
         .expect("connect store");
     let stored: std::collections::HashSet<String> = common::query_all(&mut store)

@@ -3,6 +3,7 @@
 
 mod common;
 
+use edge_runtime::Service as _;
 use std::time::Duration;
 
 use common::{Mesh, reading, start_ingest, start_store};
@@ -334,9 +335,7 @@ async fn with_store_down_ingest_is_unavailable_and_recovers_without_a_restart() 
         1,
         "the refused reading was not stored before"
     );
-    let mut store_client = edge_proto::v1::store_service_client::StoreServiceClient::new(
-        common::channel(store_addr).await,
-    );
+    let mut store_client = edge_testkit::StoreClients::new(common::channel(store_addr).await);
     assert_eq!(common::query_all(&mut store_client).await.len(), 2);
     ingest.stop().await;
     store.stop().await;
@@ -354,7 +353,7 @@ async fn health_and_reflection_answer_on_every_service() {
     let mesh = Mesh::start(&db).await;
     for (addr, service) in [
         (mesh.ingest.addr, edge_proto::service_names::INGEST),
-        (mesh.store.addr, edge_proto::service_names::STORE),
+        (mesh.store.addr, edge_proto::service_names::READINGS),
     ] {
         let channel = common::channel(addr).await;
         let mut health = HealthClient::new(channel.clone());
@@ -486,6 +485,7 @@ async fn edge_amend_corrects_a_reading_and_edge_conflicts_lists_the_log() {
     assert_eq!(stored[0].quality, pb::Quality::Bad as i32);
     let stats = mesh
         .store_client
+        .readings
         .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
@@ -641,5 +641,190 @@ async fn edge_up_refuses_a_database_from_a_newer_edge() {
         before
     );
     assert!(!db.data_dir.join("backups").exists());
+    db.cleanup().await;
+}
+
+/// One reflection request on `channel` (v1), its one reply.
+async fn reflect(
+    channel: &tonic::transport::Channel,
+    request: tonic_reflection::pb::v1::server_reflection_request::MessageRequest,
+) -> tonic_reflection::pb::v1::server_reflection_response::MessageResponse {
+    use tonic_reflection::pb::v1 as reflection;
+    let mut client =
+        reflection::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter([reflection::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(request),
+        }]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    replies
+        .message()
+        .await
+        .expect("reflection reply")
+        .expect("one reply")
+        .message_response
+        .expect("a reply with content")
+}
+
+/// The files reflection returns for a request, decoded.
+fn files(
+    reply: tonic_reflection::pb::v1::server_reflection_response::MessageResponse,
+    what: &str,
+) -> Vec<prost_types::FileDescriptorProto> {
+    use prost::Message as _;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let MessageResponse::FileDescriptorResponse(found) = reply else {
+        panic!("reflection cannot describe {what}: {reply:?}")
+    };
+    found
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("a file"))
+        .collect()
+}
+
+/// Each port's reflection lists exactly the services that port serves (plus
+/// health and reflection), never another port's: a client that lists a
+/// service can call it. And each listed service can be described the way
+/// `grpcurl describe` does: its file by symbol, then every file it imports by
+/// name, until every method's request and response message is declared.
+#[tokio::test]
+async fn each_port_lists_and_describes_exactly_the_services_it_serves() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use edge_proto::service_names as names;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let mesh = Mesh::start(&db).await;
+    let store_url = format!("http://{}", mesh.store.addr);
+    let sync_config = sync_svc::SyncConfig {
+        sync_addr: "127.0.0.1:0".parse().expect("address"),
+        ..sync_svc::SyncConfig::new()
+    };
+    let sync_app = sync_svc::SyncApp::build(
+        &sync_config,
+        &store_url,
+        &common::runtime_args(),
+        &edge_runtime::client::ClientArgs::default(),
+    )
+    .await
+    .expect("sync-svc starts");
+    let sync = common::Running::spawn(sync_app.local_addr(), |stop| {
+        tokio::spawn(sync_app.run(stop))
+    });
+    let health_config = health_svc::HealthConfig {
+        health_addr: "127.0.0.1:0".parse().expect("address"),
+        ..health_svc::HealthConfig::new()
+    };
+    let targets = health_svc::MeshTargets {
+        ingest_url: format!("http://{}", mesh.ingest.addr),
+        store_url,
+        sync_url: format!("http://{}", sync.addr),
+    };
+    let health_app = health_svc::HealthApp::build(
+        &health_config,
+        &edge_cloud_link::CloudLinkArgs::new(),
+        &targets,
+        &common::runtime_args(),
+    )
+    .await
+    .expect("health-svc starts");
+    let health = common::Running::spawn(health_app.local_addr(), |stop| {
+        tokio::spawn(health_app.run(stop))
+    });
+
+    let ports = [
+        ("ingest-svc", mesh.ingest.addr, vec![names::INGEST]),
+        (
+            "store-svc",
+            mesh.store.addr,
+            vec![
+                names::READINGS,
+                names::OPERATIONS,
+                names::STORE_INGEST,
+                names::STORE_SYNC,
+            ],
+        ),
+        ("sync-svc", sync.addr, vec![names::SYNC]),
+        ("health-svc", health.addr, vec![names::CLOUD_HEALTH]),
+    ];
+    for (service, addr, own) in ports {
+        let channel = common::channel(addr).await;
+        let MessageResponse::ListServicesResponse(list) =
+            reflect(&channel, MessageRequest::ListServices(String::new())).await
+        else {
+            panic!("{service}: unexpected reply to a list")
+        };
+        let listed: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
+        let expected: BTreeSet<String> = own
+            .iter()
+            .copied()
+            .chain([
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            ])
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(listed, expected, "{service} lists");
+
+        for name in &listed {
+            let mut known: BTreeMap<String, prost_types::FileDescriptorProto> = BTreeMap::new();
+            let mut pending = files(
+                reflect(&channel, MessageRequest::FileContainingSymbol(name.clone())).await,
+                name,
+            );
+            while let Some(file) = pending.pop() {
+                for import in &file.dependency {
+                    if !known.contains_key(import) && !pending.iter().any(|f| f.name() == import) {
+                        pending.extend(files(
+                            reflect(&channel, MessageRequest::FileByFilename(import.clone())).await,
+                            import,
+                        ));
+                    }
+                }
+                known.insert(file.name().to_owned(), file);
+            }
+            let declared: BTreeSet<String> = known
+                .values()
+                .flat_map(|f| {
+                    f.message_type
+                        .iter()
+                        .map(move |m| format!(".{}.{}", f.package(), m.name()))
+                })
+                .collect();
+            let described = known
+                .values()
+                .flat_map(|f| {
+                    f.service
+                        .iter()
+                        .map(move |s| (format!("{}.{}", f.package(), s.name()), s))
+                })
+                .find(|(full, _)| full == name)
+                .map(|(_, s)| s)
+                .unwrap_or_else(|| panic!("{service}: {name} is not in the file describing it"));
+            assert!(
+                !described.method.is_empty(),
+                "{service}: {name} has methods"
+            );
+            for method in &described.method {
+                for message in [method.input_type(), method.output_type()] {
+                    assert!(
+                        declared.contains(message),
+                        "{service}: {name}/{} uses {message}, which reflection cannot describe",
+                        method.name()
+                    );
+                }
+            }
+        }
+    }
+    health.stop().await;
+    sync.stop().await;
+    mesh.stop().await;
     db.cleanup().await;
 }

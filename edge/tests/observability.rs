@@ -152,7 +152,10 @@ async fn metrics_after_a_known_workload_count_what_was_ingested_and_synced() {
     );
     let appends = v(
         "grpc_server_requests_total",
-        &[("service", "edge.v1.StoreService"), ("method", "Append")],
+        &[
+            ("service", "edge.internal.v1.StoreIngestService"),
+            ("method", "Append"),
+        ],
     );
     assert!(
         (1.0..=f64::from(calls + 1)).contains(&appends),
@@ -287,7 +290,7 @@ async fn one_trace_follows_a_reading_from_the_gateway_through_ingest_into_store(
             .filter(|s| hex(&s.trace_id) == trace_id)
             .collect();
         let has = |name: &str| in_trace.iter().any(|s| s.name == name);
-        (has("edge.v1.IngestService/Ingest") && has("edge.v1.StoreService/Append"))
+        (has("edge.v1.IngestService/Ingest") && has("edge.internal.v1.StoreIngestService/Append"))
             .then_some(in_trace)
     })
     .await;
@@ -305,7 +308,7 @@ async fn one_trace_follows_a_reading_from_the_gateway_through_ingest_into_store(
     // The store's span descends from ingest's, through the Append call.
     let store = in_trace
         .iter()
-        .find(|s| s.name == "edge.v1.StoreService/Append")
+        .find(|s| s.name == "edge.internal.v1.StoreIngestService/Append")
         .expect("store span");
     let mut ancestor = hex(&store.parent_span_id);
     let mut hops = 0;
@@ -332,7 +335,7 @@ async fn one_trace_follows_a_reading_from_the_gateway_through_ingest_into_store(
             .filter(|s| s.name == "sync batch")
             .find(|batch| {
                 received.iter().any(|s| {
-                    s.name == "edge.v1.StoreService/CompleteBatch"
+                    s.name == "edge.internal.v1.StoreSyncService/CompleteBatch"
                         && s.trace_id == batch.trace_id
                         && s.parent_span_id == batch.span_id
                 })

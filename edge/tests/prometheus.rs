@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_testkit::{
     Backend, Prometheus, TestDatabase, eventually, prometheus_binary, spawn_edge_cloud,
     spawn_edge_up_with, spawn_prometheus,
@@ -82,10 +82,11 @@ async fn ingest(client: &IngestServiceClient<Channel>, n: usize, sensor: &str) {
 }
 
 /// Waits until the site holds `total` versions, all acknowledged by the cloud.
-async fn synced(store: &StoreServiceClient<Channel>, total: u64) {
+async fn synced(store: &StoreClients, total: u64) {
     eventually(DEADLINE, "the site to sync everything", || async {
         let stats = store
             .clone()
+            .readings
             .get_stats(pb::GetStatsRequest {})
             .await
             .ok()?
@@ -150,7 +151,7 @@ async fn prometheus_scrapes_edge_up_and_the_dashboard_queries_answer() {
         .await
         .expect("edge up");
     let ingest_client = IngestServiceClient::new(edge_testkit::connect(&site.ingest_url).await);
-    let store = StoreServiceClient::new(edge_testkit::connect(&site.store_url).await);
+    let store = StoreClients::new(edge_testkit::connect(&site.store_url).await);
 
     // Two rounds. The first is synced before Prometheus starts, so the sync
     // counters exist (a counter appears at its first push) and Prometheus's

@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::gateways::{Books, Fleet};
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_testkit::{
     EdgeUp, PostgresServer, StopMode, TestDatabase, Tmpfs, eventually, spawn_edge_up_with_env,
 };
@@ -77,7 +77,7 @@ async fn stop(fleet: Fleet) -> Books {
 /// Every reading the gateways were told was stored is stored under the seq
 /// they were told, and the site's seqs run 1..=N without a gap.
 async fn check_books(site: &EdgeUp, books: &Books) {
-    let mut store = StoreServiceClient::new(edge_testkit::connect(&site.store_url).await);
+    let mut store = StoreClients::new(edge_testkit::connect(&site.store_url).await);
     let stored = common::query_all(&mut store).await;
     let by_id: std::collections::HashMap<&str, u64> =
         stored.iter().map(|r| (r.id.as_str(), r.seq)).collect();
@@ -98,6 +98,7 @@ async fn check_books(site: &EdgeUp, books: &Books) {
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert!(seqs == expected, "the seqs have a gap or a repeat");
     let stats = store
+        .readings
         .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")

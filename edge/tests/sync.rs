@@ -10,9 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use edge_cloud::{AdminClient, FaultMode, Faults};
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_testkit::{
     TestDatabase, eventually, on_both_backends, spawn_edge_cloud, spawn_edge_up_with,
 };
@@ -62,7 +63,7 @@ async fn ingest(client: &IngestServiceClient<Channel>, n: usize, sensor: &str) -
 }
 
 /// Waits until the site's outbox is empty (dead letters aside).
-async fn drained(store: &StoreServiceClient<Channel>) -> pb::GetStatsResponse {
+async fn drained(store: &StoreClients) -> pb::GetStatsResponse {
     eventually(DEADLINE, "the outbox to drain", || async {
         let s = stats(store).await;
         (s.unsynced_versions == 0).then_some(s)
@@ -223,6 +224,7 @@ async fn rejected_versions_are_dead_lettered_reported_and_redriven(db: &TestData
     assert_eq!(after.dead_letters, 2, "exactly the two bad versions");
     let mut store = site.mesh.store_client.clone();
     let dead: HashSet<String> = store
+        .operations
         .list_dead_letters(pb::ListDeadLettersRequest::default())
         .await
         .expect("list")
@@ -264,6 +266,7 @@ async fn rejected_versions_are_dead_lettered_reported_and_redriven(db: &TestData
     // Once the cloud accepts them, a re-drive delivers them.
     cloud.mode(FaultMode::Normal).await;
     let redriven = store
+        .operations
         .redrive_dead_letters(pb::RedriveDeadLettersRequest {
             all: true,
             ..Default::default()
@@ -301,7 +304,8 @@ async fn ingest_never_waits_on_a_black_hole(db: &TestDatabase) {
         let mut store = store.clone();
         async move {
             let spare = store
-                .lease_batch(pb::LeaseBatchRequest {
+                .sync
+                .lease_batch(ipb::LeaseBatchRequest {
                     max_versions: 10,
                     newest_share_percent: 0,
                     lease_duration: None,
@@ -339,7 +343,7 @@ async fn ingest_never_waits_on_a_black_hole(db: &TestDatabase) {
     let s = stats(&store).await;
     assert_eq!(s.unsynced_versions, 2_100);
     // The hung push is abandoned at shutdown; nothing was lost.
-    let _ = store.get_stats(pb::GetStatsRequest {}).await;
+    let _ = store.readings.get_stats(pb::GetStatsRequest {}).await;
     site.stop().await;
     cloud.stop().await;
 }
@@ -567,7 +571,7 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
         .expect("edge up again");
     let ingest_client = IngestServiceClient::new(edge_testkit::connect(&site.ingest_url).await);
     acked.extend(ingest(&ingest_client, 5_000, "kill").await);
-    let store = StoreServiceClient::new(edge_testkit::connect(&site.store_url).await);
+    let store = StoreClients::new(edge_testkit::connect(&site.store_url).await);
     let pushes = admin.stats().await.expect("stats").pushes;
     eventually(DEADLINE, "pushes to the cloud again", || async {
         (admin.stats().await.ok()?.pushes > pushes).then_some(())

@@ -178,7 +178,7 @@ mod tests {
     fn board() -> HealthBoard {
         let service = ServiceHealth {
             name: "store",
-            grpc_service: "edge.v1.StoreService",
+            grpc_service: "edge.v1.ReadingsService",
             address: "http://127.0.0.1:1".into(),
             state: Serving::Unknown,
             since: SystemTime::UNIX_EPOCH,

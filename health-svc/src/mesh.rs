@@ -50,7 +50,7 @@ impl MeshTargets {
             },
             Target {
                 name: "store",
-                grpc_service: service_names::STORE,
+                grpc_service: service_names::READINGS,
                 url: self.store_url.clone(),
                 flag: "--store-url",
             },

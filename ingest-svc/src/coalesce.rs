@@ -24,9 +24,9 @@
 
 use std::sync::Arc;
 
+use edge_proto::internal::v1 as ipb;
+use edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient;
 use edge_proto::rules::MAX_APPEND_READINGS;
-use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_runtime::trace_context::TracedChannel;
 use opentelemetry::trace::TraceContextExt as _;
 use prost::Message as _;
@@ -44,9 +44,9 @@ const FRAMING_BYTES: usize = 1024;
 
 /// One caller's readings and where its results go.
 struct Call {
-    readings: Vec<pb::NewReading>,
+    readings: Vec<ipb::NewReading>,
     bytes: usize,
-    reply: oneshot::Sender<Result<Vec<pb::AppendResult>, Status>>,
+    reply: oneshot::Sender<Result<Vec<ipb::AppendResult>, Status>>,
     /// The caller's span, so the Append joins its trace.
     span: tracing::Span,
 }
@@ -61,7 +61,7 @@ impl StoreAppender {
     /// Starts the merging task. A merged request holds at most
     /// [`MAX_APPEND_READINGS`] readings and `max_message_bytes` encoded.
     pub fn spawn(
-        store: StoreServiceClient<TracedChannel>,
+        store: StoreIngestServiceClient<TracedChannel>,
         max_in_flight: usize,
         max_message_bytes: usize,
     ) -> StoreAppender {
@@ -77,8 +77,8 @@ impl StoreAppender {
     /// Appends `readings` on store-svc; one result per reading, in order.
     pub async fn append(
         &self,
-        readings: Vec<pb::NewReading>,
-    ) -> Result<Vec<pb::AppendResult>, Status> {
+        readings: Vec<ipb::NewReading>,
+    ) -> Result<Vec<ipb::AppendResult>, Status> {
         let bytes = readings.iter().map(|r| r.encoded_len() + 4).sum();
         let (reply, answer) = oneshot::channel();
         let closed = || Status::unavailable("ingest-svc's store client has stopped");
@@ -102,7 +102,7 @@ struct Limits {
 }
 
 async fn run(
-    store: StoreServiceClient<TracedChannel>,
+    store: StoreIngestServiceClient<TracedChannel>,
     mut calls: mpsc::Receiver<Call>,
     max_in_flight: usize,
     limits: Limits,
@@ -142,12 +142,12 @@ async fn run(
 }
 
 /// Sends one merged Append and answers every call in it.
-async fn send(mut store: StoreServiceClient<TracedChannel>, group: Vec<Call>) {
+async fn send(mut store: StoreIngestServiceClient<TracedChannel>, group: Vec<Call>) {
     let total = group.iter().map(|call| call.readings.len()).sum();
     let span = merged_span(&group, total);
     // Kept only while calls share the request: for sending them alone if
     // store-svc refuses the merged one as invalid.
-    let alone: Option<Vec<Vec<pb::NewReading>>> =
+    let alone: Option<Vec<Vec<ipb::NewReading>>> =
         (group.len() > 1).then(|| group.iter().map(|call| call.readings.clone()).collect());
     let mut merged = Vec::with_capacity(total);
     let mut replies = Vec::with_capacity(group.len());
@@ -196,12 +196,12 @@ fn merged_span(group: &[Call], readings: usize) -> tracing::Span {
 
 /// One Append, checked to answer once per reading.
 async fn append(
-    store: &mut StoreServiceClient<TracedChannel>,
-    readings: Vec<pb::NewReading>,
-) -> Result<Vec<pb::AppendResult>, Status> {
+    store: &mut StoreIngestServiceClient<TracedChannel>,
+    readings: Vec<ipb::NewReading>,
+) -> Result<Vec<ipb::AppendResult>, Status> {
     let sent = readings.len();
     let results = store
-        .append(pb::AppendRequest { readings })
+        .append(ipb::AppendRequest { readings })
         .await?
         .into_inner()
         .results;

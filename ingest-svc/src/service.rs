@@ -15,9 +15,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient;
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_server::IngestService;
-use edge_proto::v1::store_service_client::StoreServiceClient;
 use futures::{Stream, StreamExt};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
@@ -77,7 +77,7 @@ impl Ingestor {
         max_message_bytes: usize,
         store_in_flight: usize,
     ) -> Self {
-        let client = StoreServiceClient::new(edge_runtime::trace_context::traced(channel))
+        let client = StoreIngestServiceClient::new(edge_runtime::trace_context::traced(channel))
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes);
         Self {

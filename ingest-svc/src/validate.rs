@@ -101,7 +101,7 @@ impl Limits {
         &self,
         r: pb::Reading,
         received_at: Timestamp,
-    ) -> Result<pb::NewReading, Rejection> {
+    ) -> Result<edge_proto::internal::v1::NewReading, Rejection> {
         let mut errors = Vec::new();
         let id = if r.id.is_empty() {
             Uuid::now_v7().hyphenated().to_string()
@@ -153,7 +153,7 @@ impl Limits {
         if !errors.is_empty() {
             return Err(Rejection { id, errors });
         }
-        Ok(pb::NewReading {
+        Ok(edge_proto::internal::v1::NewReading {
             id,
             sensor_id: r.sensor_id,
             temperature_celsius: temperature,

@@ -10,7 +10,8 @@ pub const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
 pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
 /// Longest sensor id.
 pub const MAX_SENSOR_ID_LEN: usize = 128;
-/// Most readings one `StoreService.Append` takes (store.proto). ingest-svc's
+/// Most readings one `StoreIngestService.Append` takes
+/// (`edge/internal/v1/store_ingest.proto`). ingest-svc's
 /// batch limit must stay within it.
 pub const MAX_APPEND_READINGS: usize = 10_000;
 

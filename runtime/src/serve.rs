@@ -5,7 +5,7 @@
 //!   NOT_SERVING as soon as shutdown starts (so Kubernetes and load balancers
 //!   stop sending before the listener closes);
 //! - server reflection v1 and v1alpha, so both `grpcurl` and `buf curl` work
-//!   without proto files;
+//!   without proto files, listing exactly the services this server serves;
 //! - a tracing span per call, joined to the caller's W3C trace context;
 //! - the request metrics of [`crate::grpc_metrics`].
 //!
@@ -57,6 +57,26 @@ pub enum ServeError {
     /// The HTTP/2 server failed.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// Reflection for a server serving `services`: it lists exactly those, health
+/// and reflection itself, so a port never advertises a service another port
+/// serves (and answers UNIMPLEMENTED for). Every descriptor set is still
+/// registered, so each message those services use can be described, whichever
+/// file or package declares it.
+fn reflection<'a>(services: &[&'static str]) -> tonic_reflection::server::Builder<'a> {
+    let builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(edge_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Both versions listed are described by both (each builder adds only
+        // its own version's file otherwise).
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
+    services
+        .iter()
+        .copied()
+        .chain([HEALTH_SERVICE, REFLECTION_V1, REFLECTION_V1ALPHA])
+        .fold(builder, |builder, name| builder.with_service_name(name))
 }
 
 /// A gRPC server under construction: a bound listener and the services to run.
@@ -148,14 +168,8 @@ impl GrpcServer {
             .set_service_status("", ServingStatus::Serving)
             .await;
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(edge_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(edge_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection_v1 = reflection(&names).build_v1()?;
+        let reflection_v1alpha = reflection(&names).build_v1alpha()?;
 
         let mut routes = self.routes;
         routes

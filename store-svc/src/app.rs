@@ -5,7 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use edge_proto::v1::store_service_server::StoreServiceServer;
+use edge_proto::internal::v1::store_ingest_service_server::StoreIngestServiceServer;
+use edge_proto::internal::v1::store_sync_service_server::StoreSyncServiceServer;
+use edge_proto::v1::operations_service_server::OperationsServiceServer;
+use edge_proto::v1::readings_service_server::ReadingsServiceServer;
 use edge_runtime::{BindError, GrpcServer, RuntimeArgs, ServeError, Service, Shutdown};
 use tokio::task::JoinHandle;
 
@@ -71,16 +74,22 @@ impl StoreApp {
         ));
         let (writer, writer_task) =
             Writer::spawn(db.clone(), budget.clone(), config.group_commit_max_rows);
-        let service = StoreServiceServer::new(StoreGrpc::new(
-            writer,
-            db.clone(),
-            leases,
-            budget.clone(),
-            clock.clone(),
-        ))
-        .max_decoding_message_size(runtime.max_message_bytes)
-        .max_encoding_message_size(runtime.max_message_bytes);
-        let server = server.add_service(service);
+        let grpc = StoreGrpc::new(writer, db.clone(), leases, budget.clone(), clock.clone());
+        // Every service on this port takes and sends messages up to the same
+        // --max-message-bytes.
+        let max = runtime.max_message_bytes;
+        macro_rules! sized {
+            ($server:expr) => {
+                $server
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max)
+            };
+        }
+        let server = server
+            .add_service(sized!(ReadingsServiceServer::new(grpc.readings())))
+            .add_service(sized!(OperationsServiceServer::new(grpc.operations())))
+            .add_service(sized!(StoreIngestServiceServer::new(grpc.ingest())))
+            .add_service(sized!(StoreSyncServiceServer::new(grpc.sync())));
         Ok(StoreApp {
             server,
             db,

@@ -7,7 +7,8 @@ use edge_runtime::RuntimeArgs;
 
 use crate::StoreConfig;
 
-/// store-svc: the edge site's database behind edge.v1.StoreService.
+/// store-svc: the edge site's database behind edge.v1.ReadingsService and
+/// edge.v1.OperationsService (and the mesh's internal store calls).
 #[derive(Parser)]
 #[command(name = "store-svc", version, about)]
 pub struct Cli {

@@ -1,4 +1,6 @@
-//! store-svc: the site's database behind `edge.v1.StoreService`.
+//! store-svc: the site's database behind `edge.v1.ReadingsService`,
+//! `edge.v1.OperationsService` and the mesh's internal
+//! `edge.internal.v1.StoreIngestService` and `StoreSyncService`.
 //!
 //! A tour:
 //! - [`model`]: validated domain types built from proto messages;
@@ -11,8 +13,8 @@
 //! - [`storage`]: retention, the storage budget and its policy;
 //! - [`gauges`]: the books as Prometheus gauges, and [`eta`] their
 //!   forecasts (backlog drained, storage full);
-//! - [`grpc`]: the StoreService handlers and the one mapping from errors to
-//!   gRPC statuses;
+//! - [`grpc`]: the four services' handlers, one module each, and the one
+//!   mapping from errors to gRPC statuses;
 //! - [`config`] and [`app`]: flags, and building and running the service;
 //! - [`cli`]: the binary's command line.
 

@@ -110,7 +110,10 @@ pub struct NewReading {
 impl NewReading {
     /// Validates one proto reading; `path` prefixes field names in violations
     /// (e.g. `readings[3]`).
-    pub fn from_proto(p: pb::NewReading, path: &str) -> Result<NewReading, Vec<FieldViolation>> {
+    pub fn from_proto(
+        p: edge_proto::internal::v1::NewReading,
+        path: &str,
+    ) -> Result<NewReading, Vec<FieldViolation>> {
         let mut errors = Vec::new();
         let mut err = |field: &str, reason: &str| {
             errors.push((format!("{path}.{field}"), reason.to_owned()));

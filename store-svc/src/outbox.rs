@@ -118,6 +118,18 @@ pub struct DeadLetterEntry {
     pub dead_letter_reported: bool,
 }
 
+impl DeadLetterEntry {
+    /// The proto form, the same for operators (`ListDeadLetters`) and for
+    /// sync-svc (`ListUnreportedDeadLetters`).
+    pub fn into_proto(self) -> pb::DeadLetter {
+        pb::DeadLetter {
+            dead_lettered_at: Some(us_to_timestamp(self.dead_lettered_at_us)),
+            reported: self.dead_letter_reported,
+            version: Some(self.entry.into_proto()),
+        }
+    }
+}
+
 /// Versions whose push failed for one reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedGroup {

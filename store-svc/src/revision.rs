@@ -314,7 +314,7 @@ pub struct RemotePage {
 /// Validates one page of the change feed, naming each bad field by its
 /// index (`versions[3].version.site_id`).
 pub fn remote_page_from_proto(
-    request: &pb::ApplyRemoteVersionsRequest,
+    request: &edge_proto::internal::v1::ApplyRemoteVersionsRequest,
 ) -> Result<RemotePage, Violations> {
     let mut violations = Vec::new();
     let policy =

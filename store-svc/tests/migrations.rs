@@ -11,14 +11,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_runtime::{RuntimeArgs, Shutdown};
+use edge_testkit::StoreClients;
 use edge_testkit::{TestDatabase, on_both_backends, query_all};
 use sqlx::migrate::Migrator;
 use store_svc::hlc::SystemClock;
 use store_svc::{StoreApp, StoreConfig};
-use tonic::transport::Channel;
 
 /// 2026-11-23T00:00:00Z.
 const T0_US: i64 = 1_795_392_000_000_000;
@@ -137,7 +137,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     let addr = app.local_addr();
     let stop = Shutdown::new();
     let task = tokio::spawn(app.run(stop.clone()));
-    let mut client = StoreServiceClient::connect(format!("http://{addr}"))
+    let mut client = StoreClients::connect(format!("http://{addr}"))
         .await
         .expect("connect");
 
@@ -150,8 +150,8 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     }
 
     // New readings after the upgrade continue the old sequence.
-    let new: Vec<pb::NewReading> = (41..=55u32)
-        .map(|n| pb::NewReading {
+    let new: Vec<ipb::NewReading> = (41..=55u32)
+        .map(|n| ipb::NewReading {
             id: format!("01900000-0000-7000-8000-{n:012}"),
             sensor_id: format!("old-{}", n % 3),
             temperature_celsius: 21.0,
@@ -168,7 +168,8 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
         })
         .collect();
     let results = client
-        .append(pb::AppendRequest {
+        .ingest
+        .append(ipb::AppendRequest {
             readings: new.clone(),
         })
         .await
@@ -188,6 +189,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     }
 
     let stats = client
+        .readings
         .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
@@ -241,7 +243,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
 }
 
 /// Every seq stored for `sensor`, paging 4 at a time.
-async fn by_sensor(client: &mut StoreServiceClient<Channel>, sensor: &str) -> Vec<u64> {
+async fn by_sensor(client: &mut StoreClients, sensor: &str) -> Vec<u64> {
     let request = pb::QueryReadingsRequest {
         sensor_id: sensor.into(),
         page_size: 4,
@@ -256,7 +258,7 @@ async fn by_sensor(client: &mut StoreServiceClient<Channel>, sensor: &str) -> Ve
 
 /// The seqs of `sensor`'s old readings and of `new` (stored as `seqs`), in
 /// (measured_at, seq) order.
-fn expected(sensor: &str, new: &[pb::NewReading], seqs: &[u64]) -> Vec<u64> {
+fn expected(sensor: &str, new: &[ipb::NewReading], seqs: &[u64]) -> Vec<u64> {
     let mut want: Vec<(i64, u64)> = old_readings()
         .into_iter()
         .filter(|(_, _, s, _)| s == sensor)
@@ -543,7 +545,7 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
 
     let mut store = StoreProcess::spawn(db, &[]);
     let addr = store.listening().await;
-    let mut client = StoreServiceClient::connect(format!("http://{addr}"))
+    let mut client = StoreClients::connect(format!("http://{addr}"))
         .await
         .expect("connect");
     for sensor in ["old-0", "old-1", "old-2"] {
@@ -552,8 +554,8 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
             expected(sensor, &[], &[])
         );
     }
-    let new: Vec<pb::NewReading> = (41..=45u32)
-        .map(|n| pb::NewReading {
+    let new: Vec<ipb::NewReading> = (41..=45u32)
+        .map(|n| ipb::NewReading {
             id: format!("01900000-0000-7000-8000-{n:012}"),
             sensor_id: format!("old-{}", n % 3),
             temperature_celsius: 21.0,
@@ -570,7 +572,8 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
         })
         .collect();
     let results = client
-        .append(pb::AppendRequest { readings: new })
+        .ingest
+        .append(ipb::AppendRequest { readings: new })
         .await
         .expect("append")
         .into_inner()
@@ -578,6 +581,7 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
     let seqs: Vec<u64> = results.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (41..=45).collect::<Vec<u64>>(), "seqs continue");
     let stats = client
+        .readings
         .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")

@@ -3,24 +3,25 @@
 
 use std::time::Duration;
 
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_testkit::{TestDatabase, eventually, on_both_backends, query_all};
 use tonic::Code;
-use tonic::transport::Channel;
 
 mod common;
 
 use common::*;
 
 async fn lease(
-    client: &mut StoreServiceClient<Channel>,
+    client: &mut StoreClients,
     max_versions: u32,
     newest_share_percent: u32,
     lease_secs: i64,
-) -> pb::LeaseBatchResponse {
+) -> ipb::LeaseBatchResponse {
     client
-        .lease_batch(pb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions,
             newest_share_percent,
             lease_duration: Some(prost_types::Duration {
@@ -33,17 +34,17 @@ async fn lease(
         .into_inner()
 }
 
-fn seqs(batch: &pb::LeaseBatchResponse) -> Vec<u64> {
+fn seqs(batch: &ipb::LeaseBatchResponse) -> Vec<u64> {
     batch.versions.iter().map(|v| v.seq).collect()
 }
 
-fn ids(batch: &pb::LeaseBatchResponse) -> Vec<u64> {
+fn ids(batch: &ipb::LeaseBatchResponse) -> Vec<u64> {
     batch.versions.iter().map(|v| v.version_id).collect()
 }
 
 /// Appends `n` normal readings, then `critical` critical ones.
-async fn fill(client: &mut StoreServiceClient<Channel>, n: u32, critical: u32) {
-    let mut readings: Vec<pb::NewReading> = (1..=n)
+async fn fill(client: &mut StoreClients, n: u32, critical: u32) {
+    let mut readings: Vec<ipb::NewReading> = (1..=n)
         .map(|i| reading(i, "s-1", T0_US + i64::from(i)))
         .collect();
     for i in 0..critical {
@@ -54,7 +55,7 @@ async fn fill(client: &mut StoreServiceClient<Channel>, n: u32, critical: u32) {
     append(client, readings).await;
 }
 
-async fn state_of(client: &mut StoreServiceClient<Channel>, state: pb::SyncState) -> Vec<u64> {
+async fn state_of(client: &mut StoreClients, state: pb::SyncState) -> Vec<u64> {
     let mut rows: Vec<u64> = query_all(
         client,
         pb::QueryReadingsRequest {
@@ -119,14 +120,15 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
     let batch = lease(&mut client, 6, 0, 60).await;
     let v = ids(&batch);
     let done = client
-        .complete_batch(pb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: batch.lease_id.clone(),
             synced_version_ids: vec![v[0], v[1], v[2]],
-            rejected: vec![pb::RejectedVersion {
+            rejected: vec![ipb::RejectedVersion {
                 version_id: v[3],
                 reason: "sensor s-1 is not registered".into(),
             }],
-            failed: vec![pb::FailedVersions {
+            failed: vec![ipb::FailedVersions {
                 version_ids: vec![v[4]],
                 error: "HTTP 503".into(),
                 not_attempted: false,
@@ -140,7 +142,8 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
     assert_eq!((done.synced, done.dead_lettered, done.failed), (3, 1, 1));
     // Acknowledging again changes nothing.
     let again = client
-        .complete_batch(pb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             synced_version_ids: vec![v[0], v[1], v[2]],
             ..Default::default()
         })
@@ -178,6 +181,7 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
 
     // Dead letters: listed, reported, re-driven.
     let listed = client
+        .operations
         .list_dead_letters(pb::ListDeadLettersRequest {
             unreported_only: true,
             ..Default::default()
@@ -191,12 +195,14 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
     assert_eq!((dead_version.seq, dead.reported), (4, false));
     assert_eq!(dead_version.last_error, "sensor s-1 is not registered");
     client
-        .mark_dead_letters_reported(pb::MarkDeadLettersReportedRequest {
+        .sync
+        .mark_dead_letters_reported(ipb::MarkDeadLettersReportedRequest {
             version_ids: vec![dead_version.version_id],
         })
         .await
         .expect("mark");
     let unreported = client
+        .operations
         .list_dead_letters(pb::ListDeadLettersRequest {
             unreported_only: true,
             ..Default::default()
@@ -206,6 +212,7 @@ async fn completion_syncs_dead_letters_and_delays(db: &TestDatabase) {
         .into_inner();
     assert!(unreported.dead_letters.is_empty());
     let redriven = client
+        .operations
         .redrive_dead_letters(pb::RedriveDeadLettersRequest {
             all: true,
             ..Default::default()
@@ -234,9 +241,10 @@ async fn repeated_failures_flag_versions_stuck_but_keep_them(db: &TestDatabase) 
         let batch = lease(&mut client, 10, 0, 60).await;
         assert_eq!(batch.versions.len(), 2, "attempt {attempt}: still retried");
         let done = client
-            .complete_batch(pb::CompleteBatchRequest {
+            .sync
+            .complete_batch(ipb::CompleteBatchRequest {
                 lease_id: batch.lease_id.clone(),
-                failed: vec![pb::FailedVersions {
+                failed: vec![ipb::FailedVersions {
                     version_ids: ids(&batch),
                     error: "timeout".into(),
                     not_attempted: false,
@@ -292,7 +300,8 @@ async fn bad_outbox_requests_name_the_field(db: &TestDatabase) {
         .expect("start");
     let mut client = store.client.clone();
     let err = client
-        .lease_batch(pb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 0,
             ..Default::default()
         })
@@ -304,8 +313,9 @@ async fn bad_outbox_requests_name_the_field(db: &TestDatabase) {
     assert_eq!(details.field_violations[0].field, "max_versions");
 
     let err = client
-        .complete_batch(pb::CompleteBatchRequest {
-            failed: vec![pb::FailedVersions {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
+            failed: vec![ipb::FailedVersions {
                 version_ids: vec![1],
                 error: "x".into(),
                 not_attempted: false,
@@ -319,6 +329,7 @@ async fn bad_outbox_requests_name_the_field(db: &TestDatabase) {
     assert_eq!(details.field_violations[0].field, "failed[0].retry_at");
 
     let err = client
+        .operations
         .redrive_dead_letters(pb::RedriveDeadLettersRequest::default())
         .await
         .expect_err("nothing named");
@@ -339,9 +350,10 @@ async fn a_wall_clock_stepped_back_does_not_hide_the_backlog(db: &TestDatabase) 
     // One version failed while the clock was ahead: retry in a minute, by that clock.
     let batch = lease(&mut client, 1, 0, 60).await;
     client
-        .complete_batch(pb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: batch.lease_id.clone(),
-            failed: vec![pb::FailedVersions {
+            failed: vec![ipb::FailedVersions {
                 version_ids: ids(&batch),
                 error: "HTTP 503".into(),
                 not_attempted: false,
@@ -357,7 +369,8 @@ async fn a_wall_clock_stepped_back_does_not_hide_the_backlog(db: &TestDatabase) 
     let first = lease(&mut client, 10, 0, 60).await;
     assert_eq!(seqs(&first), vec![2, 3], "versions never attempted are due");
     client
-        .complete_batch(pb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: first.lease_id.clone(),
             ..Default::default()
         })
@@ -380,9 +393,10 @@ async fn versions_never_sent_are_postponed_without_an_attempt(db: &TestDatabase)
     fill(&mut client, 1, 0).await;
     let batch = lease(&mut client, 1, 0, 60).await;
     client
-        .complete_batch(pb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: batch.lease_id.clone(),
-            failed: vec![pb::FailedVersions {
+            failed: vec![ipb::FailedVersions {
                 version_ids: ids(&batch),
                 error: String::new(),
                 retry_at: ts(T0_US + 60_000_000),

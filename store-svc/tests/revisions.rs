@@ -4,11 +4,11 @@
 //! stamps are stored and flagged but move the clock only up to the bound,
 //! and amending works whatever the stamps.
 
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_testkit::{TestDatabase, on_both_backends, query_all};
 use tonic::Code;
-use tonic::transport::Channel;
 
 mod common;
 
@@ -32,7 +32,7 @@ fn hlc_of(v: &Option<pb::VersionStamp>) -> (u64, u32) {
     (hlc.physical_ms, hlc.logical)
 }
 
-async fn current(client: &mut StoreServiceClient<Channel>, id: &str) -> pb::StoredReading {
+async fn current(client: &mut StoreClients, id: &str) -> pb::StoredReading {
     query_all(client, pb::QueryReadingsRequest::default())
         .await
         .into_iter()
@@ -41,10 +41,11 @@ async fn current(client: &mut StoreServiceClient<Channel>, id: &str) -> pb::Stor
 }
 
 async fn amend(
-    client: &mut StoreServiceClient<Channel>,
+    client: &mut StoreClients,
     request: pb::AmendRequest,
 ) -> Result<pb::StoredReading, tonic::Status> {
     client
+        .operations
         .amend(request)
         .await
         .map(|r| r.into_inner().reading.expect("reading"))
@@ -56,8 +57,8 @@ fn remote_of(
     version: pb::VersionStamp,
     base: Option<pb::VersionStamp>,
     temperature: f64,
-) -> pb::RemoteVersion {
-    pb::RemoteVersion {
+) -> ipb::RemoteVersion {
+    ipb::RemoteVersion {
         reading_id: reading.id.clone(),
         origin_site_id: reading.site_id.clone(),
         origin_seq: reading.seq,
@@ -76,13 +77,14 @@ fn remote_of(
 }
 
 async fn apply(
-    client: &mut StoreServiceClient<Channel>,
-    versions: Vec<pb::RemoteVersion>,
+    client: &mut StoreClients,
+    versions: Vec<ipb::RemoteVersion>,
     policy: &str,
     next_cursor: u64,
-) -> pb::ApplyRemoteVersionsResponse {
+) -> ipb::ApplyRemoteVersionsResponse {
     client
-        .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
+        .sync
+        .apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
             versions,
             policy: policy.into(),
             next_cursor,
@@ -104,7 +106,7 @@ fn ms_of(us: i64) -> u64 {
 }
 
 /// The site's clock as its stats show it.
-async fn site_clock(client: &mut StoreServiceClient<Channel>) -> (u64, u32) {
+async fn site_clock(client: &mut StoreClients) -> (u64, u32) {
     let hlc = stats(client).await.hlc.expect("an HLC");
     (hlc.physical_ms, hlc.logical)
 }
@@ -116,11 +118,7 @@ fn clock_ahead_ms(reading: &pb::StoredReading) -> Option<i64> {
 }
 
 /// Amends `id` with a note, expecting success.
-async fn amend_note(
-    client: &mut StoreServiceClient<Channel>,
-    id: &str,
-    note: &str,
-) -> pb::StoredReading {
+async fn amend_note(client: &mut StoreClients, id: &str, note: &str) -> pb::StoredReading {
     amend(
         client,
         pb::AmendRequest {
@@ -133,8 +131,9 @@ async fn amend_note(
     .unwrap_or_else(|e| panic!("amending {id} ({note}): {e:?}"))
 }
 
-async fn conflicts(client: &mut StoreServiceClient<Channel>) -> Vec<pb::ConflictEntry> {
+async fn conflicts(client: &mut StoreClients) -> Vec<pb::ConflictEntry> {
     client
+        .operations
         .list_conflicts(pb::ListConflictsRequest::default())
         .await
         .expect("conflicts")
@@ -173,7 +172,8 @@ async fn an_amendment_is_a_new_current_version_queued_for_the_cloud(db: &TestDat
 
     // Both versions wait in the outbox; the amendment names its base.
     let leased = client
-        .lease_batch(pb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10,
             ..Default::default()
         })
@@ -405,7 +405,8 @@ async fn another_sites_reading_is_stored_under_its_origin(db: &TestDatabase) {
     .await
     .expect("amend a shared reading");
     let leased = client
-        .lease_batch(pb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10,
             ..Default::default()
         })
@@ -424,7 +425,8 @@ async fn another_sites_reading_is_stored_under_its_origin(db: &TestDatabase) {
     );
     assert_eq!(
         client
-            .get_pull_cursor(pb::GetPullCursorRequest {})
+            .sync
+            .get_pull_cursor(ipb::GetPullCursorRequest {})
             .await
             .expect("cursor")
             .into_inner()
@@ -557,7 +559,8 @@ async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &Test
         );
     }
     let leased = client
-        .lease_batch(pb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10,
             ..Default::default()
         })
@@ -583,7 +586,8 @@ async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &Test
     legacy.origin_seq = 77;
     legacy.version = Some(stamp(TOP_MS + 1, 0, "site-b"));
     let applied = client
-        .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
+        .sync
+        .apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
             versions: vec![legacy],
             policy: "lww".into(),
             next_cursor: 2,
@@ -600,7 +604,8 @@ async fn a_version_near_the_clocks_limit_is_kept_flagged_and_amendable(db: &Test
     beyond.reading_id = "01900000-0000-7000-8000-00000000cccc".into();
     beyond.version = Some(stamp(ENCODING_MAX_MS + 1, 0, "site-b"));
     let err = client
-        .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
+        .sync
+        .apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
             versions: vec![beyond],
             policy: "lww".into(),
             next_cursor: 3,
@@ -648,7 +653,8 @@ async fn the_announced_bound_is_kept_and_used(db: &TestDatabase) {
         nanos: 0,
     };
     let applied = client
-        .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
+        .sync
+        .apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
             versions: vec![remote_of(
                 &first,
                 stamp(half_hour_ahead, 0, "cloud"),

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_testkit::{TestDatabase, Tmpfs, eventually, on_both_backends};
 use store_svc::StoreConfig;
 use store_svc::hlc::{SystemClock, WallClock};
 use store_svc::storage::{DiskProbe, DiskSpace, Policy, Reserve};
 use tonic::Code;
-use tonic::transport::Channel;
 
 use common::{RunningStore, T0_US, TestClock, append, reading, stats, ts};
 
@@ -58,16 +58,17 @@ async fn start_budgeted(
 }
 
 /// `BATCH` readings numbered from `first`, received now.
-fn batch(first: u32, now_us: i64) -> Vec<pb::NewReading> {
+fn batch(first: u32, now_us: i64) -> Vec<ipb::NewReading> {
     (first..first + BATCH)
         .map(|n| reading(n, &format!("s-{}", n % 7), now_us))
         .collect()
 }
 
 /// Leases up to 10,000 due versions, oldest first, as sync-svc does.
-async fn lease_all(client: &mut StoreServiceClient<Channel>) -> pb::LeaseBatchResponse {
+async fn lease_all(client: &mut StoreClients) -> ipb::LeaseBatchResponse {
     client
-        .lease_batch(pb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10_000,
             newest_share_percent: 0,
             lease_duration: None,
@@ -79,7 +80,7 @@ async fn lease_all(client: &mut StoreServiceClient<Channel>) -> pb::LeaseBatchRe
 
 /// Acts as sync-svc with a cloud that accepts everything: leases and
 /// completes until nothing is due. Returns the versions synced.
-async fn sync_everything(client: &mut StoreServiceClient<Channel>) -> usize {
+async fn sync_everything(client: &mut StoreClients) -> usize {
     let mut synced = 0;
     loop {
         let lease = lease_all(client).await;
@@ -88,7 +89,8 @@ async fn sync_everything(client: &mut StoreServiceClient<Channel>) -> usize {
         }
         synced += lease.versions.len();
         client
-            .complete_batch(pb::CompleteBatchRequest {
+            .sync
+            .complete_batch(ipb::CompleteBatchRequest {
                 lease_id: lease.lease_id,
                 synced_version_ids: lease.versions.iter().map(|v| v.version_id).collect(),
                 ..Default::default()
@@ -103,7 +105,7 @@ fn storage(stats: &pb::GetStatsResponse) -> pb::StorageStatus {
 }
 
 /// Every stored reading's seq, in seq order.
-async fn stored_seqs(client: &mut StoreServiceClient<Channel>) -> Vec<u64> {
+async fn stored_seqs(client: &mut StoreClients) -> Vec<u64> {
     let mut seqs: Vec<u64> = edge_testkit::query_all(
         client,
         pb::QueryReadingsRequest {
@@ -122,7 +124,7 @@ async fn stored_seqs(client: &mut StoreServiceClient<Channel>) -> Vec<u64> {
 /// Appends batches until the store refuses one (at most `max_batches`);
 /// returns the ids acknowledged and the refusal.
 async fn fill_until_refused(
-    client: &mut StoreServiceClient<Channel>,
+    client: &mut StoreClients,
     first: u32,
     max_batches: u32,
 ) -> (Vec<String>, tonic::Status) {
@@ -130,7 +132,7 @@ async fn fill_until_refused(
     for b in 0..max_batches {
         let readings = batch(first + b * BATCH, SystemClock.now_us());
         let ids: Vec<String> = readings.iter().map(|r| r.id.clone()).collect();
-        match client.append(pb::AppendRequest { readings }).await {
+        match client.ingest.append(ipb::AppendRequest { readings }).await {
             Ok(_) => acked.extend(ids),
             Err(status) => return (acked, status),
         }
@@ -154,7 +156,8 @@ async fn ingest_past_the_budget_with_everything_synced_prunes_and_never_refuses(
     let rounds = 100;
     for round in 0..rounds {
         let reply = client
-            .append(pb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: batch(round * BATCH + 1, SystemClock.now_us()),
             })
             .await;
@@ -247,7 +250,8 @@ async fn reject_refuses_once_full_keeps_everything_and_resumes_after_the_drain(d
     eventually(DEADLINE, "ingest accepted again", || async {
         let mut client = client.clone();
         client
-            .append(pb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: batch(next, SystemClock.now_us()),
             })
             .await
@@ -309,7 +313,8 @@ async fn drop_oldest_unsynced_drops_exactly_the_oldest_and_counts_each(db: &Test
     let mut listed = Vec::new();
     loop {
         let page = client
-            .list_unreported_drops(pb::ListUnreportedDropsRequest { page_size: 1_000 })
+            .sync
+            .list_unreported_drops(ipb::ListUnreportedDropsRequest { page_size: 1_000 })
             .await
             .expect("list drops")
             .into_inner()
@@ -318,7 +323,8 @@ async fn drop_oldest_unsynced_drops_exactly_the_oldest_and_counts_each(db: &Test
             break;
         }
         let forgotten = client
-            .forget_reported_drops(pb::ForgetReportedDropsRequest {
+            .sync
+            .forget_reported_drops(ipb::ForgetReportedDropsRequest {
                 version_ids: page.iter().map(|d| d.version_id).collect(),
             })
             .await
@@ -365,7 +371,8 @@ async fn a_store_restarted_while_full_refuses_from_its_first_write(db: &TestData
     let store = start_budgeted(db, budget, Policy::Reject, "restart").await;
     let mut client = store.client.clone();
     let first = client
-        .append(pb::AppendRequest {
+        .ingest
+        .append(ipb::AppendRequest {
             readings: batch(100_000, SystemClock.now_us()),
         })
         .await
@@ -418,10 +425,11 @@ async fn retention_prunes_old_synced_versions_only(db: &TestDatabase) {
         .iter()
         .partition(|v| new_seqs.contains(&v.seq));
     client
-        .complete_batch(pb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: lease.lease_id,
             synced_version_ids: newer.iter().map(|v| v.version_id).collect(),
-            failed: vec![pb::FailedVersions {
+            failed: vec![ipb::FailedVersions {
                 version_ids: older.iter().map(|v| v.version_id).collect(),
                 error: "cloud unreachable".into(),
                 retry_at: ts(later + 3_600_000_000),

@@ -1,6 +1,7 @@
 //! store-svc through its real gRPC API, on a real database: every test runs
 //! once on SQLite and once on PostgreSQL.
 
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
 use edge_runtime::RuntimeArgs;
 use edge_testkit::{TestDatabase, on_both_backends, query_all};
@@ -234,6 +235,7 @@ async fn queries_page_through_everything_with_filters(db: &TestDatabase) {
 
         // A token only continues the query it came from.
         let first = client
+            .readings
             .query_readings(pb::QueryReadingsRequest {
                 sensor_id: "s-1".into(),
                 page_size: 2,
@@ -243,6 +245,7 @@ async fn queries_page_through_everything_with_filters(db: &TestDatabase) {
             .expect("page")
             .into_inner();
         let err = client
+            .readings
             .query_readings(pb::QueryReadingsRequest {
                 sensor_id: "s-2".into(),
                 page_size: 2,
@@ -266,7 +269,7 @@ async fn queries_page_through_everything_with_filters(db: &TestDatabase) {
 /// a restart.
 async fn sensor_queries_cover_indexed_rows_and_the_unindexed_tail(db: &TestDatabase) {
     let small_batches = |config: &mut StoreConfig| config.sensor_index_batch = 50;
-    let mut stored: Vec<pb::NewReading> = Vec::new();
+    let mut stored: Vec<ipb::NewReading> = Vec::new();
     let from = T0_US + 50 * 1_000_000;
     let to = T0_US + 250 * 1_000_000;
     for run in 0..2u32 {
@@ -411,7 +414,7 @@ async fn seq_and_hlc_survive_a_restart_even_when_the_wall_clock_jumps_back(db: &
         let mut client = store.client.clone();
         let after = append(&mut client, vec![reading(3, "s", T0_US)]).await;
         assert_eq!(after[0].seq, 3, "seq continues without a gap");
-        let hlc = |r: &pb::AppendResult| {
+        let hlc = |r: &ipb::AppendResult| {
             let h = r
                 .version
                 .as_ref()
@@ -478,7 +481,8 @@ async fn a_malformed_append_is_refused_whole_with_field_violations(db: &TestData
         bad.id = "nope".into();
         bad.humidity_percent = f64::INFINITY;
         let err = client
-            .append(pb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: vec![reading(1, "s", T0_US), bad],
             })
             .await
@@ -517,6 +521,7 @@ async fn text_the_database_cannot_hold_is_refused_by_name(db: &TestDatabase) {
     };
 
     let err = client
+        .operations
         .amend(pb::AmendRequest {
             reading_id: reading(1, "s", T0_US).id,
             note: Some("valve\0stuck".into()),
@@ -526,7 +531,7 @@ async fn text_the_database_cannot_hold_is_refused_by_name(db: &TestDatabase) {
         .expect_err("a NUL in a note");
     assert_eq!(fields(&err), ["note"]);
 
-    let version = pb::RemoteVersion {
+    let version = ipb::RemoteVersion {
         reading_id: "not-a-uuid".into(),
         origin_site_id: "site\0b".into(),
         origin_seq: 1,
@@ -547,7 +552,8 @@ async fn text_the_database_cannot_hold_is_refused_by_name(db: &TestDatabase) {
         ..Default::default()
     };
     let err = client
-        .apply_remote_versions(pb::ApplyRemoteVersionsRequest {
+        .sync
+        .apply_remote_versions(ipb::ApplyRemoteVersionsRequest {
             versions: vec![version],
             policy: "lww".into(),
             ..Default::default()

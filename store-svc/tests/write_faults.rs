@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_testkit::StoreClients;
 use edge_testkit::{TestDatabase, on_both_backends, query_all};
 use store_svc::db::faults::{Fault, FaultPoint, WriteFaults, WriteOp};
 use tonic::Code;
-use tonic::transport::Channel;
 
 mod common;
 
@@ -40,14 +40,14 @@ async fn start(db: &TestDatabase, faults: &Arc<WriteFaults>) -> RunningStore {
 }
 
 /// Readings numbered `first..first + n`.
-fn batch(first: u32, n: u32) -> Vec<pb::NewReading> {
+fn batch(first: u32, n: u32) -> Vec<ipb::NewReading> {
     (first..first + n)
         .map(|i| reading(i, "s-1", T0_US + i64::from(i)))
         .collect()
 }
 
 /// The seqs the store holds, sorted, with their reading ids.
-async fn held(client: &mut StoreServiceClient<Channel>) -> Vec<(u64, String)> {
+async fn held(client: &mut StoreClients) -> Vec<(u64, String)> {
     let mut rows: Vec<(u64, String)> = query_all(
         client,
         pb::QueryReadingsRequest {
@@ -79,7 +79,7 @@ async fn assert_survives_a_restart(
     store.stop().await;
 }
 
-async fn storage(client: &mut StoreServiceClient<Channel>) -> pb::StorageStatus {
+async fn storage(client: &mut StoreClients) -> pb::StorageStatus {
     stats(client).await.storage.expect("storage status")
 }
 
@@ -118,7 +118,8 @@ async fn every_failure_of_an_append_stores_nothing_and_the_next_one_starts_clean
         next += 5;
         faults.arm(WriteOp::Append, point, fault, 1);
         let refused = client
-            .append(pb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: readings.clone(),
             })
             .await
@@ -182,7 +183,8 @@ async fn failures_in_a_row_leave_no_transaction_open_behind_later_writes(db: &Te
     );
     assert!(
         client
-            .append(pb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: batch(1, 3)
             })
             .await
@@ -190,7 +192,8 @@ async fn failures_in_a_row_leave_no_transaction_open_behind_later_writes(db: &Te
     );
     assert!(
         client
-            .append(pb::AppendRequest {
+            .ingest
+            .append(ipb::AppendRequest {
                 readings: batch(1, 3)
             })
             .await
@@ -233,7 +236,8 @@ async fn a_commit_whose_answer_was_lost_is_settled_by_the_retry(db: &TestDatabas
     );
     let readings = batch(1, 4);
     let lost = client
-        .append(pb::AppendRequest {
+        .ingest
+        .append(ipb::AppendRequest {
             readings: readings.clone(),
         })
         .await
@@ -263,14 +267,15 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
 
     // The cloud's answer for a batch.
     let lease = client
-        .lease_batch(pb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10,
             ..Default::default()
         })
         .await
         .expect("lease")
         .into_inner();
-    let complete = pb::CompleteBatchRequest {
+    let complete = ipb::CompleteBatchRequest {
         lease_id: lease.lease_id.clone(),
         synced_version_ids: lease.versions.iter().map(|v| v.version_id).collect(),
         ..Default::default()
@@ -282,6 +287,7 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         1,
     );
     let failed = client
+        .sync
         .complete_batch(complete.clone())
         .await
         .expect_err("not recorded");
@@ -290,7 +296,8 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
     // Nothing is assumed about the failed completion: its lease is gone and
     // the outbox, read again, hands the same versions out at once.
     let again = client
-        .lease_batch(pb::LeaseBatchRequest {
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
             max_versions: 10,
             ..Default::default()
         })
@@ -306,7 +313,8 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         complete.synced_version_ids
     );
     let done = client
-        .complete_batch(pb::CompleteBatchRequest {
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
             lease_id: again.lease_id,
             ..complete
         })
@@ -328,11 +336,16 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         Fault::Error(disk_full(db)),
         1,
     );
-    let failed = client.amend(amend.clone()).await.expect_err("not amended");
+    let failed = client
+        .operations
+        .amend(amend.clone())
+        .await
+        .expect_err("not amended");
     assert_eq!(failed.code(), Code::ResourceExhausted);
     let before = stats(&mut client).await;
     assert_eq!(before.total_versions, 10, "no version was added");
     let amended = client
+        .operations
         .amend(amend)
         .await
         .expect("amended on the retry")
@@ -343,7 +356,7 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
     assert_eq!(stats(&mut client).await.total_versions, 11);
 
     // A page of the change feed: the cursor moves only with the page.
-    let page = pb::ApplyRemoteVersionsRequest {
+    let page = ipb::ApplyRemoteVersionsRequest {
         policy: "lww".into(),
         next_cursor: 42,
         ..Default::default()
@@ -355,15 +368,17 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         1,
     );
     let failed = client
+        .sync
         .apply_remote_versions(page.clone())
         .await
         .expect_err("not applied");
     assert_eq!(failed.code(), Code::ResourceExhausted);
-    let cursor = |client: &mut StoreServiceClient<Channel>| {
+    let cursor = |client: &mut StoreClients| {
         let mut client = client.clone();
         async move {
             client
-                .get_pull_cursor(pb::GetPullCursorRequest {})
+                .sync
+                .get_pull_cursor(ipb::GetPullCursorRequest {})
                 .await
                 .expect("cursor")
                 .into_inner()
@@ -372,6 +387,7 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
     };
     assert_eq!(cursor(&mut client).await, 0, "the cursor did not move");
     client
+        .sync
         .apply_remote_versions(page)
         .await
         .expect("applied on the retry");

@@ -11,15 +11,13 @@ use std::time::Duration;
 use edge_cloud_link::gauges::register_link_gauges;
 use edge_cloud_link::{CloudClient, LinkConfigError, Prober};
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_proto::v1::sync_service_server::SyncServiceServer;
 use edge_runtime::client::{ClientArgs, InvalidEndpoint};
-use edge_runtime::trace_context::TracedChannel;
 use edge_runtime::{BindError, GrpcServer, RuntimeArgs, ServeError, Service, Shutdown};
 use tokio::sync::OnceCell;
 
 use crate::config::{CloudApi, SyncConfig};
-use crate::drain::Drain;
+use crate::drain::{Drain, StoreClients};
 use crate::grpc::SyncGrpc;
 use crate::metrics::SyncMetrics;
 use crate::status::StatusBoard;
@@ -44,7 +42,7 @@ pub enum StartError {
 /// A built sync-svc, listening and ready to run.
 pub struct SyncApp {
     server: GrpcServer,
-    store: StoreServiceClient<TracedChannel>,
+    store: StoreClients,
     cloud: Option<CloudClient>,
     config: SyncConfig,
     status: StatusBoard,
@@ -62,11 +60,10 @@ impl SyncApp {
     ) -> Result<SyncApp, StartError> {
         config.validate().map_err(StartError::Config)?;
         let cloud = config.link.client(config.client_use())?;
-        let store = StoreServiceClient::new(edge_runtime::trace_context::traced(
-            edge_runtime::client::channel(store_url, client)?,
-        ))
-        .max_decoding_message_size(runtime.max_message_bytes)
-        .max_encoding_message_size(runtime.max_message_bytes);
+        let store = StoreClients::new(
+            edge_runtime::trace_context::traced(edge_runtime::client::channel(store_url, client)?),
+            runtime.max_message_bytes,
+        );
         let server =
             GrpcServer::bind(config.sync_addr, "--sync-addr", runtime.shutdown_grace).await?;
         let (state, url) = match &cloud {
@@ -134,7 +131,7 @@ impl Service for SyncApp {
 /// the cloud's change feed and the backlog refresher until `stop`. A cloud
 /// that only offers the simple API has no feed: nothing is pulled.
 async fn start_drain(
-    store: StoreServiceClient<TracedChannel>,
+    store: StoreClients,
     cloud: CloudClient,
     config: SyncConfig,
     status: StatusBoard,
@@ -180,14 +177,15 @@ async fn start_drain(
 }
 
 /// The site id from store-svc, asking until it answers or `stop`.
-async fn site_id(
-    store: &StoreServiceClient<TracedChannel>,
-    status: &StatusBoard,
-    stop: &Shutdown,
-) -> Option<String> {
+async fn site_id(store: &StoreClients, status: &StatusBoard, stop: &Shutdown) -> Option<String> {
     let mut warned = false;
     loop {
-        match store.clone().get_stats(pb::GetStatsRequest {}).await {
+        match store
+            .readings
+            .clone()
+            .get_stats(pb::GetStatsRequest {})
+            .await
+        {
             Ok(stats) => return Some(stats.into_inner().site_id),
             Err(err) => {
                 if !warned {
@@ -207,7 +205,13 @@ async fn site_id(
 /// Keeps the backlog figures in the status fresh.
 async fn refresh_backlog(drain: Arc<Drain>, stop: Shutdown) {
     loop {
-        if let Ok(stats) = drain.store.clone().get_stats(pb::GetStatsRequest {}).await {
+        if let Ok(stats) = drain
+            .store
+            .readings
+            .clone()
+            .get_stats(pb::GetStatsRequest {})
+            .await
+        {
             let stats = stats.into_inner();
             drain.status.backlog(
                 stats.unsynced_versions,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use edge_cloud_link::CloudClient;
 use edge_cloud_link::contract::SimpleReading;
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +53,7 @@ pub async fn push(
         }
         let Some(timestamp) = rfc3339(version.measured_at.as_ref()) else {
             metrics.synced("rejected", 1);
-            outcome.rejected.push(pb::RejectedVersion {
+            outcome.rejected.push(ipb::RejectedVersion {
                 version_id: version.version_id,
                 reason: "the simple API cannot carry a measured_at before 1970".into(),
             });
@@ -79,7 +80,7 @@ pub async fn push(
             }
             Err(err) if err.is_batch_refusal() => {
                 metrics.synced("rejected", 1);
-                outcome.rejected.push(pb::RejectedVersion {
+                outcome.rejected.push(ipb::RejectedVersion {
                     version_id: version.version_id,
                     reason: err.to_string(),
                 });

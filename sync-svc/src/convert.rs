@@ -4,6 +4,7 @@
 //! so a field can never be mapped one way and forgotten the other.
 
 use edge_cloud_link::contract::{self, VersionRecord};
+use edge_proto::internal::v1 as ipb;
 use edge_proto::rules::{timestamp_to_us, us_to_timestamp};
 use edge_proto::v1 as pb;
 
@@ -36,8 +37,8 @@ pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
 }
 
 /// A feed version in the store's shape (the inverse of [`record`]).
-pub fn remote_version(v: VersionRecord) -> pb::RemoteVersion {
-    pb::RemoteVersion {
+pub fn remote_version(v: VersionRecord) -> ipb::RemoteVersion {
+    ipb::RemoteVersion {
         reading_id: v.reading_id,
         origin_site_id: v.origin_site_id,
         origin_seq: v.seq,

@@ -25,8 +25,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use edge_cloud_link::contract::{PushBatch, VersionRecord, VersionStatus};
 use edge_cloud_link::{CloudClient, CloudError, Prober};
+use edge_proto::internal::v1 as ipb;
+use edge_proto::internal::v1::store_sync_service_client::StoreSyncServiceClient;
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
+use edge_proto::v1::readings_service_client::ReadingsServiceClient;
 use edge_runtime::trace_context::TracedChannel;
 use tokio::sync::{Mutex, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -52,9 +54,35 @@ struct Global {
     until: Option<Instant>,
 }
 
+/// sync-svc's clients of store-svc, over one channel: the mesh's internal
+/// outbox and change-feed calls, and the public books (read only), so it
+/// holds no operator's right.
+#[derive(Clone)]
+pub struct StoreClients {
+    /// Leases, completions, dead letters and drops to report, the feed.
+    pub sync: StoreSyncServiceClient<TracedChannel>,
+    /// `GetStats`: the site id and the backlog figures.
+    pub readings: ReadingsServiceClient<TracedChannel>,
+}
+
+impl StoreClients {
+    /// Both clients over `channel`, taking and sending messages up to
+    /// `max_message_bytes`.
+    pub fn new(channel: TracedChannel, max_message_bytes: usize) -> Self {
+        StoreClients {
+            sync: StoreSyncServiceClient::new(channel.clone())
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+            readings: ReadingsServiceClient::new(channel)
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        }
+    }
+}
+
 /// Everything the workers share.
 pub struct Drain {
-    pub(crate) store: StoreServiceClient<TracedChannel>,
+    pub(crate) store: StoreClients,
     pub(crate) cloud: CloudClient,
     pub(crate) prober: Prober,
     pub(crate) site_id: String,
@@ -77,7 +105,7 @@ pub struct Drain {
 impl Drain {
     /// The shared drain state.
     pub fn new(
-        store: StoreServiceClient<TracedChannel>,
+        store: StoreClients,
         cloud: CloudClient,
         prober: Prober,
         site_id: String,
@@ -171,8 +199,9 @@ impl Drain {
             let cycle = Instant::now();
             let lease = match self
                 .store
+                .sync
                 .clone()
-                .lease_batch(pb::LeaseBatchRequest {
+                .lease_batch(ipb::LeaseBatchRequest {
                     max_versions: self.lease_size(),
                     newest_share_percent: self.config.sync_newest_share,
                     lease_duration: prost_types::Duration::try_from(self.config.lease_duration)
@@ -267,7 +296,7 @@ impl Drain {
                 global.until = None;
             }
         }
-        let request = pb::CompleteBatchRequest {
+        let request = ipb::CompleteBatchRequest {
             lease_id,
             synced_version_ids: outcome.synced,
             rejected: outcome.rejected,
@@ -275,7 +304,7 @@ impl Drain {
             stuck_after_attempts: self.config.stuck_after_attempts,
         };
         let _turn = self.completions.acquire().await;
-        match self.store.clone().complete_batch(request).await {
+        match self.store.sync.clone().complete_batch(request).await {
             Ok(done) => {
                 let done = done.into_inner();
                 if done.newly_stuck > 0 {
@@ -352,7 +381,7 @@ impl Drain {
                                     .unwrap_or_else(|| "rejected by the cloud".into());
                                 tracing::warn!(reading_id = %version.reading_id, seq = version.seq, %reason, "cloud rejected a version; dead-lettered");
                                 rejected += 1;
-                                outcome.rejected.push(pb::RejectedVersion {
+                                outcome.rejected.push(ipb::RejectedVersion {
                                     version_id: version.version_id,
                                     reason,
                                 });
@@ -368,7 +397,7 @@ impl Drain {
                         let reason = format!("the cloud refused it alone: {err}");
                         tracing::warn!(reading_id = %only.reading_id, seq = only.seq, %reason, "version isolated by splitting; dead-lettered");
                         self.metrics.synced("rejected", 1);
-                        outcome.rejected.push(pb::RejectedVersion {
+                        outcome.rejected.push(ipb::RejectedVersion {
                             version_id: only.version_id,
                             reason,
                         });
@@ -405,7 +434,7 @@ impl Drain {
         &self,
         versions: &[&pb::OutboxVersion],
         err: &CloudError,
-    ) -> pb::FailedVersions {
+    ) -> ipb::FailedVersions {
         crate::outcome::failed(&self.backoff, versions, err)
     }
 }

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use edge_cloud_link::CloudError;
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
 
 use crate::backoff::Backoff;
@@ -19,9 +20,9 @@ pub struct Outcome {
     /// Accepted or duplicate.
     pub synced: Vec<u64>,
     /// Rejected, with the reason.
-    pub rejected: Vec<pb::RejectedVersion>,
+    pub rejected: Vec<ipb::RejectedVersion>,
     /// Failed transiently, with when to retry.
-    pub failed: Vec<pb::FailedVersions>,
+    pub failed: Vec<ipb::FailedVersions>,
     /// A push got a well-formed answer.
     pub any_success: bool,
     /// The failure that should slow the whole drain, with any wait the
@@ -35,7 +36,7 @@ pub fn failed(
     backoff: &Backoff,
     versions: &[&pb::OutboxVersion],
     err: &CloudError,
-) -> pb::FailedVersions {
+) -> ipb::FailedVersions {
     let attempts = versions.iter().map(|v| v.attempts).max().unwrap_or(0) + 1;
     let delay = backoff.delay(attempts, err.retry_after());
     let error = if err.is_ambiguous() {
@@ -43,7 +44,7 @@ pub fn failed(
     } else {
         err.to_string()
     };
-    pb::FailedVersions {
+    ipb::FailedVersions {
         version_ids: versions.iter().map(|v| v.version_id).collect(),
         error,
         retry_at: Some(prost_types::Timestamp::from(SystemTime::now() + delay)),
@@ -56,8 +57,8 @@ pub fn failed(
 pub(crate) fn postponed(
     version_ids: Vec<u64>,
     retry_at: Option<prost_types::Timestamp>,
-) -> pb::FailedVersions {
-    pb::FailedVersions {
+) -> ipb::FailedVersions {
+    ipb::FailedVersions {
         version_ids,
         error: String::new(),
         retry_at,

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use edge_cloud_link::CloudError;
 use edge_cloud_link::contract::ChangesPage;
-use edge_proto::v1 as pb;
+use edge_proto::internal::v1 as ipb;
 use edge_versioning::Policy;
 use tokio_util::sync::CancellationToken;
 
@@ -117,9 +117,9 @@ pub async fn run(drain: Arc<Drain>, stop: CancellationToken) {
 /// clock-skew bound other than `bound_handed` (the last one store-svc got
 /// from here), so a site whose feed is quiet still follows the cloud's.
 pub async fn pull_all(drain: &Drain, bound_handed: &mut Option<u64>) -> Result<Pulled, PullError> {
-    let mut store = drain.store.clone();
+    let mut store = drain.store.sync.clone();
     let mut cursor = store
-        .get_pull_cursor(pb::GetPullCursorRequest {})
+        .get_pull_cursor(ipb::GetPullCursorRequest {})
         .await?
         .into_inner()
         .cursor;
@@ -199,8 +199,8 @@ fn follow_policy(drain: &Drain, announced: &str) -> Result<Policy, PullError> {
 
 /// The store request for one page, with the rule and the clock-skew bound
 /// the cloud announced (store-svc keeps the bound and uses it from then on).
-fn apply_request(page: ChangesPage, policy: Policy) -> pb::ApplyRemoteVersionsRequest {
-    pb::ApplyRemoteVersionsRequest {
+fn apply_request(page: ChangesPage, policy: Policy) -> ipb::ApplyRemoteVersionsRequest {
+    ipb::ApplyRemoteVersionsRequest {
         versions: page.versions.into_iter().map(remote_version).collect(),
         policy: policy.as_str().to_owned(),
         next_cursor: page.next_cursor,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_cloud_link::contract::{self, UnsentEntry, UnsentReport, UnsentStatus};
-use edge_proto::v1 as pb;
+use edge_proto::internal::v1 as ipb;
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::{record, version_stamp};
@@ -67,10 +67,10 @@ fn store_error(status: tonic::Status) -> String {
 
 /// Reports every version the storage policy dropped, a page at a time.
 async fn report_drops(drain: &Drain) -> Result<(), String> {
-    let mut store = drain.store.clone();
+    let mut store = drain.store.sync.clone();
     loop {
         let page = store
-            .list_unreported_drops(pb::ListUnreportedDropsRequest {
+            .list_unreported_drops(ipb::ListUnreportedDropsRequest {
                 page_size: REPORT_PAGE,
             })
             .await
@@ -93,7 +93,7 @@ async fn report_drops(drain: &Drain) -> Result<(), String> {
             .collect();
         let count = send(drain, entries).await?;
         store
-            .forget_reported_drops(pb::ForgetReportedDropsRequest { version_ids: ids })
+            .forget_reported_drops(ipb::ForgetReportedDropsRequest { version_ids: ids })
             .await
             .map_err(store_error)?;
         tracing::info!(dropped = count, path = %contract::unsent_path(&drain.site_id), "drops reported to the cloud");
@@ -102,13 +102,11 @@ async fn report_drops(drain: &Drain) -> Result<(), String> {
 
 /// Reports every unreported dead letter, a page at a time.
 async fn report_dead_letters(drain: &Drain) -> Result<(), String> {
-    let mut store = drain.store.clone();
+    let mut store = drain.store.sync.clone();
     loop {
         let page = store
-            .list_dead_letters(pb::ListDeadLettersRequest {
+            .list_unreported_dead_letters(ipb::ListUnreportedDeadLettersRequest {
                 page_size: REPORT_PAGE,
-                page_token: String::new(),
-                unreported_only: true,
             })
             .await
             .map_err(store_error)?
@@ -135,7 +133,7 @@ async fn report_dead_letters(drain: &Drain) -> Result<(), String> {
             .collect();
         let count = send(drain, entries).await?;
         store
-            .mark_dead_letters_reported(pb::MarkDeadLettersReportedRequest { version_ids: ids })
+            .mark_dead_letters_reported(ipb::MarkDeadLettersReportedRequest { version_ids: ids })
             .await
             .map_err(store_error)?;
         tracing::info!(dead_letters = count, path = %contract::unsent_path(&drain.site_id), "dead letters reported to the cloud");

@@ -1,6 +1,7 @@
 //! Fixtures for tests and benchmarks: a fresh database per test on either
 //! backend, waiting on a condition with a deadline instead of sleeping, and
-//! reading everything a store query matches.
+//! store-svc's clients ([`StoreClients`]) with reading everything a store
+//! query matches.
 //!
 //! PostgreSQL comes from `EDGE_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). Each [`TestDatabase`] creates
@@ -19,9 +20,11 @@
 
 pub mod cloud;
 pub mod postgres_server;
+pub mod store;
 pub mod tmpfs;
 pub use cloud::{InProcessCloud, InProcessCloudBuilder};
 pub use postgres_server::{PostgresServer, StopMode};
+pub use store::{StoreClients, query_all};
 pub use tmpfs::Tmpfs;
 
 use std::future::Future;
@@ -619,30 +622,6 @@ pub fn percent_encode(text: &str) -> String {
         }
     }
     out
-}
-
-/// Every reading a store query matches, following page tokens to the end,
-/// and checking that no page is longer than asked (100 when unset).
-pub async fn query_all(
-    client: &mut edge_proto::v1::store_service_client::StoreServiceClient<
-        tonic::transport::Channel,
-    >,
-    mut request: edge_proto::v1::QueryReadingsRequest,
-) -> Vec<edge_proto::v1::StoredReading> {
-    let mut all = Vec::new();
-    loop {
-        let page = client
-            .query_readings(request.clone())
-            .await
-            .expect("query")
-            .into_inner();
-        assert!(page.readings.len() <= request.page_size.max(100) as usize);
-        all.extend(page.readings);
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        request.page_token = page.next_page_token;
-    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
-use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_runtime::{RuntimeArgs, ServeError, Shutdown};
+use edge_testkit::StoreClients;
 use edge_testkit::TestDatabase;
 use ingest_svc::{IngestApp, IngestConfig};
 use prost_types::Timestamp;
@@ -120,7 +120,7 @@ pub struct Mesh {
     pub store: Running,
     pub ingest: Running,
     pub ingest_client: IngestServiceClient<Channel>,
-    pub store_client: StoreServiceClient<Channel>,
+    pub store_client: StoreClients,
 }
 
 impl Mesh {
@@ -143,7 +143,7 @@ impl Mesh {
         let store = start_store_clocked(db, address, clock, configure).await;
         let ingest = start_ingest(store.addr).await;
         let ingest_client = IngestServiceClient::new(channel(ingest.addr).await);
-        let store_client = StoreServiceClient::new(channel(store.addr).await);
+        let store_client = StoreClients::new(channel(store.addr).await);
         Mesh {
             store,
             ingest,
@@ -164,7 +164,7 @@ impl Mesh {
 }
 
 /// Every reading the store holds.
-pub async fn query_all(client: &mut StoreServiceClient<Channel>) -> Vec<pb::StoredReading> {
+pub async fn query_all(client: &mut StoreClients) -> Vec<pb::StoredReading> {
     let request = pb::QueryReadingsRequest {
         page_size: 1000,
         ..Default::default()

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use edge_cloud_link::{CloudLinkArgs, ProbeConfig};
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_proto::v1::sync_service_client::SyncServiceClient;
 use edge_runtime::client::ClientArgs;
+use edge_testkit::StoreClients;
 use edge_testkit::TestDatabase;
 use store_svc::StoreConfig;
 use store_svc::hlc::{SystemClock, WallClock};
@@ -83,6 +83,7 @@ impl Site {
         let mut mesh = Mesh::start_clocked(db, clock, configure).await;
         let site_id = mesh
             .store_client
+            .readings
             .get_stats(pb::GetStatsRequest {})
             .await
             .expect("stats")
@@ -145,9 +146,10 @@ async fn start_sync(mesh: &Mesh, config: &SyncConfig) -> (Running, SyncServiceCl
     (sync, client)
 }
 
-pub async fn stats(store: &StoreServiceClient<Channel>) -> pb::GetStatsResponse {
+pub async fn stats(store: &StoreClients) -> pb::GetStatsResponse {
     store
         .clone()
+        .readings
         .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")

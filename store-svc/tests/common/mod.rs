@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
-use edge_proto::v1::store_service_client::StoreServiceClient;
 use edge_runtime::{RuntimeArgs, Shutdown};
+use edge_testkit::StoreClients;
 use edge_testkit::TestDatabase;
 use prost_types::Timestamp;
 use store_svc::app::StartError;
 use store_svc::hlc::WallClock;
 use store_svc::{StoreApp, StoreConfig};
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 /// A wall clock the test sets (microseconds since the epoch).
 pub struct TestClock(AtomicI64);
@@ -41,7 +41,7 @@ pub const T0_US: i64 = 1_795_392_000_000_000;
 
 /// A running store-svc on port 0.
 pub struct RunningStore {
-    pub client: StoreServiceClient<Channel>,
+    pub client: StoreClients,
     pub stop: Shutdown,
     pub task: JoinHandle<Result<(), edge_runtime::ServeError>>,
 }
@@ -78,7 +78,7 @@ impl RunningStore {
         let addr = app.local_addr();
         let stop = Shutdown::new();
         let task = tokio::spawn(app.run(stop.clone()));
-        let client = StoreServiceClient::connect(format!("http://{addr}"))
+        let client = StoreClients::connect(format!("http://{addr}"))
             .await
             .expect("connect to store-svc");
         Ok(RunningStore { client, stop, task })
@@ -97,8 +97,8 @@ pub fn ts(us: i64) -> Option<Timestamp> {
     })
 }
 
-pub fn reading(n: u32, sensor: &str, measured_at_us: i64) -> pb::NewReading {
-    pb::NewReading {
+pub fn reading(n: u32, sensor: &str, measured_at_us: i64) -> ipb::NewReading {
+    ipb::NewReading {
         id: format!("01900000-0000-7000-8000-{n:012}"),
         sensor_id: sensor.into(),
         temperature_celsius: 20.0 + f64::from(n % 10),
@@ -110,19 +110,21 @@ pub fn reading(n: u32, sensor: &str, measured_at_us: i64) -> pb::NewReading {
 }
 
 pub async fn append(
-    client: &mut StoreServiceClient<Channel>,
-    readings: Vec<pb::NewReading>,
-) -> Vec<pb::AppendResult> {
+    client: &mut StoreClients,
+    readings: Vec<ipb::NewReading>,
+) -> Vec<ipb::AppendResult> {
     client
-        .append(pb::AppendRequest { readings })
+        .ingest
+        .append(ipb::AppendRequest { readings })
         .await
         .expect("append")
         .into_inner()
         .results
 }
 
-pub async fn stats(client: &mut StoreServiceClient<Channel>) -> pb::GetStatsResponse {
+pub async fn stats(client: &mut StoreClients) -> pb::GetStatsResponse {
     client
+        .readings
         .get_stats(pb::GetStatsRequest {})
         .await
         .expect("stats")
