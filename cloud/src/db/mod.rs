@@ -3,11 +3,13 @@
 //! All SQL is written once, generic over the sqlx backend: pushes and the
 //! books in [`store`], the version rows every write shares in [`versions`],
 //! amendments, reading state and the change feed in [`readings`], admin
-//! listings in [`listings`], statement building in [`sql`]; [`backend`]
-//! holds what differs (connection set-up, placeholders); [`schema`]
-//! migrates the database at start-up (backup first, kill-safe, a newer
-//! schema refused).
-//! [`CloudDb`] picks the backend from the configured URL.
+//! listings in [`listings`], statement shapes and stored names in [`sql`];
+//! [`backend`] holds what differs for the cloud (connection set-up, reading
+//! many readings' versions); [`schema`] migrates the database at start-up
+//! (backup first, kill-safe, a newer schema refused). The plumbing the site's
+//! store shares (the backend core, the sqlx bounds, pools, placeholders,
+//! opening) is [`edge_sql`]'s. [`CloudDb`] picks the backend from the
+//! configured URL.
 //!
 //! Invariants every write keeps, inside one transaction on the single write
 //! connection (so writes are serialised and an answer means committed):

@@ -77,3 +77,36 @@ fn add_bounds(generics: &mut Generics, db: &Ident) -> syn::Result<()> {
     generics.make_where_clause().predicates.extend(predicates);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generics_of(item: &str) -> Generics {
+        match syn::parse_str::<Item>(item) {
+            Ok(Item::Impl(item)) => item.generics,
+            Ok(Item::Fn(item)) => item.sig.generics,
+            _ => panic!("not an impl or a fn: {item}"),
+        }
+    }
+
+    #[test]
+    fn the_bounds_join_those_already_written() {
+        let mut generics = generics_of("impl<DB: Backend> Store<DB> where DB: Send {}");
+        let db = Ident::new("DB", proc_macro2::Span::call_site());
+        add_bounds(&mut generics, &db).expect("DB is a parameter");
+        let predicates = &generics.where_clause.expect("a where clause").predicates;
+        assert_eq!(predicates.len(), 1 + 13);
+        let text = quote!(#predicates).to_string();
+        assert!(text.contains("Executor"), "{text}");
+        assert!(text.contains(":: edge_sql :: SqlDatabase"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_parameter_is_named() {
+        let mut generics = generics_of("fn f<T>() {}");
+        let db = Ident::new("DB", proc_macro2::Span::call_site());
+        let err = add_bounds(&mut generics, &db).expect_err("no DB");
+        assert!(err.to_string().contains("no type parameter `DB`"));
+    }
+}

@@ -1,5 +1,7 @@
-//! What differs between SQLite and PostgreSQL: connection set-up, migrations,
-//! locking the state row, measuring the database, bind-parameter limits.
+//! What differs between SQLite and PostgreSQL for the store: connection
+//! set-up, migrations, locking the state row, measuring the database (what
+//! differs for every service, placeholders and snapshots among it:
+//! [`edge_sql::SqlDatabase`]).
 
 use std::sync::Arc;
 use std::time::Duration;

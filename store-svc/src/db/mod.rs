@@ -1,10 +1,12 @@
 //! The site database, on SQLite (embedded default) or PostgreSQL.
 //!
 //! All SQL lives in [`store`], written once and generic over the sqlx
-//! backend; [`backend`] holds the few things that differ (locking, size, bind
-//! limits, connection set-up); [`schema`] migrates the database at start-up
-//! (backup first, kill-safe, a newer schema refused). [`Database`] picks the
-//! backend from the configured URL and dispatches to it.
+//! backend; [`backend`] holds the few things that differ for the store
+//! (locking, size, connection set-up); [`schema`] migrates the database at
+//! start-up (backup first, kill-safe, a newer schema refused). The plumbing
+//! the cloud shares (the backend core, the sqlx bounds, pools, statement
+//! shapes and placeholders, opening) is [`edge_sql`]'s. [`Database`] picks
+//! the backend from the configured URL and dispatches to it.
 //!
 //! Invariants every write keeps, inside one transaction:
 //! - a reading id is stored once; a retry is a duplicate, a reuse with other
