@@ -26,52 +26,20 @@ use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use edge_cloud_link::contract::{Priority, VersionRecord, VersionStamp};
+use edge_cloud_link::contract::VersionRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::api::error::ApiError;
 use crate::db::CloudDb;
 use crate::faults::{FaultState, Faults};
 use crate::stats::{CloudStats, Counters};
+pub use crate::stored::{StoredConflict, StoredSimpleReading, StoredVersion};
 
 /// Default page size of the admin listings.
 pub const DEFAULT_PAGE_LIMIT: u32 = 1_000;
 
 /// Largest page size of the admin listings.
 pub const MAX_PAGE_LIMIT: u32 = 10_000;
-
-/// One stored version, as `GET /admin/sites/{site_id}/versions` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredVersion {
-    /// The origin site's seq of the reading.
-    pub seq: u64,
-    /// The reading id.
-    pub reading_id: String,
-    /// Which version this is.
-    pub version: VersionStamp,
-    /// Sensor id.
-    pub sensor_id: String,
-    /// Degrees Celsius.
-    pub temperature_celsius: f64,
-    /// Percent relative humidity.
-    pub humidity_percent: f64,
-    /// Gateway clock at measurement, µs since the epoch.
-    pub measured_at_us: i64,
-    /// Site clock at arrival, µs since the epoch.
-    pub received_at_us: i64,
-    /// Forwarding priority.
-    pub priority: Priority,
-    /// The site flagged `measured_at` as suspect.
-    pub clock_suspect: bool,
-    /// Cloud-wide number of the push that stored it (grows across restarts;
-    /// 0 for the cloud's own amendments, which no push carried).
-    pub push: u64,
-    /// Set when it was stamped further ahead of the cloud's wall clock than
-    /// `--max-clock-skew` when stored: how far, in milliseconds. Kept all
-    /// the same; the cloud's clock stopped at the bound.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clock_ahead_ms: Option<u64>,
-}
 
 /// `GET /admin/current`: current versions by reading id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,25 +48,6 @@ pub struct CurrentVersionsPage {
     pub versions: Vec<VersionRecord>,
     /// Pass as `after` for the next page (a reading id); `null` at the end.
     pub next: Option<String>,
-}
-
-/// One resolved conflict, as the audit log keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredConflict {
-    /// The log's id (order of resolution).
-    pub id: i64,
-    /// The reading.
-    pub reading_id: String,
-    /// The version the cloud held as current.
-    pub local: VersionStamp,
-    /// The concurrent version that arrived.
-    pub remote: VersionStamp,
-    /// `local` or `remote`: which is current after resolution.
-    pub winner: String,
-    /// The rule that decided (`lww`, `cloud-wins`, `edge-wins`).
-    pub policy: String,
-    /// The cloud's wall clock when it was resolved, µs since the epoch.
-    pub resolved_at_us: i64,
 }
 
 /// `GET /admin/conflicts`: the audit log by id.
@@ -117,21 +66,6 @@ pub struct VersionsPage {
     pub versions: Vec<StoredVersion>,
     /// Pass as `after` for the next page; `null` at the end.
     pub next: Option<i64>,
-}
-
-/// One reading received through the simple API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredSimpleReading {
-    /// The id answered in `201`.
-    pub id: i64,
-    /// Sensor id.
-    pub sensor_id: String,
-    /// Degrees Celsius.
-    pub temperature: f64,
-    /// Percent relative humidity.
-    pub humidity: f64,
-    /// The timestamp as sent (RFC 3339).
-    pub timestamp: String,
 }
 
 /// `GET /admin/simple-readings`: readings by id.

@@ -38,6 +38,7 @@ pub mod faults;
 mod resolve;
 mod server;
 pub mod stats;
+mod stored;
 
 pub use admin::{
     ConflictsPage, CurrentVersionsPage, SimpleReadingsPage, StoredConflict, StoredSimpleReading,

@@ -37,7 +37,8 @@ impl Failure {
 /// A service's database error, classified the same way everywhere: it says
 /// which sqlx error (if any) it carries and whether it is a failure to
 /// reach the database at all, and gets [`Failure`] and the database's own
-/// words from that.
+/// words from that. Implemented from the error's variants by
+/// [`crate::db_error_by_variants!`].
 pub trait Classify {
     /// The sqlx error of a failed statement, if this is one.
     fn query_error(&self) -> Option<&sqlx::Error>;

@@ -81,6 +81,19 @@ pub struct Exhausted {
     pub floor: Hlc,
 }
 
+/// A reading that cannot be amended: its versions are stamped at the very
+/// top of the clock's range, so nothing can be stamped above them. The
+/// answer every replica's store gives such an amendment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reading {reading_id}: {source}")]
+pub struct ReadingExhausted {
+    /// The reading.
+    pub reading_id: String,
+    /// Its highest stamp.
+    #[source]
+    pub source: Exhausted,
+}
+
 impl Hlc {
     /// The zero stamp, before any write.
     pub const ZERO: Hlc = Hlc {

@@ -20,6 +20,6 @@ pub mod policy;
 pub mod resolve;
 
 pub use clock::{DEFAULT_MAX_CLOCK_SKEW, NodeClock, SkewBound};
-pub use hlc::{Exhausted, Hlc, OffsetClock, OutOfRange, SystemClock, WallClock};
+pub use hlc::{Exhausted, Hlc, OffsetClock, OutOfRange, ReadingExhausted, SystemClock, WallClock};
 pub use policy::{CLOUD_SITE_ID, Policy, PolicyParseError};
 pub use resolve::{Applied, Conflict, History, Side, Stamp, Version};

@@ -2,30 +2,17 @@
 //! tests and demos (never the site-facing contract).
 
 use edge_cloud_link::contract::{Hlc, VersionRecord, VersionStamp};
-use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::backend::Backend;
-use super::sql::{parse_priority, push_param};
+use super::sql::parse_priority;
 use super::store::Store;
 use super::versions::{CURRENT_JOIN, IS_CURRENT, RECORD_COLUMNS, wire_hlc};
 use super::{DbError, Page};
-use crate::admin::{StoredConflict, StoredSimpleReading, StoredVersion};
+use crate::stored::{StoredConflict, StoredSimpleReading, StoredVersion};
+use edge_sql::statement::push_param;
 
-impl<DB> Store<DB>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    usize: ColumnIndex<DB::Row>,
-{
+#[edge_sql::sql_bounds]
+impl<DB: Backend> Store<DB> {
     /// Up to `limit` versions of `site` stored after cursor `after`.
     pub async fn versions_page(
         &self,
@@ -91,7 +78,7 @@ where
         if let Some(site) = site {
             query = query.bind(site);
         }
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.pools.read().acquire().await?;
         let rows: Vec<Row> = query
             .bind(after)
             .bind(i64::from(limit) + 1)
@@ -144,7 +131,7 @@ where
         DB::placeholder(&mut sql, 1);
         sql.push_str(" ORDER BY id LIMIT ");
         DB::placeholder(&mut sql, 2);
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.pools.read().acquire().await?;
         let rows: Vec<(i64, String, f64, f64, String)> =
             sqlx::query_as::<DB, (i64, String, f64, f64, String)>(&sql)
                 .bind(after)
@@ -195,7 +182,7 @@ where
             query = query.bind(after);
         }
         query = query.bind(i64::from(limit) + 1);
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.pools.read().acquire().await?;
         let rows = query.fetch_all(&mut *conn).await?;
         let rows = rows
             .iter()
@@ -244,7 +231,7 @@ where
         if let Some(reading_id) = reading_id {
             query = query.bind(reading_id);
         }
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.pools.read().acquire().await?;
         let rows: Vec<Row> = query
             .bind(i64::from(limit) + 1)
             .fetch_all(&mut *conn)

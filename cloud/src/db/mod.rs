@@ -3,11 +3,13 @@
 //! All SQL is written once, generic over the sqlx backend: pushes and the
 //! books in [`store`], the version rows every write shares in [`versions`],
 //! amendments, reading state and the change feed in [`readings`], admin
-//! listings in [`listings`], statement building in [`sql`]; [`backend`]
-//! holds what differs (connection set-up, placeholders); [`schema`]
-//! migrates the database at start-up (backup first, kill-safe, a newer
-//! schema refused).
-//! [`CloudDb`] picks the backend from the configured URL.
+//! listings in [`listings`], statement shapes and stored names in [`sql`];
+//! [`backend`] holds what differs for the cloud (connection set-up, reading
+//! many readings' versions); [`schema`] migrates the database at start-up
+//! (backup first, kill-safe, a newer schema refused). The plumbing the site's
+//! store shares (the backend core, the sqlx bounds, pools, placeholders,
+//! opening) is [`edge_sql`]'s. [`CloudDb`] picks the backend from the
+//! configured URL.
 //!
 //! Invariants every write keeps, inside one transaction on the single write
 //! connection (so writes are serialised and an answer means committed):
@@ -47,11 +49,12 @@ use std::path::PathBuf;
 use edge_cloud_link::contract::{
     AmendmentRequest, Coverage, ReadingState, SimpleReading, UnsentReport, VersionRecord,
 };
+use edge_sql::{BackendKind, OnBackend};
 use edge_versioning::{Policy, SkewBound};
 use sqlx::{Postgres, Sqlite};
 
-use crate::admin::{StoredConflict, StoredSimpleReading, StoredVersion};
 use crate::batch::CheckedBatch;
+use crate::stored::{StoredConflict, StoredSimpleReading, StoredVersion};
 pub(crate) use store::{Store, Versioning};
 
 /// A database operation failed.
@@ -108,14 +111,8 @@ pub enum DbError {
     Inconsistent(String),
     /// An amendment named a reading whose versions are stamped at the very
     /// top of the clock's range: nothing can be stamped above them.
-    #[error("reading {reading_id}: {source}")]
-    ClockExhausted {
-        /// The reading.
-        reading_id: String,
-        /// Its highest stamp.
-        #[source]
-        source: edge_versioning::Exhausted,
-    },
+    #[error(transparent)]
+    ClockExhausted(edge_versioning::ReadingExhausted),
     /// A stamp outside the clock's range reached the database (pushes are
     /// checked before, so this is a bug, never a silent clamp).
     #[error("a version stamp is outside the clock's range: {0}")]
@@ -141,18 +138,11 @@ pub(crate) struct DbOptions {
 
 pub use edge_sql::{Classify, Failure};
 
-impl edge_sql::Classify for DbError {
-    fn query_error(&self) -> Option<&sqlx::Error> {
-        match self {
-            DbError::Query(err) => Some(err),
-            _ => None,
-        }
-    }
-
-    fn is_connect(&self) -> bool {
-        matches!(self, DbError::Connect { .. })
-    }
-}
+edge_sql::db_error_by_variants!(DbError {
+    query: Query,
+    connect: Connect,
+    data_dir: DataDir,
+});
 
 /// What a batch push did.
 #[derive(Debug)]
@@ -231,20 +221,15 @@ impl<T, C> Page<T, C> {
     }
 }
 
-/// The cloud database on one of the two backends.
-pub(crate) enum CloudDb {
-    /// Embedded SQLite (WAL, synchronous FULL).
-    Sqlite(Store<Sqlite>),
-    /// PostgreSQL.
-    Postgres(Store<Postgres>),
+/// The cloud database on one of the two backends: embedded SQLite (WAL,
+/// synchronous FULL), or PostgreSQL.
+pub(crate) struct CloudDb {
+    store: OnBackend<Store<Sqlite>, Store<Postgres>>,
 }
 
 macro_rules! dispatch {
     ($db:expr, $store:ident => $body:expr) => {
-        match $db {
-            CloudDb::Sqlite($store) => $body,
-            CloudDb::Postgres($store) => $body,
-        }
+        edge_sql::on_backend!(&$db.store, $store => $body)
     };
 }
 
@@ -253,29 +238,24 @@ impl CloudDb {
     /// `versioning` says.
     pub async fn open(options: &DbOptions, versioning: Versioning) -> Result<CloudDb, DbError> {
         let url = options.database_url.as_deref().unwrap_or("");
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let store = Store::<Postgres>::open_postgres(url, options, versioning).await?;
-            store.recover_clock().await?;
-            Ok(CloudDb::Postgres(store))
-        } else if url.is_empty() || url.starts_with("sqlite:") {
-            let store = Store::<Sqlite>::open_sqlite(options, versioning).await?;
-            store.recover_clock().await?;
-            Ok(CloudDb::Sqlite(store))
-        } else {
-            // A mistyped PostgreSQL URL must not quietly become a SQLite file.
-            let scheme = url.split(':').next().unwrap_or_default();
-            Err(DbError::UnsupportedUrl {
-                scheme: scheme.chars().take(20).collect(),
-            })
-        }
+        // A mistyped PostgreSQL URL must not quietly become a SQLite file.
+        let store =
+            match BackendKind::of_url(url).map_err(|scheme| DbError::UnsupportedUrl { scheme })? {
+                BackendKind::Postgres => OnBackend::Postgres(
+                    Store::<Postgres>::open_postgres(url, options, versioning).await?,
+                ),
+                BackendKind::Sqlite => {
+                    OnBackend::Sqlite(Store::<Sqlite>::open_sqlite(options, versioning).await?)
+                }
+            };
+        let db = CloudDb { store };
+        dispatch!(db, s => s.recover_clock().await)?;
+        Ok(db)
     }
 
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
-        match self {
-            CloudDb::Sqlite(_) => "sqlite",
-            CloudDb::Postgres(_) => "postgres",
-        }
+        self.store.label()
     }
 
     /// The deployment's conflict rule.

@@ -3,31 +3,18 @@
 
 use edge_cloud_link::contract::{AmendmentRequest, ReadingState, VersionRecord};
 use edge_versioning::{CLOUD_SITE_ID, Stamp};
-use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row as _, Type};
+use sqlx::Row as _;
 
 use super::backend::Backend;
-use super::sql::push_param;
 use super::store::{Store, log_fall_back};
 use super::versions::{CURRENT_JOIN, IS_CURRENT, RECORD_COLUMNS};
 use super::{Amendment, DbError, FeedPage};
 use crate::amend::amended;
 use crate::resolve::{HeldVersion, Offered, Readings, stamp_of, version_of};
+use edge_sql::statement::push_param;
 
-impl<DB> Store<DB>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    usize: ColumnIndex<DB::Row>,
-{
+#[edge_sql::sql_bounds]
+impl<DB: Backend> Store<DB> {
     /// Makes the cloud's amendment `request` (already checked) of
     /// `reading_id`, in one transaction: locks `cloud_state`, stamps the
     /// version above every version of the reading held (however far ahead)
@@ -58,10 +45,10 @@ where
             Ok(stamp) => stamp,
             Err(source) => {
                 tx.rollback().await?;
-                return Err(DbError::ClockExhausted {
+                return Err(DbError::ClockExhausted(edge_versioning::ReadingExhausted {
                     reading_id: reading_id.to_owned(),
                     source,
-                });
+                }));
             }
         };
         let version = amended(current, request, stamp);
@@ -112,7 +99,7 @@ where
         );
         DB::placeholder(&mut sql, 1);
         sql.push_str(" ORDER BY v.id");
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.pools.read().acquire().await?;
         let rows = sqlx::query::<DB>(&sql)
             .bind(reading_id)
             .fetch_all(&mut *conn)
@@ -205,7 +192,7 @@ where
                 .bind(after)
                 .bind(take);
         }
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.pools.read().acquire().await?;
         let rows = query.bind(take).fetch_all(&mut *conn).await?;
         let more = rows.len() > limit;
         let versions = rows

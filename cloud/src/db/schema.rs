@@ -5,13 +5,8 @@
 //! `backups/` beside its file first, each migration commits whole or not at
 //! all, and a database written by a newer binary is refused untouched.
 
-use std::path::Path;
-
-use edge_sql::migrate::Upgrade;
+use edge_sql::Schema;
 use sqlx::migrate::Migrator;
-use sqlx::{Pool, Postgres, Sqlite};
-
-use super::{DbError, DbOptions};
 
 /// The SQLite schema's migrations.
 static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -19,33 +14,12 @@ static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// The PostgreSQL schema's migrations.
 static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// How the cloud database is upgraded, named in messages after the flag
-/// that turns the backup off.
-fn upgrade<'a>(migrator: &'a Migrator, options: &DbOptions) -> Upgrade<'a> {
-    Upgrade {
-        database: "cloud database",
-        migrator,
-        backup: options.migration_backup,
-        backup_flag: "--cloud-migration-backup",
-        backup_env: "EDGE_CLOUD_MIGRATION_BACKUP",
-    }
-}
-
-/// Brings the SQLite database `file`, open on `write`, to [`SQLITE`].
-pub(super) async fn migrate_sqlite(
-    write: &Pool<Sqlite>,
-    file: &Path,
-    options: &DbOptions,
-) -> Result<(), DbError> {
-    edge_sql::migrate_sqlite(write, file, &upgrade(&SQLITE, options)).await?;
-    Ok(())
-}
-
-/// Brings the PostgreSQL database behind `write` to [`POSTGRES`].
-pub(super) async fn migrate_postgres(
-    write: &Pool<Postgres>,
-    options: &DbOptions,
-) -> Result<(), DbError> {
-    edge_sql::migrate_postgres(write, &upgrade(&POSTGRES, options)).await?;
-    Ok(())
-}
+/// The cloud database's schema, its upgrade named in messages after the
+/// flag that turns the backup off.
+pub(super) static SCHEMA: Schema = Schema {
+    database: "cloud database",
+    sqlite: &SQLITE,
+    postgres: &POSTGRES,
+    backup_flag: "--cloud-migration-backup",
+    backup_env: "EDGE_CLOUD_MIGRATION_BACKUP",
+};

@@ -1,74 +1,25 @@
-//! Building the multi-row statements every write uses, and the storage
-//! names of the contract's enums.
+//! The cloud's statement shapes, and the storage names of the contract's
+//! enums (placeholders: [`edge_sql::statement`]).
 
 use edge_cloud_link::contract::{Priority, Quality};
 
-use super::backend::Backend;
-
-/// Row counts of multi-row statements, largest first. Statements, not rows,
-/// are the cost in sqlx's SQLite driver, so rows are batched; a few fixed
-/// shapes (rather than one per batch size) let the drivers reuse prepared
-/// statements. Every shape stays under both backends' bind limits.
+/// Row counts of multi-row statements, largest first: the cloud's own set
+/// of statement shapes (see [`edge_sql::statement::STATEMENT_ROWS`] for
+/// why rows come in a few fixed shapes). Every shape stays under both
+/// backends' bind limits.
 pub(super) const STATEMENT_ROWS: [usize; 8] = [512, 128, 64, 32, 16, 8, 4, 1];
 
 /// Most columns any multi-row statement binds per row (a version row).
 pub(super) const MAX_ROW_COLUMNS: usize = 21;
 
-// SQLite's bind limit is 32,766; PostgreSQL's 65,535.
-const _: () = assert!(STATEMENT_ROWS[0] * MAX_ROW_COLUMNS <= 32_766);
+const _: () = assert!(edge_sql::statement::fits_bind_limit(
+    &STATEMENT_ROWS,
+    MAX_ROW_COLUMNS
+));
 
 /// Splits `rows` into consecutive chunks whose lengths are in [`STATEMENT_ROWS`].
-pub(super) fn shaped_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        let size = STATEMENT_ROWS
-            .into_iter()
-            .find(|size| *size <= rows.len())?;
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        Some(chunk)
-    })
-}
-
-/// Appends `rows` groups of `columns` placeholders: `(?, ?), (?, ?)`.
-pub(super) fn push_placeholders<DB: Backend>(
-    sql: &mut String,
-    rows: usize,
-    columns: usize,
-    literal_tail: &str,
-) {
-    let mut n = 1;
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            DB::placeholder(sql, n);
-            n += 1;
-        }
-        sql.push_str(literal_tail);
-        sql.push(')');
-    }
-}
-
-/// Appends a placeholder list `?, ?, ?` of `count` parameters numbered from
-/// `*next`, and moves `*next` past them.
-pub(super) fn push_list<DB: Backend>(sql: &mut String, count: usize, next: &mut usize) {
-    for i in 0..count {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        push_param::<DB>(sql, next);
-    }
-}
-
-/// Appends one placeholder numbered `*next`, and moves `*next` on.
-pub(super) fn push_param<DB: Backend>(sql: &mut String, next: &mut usize) {
-    DB::placeholder(sql, *next);
-    *next += 1;
+pub(super) fn shaped_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    edge_sql::statement::chunks_of_shapes(rows, &STATEMENT_ROWS)
 }
 
 /// The storage name of a priority.
@@ -118,17 +69,6 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), 1_000);
         assert_eq!(&sizes[..2], &[512, 128]);
         assert!(sizes.iter().all(|s| STATEMENT_ROWS.contains(s)));
-    }
-
-    #[test]
-    fn placeholders_number_from_one() {
-        let mut sql = String::new();
-        push_placeholders::<sqlx::Postgres>(&mut sql, 2, 2, ", 'held'");
-        assert_eq!(sql, "($1, $2, 'held'), ($3, $4, 'held')");
-        let mut sql = String::new();
-        let mut next = 3;
-        push_list::<sqlx::Postgres>(&mut sql, 2, &mut next);
-        assert_eq!((sql.as_str(), next), ("$3, $4", 5));
     }
 
     #[test]

@@ -17,14 +17,15 @@ use edge_cloud_link::contract::{
     VersionRecord, VersionResult, VersionStatus,
 };
 use edge_versioning::{Hlc, Policy, SkewBound, WallClock};
-use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Type};
+use sqlx::Pool;
 
 use super::backend::Backend;
-use super::sql::{push_placeholders, shaped_chunks};
+use super::sql::shaped_chunks;
 use super::{DbError, PushOutcome, Skew};
 use crate::batch::{CheckedBatch, bookable_seq};
 use crate::resolve::{CloudClock, Offered, Readings, hlc_of};
-use edge_sql::{WriteConn, WriteFaults};
+use edge_sql::statement::push_placeholders;
+use edge_sql::{Pools, WriteConn, WriteFaults};
 
 /// What the deduplication key of a version is made of, borrowed.
 type VersionKey<'a> = (&'a str, u64, u32, &'a str);
@@ -86,11 +87,8 @@ pub(crate) struct Store<DB: sqlx::Database> {
     /// Writes only ever run through [`Store::write_tx`] and
     /// [`Store::write_conn`]: a connection that saw a failure is closed,
     /// never reused (see [`edge_sql::write`]).
-    write: Pool<DB>,
-    pub(super) read: Pool<DB>,
+    pub(super) pools: Pools<DB>,
     pub(super) versioning: Versioning,
-    /// Faults a test injects into writes; `None` outside tests.
-    faults: Option<Arc<WriteFaults>>,
 }
 
 impl<DB: sqlx::Database> Store<DB> {
@@ -101,10 +99,8 @@ impl<DB: sqlx::Database> Store<DB> {
         faults: Option<Arc<WriteFaults>>,
     ) -> Self {
         Store {
-            write,
-            read,
+            pools: Pools::new(write, read, faults),
             versioning,
-            faults,
         }
     }
 
@@ -115,7 +111,7 @@ impl<DB: sqlx::Database> Store<DB> {
     where
         DB: edge_sql::FaultableBackend,
     {
-        Ok(WriteConn::begin(&self.write, op, self.faults.as_ref()).await?)
+        Ok(self.pools.write_tx(op).await?)
     }
 
     /// The write connection for `op`'s work outside a transaction.
@@ -123,7 +119,7 @@ impl<DB: sqlx::Database> Store<DB> {
     where
         DB: edge_sql::FaultableBackend,
     {
-        Ok(WriteConn::acquire(&self.write, op, self.faults.as_ref()).await?)
+        Ok(self.pools.write_conn(op).await?)
     }
 
     /// The deployment's conflict rule.
@@ -138,8 +134,7 @@ impl<DB: sqlx::Database> Store<DB> {
 
     /// Closes both pools, waiting for connections in use.
     pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
+        self.pools.close().await;
     }
 }
 
@@ -151,22 +146,8 @@ enum Fate {
     Duplicate,
 }
 
-impl<DB> Store<DB>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    usize: ColumnIndex<DB::Row>,
-{
+#[edge_sql::sql_bounds]
+impl<DB: Backend> Store<DB> {
     /// Stores a checked batch under `(site, key)`, in one transaction:
     /// takes the next push number (locking `cloud_state` first, see
     /// [`super::versions`]), offers the new versions to their readings'
@@ -281,7 +262,7 @@ where
         let held: Vec<(&str, i64)> = held.into_iter().collect();
         for chunk in shaped_chunks(&held) {
             let mut sql = String::from("INSERT INTO seq_coverage (site_id, seq, status) VALUES ");
-            push_placeholders::<DB>(&mut sql, chunk.len(), 2, ", 'held'");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 2, ", 'held'");
             sql.push_str(
                 " ON CONFLICT (site_id, seq) DO UPDATE SET status = 'held', reason = NULL \
                  WHERE seq_coverage.status <> 'held'",
@@ -302,7 +283,7 @@ where
         for chunk in shaped_chunks(&rejected) {
             let mut sql =
                 String::from("INSERT INTO seq_coverage (site_id, seq, reason, status) VALUES ");
-            push_placeholders::<DB>(&mut sql, chunk.len(), 3, ", 'rejected'");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 3, ", 'rejected'");
             sql.push_str(" ON CONFLICT (site_id, seq) DO NOTHING");
             let mut insert = sqlx::query::<DB>(&sql);
             for &(seq, reason) in chunk {
@@ -349,7 +330,7 @@ where
         let mut sql = String::from(
             "INSERT INTO push_keys (site_id, idempotency_key, body_digest, response_gz, push, created_at_ms) VALUES ",
         );
-        push_placeholders::<DB>(&mut sql, 1, 6, "");
+        push_placeholders::<DB>(&mut sql, 1, 1, 6, "");
         sqlx::query::<DB>(&sql)
             .bind(site)
             .bind(key)
@@ -400,7 +381,7 @@ where
         for chunk in shaped_chunks(&entries) {
             let mut sql =
                 String::from("INSERT INTO seq_coverage (site_id, seq, status, reason) VALUES ");
-            push_placeholders::<DB>(&mut sql, chunk.len(), 4, "");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 4, "");
             sql.push_str(
                 " ON CONFLICT (site_id, seq) DO UPDATE SET status = excluded.status, reason = excluded.reason \
                  WHERE seq_coverage.status <> 'held'",
@@ -423,7 +404,7 @@ where
 
     /// The site's books, from one snapshot.
     pub async fn coverage(&self, site: &str) -> Result<Coverage, DbError> {
-        let mut tx = self.read.begin().await?;
+        let mut tx = self.pools.read().begin().await?;
         let conn: &mut DB::Connection = &mut tx;
         if let Some(snapshot) = DB::SNAPSHOT {
             sqlx::query::<DB>(snapshot).execute(&mut *conn).await?;
@@ -502,7 +483,7 @@ where
         let mut sql = String::from(
             "INSERT INTO simple_readings (sensor_id, temperature, humidity, timestamp, received_at_ms) VALUES ",
         );
-        push_placeholders::<DB>(&mut sql, 1, 5, "");
+        push_placeholders::<DB>(&mut sql, 1, 1, 5, "");
         sql.push_str(" RETURNING id");
         let mut conn = self.write_conn("simple").await?;
         let (id,): (i64,) = sqlx::query_as::<DB, (i64,)>(&sql)
@@ -522,15 +503,11 @@ where
 /// follows it. Reads only from the watermark up to the first gap, in pages
 /// that start small, so a push behind a long-standing gap costs one short
 /// read; over a site's life every seq is passed once.
-async fn advance_watermark<DB>(conn: &mut DB::Connection, site: &str) -> Result<(), DbError>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    usize: ColumnIndex<DB::Row>,
-{
+#[edge_sql::sql_bounds]
+async fn advance_watermark<DB: Backend>(
+    conn: &mut DB::Connection,
+    site: &str,
+) -> Result<(), DbError> {
     let mut sql = String::from("SELECT contiguous_upto FROM site_books WHERE site_id = ");
     DB::placeholder(&mut sql, 1);
     let stored: Option<i64> = sqlx::query_as::<DB, (i64,)>(&sql)
@@ -568,7 +545,7 @@ where
     }
     if stored != Some(watermark) {
         let mut sql = String::from("INSERT INTO site_books (site_id, contiguous_upto) VALUES ");
-        push_placeholders::<DB>(&mut sql, 1, 2, "");
+        push_placeholders::<DB>(&mut sql, 1, 1, 2, "");
         sql.push_str(
             " ON CONFLICT (site_id) DO UPDATE SET contiguous_upto = excluded.contiguous_upto",
         );
@@ -583,14 +560,8 @@ where
 
 /// Takes the next cloud-wide push number; locks the `cloud_state` row, and
 /// reads the cloud's clock (packed) under that lock.
-async fn next_push<DB>(conn: &mut DB::Connection) -> Result<(i64, i64), DbError>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Decode<'q, DB> + Type<DB>,
-    usize: ColumnIndex<DB::Row>,
-{
+#[edge_sql::sql_bounds]
+async fn next_push<DB: Backend>(conn: &mut DB::Connection) -> Result<(i64, i64), DbError> {
     let row: (i64, i64) = sqlx::query_as::<DB, (i64, i64)>(
         "UPDATE cloud_state SET last_push = last_push + 1 WHERE singleton = 1 RETURNING last_push, hlc",
     )

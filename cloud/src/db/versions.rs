@@ -13,14 +13,13 @@
 use std::collections::BTreeMap;
 
 use edge_cloud_link::contract::{Hlc as WireHlc, VersionRecord, VersionStamp};
+use edge_sql::statement::push_placeholders;
 use edge_versioning::{Conflict, Hlc, Stamp, Version};
-use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
+use sqlx::Row;
 
 use super::DbError;
 use super::backend::Backend;
-use super::sql::{
-    parse_priority, parse_quality, priority_name, push_placeholders, quality_name, shaped_chunks,
-};
+use super::sql::{parse_priority, parse_quality, priority_name, quality_name, shaped_chunks};
 use super::store::{Store, log_fall_back};
 use crate::resolve::{HeldVersion, NewCurrent};
 
@@ -45,21 +44,8 @@ pub(super) const IS_CURRENT: &str = "(c.reading_id IS NULL OR (v.hlc_physical_ms
 const VERSION_COLUMNS: usize = 21;
 const _: () = assert!(VERSION_COLUMNS <= super::sql::MAX_ROW_COLUMNS);
 
-impl<DB> Store<DB>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    usize: ColumnIndex<DB::Row>,
-{
+#[edge_sql::sql_bounds]
+impl<DB: Backend> Store<DB> {
     /// Locks the `cloud_state` row (see the module docs) and reads the
     /// cloud's clock.
     pub(super) async fn lock_clock(conn: &mut DB::Connection) -> Result<Hlc, DbError> {
@@ -165,7 +151,7 @@ where
                  received_at_us, priority, clock_suspect, push, quality, note, base_physical_ms, \
                  base_logical, base_site_id, clock_ahead_ms) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, chunk.len(), VERSION_COLUMNS, "");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), VERSION_COLUMNS, "");
             sql.push_str(" ON CONFLICT DO NOTHING");
             let mut insert = sqlx::query::<DB>(&sql);
             for (v, ahead_ms) in chunk {
@@ -216,7 +202,7 @@ where
                 "INSERT INTO current_versions (reading_id, hlc_physical_ms, hlc_logical, \
                  version_site_id) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, chunk.len(), 4, "");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 4, "");
             sql.push_str(
                 " ON CONFLICT (reading_id) DO UPDATE SET hlc_physical_ms = excluded.hlc_physical_ms, \
                  hlc_logical = excluded.hlc_logical, version_site_id = excluded.version_site_id",
@@ -246,7 +232,7 @@ where
                  remote_physical_ms, remote_logical, remote_site_id, winner, policy, resolved_at_us) \
                  VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, chunk.len(), 10, "");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 10, "");
             let mut insert = sqlx::query::<DB>(&sql);
             for (reading_id, c) in chunk {
                 insert = insert
@@ -277,7 +263,7 @@ where
             let mut sql = String::from(
                 "INSERT INTO site_books (site_id, versions_written, contiguous_upto) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, chunk.len(), 2, ", 0");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 2, ", 0");
             sql.push_str(
                 " ON CONFLICT (site_id) DO UPDATE \
                  SET versions_written = site_books.versions_written + excluded.versions_written",

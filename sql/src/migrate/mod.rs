@@ -72,9 +72,7 @@ use std::time::Instant;
 
 use clap::ValueEnum;
 use sqlx::migrate::{Migrate, Migration, Migrator};
-use sqlx::{
-    Connection, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Postgres, Sqlite, Type,
-};
+use sqlx::{Connection, Pool, Postgres, Sqlite};
 
 pub use error::{BackupError, EXIT_BACKUP_FAILED, EXIT_SCHEMA_REFUSED, MigrateError, exit_code};
 
@@ -113,6 +111,58 @@ pub struct Upgrade<'a> {
     pub backup_flag: &'static str,
     /// Its environment variable (e.g. `EDGE_MIGRATION_BACKUP`).
     pub backup_env: &'static str,
+}
+
+/// A service's schema: its migrations for each backend and how its
+/// upgrade is named in messages. Each service declares one (a `static`) and
+/// brings its database to it at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// The database in messages, e.g. `site database`.
+    pub database: &'static str,
+    /// The SQLite schema's migrations (`sqlx::migrate!`).
+    pub sqlite: &'static Migrator,
+    /// The PostgreSQL schema's migrations.
+    pub postgres: &'static Migrator,
+    /// The flag that turns the backup off, named in messages
+    /// (e.g. `--migration-backup`).
+    pub backup_flag: &'static str,
+    /// Its environment variable (e.g. `EDGE_MIGRATION_BACKUP`).
+    pub backup_env: &'static str,
+}
+
+impl Schema {
+    /// The upgrade to `migrator` of this schema, backed up as `backup` says.
+    fn upgrade(&self, migrator: &'static Migrator, backup: BackupPolicy) -> Upgrade<'static> {
+        Upgrade {
+            database: self.database,
+            migrator,
+            backup,
+            backup_flag: self.backup_flag,
+            backup_env: self.backup_env,
+        }
+    }
+
+    /// Brings the SQLite database `file`, open on `pool`, to
+    /// [`Schema::sqlite`] (see [`migrate_sqlite`]).
+    pub async fn migrate_sqlite(
+        &self,
+        pool: &Pool<Sqlite>,
+        file: &Path,
+        backup: BackupPolicy,
+    ) -> Result<Migrated, MigrateError> {
+        migrate_sqlite(pool, file, &self.upgrade(self.sqlite, backup)).await
+    }
+
+    /// Brings the PostgreSQL database behind `pool` to
+    /// [`Schema::postgres`] (see [`migrate_postgres`]).
+    pub async fn migrate_postgres(
+        &self,
+        pool: &Pool<Postgres>,
+        backup: BackupPolicy,
+    ) -> Result<Migrated, MigrateError> {
+        migrate_postgres(pool, &self.upgrade(self.postgres, backup)).await
+    }
 }
 
 /// What a start-up migration did.
@@ -220,7 +270,7 @@ pub async fn migrate_postgres(
 }
 
 /// What differs between the backends here.
-pub(crate) trait Backend: sqlx::Database {
+pub(crate) trait Backend: crate::SqlDatabase {
     /// One row, one BIGINT: 1 when `_sqlx_migrations` exists, else 0.
     const HAS_BOOKKEEPING: &'static str;
 }
@@ -267,18 +317,12 @@ struct Applied {
 }
 
 /// Reads what is applied (writing nothing) and decides what to do.
-async fn inspect<'m, DB>(
+#[crate::sql_bounds]
+async fn inspect<'m, DB: Backend>(
     conn: &mut DB::Connection,
     upgrade: &Upgrade<'m>,
     restore: &str,
-) -> Result<Plan<'m>, MigrateError>
-where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    (i64,): for<'r> FromRow<'r, DB::Row>,
-    (i64, Vec<u8>, bool): for<'r> FromRow<'r, DB::Row>,
-{
+) -> Result<Plan<'m>, MigrateError> {
     let sql = sql_error(upgrade);
     let (exists,): (i64,) = sqlx::query_as(DB::HAS_BOOKKEEPING)
         .fetch_one(&mut *conn)
@@ -372,19 +416,14 @@ fn plan<'m>(
 
 /// Applies every pending migration, each in one transaction with its
 /// bookkeeping row, exactly as sqlx records it.
-async fn apply<DB>(
+#[crate::sql_bounds]
+async fn apply<DB: Backend>(
     conn: &mut DB::Connection,
     upgrade: &Upgrade<'_>,
     plan: &Plan<'_>,
 ) -> Result<(), MigrateError>
 where
-    DB: Backend,
     DB::Connection: Migrate,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
 {
     if plan.pending.is_empty() {
         return Ok(());

@@ -1,14 +1,15 @@
-//! What differs between SQLite and PostgreSQL: connection set-up, migrations,
-//! locking the state row, measuring the database, bind-parameter limits.
+//! What differs between SQLite and PostgreSQL for the store: connection
+//! set-up, migrations, locking the state row, measuring the database (what
+//! differs for every service, placeholders and snapshots among it:
+//! [`edge_sql::SqlDatabase`]).
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use edge_sql::{PostgresSettings, SqlDatabase};
 use sqlx::pool::PoolOptions;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::sqlite::{SqliteAutoVacuum, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite};
 
 use super::checkpoint::{self, Checkpointer};
@@ -27,10 +28,10 @@ pub enum Durability {
     Normal,
 }
 
-/// Per-backend SQL fragments and limits used by the generic [`Store`].
-pub trait Backend: edge_sql::FaultableBackend {
-    /// Name shown in stats and logs.
-    const LABEL: &'static str;
+/// Per-backend SQL fragments the generic [`Store`] needs beyond what every
+/// service's SQL does ([`SqlDatabase`]: placeholders, snapshots, rows
+/// changed).
+pub trait Backend: SqlDatabase {
     /// Appended to the `site_state` read that starts a write: takes the row
     /// lock on PostgreSQL so two writers can never hand out the same seq.
     /// SQLite needs none: its single writer connection serialises writes.
@@ -38,54 +39,25 @@ pub trait Backend: edge_sql::FaultableBackend {
     /// One row, two BIGINT columns: bytes the database occupies, and bytes
     /// free inside it that new rows reuse before it grows (0 when unknown).
     const USAGE_SQL: &'static str;
-    /// Run first in a read transaction that must see one snapshot. SQLite's
-    /// transactions already do (WAL: from their first read on); PostgreSQL's
-    /// default, READ COMMITTED, takes a new one per statement.
-    const SNAPSHOT: Option<&'static str>;
-    /// Writes the placeholder for the `n`th bind parameter (from 1).
-    fn placeholder(sql: &mut String, n: usize);
-    /// Rows a statement changed.
-    fn rows_affected(result: &Self::QueryResult) -> u64;
 }
 
 impl Backend for Sqlite {
-    const LABEL: &'static str = "sqlite";
     const LOCK_STATE: &'static str = "";
-    const SNAPSHOT: Option<&'static str> = None;
     // Pages in use, not the file size: the file does not shrink after a
     // DELETE (its pages join the freelist, reused first).
     const USAGE_SQL: &'static str = "SELECT (p.page_count - f.freelist_count) * s.page_size, \
          f.freelist_count * s.page_size \
          FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s";
-    // Plain `?`: SQLite resolves named and numbered parameters (`$1`, `?1`) by
-    // a linear scan per parameter, which makes a 10,000-parameter INSERT
-    // quadratic; anonymous ones are bound by position for free.
-    fn placeholder(sql: &mut String, _n: usize) {
-        sql.push('?');
-    }
-    fn rows_affected(result: &Self::QueryResult) -> u64 {
-        result.rows_affected()
-    }
 }
 
 impl Backend for Postgres {
-    const LABEL: &'static str = "postgres";
     const LOCK_STATE: &'static str = " FOR UPDATE";
-    const SNAPSHOT: Option<&'static str> =
-        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     // The site's tables with their indexes and TOAST, not the whole
     // database (its catalogs are not the site's data). Free space inside
     // them is not visible without extensions: see `crate::storage`.
     const USAGE_SQL: &'static str = "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::BIGINT, 0::BIGINT \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = current_schema() AND c.relkind = 'r'";
-    fn placeholder(sql: &mut String, n: usize) {
-        use std::fmt::Write as _;
-        let _ = write!(sql, "${n}");
-    }
-    fn rows_affected(result: &Self::QueryResult) -> u64 {
-        result.rows_affected()
-    }
 }
 
 /// SQLite's page cache per connection, KiB (negative `cache_size`). Enough to
@@ -102,29 +74,17 @@ impl Store<Sqlite> {
             backend: Sqlite::LABEL,
             source,
         };
-        let options = match config.database_url.as_deref() {
-            Some(url) if !url.is_empty() => SqliteConnectOptions::from_str(url).map_err(connect)?,
-            _ => {
-                std::fs::create_dir_all(&config.data_dir).map_err(|source| DbError::DataDir {
-                    path: config.data_dir.clone(),
-                    source,
-                })?;
-                SqliteConnectOptions::new().filename(config.data_dir.join("edge.db"))
-            }
-        };
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match config.durability {
+        let options = edge_sql::open::sqlite_options::<DbError>(
+            config.database_url.as_deref(),
+            &config.data_dir,
+            "edge.db",
+            match config.durability {
                 Durability::Full => SqliteSynchronous::Full,
                 Durability::Normal => SqliteSynchronous::Normal,
-            })
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .pragma("cache_size", (-SQLITE_CACHE_KIB).to_string())
-            // Multi-row INSERTs keep a statement journal for rollback on a
-            // constraint error; in memory it costs no file writes per statement.
-            .pragma("temp_store", "MEMORY");
+            },
+            SQLITE_CACHE_KIB,
+        )?
+        .foreign_keys(true);
 
         // One writer connection: SQLite allows one writer at a time anyway, and
         // a single connection makes group commit the only write path.
@@ -149,7 +109,9 @@ impl Store<Sqlite> {
             )
             .await
             .map_err(connect)?;
-        super::schema::migrate_sqlite(&write, options.get_filename(), config).await?;
+        super::schema::SCHEMA
+            .migrate_sqlite(&write, options.get_filename(), config.migration_backup)
+            .await?;
         enable_incremental_vacuum(&write).await.map_err(connect)?;
         let checkpointer = Checkpointer::start(&options).await.map_err(connect)?;
         let read = PoolOptions::<Sqlite>::new()
@@ -203,30 +165,18 @@ impl Store<Postgres> {
         config: &DbConfig,
         clock: Arc<dyn WallClock>,
     ) -> Result<Self, DbError> {
-        let connect = |source| DbError::Connect {
-            backend: Postgres::LABEL,
-            source,
-        };
-        let options = PgConnectOptions::from_str(url).map_err(connect)?;
-        let write = PoolOptions::<Postgres>::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await
-            .map_err(connect)?;
-        edge_sql::check_postgres_durability(
-            &write,
-            config.accept_postgres_durability_risk,
-            "--accept-postgres-durability-risk / EDGE_ACCEPT_POSTGRES_DURABILITY_RISK=true",
+        let (write, read) = edge_sql::open::open_postgres::<DbError>(
+            url,
+            &super::schema::SCHEMA,
+            &PostgresSettings {
+                acquire_timeout: Duration::from_secs(10),
+                read_connections: config.read_connections,
+                accept_durability_risk: config.accept_postgres_durability_risk,
+                durability_risk_flag: "--accept-postgres-durability-risk / EDGE_ACCEPT_POSTGRES_DURABILITY_RISK=true",
+                backup: config.migration_backup,
+            },
         )
         .await?;
-        super::schema::migrate_postgres(&write, config).await?;
-        let read = PoolOptions::<Postgres>::new()
-            .max_connections(config.read_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(connect)?;
         Store::init(write, read, None, config, clock).await
     }
 }

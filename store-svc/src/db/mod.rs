@@ -1,10 +1,12 @@
 //! The site database, on SQLite (embedded default) or PostgreSQL.
 //!
 //! All SQL lives in [`store`], written once and generic over the sqlx
-//! backend; [`backend`] holds the few things that differ (locking, size, bind
-//! limits, connection set-up); [`schema`] migrates the database at start-up
-//! (backup first, kill-safe, a newer schema refused). [`Database`] picks the
-//! backend from the configured URL and dispatches to it.
+//! backend; [`backend`] holds the few things that differ for the store
+//! (locking, size, connection set-up); [`schema`] migrates the database at
+//! start-up (backup first, kill-safe, a newer schema refused). The plumbing
+//! the cloud shares (the backend core, the sqlx bounds, pools, statement
+//! shapes and placeholders, opening) is [`edge_sql`]'s. [`Database`] picks
+//! the backend from the configured URL and dispatches to it.
 //!
 //! Invariants every write keeps, inside one transaction:
 //! - a reading id is stored once; a retry is a duplicate, a reuse with other
@@ -32,6 +34,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use edge_sql::{BackendKind, OnBackend};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use sqlx::{Postgres, Sqlite};
@@ -88,14 +91,8 @@ pub enum DbError {
     UnknownReading(String),
     /// An amendment named a reading whose versions are stamped at the very
     /// top of the clock's range: nothing can be stamped above them.
-    #[error("reading {reading_id}: {source}")]
-    ClockExhausted {
-        /// The reading.
-        reading_id: String,
-        /// Its highest stamp.
-        #[source]
-        source: edge_versioning::Exhausted,
-    },
+    #[error(transparent)]
+    ClockExhausted(edge_versioning::ReadingExhausted),
     /// A stamp outside the clock's range reached the database (inputs are
     /// checked before, so this is a bug, never a silent clamp).
     #[error("a version stamp is outside the clock's range: {0}")]
@@ -121,18 +118,11 @@ pub enum DbError {
 
 pub use edge_sql::{Classify, Failure};
 
-impl edge_sql::Classify for DbError {
-    fn query_error(&self) -> Option<&sqlx::Error> {
-        match self {
-            DbError::Query(err) => Some(err),
-            _ => None,
-        }
-    }
-
-    fn is_connect(&self) -> bool {
-        matches!(self, DbError::Connect { .. })
-    }
-}
+edge_sql::db_error_by_variants!(DbError {
+    query: Query,
+    connect: Connect,
+    data_dir: DataDir,
+});
 
 /// `store_write_failures_total{op, cause}`: writes that failed, by what
 /// they were and what the failure means.
@@ -196,20 +186,15 @@ pub struct DbConfig {
     pub write_faults: Option<Arc<faults::WriteFaults>>,
 }
 
-/// The site database on one of the two backends.
-pub enum Database {
-    /// Embedded SQLite (WAL).
-    Sqlite(Store<Sqlite>),
-    /// PostgreSQL.
-    Postgres(Store<Postgres>),
+/// The site database on one of the two backends: embedded SQLite (WAL), or
+/// PostgreSQL.
+pub struct Database {
+    store: OnBackend<Store<Sqlite>, Store<Postgres>>,
 }
 
 macro_rules! dispatch {
     ($db:expr, $store:ident => $body:expr) => {
-        match $db {
-            Database::Sqlite($store) => $body,
-            Database::Postgres($store) => $body,
-        }
+        edge_sql::on_backend!(&$db.store, $store => $body)
     };
 }
 
@@ -217,28 +202,24 @@ impl Database {
     /// Connects, runs migrations and settles the site id.
     pub async fn open(config: &DbConfig, clock: Arc<dyn WallClock>) -> Result<Database, DbError> {
         let url = config.database_url.as_deref().unwrap_or("");
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Database::Postgres(
-                Store::<Postgres>::open_postgres(url, config, clock).await?,
-            ))
-        } else if url.is_empty() || url.starts_with("sqlite:") {
-            Ok(Database::Sqlite(
-                Store::<Sqlite>::open_sqlite(config, clock).await?,
-            ))
-        } else {
-            // A mistyped PostgreSQL URL must not quietly become a SQLite file
-            // inside a container, where acknowledged readings would not
-            // survive it.
-            let scheme = url.split(':').next().unwrap_or_default();
-            Err(DbError::UnsupportedUrl {
-                scheme: scheme.chars().take(20).collect(),
-            })
-        }
+        // A mistyped PostgreSQL URL must not quietly become a SQLite file
+        // inside a container, where acknowledged readings would not
+        // survive it.
+        let store =
+            match BackendKind::of_url(url).map_err(|scheme| DbError::UnsupportedUrl { scheme })? {
+                BackendKind::Postgres => {
+                    OnBackend::Postgres(Store::<Postgres>::open_postgres(url, config, clock).await?)
+                }
+                BackendKind::Sqlite => {
+                    OnBackend::Sqlite(Store::<Sqlite>::open_sqlite(config, clock).await?)
+                }
+            };
+        Ok(Database { store })
     }
 
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
-        dispatch!(self, s => s.backend())
+        self.store.label()
     }
 
     /// This site's id.
@@ -322,7 +303,7 @@ impl Database {
     /// freed pages leave the count). PostgreSQL's relations keep their size
     /// and reuse the space inside.
     pub fn reclaims_on_delete(&self) -> bool {
-        matches!(self, Database::Sqlite(_))
+        self.store.sqlite().is_some()
     }
 
     /// Removes up to `limit` of the oldest synced readings (received before
@@ -382,10 +363,7 @@ impl Database {
     /// The SQLite database file, for measuring its file system; `None` on
     /// PostgreSQL, whose disk is the server's.
     pub fn sqlite_path(&self) -> Option<&std::path::Path> {
-        match self {
-            Database::Sqlite(s) => s.path(),
-            Database::Postgres(_) => None,
-        }
+        self.store.sqlite().and_then(|s| s.path())
     }
 
     /// Writes an amendment as a new current version, queued for the cloud.

@@ -5,12 +5,13 @@
 //! draws from an end of the outbox), so statements take `BETWEEN` per run;
 //! scattered ids fall back to padded `IN` lists in the fixed statement shapes.
 
-use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
+use edge_sql::statement::{STATEMENT_ROWS, padded_shape};
+use sqlx::FromRow;
 
 use super::DbError;
 use super::backend::Backend;
 use super::faults::WriteOp;
-use super::sql::{STATEMENT_ROWS, SqlBuilder};
+use super::sql::SqlBuilder;
 use super::store::Store;
 use crate::model::SyncState;
 use crate::outbox::{
@@ -56,11 +57,7 @@ pub(super) fn id_chunks(ids: &[i64]) -> Vec<IdChunk> {
     sorted
         .chunks(STATEMENT_ROWS[0])
         .map(|chunk| {
-            let shape = STATEMENT_ROWS
-                .into_iter()
-                .rev()
-                .find(|size| *size >= chunk.len())
-                .unwrap_or(chunk.len());
+            let shape = padded_shape(chunk.len());
             let mut padded = chunk.to_vec();
             let last = chunk[chunk.len() - 1];
             padded.resize(shape, last);
@@ -93,18 +90,9 @@ impl<DB: Backend> SqlBuilder<'_, DB> {
     }
 }
 
-impl<DB> Store<DB>
+#[edge_sql::sql_bounds]
+impl<DB: Backend> Store<DB>
 where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Decode<'q, DB>,
-    for<'q> Option<String>: Decode<'q, DB>,
-    usize: ColumnIndex<DB::Row>,
     for<'r> OutboxEntry: FromRow<'r, DB::Row>,
     for<'r> DeadLetterEntry: FromRow<'r, DB::Row>,
 {
@@ -146,7 +134,7 @@ where
         sql.arg(limit);
         Ok(sql
             .query_as::<OutboxEntry>()?
-            .fetch_all(&mut *self.read.acquire().await?)
+            .fetch_all(&mut *self.pools.read().acquire().await?)
             .await?)
     }
 
@@ -280,7 +268,7 @@ where
         sql.arg(limit);
         Ok(sql
             .query_as::<DeadLetterEntry>()?
-            .fetch_all(&mut *self.read.acquire().await?)
+            .fetch_all(&mut *self.pools.read().acquire().await?)
             .await?)
     }
 

@@ -17,18 +17,20 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use edge_versioning::{Applied, Conflict, History, Policy, SkewBound, Stamp, Version};
-use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
+use edge_versioning::{
+    Applied, Conflict, History, Policy, ReadingExhausted, SkewBound, Stamp, Version,
+};
+use sqlx::FromRow;
 
 use super::DbError;
 use super::backend::Backend;
 use super::faults::WriteOp;
-use super::sql::{push_placeholders, shaped_chunks};
 use super::store::{READING_COLUMNS, Store};
 use crate::hlc::Hlc;
 use crate::model::Quality;
 use crate::model::{StoredReading, SyncState};
 use crate::revision::{Amendment, ApplyOutcome, ConflictRow, RemoteVersion, Skew, Values};
+use edge_sql::statement::{push_placeholders, shaped_chunks};
 
 /// Reading ids or seqs per lookup statement.
 const LOOKUP_CHUNK: usize = 500;
@@ -100,20 +102,9 @@ impl VersionKey {
     }
 }
 
-impl<DB> Store<DB>
+#[edge_sql::sql_bounds]
+impl<DB: Backend> Store<DB>
 where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB>,
-    for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB>,
-    usize: ColumnIndex<DB::Row>,
     for<'r> StoredReading: FromRow<'r, DB::Row>,
     for<'r> ConflictRow: FromRow<'r, DB::Row>,
     for<'r> VersionKey: FromRow<'r, DB::Row>,
@@ -162,10 +153,10 @@ where
             Ok(hlc) => hlc,
             Err(source) => {
                 tx.rollback().await?;
-                return Err(DbError::ClockExhausted {
+                return Err(DbError::ClockExhausted(ReadingExhausted {
                     reading_id: amendment.reading_id.clone(),
                     source,
-                });
+                }));
             }
         };
         let values = Values {
@@ -355,7 +346,7 @@ where
     pub async fn pull_cursor(&self) -> Result<i64, DbError> {
         Ok(
             sqlx::query_scalar("SELECT pull_cursor FROM site_state WHERE singleton = 1")
-                .fetch_one(&mut *self.read.acquire().await?)
+                .fetch_one(&mut *self.pools.read().acquire().await?)
                 .await?,
         )
     }
@@ -366,7 +357,7 @@ where
         after_id: i64,
         limit: i64,
     ) -> Result<(Vec<ConflictRow>, i64), DbError> {
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.pools.read().acquire().await?;
         let rows = sqlx::query_as(
             "SELECT id, reading_id, local_hlc, local_site_id, remote_hlc, remote_site_id, \
              current_hlc, current_site_id, winner, policy, resolved_at_us FROM conflicts \
@@ -396,7 +387,7 @@ where
         let mut seqs: HashMap<i64, String> = HashMap::new();
         for chunk in ids.chunks(LOOKUP_CHUNK) {
             let mut sql = String::from("SELECT seq, reading_id FROM readings WHERE reading_id IN ");
-            push_placeholders::<DB>(&mut sql, 1, 1, chunk.len());
+            push_placeholders::<DB>(&mut sql, 1, 1, chunk.len(), "");
             let mut query = sqlx::query_as::<DB, (i64, String)>(&sql);
             for id in chunk {
                 query = query.bind(*id);
@@ -410,7 +401,7 @@ where
                 "SELECT reading_seq, hlc, site_id, base_hlc, base_site_id FROM reading_versions \
                  WHERE reading_seq IN ",
             );
-            push_placeholders::<DB>(&mut sql, 1, 1, chunk.len());
+            push_placeholders::<DB>(&mut sql, 1, 1, chunk.len(), "");
             let mut query = sqlx::query_as::<DB, VersionKey>(&sql);
             for seq in chunk {
                 query = query.bind(*seq);
@@ -587,7 +578,7 @@ where
                  version_site_id = v.column7, sync_state = v.column8, \
                  version_clock_ahead_ms = v.column9 FROM (VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 9);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 9, "");
             sql.push_str(") AS v WHERE readings.seq = v.column1");
             let mut update = sqlx::query::<DB>(&sql);
             for row in chunk {
@@ -621,7 +612,7 @@ where
                  humidity, created_at_us, synced_at_us, quality, note, base_hlc, base_site_id, \
                  remote, clock_ahead_ms) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 14);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 14, "");
             let mut insert = sqlx::query::<DB>(&sql);
             for (version_id, seq, remote, ahead_ms) in chunk {
                 let base = match &remote.base {
@@ -663,7 +654,7 @@ where
                  humidity, measured_at_us, received_at_us, priority, clock_suspect, content_digest, \
                  version_hlc, version_site_id, sync_state, quality, note, origin_seq) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 17);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 17, "");
             let mut insert = sqlx::query::<DB>(&sql);
             for (seq, remote) in chunk {
                 insert = insert
@@ -692,7 +683,7 @@ where
             let mut sql = String::from(
                 "INSERT INTO readings_by_sensor (sensor_id, measured_at_us, seq) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 3);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 3, "");
             let mut index = sqlx::query::<DB>(&sql);
             for (seq, remote) in chunk {
                 index = index
@@ -718,7 +709,7 @@ where
                  remote_site_id, current_hlc, current_site_id, winner, policy, resolved_at_us) \
                  VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 10);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 10, "");
             let mut insert = sqlx::query::<DB>(&sql);
             for (reading_id, conflict) in chunk {
                 insert = insert

@@ -1,38 +1,12 @@
-//! Building SQL at run time for both backends: placeholders in each
-//! backend's syntax, bind values kept in step with them, and the fixed
-//! statement shapes that let drivers reuse prepared statements.
+//! Building the store's queries at run time for both backends: bind values
+//! kept in step with their placeholders, whatever filters a query has
+//! (statement shapes and placeholders themselves: [`edge_sql::statement`]).
 
 use sqlx::{Arguments as _, Encode, FromRow, IntoArguments, Type};
 
 use super::DbError;
 use super::backend::Backend;
 use crate::model::ReadingQuery;
-
-/// The row counts multi-row statements come in, largest first. Statements,
-/// not rows, are the cost in sqlx's SQLite driver, so rows are batched; and a
-/// few fixed shapes (rather than one per group size) let both drivers reuse
-/// their prepared statements. Powers of two, so any group takes at most one
-/// statement per shape: small groups (single-reading calls) are where the
-/// statement count shows. Every shape stays under both backends' bind limits
-/// (512 rows × 14 columns).
-pub(super) const STATEMENT_ROWS: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
-
-// The widest statement (readings, 14 columns) stays within SQLite's bind limit
-// (32,766; PostgreSQL allows 65,535).
-const _: () = assert!(STATEMENT_ROWS[0] * 14 <= 32_766);
-
-/// Splits `rows` into consecutive chunks whose lengths are in
-/// [`STATEMENT_ROWS`].
-pub(super) fn shaped_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        let size = STATEMENT_ROWS
-            .into_iter()
-            .find(|size| *size <= rows.len())?;
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        Some(chunk)
-    })
-}
 
 /// A bind value of a query built at run time.
 pub(super) enum Arg<'a> {
@@ -154,54 +128,5 @@ impl<'a, DB: Backend> SqlBuilder<'a, DB> {
         &'a str: Encode<'a, DB> + Type<DB>,
     {
         Ok(sqlx::query_as_with(&self.sql, self.arguments()?))
-    }
-}
-
-/// Appends `rows` groups of `cols` placeholders, `(…), (…)`, numbered from
-/// `first` in the backend's syntax.
-pub(super) fn push_placeholders<DB: Backend>(
-    sql: &mut String,
-    first: usize,
-    rows: usize,
-    cols: usize,
-) {
-    let mut n = first;
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for col in 0..cols {
-            if col > 0 {
-                sql.push_str(", ");
-            }
-            DB::placeholder(sql, n);
-            n += 1;
-        }
-        sql.push(')');
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use sqlx::{Postgres, Sqlite};
-
-    use super::{STATEMENT_ROWS, push_placeholders, shaped_chunks};
-
-    #[test]
-    fn placeholders_follow_the_backend() {
-        let mut pg = String::new();
-        push_placeholders::<Postgres>(&mut pg, 1, 2, 3);
-        assert_eq!(pg, "($1, $2, $3), ($4, $5, $6)");
-        let mut lite = String::new();
-        push_placeholders::<Sqlite>(&mut lite, 1, 2, 2);
-        assert_eq!(lite, "(?, ?), (?, ?)");
-    }
-
-    #[test]
-    fn chunks_cover_every_row_in_order_with_fixed_shapes() {
-        for total in [0, 1, 7, 8, 9, 511, 512, 1000, 8000] {
-            let rows: Vec<usize> = (0..total).collect();
-            let chunks: Vec<&[usize]> = shaped_chunks(&rows).collect();
-            assert!(chunks.iter().all(|c| STATEMENT_ROWS.contains(&c.len())));
-            assert_eq!(chunks.concat(), rows);
-        }
     }
 }

@@ -5,15 +5,16 @@
 //! told, each call one short transaction, so the group-commit writer waits at
 //! most one of them.
 
-use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Postgres, Sqlite, Type};
+use sqlx::{Postgres, Sqlite};
 
 use super::DbError;
 use super::backend::Backend;
 use super::faults::WriteOp;
 use super::outbox::{IdChunk, id_chunks};
-use super::sql::{SqlBuilder, push_placeholders, shaped_chunks};
+use super::sql::SqlBuilder;
 use super::store::Store;
 use crate::outbox::id_runs;
+use edge_sql::statement::{push_placeholders, shaped_chunks};
 
 /// What the database occupies, measured, and the counts that go with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,21 +54,14 @@ pub struct DroppedRow {
     pub dropped_at_us: i64,
 }
 
-impl<DB> Store<DB>
+#[edge_sql::sql_bounds]
+impl<DB: Backend> Store<DB>
 where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Decode<'q, DB>,
-    usize: ColumnIndex<DB::Row>,
     for<'r> DroppedRow: sqlx::FromRow<'r, DB::Row>,
 {
     /// Measures the database (one snapshot on the read pool).
     pub async fn usage(&self) -> Result<Usage, DbError> {
-        let mut conn = self.read.acquire().await?;
+        let mut conn = self.pools.read().acquire().await?;
         let (used_bytes, free_inside_bytes): (i64, i64) =
             sqlx::query_as(DB::USAGE_SQL).fetch_one(&mut *conn).await?;
         let (next_version_id, pruned, dropped): (i64, i64, i64) = sqlx::query_as(
@@ -208,7 +202,7 @@ where
             let mut sql = String::from(
                 "INSERT INTO unreported_drops (version_id, seq, reading_id, hlc, site_id, dropped_at_us) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 6);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 6, "");
             let mut insert = sqlx::query::<DB>(&sql);
             for row in chunk {
                 insert = insert
@@ -275,7 +269,7 @@ where
         sql.arg(limit);
         Ok(sql
             .query_as()?
-            .fetch_all(&mut *self.read.acquire().await?)
+            .fetch_all(&mut *self.pools.read().acquire().await?)
             .await?)
     }
 
@@ -306,7 +300,7 @@ impl Store<Sqlite> {
     /// step. Returns the bytes given back.
     pub async fn give_back_space(&self, keep_bytes: i64) -> Result<i64, DbError> {
         let (page_size,): (i64,) = sqlx::query_as("SELECT page_size FROM pragma_page_size()")
-            .fetch_one(&self.read)
+            .fetch_one(self.pools.read())
             .await?;
         let mut given = 0;
         loop {
@@ -344,7 +338,7 @@ impl Store<Postgres> {
         sqlx::raw_sql(
             "VACUUM readings, reading_versions, outbox, readings_by_sensor, unreported_drops",
         )
-        .execute(&self.read)
+        .execute(self.pools.read())
         .await?;
         Ok(0)
     }

@@ -9,29 +9,35 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use edge_versioning::{NodeClock, SkewBound};
-use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use sqlx::{FromRow, Pool};
 
 use super::backend::Backend;
 use super::checkpoint::Checkpointer;
-use super::faults::{WriteFaults, WriteOp};
-use super::sql::{STATEMENT_ROWS, SqlBuilder, push_placeholders, shaped_chunks};
+use super::faults::WriteOp;
+use super::sql::SqlBuilder;
 use super::{DbConfig, DbError};
 use crate::hlc::{Hlc, WallClock};
 use crate::model::{
     AppendOutcome, Cursor, NewReading, Outcome, ReadingQuery, Stats, StoredReading, SyncState,
     VersionStamp,
 };
-use edge_sql::WriteConn;
+use edge_sql::statement::{STATEMENT_ROWS, padded_shape, push_placeholders, shaped_chunks};
+use edge_sql::{Pools, WriteConn};
 
 /// Columns a query returns, in [`StoredReading`]'s order.
 pub(super) const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
      measured_at_us, received_at_us, priority, clock_suspect, version_hlc, version_site_id, sync_state, \
      quality, note, origin_seq, version_clock_ahead_ms";
 
+// The widest multi-row statement (a foreign reading, 17 columns) stays
+// within both backends' bind limits.
+const _: () = assert!(edge_sql::statement::fits_bind_limit(&STATEMENT_ROWS, 17));
+
 /// The database of one backend.
 pub struct Store<DB: sqlx::Database> {
-    pub(super) write: Pool<DB>,
-    pub(super) read: Pool<DB>,
+    /// The writer's pool (written only through [`Store::write_tx`] and
+    /// [`Store::write_conn`]) and the read pool.
+    pub(super) pools: Pools<DB>,
     /// SQLite only: WAL checkpoints off the write path.
     pub(super) checkpointer: Option<Checkpointer>,
     /// SQLite only: the database file.
@@ -46,8 +52,6 @@ pub struct Store<DB: sqlx::Database> {
     /// Readings above the sensor index's high mark (`sensor_indexed_seq`),
     /// as of the last commit.
     sensor_index_lag: AtomicI64,
-    /// Faults a test injects into writes; `None` outside tests.
-    pub(super) faults: Option<Arc<WriteFaults>>,
 }
 
 /// What the database already holds under a reading id.
@@ -81,7 +85,7 @@ impl<DB: sqlx::Database> Store<DB> {
     where
         DB: Backend,
     {
-        Ok(WriteConn::begin(&self.write, op.label(), self.faults.as_ref()).await?)
+        Ok(self.pools.write_tx(op.label()).await?)
     }
 
     /// The writer's connection for `op`'s work outside a transaction.
@@ -89,7 +93,7 @@ impl<DB: sqlx::Database> Store<DB> {
     where
         DB: Backend,
     {
-        Ok(WriteConn::acquire(&self.write, op.label(), self.faults.as_ref()).await?)
+        Ok(self.pools.write_conn(op.label()).await?)
     }
 
     /// After a commit: lets the SQLite checkpointer copy the new WAL frames.
@@ -142,19 +146,9 @@ impl<DB: sqlx::Database> Store<DB> {
     }
 }
 
-impl<DB> Store<DB>
+#[edge_sql::sql_bounds]
+impl<DB: Backend> Store<DB>
 where
-    DB: Backend,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Vec<u8>: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Decode<'q, DB>,
-    usize: ColumnIndex<DB::Row>,
     for<'r> StoredReading: FromRow<'r, DB::Row>,
 {
     /// Settles the site id and builds the store. A database keeps one site's
@@ -202,8 +196,7 @@ where
         .await?;
         let as_us = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         let store = Store {
-            write,
-            read,
+            pools: Pools::new(write, read, config.write_faults.clone()),
             checkpointer,
             path: None,
             site_id,
@@ -213,7 +206,6 @@ where
             max_clock_skew: config.max_clock_skew,
             sensor_index_batch: i64::from(config.sensor_index_batch.max(1)),
             sensor_index_lag: AtomicI64::new(sensor_index_lag),
-            faults: config.write_faults.clone(),
         };
         store.recover_clock().await?;
         Ok(store)
@@ -394,16 +386,12 @@ where
         let wanted: HashSet<&'a str> = ids.iter().copied().collect();
         for chunk in ids.chunks(STATEMENT_ROWS[0]) {
             // Padded to a fixed shape by repeating the last id (harmless in IN).
-            let shape = STATEMENT_ROWS
-                .into_iter()
-                .rev()
-                .find(|size| *size >= chunk.len())
-                .unwrap_or(chunk.len());
+            let shape = padded_shape(chunk.len());
             let mut sql = String::from(
                 "SELECT reading_id, seq, content_digest, clock_suspect, version_hlc, version_site_id \
                  FROM readings WHERE reading_id IN ",
             );
-            push_placeholders::<DB>(&mut sql, 1, 1, shape);
+            push_placeholders::<DB>(&mut sql, 1, 1, shape, "");
             let mut query = sqlx::query_as::<DB, (String, i64, Vec<u8>, bool, i64, String)>(&sql);
             for id in chunk.iter().chain(std::iter::repeat_n(
                 &chunk[chunk.len() - 1],
@@ -447,7 +435,7 @@ where
                  measured_at_us, received_at_us, priority, clock_suspect, content_digest, version_hlc, \
                  version_site_id, sync_state) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 14);
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 14, "");
             let mut insert = sqlx::query::<DB>(&sql);
             for row in chunk {
                 let r = row.reading;
@@ -577,7 +565,7 @@ where
         }
         let mut rows = sql
             .query_as::<StoredReading>()?
-            .fetch_all(&mut *self.read.acquire().await?)
+            .fetch_all(&mut *self.pools.read().acquire().await?)
             .await?;
         let next = if rows.len() > page {
             rows.truncate(page);
@@ -594,7 +582,7 @@ where
     /// Counts and sizes, computed from the database (never from counters that
     /// a restart would reset), all from one snapshot so the books add up.
     pub async fn stats(&self) -> Result<Stats, DbError> {
-        let mut conn = self.read.begin().await?;
+        let mut conn = self.pools.read().begin().await?;
         if let Some(snapshot) = DB::SNAPSHOT {
             sqlx::query(snapshot).execute(&mut *conn).await?;
         }
@@ -682,8 +670,7 @@ where
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.stop().await;
         }
-        self.read.close().await;
-        self.write.close().await;
+        self.pools.close().await;
     }
 }
 
