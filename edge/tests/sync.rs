@@ -493,9 +493,10 @@ async fn a_store_that_cannot_record_completions_makes_the_drain_back_off(db: &Te
 async fn a_quiet_feed_still_hands_over_the_clock_skew_bound(db: &TestDatabase) {
     let bound = Duration::from_secs(300);
     let cloud = Cloud::builder(TOKEN).max_clock_skew(bound).start().await;
+    // A new site announces no bound of its own and runs on the default
+    // (1 h); the first pull may come before the first look, so what shows
+    // that the bound came from the feed is its value.
     let site = Site::start(db, quick_sync(&cloud.url)).await;
-    let before = site.stats().await;
-    assert!(!before.max_clock_skew_announced, "{before:?}");
     let stats = eventually(DEADLINE, "the cloud's bound reaches the site", || async {
         let stats = site.stats().await;
         stats.max_clock_skew_announced.then_some(stats)
