@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -85,6 +86,9 @@ struct Member {
 pub struct Services {
     process: Shutdown,
     members: Vec<Member>,
+    /// The service whose failure came first while the process was up: the
+    /// error reported at exit, as the likely cause of the rest.
+    first_early_failure: Arc<Mutex<Option<&'static str>>>,
 }
 
 impl Services {
@@ -94,6 +98,7 @@ impl Services {
         Self {
             process,
             members: Vec::new(),
+            first_early_failure: Arc::default(),
         }
     }
 
@@ -108,12 +113,7 @@ impl Services {
         let stop = Shutdown::new();
         let (tx, done) = oneshot::channel();
         let watch = self.watcher(name, on_exit);
-        let run = service.run(stop.clone());
-        tokio::spawn(async move {
-            let result = run.await;
-            watch.ended(&result);
-            let _ = tx.send(result);
-        });
+        tokio::spawn(watch.follow(service.run(stop.clone()), tx));
         self.members.push(Member {
             name,
             stage,
@@ -173,9 +173,7 @@ impl Services {
                         }
                     };
                     let _ = addr_tx.send(Ok(service.local_addr()));
-                    let result = service.run(service_stop).await;
-                    watch.ended(&result);
-                    let _ = tx.send(result);
+                    watch.follow(service.run(service_stop), tx).await;
                 });
             })
             .map_err(|source| ServicesError::Thread { name, source })?;
@@ -194,17 +192,24 @@ impl Services {
             name,
             on_exit,
             process: self.process.clone(),
+            first_early_failure: self.first_early_failure.clone(),
         }
     }
 
     /// Waits for the process's shutdown, then stops the services stage by
-    /// stage. Every failure is logged; the first one, in stopping order, is
-    /// returned.
+    /// stage. Every failure is logged; the one returned is the first that
+    /// happened while the process was up, else the first in stopping order.
     pub async fn run(self) -> Result<(), ServicesError> {
         self.process.cancelled().await;
+        let early = self
+            .first_early_failure
+            .lock()
+            .ok()
+            .and_then(|first| *first);
         let mut members = self.members;
         members.sort_by_key(|m| m.stage);
         let mut first_error = None;
+        let mut early_error = None;
         let mut rest = members.into_iter().peekable();
         while let Some(stage) = rest.peek().map(|m| m.stage) {
             let mut this_stage = Vec::new();
@@ -222,10 +227,14 @@ impl Services {
                     Err(_) => ServicesError::Lost { name: member.name },
                 };
                 tracing::error!(%error, "a service of this process failed");
-                first_error.get_or_insert(error);
+                if Some(member.name) == early {
+                    early_error = Some(error);
+                } else {
+                    first_error.get_or_insert(error);
+                }
             }
         }
-        first_error.map_or(Ok(()), Err)
+        early_error.or(first_error).map_or(Ok(()), Err)
     }
 }
 
@@ -234,12 +243,33 @@ struct Watcher {
     name: &'static str,
     on_exit: OnEarlyExit,
     process: Shutdown,
+    first_early_failure: Arc<Mutex<Option<&'static str>>>,
 }
 
 impl Watcher {
-    fn ended(&self, result: &Result<(), ServeError>) {
+    /// Runs the service in a task of its own, so that a panic is seen as its
+    /// end too, then hands its result (none after a panic) to `done`.
+    async fn follow(
+        self,
+        run: impl Future<Output = Result<(), ServeError>> + Send + 'static,
+        done: oneshot::Sender<Result<(), ServeError>>,
+    ) {
+        let result = tokio::spawn(run).await.ok();
+        self.ended(result.as_ref());
+        if let Some(result) = result {
+            let _ = done.send(result);
+        }
+    }
+
+    /// `result` is `None` when the service panicked.
+    fn ended(&self, result: Option<&Result<(), ServeError>>) {
         if self.process.is_cancelled() {
             return;
+        }
+        if !matches!(result, Some(Ok(())))
+            && let Ok(mut first) = self.first_early_failure.lock()
+        {
+            first.get_or_insert(self.name);
         }
         match (self.on_exit, result) {
             (OnEarlyExit::StopProcess, _) => {
@@ -249,10 +279,16 @@ impl Watcher {
                 );
                 self.process.cancel();
             }
-            (OnEarlyExit::KeepRunning, Err(err)) => {
+            (OnEarlyExit::KeepRunning, Some(Err(err))) => {
                 tracing::error!(service = self.name, %err, "failed; the rest of the process keeps running");
             }
-            (OnEarlyExit::KeepRunning, Ok(())) => {
+            (OnEarlyExit::KeepRunning, None) => {
+                tracing::error!(
+                    service = self.name,
+                    "panicked; the rest of the process keeps running"
+                );
+            }
+            (OnEarlyExit::KeepRunning, Some(Ok(()))) => {
                 tracing::warn!(service = self.name, "stopped on its own");
             }
         }
@@ -358,6 +394,42 @@ mod tests {
             .expect("the process stopped by itself")
             .expect("an early clean end is not a failure");
         assert!(process.is_cancelled());
+    }
+
+    /// Panics as soon as it runs.
+    struct Panics;
+
+    impl Service for Panics {
+        fn local_addr(&self) -> SocketAddr {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+
+        async fn run(self, _shutdown: Shutdown) -> Result<(), ServeError> {
+            panic!("a bug in the service");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_an_early_end_and_is_the_error_reported() {
+        let process = Shutdown::new();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut services = Services::new(process.clone());
+        services.spawn(
+            "health",
+            0,
+            OnEarlyExit::KeepRunning,
+            probe("health", &log, false),
+        );
+        services.spawn("store", 1, OnEarlyExit::StopProcess, Panics);
+        let err = tokio::time::timeout(Duration::from_secs(10), services.run())
+            .await
+            .expect("the process stopped by itself")
+            .expect_err("a panic is a failure");
+        assert!(
+            matches!(err, ServicesError::Lost { name: "store" }),
+            "{err}"
+        );
+        assert_eq!(*log.lock().expect("not poisoned"), vec!["health"]);
     }
 
     #[tokio::test]

@@ -128,6 +128,11 @@ fn install(args: &RuntimeArgs, traces: Option<SdkTracerProvider>) {
 
 /// Sends the spans still buffered; call before the process exits.
 pub fn shutdown() {
+    // Once: the process body and `main` may both end with it.
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     if let Some(provider) = TRACER_PROVIDER.get()
         && let Err(err) = provider.shutdown()
     {

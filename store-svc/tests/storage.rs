@@ -213,7 +213,13 @@ async fn reject_refuses_once_full_keeps_everything_and_resumes_after_the_drain(d
     assert_full(&refusal);
     let full = stats(&mut client).await;
     let s = storage(&full);
-    assert!(s.full, "{s:?}");
+    // SQLite measures its room, and the refusal lasts until there is room
+    // for the group it refused. PostgreSQL's room is an estimate: a slack's
+    // worth ends the refusal there (the next group is measured against its
+    // own need), so a background pass may already have ended it.
+    if db.url.is_none() {
+        assert!(s.full, "{s:?}");
+    }
     assert!(s.used_bytes <= budget, "{s:?}");
     assert_eq!((s.pruned_versions, s.dropped_versions), (0, 0));
     // Every acknowledged reading is still there.
@@ -234,10 +240,7 @@ async fn reject_refuses_once_full_keeps_everything_and_resumes_after_the_drain(d
     // The cloud comes back and takes the backlog, and ingest works again.
     // On SQLite, which measures what pruning frees, the next measurement
     // alone ends the refusal, with no ingest needed to find out (amendments
-    // and pulled pages are refused while it runs). PostgreSQL's tables keep
-    // their size, so its room is an estimate that pruning credits and new
-    // versions spend; waiting there would only let the background passes
-    // prune everything synced before any room is taken.
+    // and pulled pages are refused while it runs).
     assert_eq!(sync_everything(&mut client).await, acked.len());
     if db.url.is_none() {
         eventually(DEADLINE, "the refusal ends once there is room", || async {

@@ -332,6 +332,21 @@ impl Budget {
         taken
     }
 
+    /// What a measurement must find, beyond the slack, to end a refusal:
+    /// room for the group that was refused, where room is measured (SQLite
+    /// hands freed pages back, so pruning shows). PostgreSQL's tables keep
+    /// their size and its room is an estimate from credit for pruned rows,
+    /// which a pass may discard: waiting there for a whole group's room
+    /// could refuse for good, so a slack's worth ends the refusal and the
+    /// next group is measured against its own need.
+    fn refused_need(&self) -> i64 {
+        if self.db.reclaims_on_delete() {
+            self.refused_need.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
     /// Room was found: the budget no longer refuses.
     fn end_refusal(&self) {
         self.refused_need.store(0, Ordering::Relaxed);
@@ -434,9 +449,7 @@ impl Budget {
         // While the budget refuses, every pass (the background ones too)
         // frees for the group it refused, so the refusal can end with no
         // ingest coming to find out.
-        let want = group
-            .bytes(m.bytes_per_version)
-            .max(self.refused_need.load(Ordering::Relaxed));
+        let want = group.bytes(m.bytes_per_version).max(self.refused_need());
         let enough = |m: &Measure| m.room >= (2 * m.slack).max(want.saturating_add(m.slack));
         if m.room < m.slack.max(want) {
             let batch = i64::from(self.args.prune_batch);
@@ -643,7 +656,7 @@ impl Budget {
         // Room again, measured, for the group that was refused: the budget
         // no longer refuses, whether or not a group of readings comes to
         // take it (amendments and pulled pages are refused while it does).
-        if m.room >= self.refused_need.load(Ordering::Relaxed).max(m.slack) {
+        if m.room >= self.refused_need().max(m.slack) {
             self.end_refusal();
         }
         self.bytes_per_version
