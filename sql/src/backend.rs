@@ -186,7 +186,9 @@ impl<L, P> OnBackend<L, P> {
 /// whichever backend it holds, bound to `$name`: the one match every method
 /// of a service's two-backend database dispatches through.
 ///
-/// ```ignore
+/// As store-svc's `Database` uses it:
+///
+/// ```text
 /// pub async fn stats(&self) -> Result<Stats, DbError> {
 ///     edge_sql::on_backend!(&self.store, s => s.stats().await)
 /// }

@@ -68,7 +68,9 @@ pub use write::{FaultableBackend, WriteConn};
 /// `where` clauses over to the trait's users when they bound other types
 /// (`i64: Encode<'q, DB>`), so every generic item would repeat them.
 ///
-/// ```ignore
+/// As a service's database layer uses it:
+///
+/// ```text
 /// #[edge_sql::sql_bounds]
 /// impl<DB: Backend> Store<DB> {
 ///     async fn count(&self) -> Result<i64, sqlx::Error> {

@@ -113,7 +113,9 @@ pub async fn open_postgres<E: OpenFailure>(
 /// be reached or opened (`{ backend, source }`), and the one for a data
 /// directory that could not be created (`{ path, source }`).
 ///
-/// ```ignore
+/// As store-svc and the cloud use it:
+///
+/// ```text
 /// edge_sql::db_error_by_variants!(DbError {
 ///     query: Query,
 ///     connect: Connect,
