@@ -2,14 +2,15 @@
 //! fault seam on both backends: a push whose storing failed is never
 //! answered as stored; a push whose COMMIT's answer was lost is settled by
 //! the site's retry (duplicates); failures in a row leave nothing open
-//! behind later pushes, which survive a restart.
+//! behind later pushes, which survive a restart. The cloud's own amendments
+//! are held to the same.
 
 mod common;
 
 use std::sync::Arc;
 
-use common::{TOKEN, TestCloud, batch, error_body};
-use edge_cloud_link::contract::VersionStatus;
+use common::{TOKEN, TestCloud, batch, error_body, version};
+use edge_cloud_link::contract::{PushBatch, VersionStatus, amendments_path};
 use edge_sql::{Fault, FaultPoint, WriteFaults};
 use edge_testkit::{TestDatabase, on_both_backends};
 
@@ -114,3 +115,67 @@ async fn failed_pushes_are_never_answered_stored(db: &TestDatabase) {
     cloud.stop().await;
 }
 on_both_backends!(failed_pushes_are_never_answered_stored);
+
+/// An amendment whose COMMIT failed (a full disk, or SQLite's rollback
+/// behind the driver followed by a failing statement) is answered 503 and
+/// leaves the reading as it was; the next amendment commits on top of the
+/// stored version, and what it wrote survives a restart.
+async fn a_failed_amendment_changes_nothing_and_the_next_one_commits(db: &TestDatabase) {
+    let faults = Arc::new(WriteFaults::default());
+    let cloud = start(db, &faults).await;
+    let first = version(SITE, 1);
+    cloud
+        .push_ok(
+            SITE,
+            "k1",
+            &PushBatch {
+                versions: vec![first.clone()],
+            },
+        )
+        .await;
+    let amend = |celsius: f64| {
+        cloud
+            .http
+            .post(cloud.at(&amendments_path(&first.reading_id)))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"temperature_celsius": {celsius}}}"#))
+            .send()
+    };
+    let client = cloud.client();
+
+    faults.arm("amend", FaultPoint::Commit, Fault::Error(disk_full(db)), 1);
+    let refused = amend(30.0).await.expect("answer");
+    assert_eq!(refused.status(), 503);
+    assert_eq!(error_body(refused).await.error.code, "storage_full");
+    faults.arm("amend", FaultPoint::Commit, Fault::RolledBackUnderneath, 1);
+    faults.arm(
+        "amend",
+        FaultPoint::Statement,
+        Fault::Error(disk_full(db)),
+        1,
+    );
+    assert_eq!(amend(31.0).await.expect("answer").status(), 503);
+    assert_eq!(amend(32.0).await.expect("answer").status(), 503);
+    assert_eq!(faults.injected(), 3);
+    let unchanged = client.reading(&first.reading_id).await.expect("reading");
+    assert_eq!(unchanged.versions, 1, "{unchanged:?}");
+    assert_eq!(unchanged.current, first);
+
+    assert_eq!(amend(33.0).await.expect("answer").status(), 200);
+    let amended = client.reading(&first.reading_id).await.expect("reading");
+    assert_eq!(amended.versions, 2, "{amended:?}");
+    assert_eq!(amended.current.temperature_celsius, 33.0);
+    assert_eq!(amended.current.base.as_ref(), Some(&first.version));
+    cloud.stop().await;
+
+    let cloud = start(db, &faults).await;
+    let after = cloud
+        .client()
+        .reading(&first.reading_id)
+        .await
+        .expect("reading");
+    assert_eq!(after, amended, "held across a restart");
+    cloud.stop().await;
+}
+on_both_backends!(a_failed_amendment_changes_nothing_and_the_next_one_commits);
