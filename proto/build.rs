@@ -29,8 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "edge/v1/operations.proto",
         "edge/v1/sync.proto",
         "edge/v1/cloud_health.proto",
+        "edge/v1/tokens.proto",
         "edge/internal/v1/store_ingest.proto",
         "edge/internal/v1/store_sync.proto",
+        "edge/internal/v1/identities.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -46,6 +46,8 @@ pub enum Command {
     /// Run the reference cloud server (the cloud contract, for tests, demos
     /// and a central hub).
     Cloud(Box<CloudCommandArgs>),
+    /// The site's identities: add a token (printed once), list, revoke.
+    Tokens(TokensArgs),
     /// Simulate sensor gateways pushing readings (a load generator).
     Simulate(SimulateArgs),
     /// Run the ingest benchmark matrix and print a table.
@@ -75,6 +77,11 @@ pub struct UpArgs {
     /// port 0.
     #[arg(long, env = "EDGE_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Names (DNS or IP) the site's own server certificate carries besides
+    /// `localhost`, `127.0.0.1`, `::1` and the host's name, e.g. the address
+    /// gateways dial. Only used when no --tls-cert is configured.
+    #[arg(long, env = "EDGE_TLS_SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
 }
 
 /// Where store-svc is.
@@ -137,6 +144,9 @@ pub struct IngestTarget {
 /// `edge status`.
 #[derive(Args)]
 pub struct StatusArgs {
+    /// Credentials and trust.
+    #[command(flatten)]
+    pub access: crate::access::Access,
     #[command(flatten)]
     pub health: HealthTarget,
     #[command(flatten)]
@@ -157,6 +167,9 @@ pub struct StatusArgs {
 /// `edge sync`.
 #[derive(Args)]
 pub struct SyncArgs {
+    /// Credentials and trust.
+    #[command(flatten)]
+    pub access: crate::access::Access,
     #[command(flatten)]
     pub target: SyncTarget,
     #[command(subcommand)]
@@ -185,6 +198,9 @@ pub enum SyncCommand {
 /// `edge dead-letters`.
 #[derive(Args)]
 pub struct DeadLettersArgs {
+    /// Credentials and trust.
+    #[command(flatten)]
+    pub access: crate::access::Access,
     #[command(flatten)]
     pub target: StoreTarget,
     #[command(subcommand)]
@@ -228,6 +244,9 @@ pub enum SyncStateArg {
 /// `edge amend`.
 #[derive(Args)]
 pub struct AmendArgs {
+    /// Credentials and trust.
+    #[command(flatten)]
+    pub access: crate::access::Access,
     #[command(flatten)]
     pub target: StoreTarget,
     /// The reading's id (lower-case hyphenated UUID).
@@ -263,6 +282,9 @@ pub enum QualityArg {
 /// `edge conflicts`.
 #[derive(Args)]
 pub struct ConflictsArgs {
+    /// Credentials and trust.
+    #[command(flatten)]
+    pub access: crate::access::Access,
     #[command(flatten)]
     pub target: StoreTarget,
     /// Stop after this many entries.
@@ -285,6 +307,9 @@ pub enum Format {
 /// `edge query`.
 #[derive(Args)]
 pub struct QueryArgs {
+    /// Credentials and trust.
+    #[command(flatten)]
+    pub access: crate::access::Access,
     #[command(flatten)]
     pub target: StoreTarget,
     /// Only this sensor.
@@ -313,6 +338,9 @@ pub struct QueryArgs {
 /// `edge stats`.
 #[derive(Args)]
 pub struct StatsArgs {
+    /// Credentials and trust.
+    #[command(flatten)]
+    pub access: crate::access::Access,
     #[command(flatten)]
     pub target: StoreTarget,
     /// Output format.
@@ -378,9 +406,57 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `edge tokens`.
+#[derive(Args)]
+pub struct TokensArgs {
+    /// Credentials and trust (an operator's token).
+    #[command(flatten)]
+    pub access: crate::access::Access,
+    #[command(flatten)]
+    pub target: StoreTarget,
+    #[command(subcommand)]
+    pub command: TokensCommand,
+}
+
+/// An `edge tokens` action.
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Create an identity and print its token once (on stdout, alone).
+    Add {
+        /// The identity's name (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// What it may call: `ingest` (a gateway), `read` (a dashboard),
+        /// `operate` (an operator). Repeat or comma-separate.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<edge_runtime::auth::Scope>,
+        /// Its own calls-per-second limit (0: unlimited; unset: the site's).
+        #[arg(long)]
+        calls_per_second: Option<u32>,
+        /// Its own readings-per-second limit (0: unlimited; unset: the site's).
+        #[arg(long)]
+        readings_per_second: Option<u32>,
+    },
+    /// List identities (never their tokens).
+    List {
+        /// Include revoked identities.
+        #[arg(long)]
+        include_revoked: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Revoke an identity's token (refused everywhere within 5 s).
+    Revoke {
+        /// The identity's name.
+        name: String,
+    },
+}
+
 /// `edge simulate`.
 #[derive(Args)]
 pub struct SimulateArgs {
+    /// Credentials and trust.
+    #[command(flatten)]
+    pub access: crate::access::Access,
     #[command(flatten)]
     pub target: IngestTarget,
     #[command(flatten)]

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 
 use crate::cli::{CloudCommandArgs, Command};
-use crate::{load, ops, revision_ops, status_ops, sync_ops, up};
+use crate::{load, ops, revision_ops, status_ops, sync_ops, tokens_ops, up};
 
 /// Runs `command` to its end.
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -17,6 +17,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Amend(args) => revision_ops::amend(args).await,
         Command::Conflicts(args) => revision_ops::conflicts(args).await,
         Command::Cloud(args) => cloud(*args).await,
+        Command::Tokens(args) => tokens_ops::tokens(args).await,
         Command::Simulate(args) => load::simulate(args).await,
         #[cfg(feature = "bench")]
         Command::Bench(args) => crate::bench::run(args).await,

@@ -14,7 +14,8 @@ use hdrhistogram::Histogram;
 use prost_types::Timestamp;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use edge_runtime::client::{AuthedChannel, CallCredentials, ClientArgs, Credentials};
+use tonic::service::interceptor::InterceptedService;
 use uuid::Uuid;
 
 use crate::cli::{IdKind, LoadArgs, Mode, SimulateArgs};
@@ -120,7 +121,7 @@ fn pacer(spec: &LoadArgs) -> Option<tokio::time::Interval> {
     })
 }
 
-async fn unary_caller(channel: Channel, spec: LoadArgs, seed: u64, deadline: Instant) -> Report {
+async fn unary_caller(channel: AuthedChannel, spec: LoadArgs, seed: u64, deadline: Instant) -> Report {
     let mut client = IngestServiceClient::new(channel);
     let mut gateway = Gateway {
         ids: spec.ids,
@@ -152,7 +153,7 @@ async fn unary_caller(channel: Channel, spec: LoadArgs, seed: u64, deadline: Ins
     report
 }
 
-async fn stream_caller(channel: Channel, spec: LoadArgs, seed: u64, deadline: Instant) -> Report {
+async fn stream_caller(channel: AuthedChannel, spec: LoadArgs, seed: u64, deadline: Instant) -> Report {
     let mut client = IngestServiceClient::new(channel);
     let mut report = Report::empty();
     let in_flight = spec.in_flight.max(1);
@@ -235,18 +236,28 @@ async fn stream_caller(channel: Channel, spec: LoadArgs, seed: u64, deadline: In
     report
 }
 
-/// Pushes readings into ingest-svc at `ingest_url` as `spec` says.
-pub async fn run(ingest_url: &str, spec: &LoadArgs) -> anyhow::Result<Report> {
+/// Pushes readings into ingest-svc at `ingest_url`, presenting
+/// `credentials`, as `spec` says.
+pub async fn run(
+    ingest_url: &str,
+    credentials: &Credentials,
+    spec: &LoadArgs,
+) -> anyhow::Result<Report> {
     let mut channels = Vec::new();
+    let client = ClientArgs {
+        connect_timeout: Duration::from_secs(5),
+        // The load's own deadline ends it; a call may take its time.
+        request_timeout: Duration::from_secs(60),
+    };
     for _ in 0..spec.connections.max(1) {
-        let channel = Endpoint::from_shared(ingest_url.to_owned())
-            .with_context(|| format!("invalid ingest address {ingest_url}"))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
+        let channel = edge_runtime::client::endpoint(ingest_url, &client, credentials)?
             .connect()
             .await
             .with_context(|| format!("cannot connect to ingest-svc at {ingest_url}"))?;
-        channels.push(channel);
+        channels.push(InterceptedService::new(
+            channel,
+            CallCredentials::bearer(credentials.token.as_deref())?,
+        ));
     }
     let start = Instant::now();
     let deadline = start + spec.duration;
@@ -270,7 +281,12 @@ pub async fn run(ingest_url: &str, spec: &LoadArgs) -> anyhow::Result<Report> {
 
 /// `edge simulate`.
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    let r = run(&args.target.ingest_url, &args.load).await?;
+    let r = run(
+        &args.target.ingest_url,
+        &args.access.credentials()?,
+        &args.load,
+    )
+    .await?;
     println!(
         "{} readings acknowledged and {} refused in {:.1}s: {:.0} readings/s, {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms, {} failed calls",
         r.readings,

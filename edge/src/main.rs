@@ -4,6 +4,7 @@
 mod bench;
 #[cfg(feature = "bench")]
 mod bench_sync;
+mod access;
 mod cli;
 mod commands;
 mod load;
@@ -13,6 +14,7 @@ mod reference;
 mod revision_ops;
 mod status_ops;
 mod sync_ops;
+mod tokens_ops;
 mod up;
 
 use std::process::ExitCode;

@@ -8,9 +8,10 @@ use anyhow::Context as _;
 use edge_proto::v1 as pb;
 use edge_proto::v1::operations_service_client::OperationsServiceClient;
 use edge_proto::v1::readings_service_client::ReadingsServiceClient;
-use edge_runtime::client::{ClientArgs, channel};
+use edge_runtime::client::{AuthedChannel, ClientArgs};
 use prost_types::Timestamp;
-use tonic::transport::Channel;
+
+use crate::access::Access;
 
 use crate::cli::{Format, QueryArgs, StatsArgs, StoreTarget, SyncStateArg};
 
@@ -18,9 +19,10 @@ use crate::cli::{Format, QueryArgs, StatsArgs, StoreTarget, SyncStateArg};
 /// `edge stats`): a read right is enough.
 pub(crate) fn readings_client(
     target: &StoreTarget,
-) -> anyhow::Result<ReadingsServiceClient<Channel>> {
+    access: &Access,
+) -> anyhow::Result<ReadingsServiceClient<AuthedChannel>> {
     Ok(
-        ReadingsServiceClient::new(channel(&target.store_url, &ClientArgs::default())?)
+        ReadingsServiceClient::new(access.channel(&target.store_url, &ClientArgs::default())?)
             .max_decoding_message_size(edge_runtime::config::DEFAULT_MAX_MESSAGE_BYTES),
     )
 }
@@ -29,9 +31,10 @@ pub(crate) fn readings_client(
 /// `edge conflicts`, `edge dead-letters`): an operate right is needed.
 pub(crate) fn operations_client(
     target: &StoreTarget,
-) -> anyhow::Result<OperationsServiceClient<Channel>> {
+    access: &Access,
+) -> anyhow::Result<OperationsServiceClient<AuthedChannel>> {
     Ok(
-        OperationsServiceClient::new(channel(&target.store_url, &ClientArgs::default())?)
+        OperationsServiceClient::new(access.channel(&target.store_url, &ClientArgs::default())?)
             .max_decoding_message_size(edge_runtime::config::DEFAULT_MAX_MESSAGE_BYTES),
     )
 }
@@ -131,7 +134,7 @@ pub(crate) fn state_name(state: i32) -> &'static str {
 
 /// `edge query`: every matching reading, page after page.
 pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
-    let mut store = readings_client(&args.target)?;
+    let mut store = readings_client(&args.target, &args.access)?;
     let mut request = pb::QueryReadingsRequest {
         sensor_id: args.sensor.clone().unwrap_or_default(),
         measured_from: args.from.map(Timestamp::from),
@@ -203,7 +206,7 @@ fn mib(bytes: u64) -> String {
 
 /// `edge stats`.
 pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
-    let s = readings_client(&args.target)?
+    let s = readings_client(&args.target, &args.access)?
         .get_stats(pb::GetStatsRequest {})
         .await
         .with_context(|| format!("stats from store-svc at {} failed", args.target.store_url))?

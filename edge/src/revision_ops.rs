@@ -11,7 +11,7 @@ use crate::ops::{operations_client, reading_json, rfc3339, version_text};
 /// `edge amend`: one new version of a reading, current at once, queued for
 /// the cloud like a reading.
 pub async fn amend(args: AmendArgs) -> anyhow::Result<()> {
-    let mut store = operations_client(&args.target)?;
+    let mut store = operations_client(&args.target, &args.access)?;
     let request = pb::AmendRequest {
         reading_id: args.reading_id.clone(),
         temperature_celsius: args.temperature,
@@ -54,7 +54,7 @@ pub async fn amend(args: AmendArgs) -> anyhow::Result<()> {
 
 /// `edge conflicts`: the audit log, oldest first.
 pub async fn conflicts(args: ConflictsArgs) -> anyhow::Result<()> {
-    let mut store = operations_client(&args.target)?;
+    let mut store = operations_client(&args.target, &args.access)?;
     let mut request = pb::ListConflictsRequest {
         page_size: 1000,
         page_token: String::new(),

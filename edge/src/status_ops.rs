@@ -16,7 +16,7 @@ use edge_proto::v1 as pb;
 use edge_proto::v1::cloud_health_service_client::CloudHealthServiceClient;
 use edge_proto::v1::readings_service_client::ReadingsServiceClient;
 use edge_proto::v1::sync_service_client::SyncServiceClient;
-use edge_runtime::client::{ClientArgs, channel};
+use edge_runtime::client::ClientArgs;
 use health_svc::board::Serving;
 use health_svc::mesh::Checker;
 use prost_types::Timestamp;
@@ -78,10 +78,11 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Gathered> {
     let health_url = &args.health.health_url;
     let store_url = &args.store.store_url;
     let sync_url = &args.sync.sync_url;
-    let health_client = CloudHealthServiceClient::new(channel(health_url, &client_args)?);
-    let store_client = ReadingsServiceClient::new(channel(store_url, &client_args)?)
-        .max_decoding_message_size(max);
-    let sync_client = SyncServiceClient::new(channel(sync_url, &client_args)?);
+    let credentials = args.access.credentials()?;
+    let channel = |url: &str| edge_runtime::client::channel(url, &client_args, &credentials);
+    let health_client = CloudHealthServiceClient::new(channel(health_url)?);
+    let store_client = ReadingsServiceClient::new(channel(store_url)?).max_decoding_message_size(max);
+    let sync_client = SyncServiceClient::new(channel(sync_url)?);
 
     let health = ask("health-svc", health_url, args.timeout, async {
         let reply = health_client
@@ -113,8 +114,11 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Gathered> {
             ("store", store_url, service_names::READINGS),
             ("sync", sync_url, service_names::SYNC),
         ];
+        let credentials = &credentials;
         let checks = targets.iter().map(|(name, url, service)| async move {
-            let check = Checker::new(url, service, args.timeout)?.check().await;
+            let check = Checker::new(url, service, args.timeout, &credentials)?
+                .check()
+                .await;
             anyhow::Ok((*name, url.to_string(), check.state, check.error))
         });
         for check in futures::future::join_all(checks).await {

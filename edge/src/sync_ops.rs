@@ -4,18 +4,21 @@
 use anyhow::Context as _;
 use edge_proto::v1 as pb;
 use edge_proto::v1::sync_service_client::SyncServiceClient;
-use edge_runtime::client::{ClientArgs, channel};
+use edge_runtime::client::{AuthedChannel, ClientArgs};
 use tokio_stream::StreamExt as _;
-use tonic::transport::Channel;
+
+use crate::access::Access;
 
 use crate::cli::{DeadLettersArgs, DeadLettersCommand, Format, SyncArgs, SyncCommand, SyncTarget};
 use crate::ops::{operations_client, rfc3339};
 
-fn sync_client(target: &SyncTarget) -> anyhow::Result<SyncServiceClient<Channel>> {
-    Ok(SyncServiceClient::new(channel(
-        &target.sync_url,
-        &ClientArgs::default(),
-    )?))
+fn sync_client(
+    target: &SyncTarget,
+    access: &Access,
+) -> anyhow::Result<SyncServiceClient<AuthedChannel>> {
+    Ok(SyncServiceClient::new(
+        access.channel(&target.sync_url, &ClientArgs::default())?,
+    ))
 }
 
 fn state_name(state: i32) -> &'static str {
@@ -83,7 +86,7 @@ fn print_status(status: &pb::SyncStatus, format: Format) {
 
 /// `edge sync …`.
 pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
-    let mut client = sync_client(&args.target)?;
+    let mut client = sync_client(&args.target, &args.access)?;
     let cannot = || format!("cannot reach sync-svc at {}", args.target.sync_url);
     match args.command {
         SyncCommand::Status { format } => {
@@ -127,7 +130,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
 
 /// `edge dead-letters …`.
 pub async fn dead_letters(args: DeadLettersArgs) -> anyhow::Result<()> {
-    let mut store = operations_client(&args.target)?;
+    let mut store = operations_client(&args.target, &args.access)?;
     let cannot = || format!("cannot reach store-svc at {}", args.target.store_url);
     match args.command {
         DeadLettersCommand::List { limit, format } => {

@@ -3,9 +3,12 @@
 //! same libraries the per-service binaries run; only the wiring is here.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use edge_runtime::security::SecurityArgs;
+use edge_runtime::tls::site_ca;
 use edge_runtime::{OnEarlyExit, Service, Services, Started};
 use health_svc::{HealthApp, MeshTargets};
 use ingest_svc::IngestApp;
@@ -53,6 +56,36 @@ const HEALTH_STAGE: usize = 0;
 const CALLERS_STAGE: usize = 1;
 const STORE_STAGE: usize = 2;
 
+/// Fills in what a site needs to be secure with no setting at all: a mesh
+/// token of this process's own (the services share it in memory), and,
+/// unless a certificate is configured or `--insecure-plaintext` is given,
+/// the site CA and a server certificate in `<data-dir>/tls/`, the CA's
+/// fingerprint printed so an operator can check it on a gateway. Returns
+/// the CA file clients should trust, if the site made one.
+fn secure(
+    security: &mut SecurityArgs,
+    data_dir: &Path,
+    extra_names: &[String],
+) -> anyhow::Result<Option<PathBuf>> {
+    if security.mesh_token_file.is_none() && security.mesh_token.is_none() {
+        security.mesh_token = Some(edge_credentials::generate("edgemesh_"));
+    }
+    if security.insecure_plaintext || security.tls_cert.is_some() {
+        return Ok(None);
+    }
+    let pki = site_ca::ensure(&data_dir.join("tls"), &site_ca::server_names(extra_names))
+        .context("cannot prepare the site's TLS certificates")?;
+    if pki.created_ca {
+        println!("created the site CA {}", pki.ca.display());
+    }
+    println!("site CA fingerprint (SHA-256): {}", pki.ca_fingerprint);
+    tracing::info!(ca = %pki.ca.display(), fingerprint = %pki.ca_fingerprint, "serving TLS with the site's own CA");
+    security.tls_cert = Some(pki.cert);
+    security.tls_key = Some(pki.key);
+    security.mesh_ca = Some(pki.ca.clone());
+    Ok(Some(pki.ca))
+}
+
 /// Runs the mesh until SIGTERM or Ctrl-C.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Named as the operator typed it (the process is `edge`).
@@ -70,18 +103,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 /// reported at exit.
 async fn serve(args: &UpArgs, started: Started) -> anyhow::Result<()> {
     let mut services = Services::new(started.shutdown.clone());
+    let mut runtime = args.runtime.clone();
+    let site_ca = secure(&mut runtime.security, &args.store.data_dir, &args.tls_san)?;
+    let runtime = runtime;
 
-    let store = StoreApp::build(&args.store, &args.runtime, Arc::new(SystemClock))
+    let store = StoreApp::build(&args.store, &runtime, Arc::new(SystemClock))
         .await
         .context("store-svc could not start")?;
     let store_addr = store.local_addr();
     let site_id = store.site_id().to_owned();
+    let operator_token = store.operator_token_path().to_owned();
     let store_url = format!("http://{}", dialable(store_addr));
     services.spawn("store-svc", STORE_STAGE, OnEarlyExit::StopProcess, store);
 
     let mut ingest_config = args.ingest.clone();
     ingest_config.store_url = store_url.clone();
-    let ingest = IngestApp::build(&ingest_config, &args.runtime)
+    let ingest = IngestApp::build(&ingest_config, &runtime)
         .await
         .context("ingest-svc could not start")?;
     let ingest_addr = ingest.local_addr();
@@ -92,8 +129,8 @@ async fn serve(args: &UpArgs, started: Started) -> anyhow::Result<()> {
         ingest,
     );
 
-    let (sync_config, runtime, client) =
-        (args.sync.clone(), args.runtime.clone(), args.ingest.client);
+    let (sync_config, sync_runtime, client) =
+        (args.sync.clone(), runtime.clone(), args.ingest.client);
     let sync_addr =
         services
             .spawn_on_thread(
@@ -104,7 +141,7 @@ async fn serve(args: &UpArgs, started: Started) -> anyhow::Result<()> {
                 {
                     let store_url = store_url.clone();
                     move || async move {
-                        SyncApp::build(&sync_config, &store_url, &runtime, &client).await
+                        SyncApp::build(&sync_config, &store_url, &sync_runtime, &client).await
                     }
                 },
             )
@@ -117,7 +154,7 @@ async fn serve(args: &UpArgs, started: Started) -> anyhow::Result<()> {
         store_url,
         sync_url: format!("http://{}", dialable(sync_addr)),
     };
-    let health = HealthApp::build(&args.health, &args.sync.link, &targets, &args.runtime)
+    let health = HealthApp::build(&args.health, &args.sync.link, &targets, &runtime)
         .await
         .context("health-svc could not start")?;
     let health_addr = health.local_addr();
@@ -131,6 +168,9 @@ async fn serve(args: &UpArgs, started: Started) -> anyhow::Result<()> {
             "health": dialable(health_addr).to_string(),
             "metrics": dialable(started.metrics_addr).to_string(),
             "site_id": site_id,
+            "ca": site_ca.as_ref().map(|p| p.display().to_string()),
+            "operator_token_file": operator_token.display().to_string(),
+            "tls": !runtime.security.insecure_plaintext,
         });
         write_ready_file(path, &ready)?;
     }

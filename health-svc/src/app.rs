@@ -42,6 +42,9 @@ pub enum StartError {
     /// A timing flag makes no sense.
     #[error("{0} must be more than zero")]
     ZeroDuration(&'static str),
+    /// TLS or credentials are misconfigured.
+    #[error(transparent)]
+    Security(#[from] edge_runtime::security::SecurityError),
 }
 
 /// A built health-svc, listening and ready to run.
@@ -78,8 +81,14 @@ impl HealthApp {
         let started = SystemTime::now();
         let mut checkers = Vec::new();
         let mut services = Vec::new();
+        let credentials = runtime.security.mesh_client()?;
         for target in mesh.targets() {
-            let checker = Checker::new(&target.url, target.grpc_service, config.mesh_check_timeout)
+            let checker = Checker::new(
+                &target.url,
+                target.grpc_service,
+                config.mesh_check_timeout,
+                &credentials,
+            )
                 .map_err(|source| StartError::MeshUrl {
                     flag: target.flag,
                     source,
@@ -104,8 +113,26 @@ impl HealthApp {
         };
         let board = HealthBoard::new(board_link, services);
 
-        let server =
-            GrpcServer::bind(config.health_addr, "--health-addr", runtime.shutdown_grace).await?;
+        let client = edge_runtime::client::ClientArgs {
+            connect_timeout: config.mesh_check_timeout,
+            request_timeout: config.mesh_check_timeout,
+        };
+        let security = runtime
+            .security
+            .server_via_store(
+                "health-svc",
+                &mesh.store_url,
+                &client,
+                edge_runtime::Shutdown::new(),
+            )
+            .await?;
+        let server = GrpcServer::bind(
+            config.health_addr,
+            "--health-addr",
+            runtime.shutdown_grace,
+            security,
+        )
+        .await?;
         let service =
             CloudHealthServiceServer::new(HealthGrpc::new(board.clone(), server.streams_stop()));
         let server = server.add_service(service);

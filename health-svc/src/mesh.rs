@@ -14,10 +14,9 @@
 use std::time::{Duration, SystemTime};
 
 use edge_proto::service_names;
-use edge_runtime::client::{ClientArgs, InvalidEndpoint};
+use edge_runtime::client::{AuthedChannel, ClientArgs, Credentials, InvalidEndpoint};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -67,24 +66,26 @@ impl MeshTargets {
 /// Checks one service.
 #[derive(Clone)]
 pub struct Checker {
-    client: HealthClient<Channel>,
+    client: HealthClient<AuthedChannel>,
     service: &'static str,
     timeout: Duration,
 }
 
 impl Checker {
     /// A checker of `service` at `url`, giving up after `timeout`
-    /// (connecting included).
+    /// (connecting included), connecting with `credentials`' TLS (the
+    /// health service itself needs no token).
     pub fn new(
         url: &str,
         service: &'static str,
         timeout: Duration,
+        credentials: &Credentials,
     ) -> Result<Self, InvalidEndpoint> {
         let args = ClientArgs {
             connect_timeout: timeout,
             request_timeout: timeout,
         };
-        let channel = edge_runtime::client::channel(url, &args)?;
+        let channel = edge_runtime::client::channel(url, &args, credentials)?;
         Ok(Checker {
             client: HealthClient::new(channel),
             service,

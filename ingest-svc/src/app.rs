@@ -30,6 +30,9 @@ pub enum StartError {
     /// The gRPC address could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// TLS or credentials are misconfigured.
+    #[error(transparent)]
+    Security(#[from] edge_runtime::security::SecurityError),
 }
 
 /// A built ingest-svc, listening and ready to run.
@@ -51,9 +54,25 @@ impl IngestApp {
                 got,
             });
         }
-        let channel = edge_runtime::client::channel(&config.store_url, &config.client)?;
-        let server =
-            GrpcServer::bind(config.ingest_addr, "--ingest-addr", runtime.shutdown_grace).await?;
+        let credentials = runtime.security.mesh_client()?;
+        let channel =
+            edge_runtime::client::channel(&config.store_url, &config.client, &credentials)?;
+        let security = runtime
+            .security
+            .server_via_store(
+                "ingest-svc",
+                &config.store_url,
+                &config.client,
+                Shutdown::new(),
+            )
+            .await?;
+        let server = GrpcServer::bind(
+            config.ingest_addr,
+            "--ingest-addr",
+            runtime.shutdown_grace,
+            security,
+        )
+        .await?;
         let ingestor = Ingestor::new(
             channel,
             config.limits,

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use edge_proto::internal::v1 as ipb;
 use edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient;
 use edge_proto::rules::MAX_APPEND_READINGS;
-use edge_runtime::trace_context::TracedChannel;
+use edge_runtime::client::AuthedChannel;
 use opentelemetry::trace::TraceContextExt as _;
 use prost::Message as _;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -61,7 +61,7 @@ impl StoreAppender {
     /// Starts the merging task. A merged request holds at most
     /// [`MAX_APPEND_READINGS`] readings and `max_message_bytes` encoded.
     pub fn spawn(
-        store: StoreIngestServiceClient<TracedChannel>,
+        store: StoreIngestServiceClient<AuthedChannel>,
         max_in_flight: usize,
         max_message_bytes: usize,
     ) -> StoreAppender {
@@ -102,7 +102,7 @@ struct Limits {
 }
 
 async fn run(
-    store: StoreIngestServiceClient<TracedChannel>,
+    store: StoreIngestServiceClient<AuthedChannel>,
     mut calls: mpsc::Receiver<Call>,
     max_in_flight: usize,
     limits: Limits,
@@ -142,7 +142,7 @@ async fn run(
 }
 
 /// Sends one merged Append and answers every call in it.
-async fn send(mut store: StoreIngestServiceClient<TracedChannel>, group: Vec<Call>) {
+async fn send(mut store: StoreIngestServiceClient<AuthedChannel>, group: Vec<Call>) {
     let total = group.iter().map(|call| call.readings.len()).sum();
     let span = merged_span(&group, total);
     // Kept only while calls share the request: for sending them alone if
@@ -196,7 +196,7 @@ fn merged_span(group: &[Call], readings: usize) -> tracing::Span {
 
 /// One Append, checked to answer once per reading.
 async fn append(
-    store: &mut StoreIngestServiceClient<TracedChannel>,
+    store: &mut StoreIngestServiceClient<AuthedChannel>,
     readings: Vec<ipb::NewReading>,
 ) -> Result<Vec<ipb::AppendResult>, Status> {
     let sent = readings.len();

@@ -23,7 +23,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use prost_types::Timestamp;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use edge_runtime::client::AuthedChannel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::coalesce::StoreAppender;
@@ -72,12 +72,12 @@ impl Ingestor {
     /// `store_in_flight` Appends outstanding (calls arriving meanwhile are
     /// merged; see [`crate::coalesce`]).
     pub fn new(
-        channel: Channel,
+        channel: AuthedChannel,
         limits: Limits,
         max_message_bytes: usize,
         store_in_flight: usize,
     ) -> Self {
-        let client = StoreIngestServiceClient::new(edge_runtime::trace_context::traced(channel))
+        let client = StoreIngestServiceClient::new(channel)
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(max_message_bytes);
         Self {

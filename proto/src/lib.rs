@@ -58,6 +58,12 @@ pub mod service_names {
     /// `edge.internal.v1.StoreSyncService` (store-svc): sync-svc's outbox and
     /// change-feed calls.
     pub const STORE_SYNC: &str = "edge.internal.v1.StoreSyncService";
+    /// `edge.v1.TokensService` (store-svc): the site's identities, for
+    /// operators.
+    pub const TOKENS: &str = "edge.v1.TokensService";
+    /// `edge.internal.v1.IdentityService` (store-svc): the identities every
+    /// service checks its callers against.
+    pub const IDENTITIES: &str = "edge.internal.v1.IdentityService";
     /// `edge.v1.SyncService`.
     pub const SYNC: &str = "edge.v1.SyncService";
     /// `edge.v1.CloudHealthService`.

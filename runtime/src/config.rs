@@ -60,6 +60,10 @@ pub struct RuntimeArgs {
     /// deploying it.
     #[arg(long)]
     pub check_config: bool,
+
+    /// TLS, credentials and connection limits.
+    #[command(flatten)]
+    pub security: crate::security::SecurityArgs,
 }
 
 impl Default for RuntimeArgs {
@@ -72,6 +76,7 @@ impl Default for RuntimeArgs {
             shutdown_grace: Duration::from_secs(20),
             rpc_telemetry: true,
             check_config: false,
+            security: crate::security::SecurityArgs::default(),
         }
     }
 }

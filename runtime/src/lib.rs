@@ -18,12 +18,16 @@
 //! - [`status`]: the one way to build an `INVALID_ARGUMENT` with field violations;
 //! - [`tls`]: the process's TLS provider for every HTTP client.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod grpc_metrics;
+pub mod listener;
 pub mod metrics_http;
 pub mod ports;
 pub mod process;
+pub mod security;
+mod security_metrics;
 pub mod serve;
 pub mod services;
 pub mod shutdown;
@@ -34,6 +38,6 @@ pub mod trace_context;
 
 pub use config::{RuntimeArgs, parse_config};
 pub use process::{Started, run_process, run_service};
-pub use serve::{BindError, GrpcServer, ServeError};
+pub use serve::{BindError, GrpcServer, ServeError, ServerSecurity};
 pub use services::{OnEarlyExit, Service, Services, ServicesError};
 pub use shutdown::Shutdown;

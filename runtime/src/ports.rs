@@ -21,6 +21,14 @@ pub const fn listen(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
 }
 
+/// Where a service that only its own site's services call listens by
+/// default (store-svc, sync-svc): loopback, so `edge up` exposes only
+/// ingest, health and the operations port. Kubernetes sets the address to
+/// every interface and lets NetworkPolicies decide who reaches it.
+pub const fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
 /// The URL a client dials by default: the service on this host.
 pub fn local_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")

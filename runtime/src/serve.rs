@@ -7,7 +7,12 @@
 //! - server reflection v1 and v1alpha, so both `grpcurl` and `buf curl` work
 //!   without proto files, listing exactly the services this server serves;
 //! - a tracing span per call, joined to the caller's W3C trace context;
-//! - the request metrics of [`crate::grpc_metrics`].
+//! - the request metrics of [`crate::grpc_metrics`];
+//! - TLS, the connection limits of [`crate::listener`], HTTP/2 stream,
+//!   header and keep-alive limits, and the credential check of
+//!   [`crate::auth::guard`] in front of every route ([`ServerSecurity`]);
+//! - its place in the process's readiness (`/readyz` on the metrics port,
+//!   what Kubernetes probes, since probes do not speak TLS).
 //!
 //! It binds its listener when built ([`GrpcServer::bind`]; tests bind port 0
 //! and read the real port) and runs until a [`Shutdown`] token is cancelled.
@@ -18,15 +23,18 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::auth::{Guard, GuardLayer};
 use crate::grpc_metrics::GrpcMetricsLayer;
+use crate::listener::AcceptLimits;
+use crate::security::{SecurityArgs, SecurityError};
 use crate::shutdown::Shutdown;
 
 /// Services every server carries besides its own (their calls are labelled
@@ -79,6 +87,38 @@ fn reflection<'a>(services: &[&'static str]) -> tonic_reflection::server::Builde
         .fold(builder, |builder, name| builder.with_service_name(name))
 }
 
+/// How a server admits connections and calls.
+pub struct ServerSecurity {
+    /// A label for this server in metrics (`ingest-svc`, …).
+    pub name: &'static str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    accept: AcceptLimits,
+    max_streams: u32,
+    max_header_bytes: u32,
+    keepalive: (Duration, Duration),
+    guard: Guard,
+}
+
+impl ServerSecurity {
+    /// The security of server `name` under `args`, checking calls with
+    /// `guard`.
+    pub fn new(
+        name: &'static str,
+        args: &SecurityArgs,
+        guard: Guard,
+    ) -> Result<Self, SecurityError> {
+        Ok(Self {
+            name,
+            tls: args.server_tls()?,
+            accept: args.accept_limits(),
+            max_streams: args.max_streams_per_connection.max(1),
+            max_header_bytes: args.max_header_bytes.max(1024),
+            keepalive: (args.keepalive_interval, args.keepalive_timeout),
+            guard,
+        })
+    }
+}
+
 /// A gRPC server under construction: a bound listener and the services to run.
 pub struct GrpcServer {
     listener: TcpListener,
@@ -90,15 +130,18 @@ pub struct GrpcServer {
     grace: Duration,
     trace_roots: bool,
     streams_stop: Shutdown,
+    security: ServerSecurity,
 }
 
 impl GrpcServer {
     /// Binds `addr` (the value of `flag`, named in the error) for a server
-    /// that drains in-flight calls for at most `grace`.
+    /// that drains in-flight calls for at most `grace` and admits
+    /// connections and calls as `security` says.
     pub async fn bind(
         addr: SocketAddr,
         flag: &'static str,
         grace: Duration,
+        security: ServerSecurity,
     ) -> Result<Self, BindError> {
         let error = |source| BindError { addr, flag, source };
         let listener = TcpListener::bind(addr).await.map_err(error)?;
@@ -111,6 +154,7 @@ impl GrpcServer {
             grace,
             trace_roots: false,
             streams_stop: Shutdown::new(),
+            security,
         })
     }
 
@@ -177,14 +221,22 @@ impl GrpcServer {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        // Small gRPC messages must not wait for Nagle's algorithm.
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let security = self.security;
+        let tls = security.tls.is_some();
+        let incoming = crate::listener::incoming(
+            self.listener,
+            security.tls,
+            security.accept,
+            security.name,
+        );
+        let ready = crate::metrics_http::readiness().register(security.name);
 
         let stop = shutdown.clone();
         let streams_stop = self.streams_stop.clone();
         let stopping = async move {
             stop.cancelled().await;
             // Tell probes first, then stop accepting.
+            ready.set(false);
             for name in &names {
                 reporter
                     .set_service_status(*name, ServingStatus::NotServing)
@@ -197,7 +249,7 @@ impl GrpcServer {
             tracing::info!(%addr, "draining gRPC server");
         };
 
-        tracing::info!(%addr, services = ?self.service_names, "gRPC server listening");
+        tracing::info!(%addr, tls, services = ?self.service_names, "gRPC server listening");
         let known_services = self.service_names.iter().copied().chain([
             HEALTH_SERVICE,
             REFLECTION_V1,
@@ -214,10 +266,19 @@ impl GrpcServer {
         // cost can be measured (`--rpc-telemetry false`).
         let routes = routes.routes();
         let roots = self.trace_roots;
+        let (keepalive_interval, keepalive_timeout) = security.keepalive;
+        let builder = || {
+            tonic::transport::Server::builder()
+                .max_concurrent_streams(security.max_streams)
+                .http2_max_header_list_size(security.max_header_bytes)
+                .http2_keepalive_interval(Some(keepalive_interval))
+                .http2_keepalive_timeout(Some(keepalive_timeout))
+        };
+        let guard = GuardLayer::new(security.guard);
         let mut server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
             if crate::telemetry::rpc_telemetry_enabled() {
                 Box::pin(
-                    tonic::transport::Server::builder()
+                    builder()
                         .layer(
                             tower_http::trace::TraceLayer::new_for_grpc()
                                 .make_span_with(
@@ -234,12 +295,14 @@ impl GrpcServer {
                                 ),
                         )
                         .layer(GrpcMetricsLayer::new(known_services, &descriptors))
+                        .layer(guard)
                         .add_routes(routes)
                         .serve_with_incoming_shutdown(incoming, stopping),
                 )
             } else {
                 Box::pin(
-                    tonic::transport::Server::builder()
+                    builder()
+                        .layer(guard)
                         .add_routes(routes)
                         .serve_with_incoming_shutdown(incoming, stopping),
                 )

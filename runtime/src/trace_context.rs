@@ -5,7 +5,8 @@
 //! - Servers: [`server_span`] opens every call's span as a child of the
 //!   caller's context from the request headers (gRPC metadata are HTTP/2
 //!   headers); [`crate::serve`] uses it.
-//! - gRPC clients: [`traced`] wraps a channel so each call carries the
+//! - gRPC clients: [`inject_metadata`] (called by every mesh channel, see
+//!   [`crate::client`]) makes each call carry the
 //!   context of the span it is made in.
 //! - HTTP clients: [`inject_http`] writes the current context into a header
 //!   map (sync-svc's pushes to the cloud).
@@ -20,9 +21,6 @@ use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use tonic::service::Interceptor;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The span of one incoming gRPC call, named after its method, with the
@@ -83,29 +81,12 @@ fn current_context() -> Option<opentelemetry::Context> {
     cx.span().span_context().is_valid().then_some(cx)
 }
 
-/// A gRPC client interceptor that sends the current trace context.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SendTraceContext;
-
-impl Interceptor for SendTraceContext {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(cx) = current_context() {
-            TraceContextPropagator::new()
-                .inject_context(&cx, &mut MetadataInjector(request.metadata_mut()));
-        }
-        Ok(request)
+/// Adds the current trace context to a call's metadata (what every mesh
+/// client's [`crate::client::CallCredentials`] does).
+pub fn inject_metadata(metadata: &mut MetadataMap) {
+    if let Some(cx) = current_context() {
+        TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(metadata));
     }
-}
-
-/// A channel whose calls carry the caller's trace context.
-pub type TracedChannel = InterceptedService<Channel, SendTraceContext>;
-
-/// Wraps `channel` so its calls carry the caller's trace context.
-pub fn traced(channel: Channel) -> TracedChannel {
-    InterceptedService::new(channel, SendTraceContext)
 }
 
 /// Writes propagation fields into gRPC metadata (ASCII values only, which

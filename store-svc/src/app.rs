@@ -8,7 +8,10 @@ use std::sync::Arc;
 use edge_proto::internal::v1::store_ingest_service_server::StoreIngestServiceServer;
 use edge_proto::internal::v1::store_sync_service_server::StoreSyncServiceServer;
 use edge_proto::v1::operations_service_server::OperationsServiceServer;
+use edge_proto::internal::v1::identity_service_server::IdentityServiceServer;
 use edge_proto::v1::readings_service_server::ReadingsServiceServer;
+use edge_proto::v1::tokens_service_server::TokensServiceServer;
+use edge_runtime::security::SecurityError;
 use edge_runtime::{BindError, GrpcServer, RuntimeArgs, ServeError, Service, Shutdown};
 use tokio::task::JoinHandle;
 
@@ -29,6 +32,12 @@ pub enum StartError {
     /// The gRPC address could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// TLS or credentials are misconfigured.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    /// The operator's token file cannot be read or made.
+    #[error("--operator-token-file: {0}")]
+    OperatorToken(#[from] edge_credentials::SecretFileError),
 }
 
 /// A built store-svc, listening and ready to run.
@@ -40,6 +49,8 @@ pub struct StoreApp {
     grace: std::time::Duration,
     clock: Arc<dyn WallClock>,
     gauge_interval: std::time::Duration,
+    identities_stop: Shutdown,
+    operator_token_path: std::path::PathBuf,
 }
 
 impl StoreApp {
@@ -55,8 +66,31 @@ impl StoreApp {
             site_id = db.site_id(),
             "site database ready"
         );
-        let server =
-            GrpcServer::bind(config.store_addr, "--store-addr", runtime.shutdown_grace).await?;
+        let operator_token_path = config.operator_token_path();
+        let (operator_token, created) = edge_credentials::load_or_create(
+            &operator_token_path,
+            crate::grpc::tokens::TOKEN_PREFIX,
+        )?;
+        if created {
+            tracing::info!(path = %operator_token_path.display(), "operator token written (mode 0600)");
+        }
+        crate::identities::ensure_operator(&db, &operator_token, clock.now_us()).await?;
+        let identities_stop = Shutdown::new();
+        let security = runtime
+            .security
+            .server(
+                "store-svc",
+                Arc::new(crate::identities::StoredIdentities::new(db.clone())),
+                identities_stop.clone(),
+            )
+            .await?;
+        let server = GrpcServer::bind(
+            config.store_addr,
+            "--store-addr",
+            runtime.shutdown_grace,
+            security,
+        )
+        .await?;
         let leases = Arc::new(Leases::default());
         let disk: Option<Arc<dyn DiskProbe>> = match (&config.disk_probe, db.sqlite_path()) {
             (Some(probe), _) => Some(probe.clone()),
@@ -89,7 +123,9 @@ impl StoreApp {
             .add_service(sized!(ReadingsServiceServer::new(grpc.readings())))
             .add_service(sized!(OperationsServiceServer::new(grpc.operations())))
             .add_service(sized!(StoreIngestServiceServer::new(grpc.ingest())))
-            .add_service(sized!(StoreSyncServiceServer::new(grpc.sync())));
+            .add_service(sized!(StoreSyncServiceServer::new(grpc.sync())))
+            .add_service(sized!(TokensServiceServer::new(grpc.tokens())))
+            .add_service(sized!(IdentityServiceServer::new(grpc.tokens())));
         Ok(StoreApp {
             server,
             db,
@@ -98,7 +134,14 @@ impl StoreApp {
             grace: runtime.shutdown_grace,
             clock,
             gauge_interval: config.gauge_interval,
+            identities_stop,
+            operator_token_path,
         })
+    }
+
+    /// Where the operator's token is (made on first start).
+    pub fn operator_token_path(&self) -> &std::path::Path {
+        &self.operator_token_path
     }
 
     /// This site's id, as the database holds it.
@@ -126,6 +169,7 @@ impl Service for StoreApp {
         let budget = tokio::spawn(self.budget.clone().run(background_stop.clone()));
         let served = self.server.run(shutdown).await;
         background_stop.cancel();
+        self.identities_stop.cancel();
         let _ = gauges.await;
         let _ = budget.await;
         // The server is gone: once the last Writer handle drops (connection

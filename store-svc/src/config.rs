@@ -15,8 +15,10 @@ use crate::storage::{DiskProbe, StorageArgs};
 /// store-svc configuration.
 #[derive(Clone, Args)]
 pub struct StoreConfig {
-    /// Address store-svc's gRPC server listens on.
-    #[arg(long, env = "EDGE_STORE_ADDR", default_value_t = edge_runtime::ports::listen(edge_runtime::ports::STORE))]
+    /// Address store-svc's gRPC server listens on. Loopback by default: only
+    /// the site's own services and operators on this host call it (in
+    /// Kubernetes, set to `0.0.0.0:…` and guarded by NetworkPolicies).
+    #[arg(long, env = "EDGE_STORE_ADDR", default_value_t = edge_runtime::ports::loopback(edge_runtime::ports::STORE))]
     pub store_addr: SocketAddr,
 
     /// This site's id, stamped on every reading and version. Unset: the id
@@ -33,6 +35,13 @@ pub struct StoreConfig {
     /// SQLite in the data directory. Never logged.
     #[arg(long, env = "EDGE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// File holding the operator's token (every scope a person uses). Made
+    /// on first start with mode 0600 when missing; a changed file replaces
+    /// the operator's token at the next start. Default:
+    /// `<data-dir>/operator.token`.
+    #[arg(long, env = "EDGE_OPERATOR_TOKEN_FILE")]
+    pub operator_token_file: Option<PathBuf>,
 
     /// SQLite durability: `full` syncs every commit to disk before replying.
     #[arg(long, env = "EDGE_SQLITE_SYNC", value_enum, default_value_t = Durability::Full)]
@@ -109,11 +118,19 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// Where the operator's token is.
+    pub fn operator_token_path(&self) -> PathBuf {
+        self.operator_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("operator.token"))
+    }
+
     /// Defaults, as `edge up` with no flags would use them.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
-            store_addr: edge_runtime::ports::listen(edge_runtime::ports::STORE),
+            store_addr: edge_runtime::ports::loopback(edge_runtime::ports::STORE),
             site_id: None,
+            operator_token_file: None,
             data_dir,
             database_url: None,
             sqlite_sync: Durability::Full,

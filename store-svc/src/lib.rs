@@ -25,6 +25,7 @@ pub mod db;
 pub mod eta;
 pub mod gauges;
 pub mod grpc;
+pub mod identities;
 pub use edge_versioning::hlc;
 pub mod lease;
 pub mod model;

@@ -37,6 +37,9 @@ pub enum StartError {
     /// A setting is out of its bounds.
     #[error("{0}")]
     Config(String),
+    /// TLS or credentials are misconfigured.
+    #[error(transparent)]
+    Security(#[from] edge_runtime::security::SecurityError),
 }
 
 /// A built sync-svc, listening and ready to run.
@@ -60,12 +63,22 @@ impl SyncApp {
     ) -> Result<SyncApp, StartError> {
         config.validate().map_err(StartError::Config)?;
         let cloud = config.link.client(config.client_use())?;
+        let credentials = runtime.security.mesh_client()?;
         let store = StoreClients::new(
-            edge_runtime::trace_context::traced(edge_runtime::client::channel(store_url, client)?),
+            edge_runtime::client::channel(store_url, client, &credentials)?,
             runtime.max_message_bytes,
         );
-        let server =
-            GrpcServer::bind(config.sync_addr, "--sync-addr", runtime.shutdown_grace).await?;
+        let security = runtime
+            .security
+            .server_via_store("sync-svc", store_url, client, Shutdown::new())
+            .await?;
+        let server = GrpcServer::bind(
+            config.sync_addr,
+            "--sync-addr",
+            runtime.shutdown_grace,
+            security,
+        )
+        .await?;
         let (state, url) = match &cloud {
             Some(c) => (pb::SyncLinkState::Offline, c.base_url().to_owned()),
             None => (pb::SyncLinkState::Disabled, String::new()),

@@ -23,8 +23,10 @@ pub enum CloudApi {
 /// sync-svc configuration (shared by the `sync-svc` binary and `edge up`).
 #[derive(Debug, Clone, Args)]
 pub struct SyncConfig {
-    /// Address sync-svc's gRPC server listens on.
-    #[arg(long, env = "EDGE_SYNC_ADDR", default_value_t = edge_runtime::ports::listen(edge_runtime::ports::SYNC))]
+    /// Address sync-svc's gRPC server listens on. Loopback by default: only
+    /// the site's own services and operators on this host call it (in
+    /// Kubernetes, set to `0.0.0.0:…` and guarded by NetworkPolicies).
+    #[arg(long, env = "EDGE_SYNC_ADDR", default_value_t = edge_runtime::ports::loopback(edge_runtime::ports::SYNC))]
     pub sync_addr: SocketAddr,
 
     /// The cloud, its token and the reachability probe (shared with
@@ -155,7 +157,7 @@ impl SyncConfig {
     /// Defaults, as `edge up` with no flags would use them.
     pub fn new() -> Self {
         SyncConfig {
-            sync_addr: edge_runtime::ports::listen(edge_runtime::ports::SYNC),
+            sync_addr: edge_runtime::ports::loopback(edge_runtime::ports::SYNC),
             link: CloudLinkArgs::new(),
             cloud_api: CloudApi::Batch,
             push_timeout: Duration::from_secs(30),

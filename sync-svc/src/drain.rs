@@ -29,7 +29,7 @@ use edge_proto::internal::v1 as ipb;
 use edge_proto::internal::v1::store_sync_service_client::StoreSyncServiceClient;
 use edge_proto::v1 as pb;
 use edge_proto::v1::readings_service_client::ReadingsServiceClient;
-use edge_runtime::trace_context::TracedChannel;
+use edge_runtime::client::AuthedChannel;
 use tokio::sync::{Mutex, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -60,15 +60,15 @@ struct Global {
 #[derive(Clone)]
 pub struct StoreClients {
     /// Leases, completions, dead letters and drops to report, the feed.
-    pub sync: StoreSyncServiceClient<TracedChannel>,
+    pub sync: StoreSyncServiceClient<AuthedChannel>,
     /// `GetStats`: the site id and the backlog figures.
-    pub readings: ReadingsServiceClient<TracedChannel>,
+    pub readings: ReadingsServiceClient<AuthedChannel>,
 }
 
 impl StoreClients {
     /// Both clients over `channel`, taking and sending messages up to
     /// `max_message_bytes`.
-    pub fn new(channel: TracedChannel, max_message_bytes: usize) -> Self {
+    pub fn new(channel: AuthedChannel, max_message_bytes: usize) -> Self {
         StoreClients {
             sync: StoreSyncServiceClient::new(channel.clone())
                 .max_decoding_message_size(max_message_bytes)

@@ -24,6 +24,8 @@ pub enum WriteOp {
     Storage,
     /// Taking the site's clock back within the clock-skew bound at start.
     Clock,
+    /// Adding or revoking an identity.
+    Identities,
 }
 
 impl WriteOp {
@@ -37,6 +39,7 @@ impl WriteOp {
             WriteOp::DeadLetters => "dead_letters",
             WriteOp::Storage => "storage",
             WriteOp::Clock => "clock",
+            WriteOp::Identities => "identities",
         }
     }
 }

@@ -23,6 +23,7 @@
 mod backend;
 mod checkpoint;
 pub mod faults;
+mod identities;
 mod outbox;
 mod revision;
 mod schema;
@@ -40,6 +41,7 @@ use opentelemetry::metrics::Counter;
 use sqlx::{Postgres, Sqlite};
 
 pub use backend::Durability;
+pub use identities::IdentityRow;
 use faults::WriteOp;
 pub use storage::{DroppedRow, Usage};
 pub use store::Store;
@@ -400,6 +402,30 @@ impl Database {
         limit: i64,
     ) -> Result<(Vec<ConflictRow>, i64), DbError> {
         dispatch!(self, s => s.conflicts(after_id, limit).await)
+    }
+
+    /// The identities, valid ones only unless `include_revoked`.
+    pub async fn identities(&self, include_revoked: bool) -> Result<Vec<IdentityRow>, DbError> {
+        dispatch!(self, s => s.identities(include_revoked).await)
+    }
+
+    /// Adds an identity; `Ok(false)` when the name is taken.
+    pub async fn add_identity(&self, row: &IdentityRow) -> Result<bool, DbError> {
+        dispatch!(self, s => s.add_identity(row).await)
+    }
+
+    /// Revokes the valid identity `name`.
+    pub async fn revoke_identity(
+        &self,
+        name: &str,
+        now_us: i64,
+    ) -> Result<Option<IdentityRow>, DbError> {
+        dispatch!(self, s => s.revoke_identity(name, now_us).await)
+    }
+
+    /// Makes `row` the valid identity of its name.
+    pub async fn ensure_identity(&self, row: &IdentityRow) -> Result<(), DbError> {
+        dispatch!(self, s => s.ensure_identity(row).await)
     }
 
     /// Closes every connection (SQLite checkpoints its WAL on the last close).

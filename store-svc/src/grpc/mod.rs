@@ -16,6 +16,7 @@ pub mod operations;
 pub mod readings;
 mod status;
 pub mod sync;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use operations::OperationsGrpc;
 pub use readings::ReadingsGrpc;
 pub use status::StoreError;
 pub use sync::SyncGrpc;
+pub use tokens::TokensGrpc;
 
 use status::violation;
 
@@ -106,6 +108,11 @@ impl StoreGrpc {
     /// `edge.internal.v1.StoreSyncService`.
     pub fn sync(&self) -> SyncGrpc {
         SyncGrpc::new(self.store.clone())
+    }
+
+    /// `edge.v1.TokensService` and `edge.internal.v1.IdentityService`.
+    pub fn tokens(&self) -> TokensGrpc {
+        TokensGrpc::new(self.store.clone())
     }
 }
 

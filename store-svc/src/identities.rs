@@ -1,0 +1,70 @@
+//! Where store-svc's own server finds the identities: its database, the one
+//! every other service reads through `IdentityService`. At start the
+//! operator's token (a file: `<data-dir>/operator.token`, made on first
+//! start, or a mounted Secret) is made the valid `operator` identity.
+
+use std::sync::Arc;
+
+use edge_credentials::TokenHash;
+use edge_runtime::auth::{IdentityRecord, IdentitySource, LoadError, LoadFuture, Rates, Scopes};
+
+use crate::db::{Database, DbError, IdentityRow};
+
+/// The name of the operator's identity.
+pub const OPERATOR: &str = "operator";
+
+/// The identities in the site database.
+pub struct StoredIdentities {
+    db: Arc<Database>,
+}
+
+impl StoredIdentities {
+    /// The identities in `db`.
+    pub fn new(db: Arc<Database>) -> Self {
+        Self { db }
+    }
+}
+
+/// A stored row as the guard uses it.
+pub fn record(row: IdentityRow) -> Result<IdentityRecord, LoadError> {
+    let bad = |e: String| LoadError(format!("identity {:?}: {e}", row.name));
+    let rate = |v: Option<i64>| v.map(|v| u32::try_from(v.max(0)).unwrap_or(u32::MAX));
+    Ok(IdentityRecord {
+        token_hash: TokenHash::from_hex(&row.token_sha256).map_err(|e| bad(e.to_string()))?,
+        scopes: Scopes::parse(&row.scopes).map_err(|e| bad(e.to_string()))?,
+        rates: Rates {
+            calls_per_second: rate(row.calls_per_second),
+            readings_per_second: rate(row.readings_per_second),
+            burst_seconds: None,
+        },
+        name: row.name,
+    })
+}
+
+impl IdentitySource for StoredIdentities {
+    fn load(&self) -> LoadFuture<'_> {
+        Box::pin(async move {
+            let rows = self
+                .db
+                .identities(false)
+                .await
+                .map_err(|e| LoadError(e.to_string()))?;
+            rows.into_iter().map(record).collect()
+        })
+    }
+}
+
+/// Makes `token` the operator's: every scope a person uses, no rate limit.
+pub async fn ensure_operator(db: &Database, token: &str, now_us: i64) -> Result<(), DbError> {
+    db.ensure_identity(&IdentityRow {
+        name: OPERATOR.into(),
+        token_sha256: TokenHash::of(token).to_hex(),
+        scopes: Scopes::operator().to_string(),
+        calls_per_second: Some(0),
+        readings_per_second: Some(0),
+        created_at_us: now_us,
+        created_by: "store-svc start-up (--operator-token-file)".into(),
+        revoked_at_us: None,
+    })
+    .await
+}
