@@ -87,25 +87,6 @@ impl Ingestor {
         }
     }
 
-    fn check_batch_size(&self, len: usize) -> Result<(), IngestError> {
-        if len > self.limits.max_batch_readings {
-            return Err(IngestError::Invalid {
-                message: format!(
-                    "batch of {len} readings exceeds the limit of {}",
-                    self.limits.max_batch_readings
-                ),
-                violations: vec![(
-                    "readings".into(),
-                    format!(
-                        "at most {} readings per batch",
-                        self.limits.max_batch_readings
-                    ),
-                )],
-            });
-        }
-        Ok(())
-    }
-
     /// Validates, stores and reports one batch. Fails as a whole only when
     /// store-svc cannot take the valid readings; refused readings are
     /// results, never a failure.
@@ -195,7 +176,7 @@ impl Ingestor {
     ) -> Result<pb::IngestStreamResponse, IngestError> {
         let batch_id = request.batch_id;
         if let Err(IngestError::Invalid { violations, .. }) =
-            self.check_batch_size(request.readings.len())
+            self.limits.check_batch_size(request.readings.len())
         {
             let (field, reason) = violations.into_iter().next().unwrap_or_default();
             return Ok(pb::IngestStreamResponse {
@@ -260,14 +241,7 @@ impl IngestService for IngestGrpc {
         request: Request<pb::IngestRequest>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
         let readings = request.into_inner().readings;
-        if readings.is_empty() {
-            return Err(IngestError::Invalid {
-                message: "the batch holds no readings".into(),
-                violations: vec![("readings".into(), "must hold at least one reading".into())],
-            }
-            .into());
-        }
-        self.ingestor.check_batch_size(readings.len())?;
+        self.ingestor.limits.check_request_size(readings.len())?;
         // Judged reading by reading, the batch is answered OK even when
         // every reading was refused: each refusal is a result in the body,
         // not in status details, which standard clients cap at 16 KiB.

@@ -13,6 +13,8 @@ use edge_proto::v1 as pb;
 use prost_types::Timestamp;
 use uuid::Uuid;
 
+use crate::error::IngestError;
+
 /// Configurable bounds on what a reading may hold.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct Limits {
@@ -94,6 +96,37 @@ fn check_range(
 }
 
 impl Limits {
+    /// Refuses a batch of `len` readings over [`Limits::max_batch_readings`]
+    /// as a whole: INVALID_ARGUMENT naming the field `readings`.
+    pub fn check_batch_size(&self, len: usize) -> Result<(), IngestError> {
+        if len > self.max_batch_readings {
+            return Err(IngestError::Invalid {
+                message: format!(
+                    "batch of {len} readings exceeds the limit of {}",
+                    self.max_batch_readings
+                ),
+                violations: vec![(
+                    "readings".into(),
+                    format!("at most {} readings per batch", self.max_batch_readings),
+                )],
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses an `IngestRequest` of `len` readings as a whole: none at all,
+    /// or more than [`Limits::max_batch_readings`] (a stream batch may be
+    /// empty: see [`Limits::check_batch_size`]).
+    pub fn check_request_size(&self, len: usize) -> Result<(), IngestError> {
+        if len == 0 {
+            return Err(IngestError::Invalid {
+                message: "the batch holds no readings".into(),
+                violations: vec![("readings".into(), "must hold at least one reading".into())],
+            });
+        }
+        self.check_batch_size(len)
+    }
+
     /// Judges one reading. On success returns the reading as store-svc takes
     /// it, with its id (generated UUIDv7 when absent) and the site's receive
     /// time.

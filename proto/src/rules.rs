@@ -39,7 +39,9 @@ pub fn us_to_timestamp(us: i64) -> Timestamp {
 pub fn sensor_id_problem(sensor_id: &str) -> Option<String> {
     if sensor_id.is_empty() {
         Some("is required".into())
-    } else if sensor_id.len() > MAX_SENSOR_ID_LEN {
+    } else if sensor_id.chars().count() > MAX_SENSOR_ID_LEN {
+        // Characters, as documented, not bytes: 50 characters of `é` are
+        // refused for their characters, not reported as too long.
         Some(format!("must be at most {MAX_SENSOR_ID_LEN} characters"))
     } else if !sensor_id
         .bytes()
@@ -95,5 +97,9 @@ mod tests {
         assert!(sensor_id_problem("bad\0id").is_some());
         assert!(sensor_id_problem(&"x".repeat(129)).is_some());
         assert_eq!(sensor_id_problem(&"x".repeat(128)), None);
+        assert_eq!(
+            sensor_id_problem(&"é".repeat(100)).as_deref(),
+            Some("may only contain A-Z a-z 0-9 . _ : / -")
+        );
     }
 }

@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use edge_cloud_link::contract::{
-    IDEMPOTENCY_KEY_HEADER, MAX_BATCH_BODY_BYTES, MAX_BATCH_VERSIONS, PushBatch,
+    IDEMPOTENCY_KEY_HEADER, MAX_BATCH_BODY_BYTES, MAX_BATCH_VERSIONS, PushBatch, VersionRecord,
 };
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -43,22 +43,7 @@ pub(super) async fn push(
     // Parsing and checking thousands of versions is CPU work: off the reactor.
     let (batch, digest) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let digest = xxh3_128(&raw).to_be_bytes();
-        let PushBatch { versions } = parse_json(&raw)?;
-        if versions.is_empty() {
-            return Err(ApiError::invalid_field(
-                "versions",
-                format!("a batch holds 1 to {MAX_BATCH_VERSIONS} versions; this one is empty"),
-            ));
-        }
-        if versions.len() > MAX_BATCH_VERSIONS {
-            return Err(ApiError::TooLarge {
-                field: Some("versions".into()),
-                message: format!(
-                    "a batch holds at most {MAX_BATCH_VERSIONS} versions; this one has {}",
-                    versions.len()
-                ),
-            });
-        }
+        let versions = parse_push_body(&raw)?;
         if versions
             .iter()
             .any(|v| faults.batch_reject_sensors.contains(&v.sensor_id))
@@ -111,6 +96,36 @@ pub(super) async fn push(
     add(&state.counters.pushes, 1);
     reply_delay(&state).await;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Parses a push body, already read and inflated
+/// ([`super::body::read_limited`]), into its versions, in the order sent.
+/// The lowest level of the push that sees the body's bytes; pure, so that it
+/// can be tested on any bytes. Refusals, each naming what is wrong:
+/// - `400 invalid_body`: not JSON, or JSON not of the `PushBatch` shape, with
+///   serde's reason (the field, the line and column);
+/// - `400 invalid_body` on field `versions`: no versions;
+/// - `413 too_large` on field `versions`: more than [`MAX_BATCH_VERSIONS`].
+///
+/// The per-version rules are [`CheckedBatch::check`]'s, after this.
+pub(crate) fn parse_push_body(raw: &[u8]) -> Result<Vec<VersionRecord>, ApiError> {
+    let PushBatch { versions } = parse_json(raw)?;
+    if versions.is_empty() {
+        return Err(ApiError::invalid_field(
+            "versions",
+            format!("a batch holds 1 to {MAX_BATCH_VERSIONS} versions; this one is empty"),
+        ));
+    }
+    if versions.len() > MAX_BATCH_VERSIONS {
+        return Err(ApiError::TooLarge {
+            field: Some("versions".into()),
+            message: format!(
+                "a batch holds at most {MAX_BATCH_VERSIONS} versions; this one has {}",
+                versions.len()
+            ),
+        });
+    }
+    Ok(versions)
 }
 
 /// The `Idempotency-Key` header: required, 1 to 200 visible ASCII characters.

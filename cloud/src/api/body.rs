@@ -62,8 +62,10 @@ pub(crate) async fn read_limited(
     tokio::task::spawn_blocking(move || gunzip_limited(&raw, limit)).await?
 }
 
-/// Inflates `raw`, refusing output beyond `limit` bytes.
-fn gunzip_limited(raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {
+/// Inflates `raw` (one or more gzip members), refusing output beyond
+/// `limit` bytes (`413`) and bytes that are not gzip (`400 invalid_body`,
+/// naming the encoding). Blocking: [`read_limited`] runs it off the reactor.
+pub(crate) fn gunzip_limited(raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {
     let mut decoded = Vec::with_capacity((raw.len() * 4).min(limit));
     flate2::read::MultiGzDecoder::new(raw)
         .take(limit as u64 + 1)
@@ -79,10 +81,29 @@ fn gunzip_limited(raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {
 }
 
 /// Parses a JSON body; a malformed one is `400 invalid_body` with serde's
-/// message (which gives the line and column).
+/// message (which gives the line and column). When the JSON is well-formed
+/// but a value does not fit (a wrong type, a missing field), the error names
+/// the field by its path in the body (`versions[3].seq`), in `field` and in
+/// the message, as the contract's `ErrorBody.field` promises.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid_body(format!("malformed JSON body: {e}")))
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let err = err.into_inner();
+        // A value that does not fit, in well-formed JSON (serde_json calls
+        // some of those, such as `[]` for an enum, syntax errors).
+        let misfit = err.is_data() || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+        if misfit && path != "." {
+            ApiError::invalid_field(path.clone(), format!("malformed JSON body: {path}: {err}"))
+        } else {
+            ApiError::invalid_body(format!("malformed JSON body: {err}"))
+        }
+    })?;
+    // Trailing characters after the value, as `serde_json::from_slice`.
+    deserializer
+        .end()
+        .map_err(|err| ApiError::invalid_body(format!("malformed JSON body: {err}")))?;
+    Ok(value)
 }
 
 #[cfg(test)]

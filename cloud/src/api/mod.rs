@@ -21,6 +21,8 @@ mod books;
 mod changes;
 pub(crate) mod error;
 mod middleware;
+#[cfg(test)]
+mod push_props;
 mod readings;
 mod simple;
 
