@@ -38,7 +38,7 @@ use edge_versioning::{CLOUD_SITE_ID, History, Hlc, OffsetClock, Policy, Stamp, V
 use sync_svc::SyncConfig;
 
 use common::reading;
-use common::site::{Site, TOKEN, quick_sync};
+use common::site::{Site, quick_sync, token_of};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const HOUR_US: i64 = 3_600_000_000;
@@ -187,11 +187,12 @@ impl TestSite {
         writer: Writer,
         policy: Policy,
     ) -> TestSite {
-        let config = SyncConfig {
+        let mut config = SyncConfig {
             shared_sensors: vec![SHARED.to_owned()],
             conflict_policy: Some(policy),
             ..quick_sync(&cloud.url)
         };
+        config.link.cloud_token = Some(token_of(site_id));
         let site_id = site_id.to_owned();
         let site = Site::start_clocked(
             db,
@@ -586,7 +587,7 @@ async fn two_sites_and_the_cloud_converge(db: &TestDatabase, policy: Policy) {
         assert_eq!(s.total_versions, wrote + foreign);
         let coverage = cloud
             .admin
-            .coverage(&cloud.url, &site.site.site_id, TOKEN)
+            .coverage(&cloud.url, &site.site.site_id, &token_of(&site.site.site_id))
             .await
             .expect("coverage");
         assert_eq!(coverage.versions, wrote, "{coverage:?}");
@@ -763,7 +764,7 @@ async fn clocks_cannot_be_poisoned_and_data_is_never_refused(db: &TestDatabase) 
     // cloud, which did not follow its clock.
     let coverage = cloud
         .admin
-        .coverage(&cloud.url, "site-c", TOKEN)
+        .coverage(&cloud.url, "site-c", &token_of("site-c"))
         .await
         .expect("coverage");
     assert_eq!(
