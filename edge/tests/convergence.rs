@@ -38,7 +38,7 @@ use edge_versioning::{CLOUD_SITE_ID, History, Hlc, OffsetClock, Policy, Stamp, V
 use sync_svc::SyncConfig;
 
 use common::reading;
-use common::site::{Site, quick_sync, token_of};
+use common::site::{Site, TOKEN, quick_sync, token_of};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const HOUR_US: i64 = 3_600_000_000;
