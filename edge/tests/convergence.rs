@@ -287,7 +287,13 @@ impl TestSite {
 
 /// A client of the cloud's public API, as the data team would use it.
 fn cloud_client(cloud: &InProcessCloud) -> CloudClient {
-    let config = quick_sync(&cloud.url);
+    cloud_client_as(cloud, edge_testkit::TEST_SITE_ID)
+}
+
+/// A client of the cloud's public API with `site`'s token.
+fn cloud_client_as(cloud: &InProcessCloud, site: &str) -> CloudClient {
+    let mut config = quick_sync(&cloud.url);
+    config.link.cloud_token = Some(cloud.site_token(site));
     config
         .link
         .client(config.client_use())
@@ -734,7 +740,11 @@ async fn clocks_cannot_be_poisoned_and_data_is_never_refused(db: &TestDatabase) 
         .await
         .expect("a second database of the same backend");
     let policy = Policy::Lww;
-    let cloud = InProcessCloud::builder(TOKEN).policy(policy).start().await;
+    let cloud = InProcessCloud::builder(TOKEN)
+        .policy(policy)
+        .site(BROKEN_SITE)
+        .start()
+        .await;
     let client = cloud_client(&cloud);
     let mut a = TestSite::start(db, &cloud, "site-a", 0, Writer::A, policy).await;
     // Site C's wall clock runs a day fast.
@@ -821,7 +831,7 @@ async fn clocks_cannot_be_poisoned_and_data_is_never_refused(db: &TestDatabase) 
         base: None,
         ..held_by_cloud
     };
-    let pushed = client
+    let pushed = cloud_client_as(&cloud, BROKEN_SITE)
         .push(
             BROKEN_SITE,
             "from-the-end-of-time",
