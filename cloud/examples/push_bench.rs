@@ -91,8 +91,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let url = format!("http://{}", app.local_addr());
-    let admin =
-        AdminClient::from_token_file(format!("http://{}", app.admin_addr()), app.admin_token_file())?;
+    let admin = AdminClient::from_token_file(
+        format!("http://{}", app.admin_addr()),
+        app.admin_token_file(),
+    )?;
     println!("backend: {}", app.backend());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));

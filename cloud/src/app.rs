@@ -140,7 +140,9 @@ impl CloudApp {
                         site_id: site.site_id.clone(),
                     });
                 }
-                Issued::Issued => tracing::info!(site_id = %site.site_id, "registered --site-token"),
+                Issued::Now => {
+                    tracing::info!(site_id = %site.site_id, "registered --site-token")
+                }
                 Issued::Unchanged | Issued::ActiveExists => {}
             }
         }
@@ -216,7 +218,11 @@ impl CloudApp {
             shutdown: shutdown.clone(),
             grace: self.grace,
         };
-        let public = tokio::spawn(crate::server::serve(self.public, public_router, serving.clone()));
+        let public = tokio::spawn(crate::server::serve(
+            self.public,
+            public_router,
+            serving.clone(),
+        ));
         let admin_router = crate::admin::router(
             self.db.clone(),
             self.faults.clone(),

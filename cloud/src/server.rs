@@ -151,7 +151,10 @@ async fn handle_connection(stream: TcpStream, router: Router, serving: Serving) 
     tokio::pin!(connection);
     let refused = async {
         match faults {
-            Some(mut faults) => faults.wait_for(|f| f.mode == FaultMode::Refuse).await.is_ok(),
+            Some(mut faults) => faults
+                .wait_for(|f| f.mode == FaultMode::Refuse)
+                .await
+                .is_ok(),
             None => std::future::pending().await,
         }
     };

@@ -196,9 +196,18 @@ mod tests {
         let parsed: SiteToken = "ship-1=secret".parse().expect("parses");
         assert_eq!(parsed, SiteToken::new("ship-1", "secret"));
         assert!(!format!("{parsed:?}").contains("secret"));
-        let err = "ship-1secret".parse::<SiteToken>().err().unwrap_or_default();
-        assert!(err.contains("SITE_ID=TOKEN") && !err.contains("secret"), "{err}");
-        let err = "cloud=secret".parse::<SiteToken>().err().unwrap_or_default();
+        let err = "ship-1secret"
+            .parse::<SiteToken>()
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("SITE_ID=TOKEN") && !err.contains("secret"),
+            "{err}"
+        );
+        let err = "cloud=secret"
+            .parse::<SiteToken>()
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("reserved") && !err.contains("secret"), "{err}");
         let err = "ship-1= ".parse::<SiteToken>().err().unwrap_or_default();
         assert!(err.contains("empty"), "{err}");

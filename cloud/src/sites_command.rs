@@ -137,7 +137,7 @@ async fn act(db: &CloudDb, action: &SitesAction, out: &mut dyn Write) -> Result<
                 .issue_site_token(site_id, &TokenHash::of(&token).to_hex(), now_us(), replace)
                 .await?
             {
-                Issued::Issued | Issued::Unchanged => {}
+                Issued::Now | Issued::Unchanged => {}
                 Issued::ActiveExists => return Err(SitesError::ActiveExists(site_id.clone())),
                 Issued::OtherSite(_) => return Err(SitesError::Collision),
             }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{token, TestCloud, amendment_of, error_body, version};
+use common::{TestCloud, amendment_of, error_body, token, version};
 use edge_cloud_link::contract::{
     AmendmentRequest, MAX_NOTE_CHARS, PushBatch, Quality, VersionRecord, VersionStamp,
     VersionStatus, amendments_path, reading_path,

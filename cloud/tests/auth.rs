@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::{TestCloud, batch, error_body, token};
 use edge_cloud::{SitesAction, SitesArgs, SitesError};
-use edge_cloud_link::contract::{IDEMPOTENCY_KEY_HEADER, batches_path, changes_path, coverage_path};
+use edge_cloud_link::contract::{
+    IDEMPOTENCY_KEY_HEADER, batches_path, changes_path, coverage_path,
+};
 use edge_testkit::{TestDatabase, eventually, on_both_backends};
 
 const A: &str = "ship-a";
@@ -28,7 +30,12 @@ async fn sites(cloud: &edge_cloud::CloudArgs, action: SitesAction) -> Result<Str
 
 /// The token `sites add` printed (its first line).
 fn printed_token(output: &str) -> String {
-    output.lines().next().expect("a token line").trim().to_owned()
+    output
+        .lines()
+        .next()
+        .expect("a token line")
+        .trim()
+        .to_owned()
 }
 
 /// A push of one version of `site` as `token`: its status.
@@ -69,7 +76,12 @@ async fn a_site_cannot_act_as_another(db: &TestDatabase) {
     assert!(body.error.message.contains(B), "{}", body.error.message);
     assert!(!body.error.message.contains(A), "{}", body.error.message);
     assert!(
-        cloud.admin.all_versions(B).await.expect("versions").is_empty(),
+        cloud
+            .admin
+            .all_versions(B)
+            .await
+            .expect("versions")
+            .is_empty(),
         "nothing is stored for B"
     );
 
@@ -127,7 +139,7 @@ async fn tokens_are_issued_rotated_and_revoked_while_the_cloud_runs(db: &TestDat
     assert_eq!(push_as(&cloud, SITE, &first, "k1").await, 200);
 
     // A second add is refused, and changes nothing.
-    let err = sites(&args, add()).await.err().expect("refused");
+    let err = sites(&args, add()).await.expect_err("refused");
     assert!(matches!(err, SitesError::ActiveExists(_)), "{err}");
     assert!(err.to_string().contains("--rotate"), "{err}");
     assert_eq!(push_as(&cloud, SITE, &first, "k2").await, 200);
@@ -178,8 +190,7 @@ async fn tokens_are_issued_rotated_and_revoked_while_the_cloud_runs(db: &TestDat
         },
     )
     .await
-    .err()
-    .expect("nothing to revoke");
+    .expect_err("nothing to revoke");
     assert!(matches!(err, SitesError::NoActiveToken(_)), "{err}");
     let err = sites(
         &args,
@@ -189,8 +200,7 @@ async fn tokens_are_issued_rotated_and_revoked_while_the_cloud_runs(db: &TestDat
         },
     )
     .await
-    .err()
-    .expect("reserved");
+    .expect_err("reserved");
     assert!(err.to_string().contains("site_id"), "{err}");
     cloud.stop().await;
 }

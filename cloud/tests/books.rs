@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{token, TestCloud, batch, error_body, json};
+use common::{TestCloud, batch, error_body, json, token};
 use edge_cloud_link::contract::{
     Coverage, MAX_COVERAGE_GAPS, SIMPLE_READINGS_PATH, SeqRange, SimpleCreated, SimpleReading,
     UnsentAck, UnsentEntry, UnsentReport, UnsentStatus, unsent_path,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{token, TestCloud, amendment_of, error_body, version};
+use common::{TestCloud, amendment_of, error_body, token, version};
 use edge_cloud_link::contract::{
     AmendmentRequest, ChangesPage, MAX_CHANGES_PAGE, MAX_SHARED_SENSORS, PushBatch, Quality,
     VersionRecord, VersionStatus, changes_path,
@@ -133,7 +133,11 @@ async fn the_feed_holds_what_others_wrote_of_the_sites_readings(db: &TestDatabas
     );
 
     // B's feed: A's amendment of B's reading; not B's own amendment of a2.
-    let page = cloud.client_for(B).changes(B, 0, 100, &[]).await.expect("b's feed");
+    let page = cloud
+        .client_for(B)
+        .changes(B, 0, 100, &[])
+        .await
+        .expect("b's feed");
     assert_eq!(page.versions, vec![a_of_b1.clone()]);
 
     // Paging one at a time gives the same versions, cursor after cursor,

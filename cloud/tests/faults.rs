@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{token, TestCloud, batch, error_body, http_client};
+use common::{TestCloud, batch, error_body, http_client, token};
 use edge_cloud::{FaultMode, Faults};
 use edge_cloud_link::contract::{VersionStatus, coverage_path};
 use edge_testkit::{Backend, TestDatabase};

@@ -46,7 +46,10 @@ async fn read_to_close(stream: &mut TcpStream) -> (String, Duration) {
     })
     .await;
     assert!(read.is_ok(), "the server did not close the connection");
-    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
 }
 
 #[tokio::test]
@@ -57,7 +60,11 @@ async fn a_connection_stalled_in_its_headers_is_closed() {
     let mut stalled = TcpStream::connect(&addr).await.expect("connect");
     stalled
         .write_all(
-            format!("POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-", batches_path(SITE)).as_bytes(),
+            format!(
+                "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-",
+                batches_path(SITE)
+            )
+            .as_bytes(),
         )
         .await
         .expect("half the headers");

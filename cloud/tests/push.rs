@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{token, TestCloud, batch, error_body, gzip, version};
+use common::{TestCloud, batch, error_body, gzip, token, version};
 use edge_cloud_link::contract::{
     IDEMPOTENCY_KEY_HEADER, MAX_BATCH_BODY_BYTES, MAX_BATCH_VERSIONS, PushBatch, PushResponse,
     VersionStatus, batches_path,

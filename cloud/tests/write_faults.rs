@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{token, TestCloud, batch, error_body, version};
+use common::{TestCloud, batch, error_body, token, version};
 use edge_cloud_link::contract::{PushBatch, VersionStatus, amendments_path};
 use edge_sql::{Fault, FaultPoint, WriteFaults};
 use edge_testkit::{TestDatabase, on_both_backends};

@@ -593,7 +593,11 @@ async fn two_sites_and_the_cloud_converge(db: &TestDatabase, policy: Policy) {
         assert_eq!(s.total_versions, wrote + foreign);
         let coverage = cloud
             .admin
-            .coverage(&cloud.url, &site.site.site_id, &token_of(&site.site.site_id))
+            .coverage(
+                &cloud.url,
+                &site.site.site_id,
+                &token_of(&site.site.site_id),
+            )
             .await
             .expect("coverage");
         assert_eq!(coverage.versions, wrote, "{coverage:?}");

@@ -97,9 +97,11 @@ impl InProcessCloudBuilder {
             .await
             .expect("cloud starts");
         let url = format!("http://{}", app.local_addr());
-        let admin =
-            AdminClient::from_token_file(format!("http://{}", app.admin_addr()), app.admin_token_file())
-                .expect("admin client");
+        let admin = AdminClient::from_token_file(
+            format!("http://{}", app.admin_addr()),
+            app.admin_token_file(),
+        )
+        .expect("admin client");
         let stop = Shutdown::new();
         let task = tokio::spawn(app.run(stop.clone()));
         InProcessCloud {

@@ -22,9 +22,7 @@ pub mod cloud;
 pub mod postgres_server;
 pub mod store;
 pub mod tmpfs;
-pub use cloud::{
-    InProcessCloud, InProcessCloudBuilder, TEST_SITE_ID, TEST_SITE_IDS, site_token,
-};
+pub use cloud::{InProcessCloud, InProcessCloudBuilder, TEST_SITE_ID, TEST_SITE_IDS, site_token};
 pub use postgres_server::{PostgresServer, StopMode};
 pub use store::{StoreClients, query_all};
 pub use tmpfs::Tmpfs;

@@ -23,9 +23,9 @@
 pub(crate) mod auth;
 mod batches;
 pub(crate) mod body;
-pub(crate) mod deadline;
 mod books;
 mod changes;
+pub(crate) mod deadline;
 pub(crate) mod error;
 mod middleware;
 mod readings;
@@ -83,7 +83,10 @@ pub(crate) fn router(state: ApiState) -> Router {
         .merge(data)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(state.body_timeout, deadline::body_deadline))
+        .layer(from_fn_with_state(
+            state.body_timeout,
+            deadline::body_deadline,
+        ))
         .layer(from_fn_with_state(
             state.counters.clone(),
             middleware::count_refusals,

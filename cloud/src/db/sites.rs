@@ -40,7 +40,7 @@ pub(crate) enum Replace {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Issued {
     /// The token is now the site's active one.
-    Issued,
+    Now,
     /// It already was (only with [`Replace::IfDifferent`]).
     Unchanged,
     /// The site has an active token and [`Replace::Never`] was asked.
@@ -158,7 +158,7 @@ impl<DB: Backend> Store<DB> {
         }
         tx.statements_done().await?;
         tx.commit().await?;
-        Ok(Issued::Issued)
+        Ok(Issued::Now)
     }
 
     /// Revokes `site`'s active token at `now_us`; how many were revoked (0

@@ -75,9 +75,11 @@ impl TestCloud {
     /// database `url` names (SQLite in `data_dir` if `None`), with the
     /// tokens of [`SITES`].
     pub fn args_in(data_dir: std::path::PathBuf, url: Option<String>) -> CloudArgs {
-        SITES.iter().fold(CloudArgs::for_test(data_dir, url), |args, site| {
-            args.with_site_token(site, &token(site))
-        })
+        SITES
+            .iter()
+            .fold(CloudArgs::for_test(data_dir, url), |args, site| {
+                args.with_site_token(site, &token(site))
+            })
     }
 
     /// Starts a cloud on `db` that resolves conflicts under `policy`.
