@@ -22,12 +22,12 @@ wait_for() { # file
 run() { # label, extra edge-up flags...
   local label=$1; shift
   local dir="$WORK/$label"; mkdir -p "$dir"
-  EDGE_CLOUD_TOKEN=bench "$EDGE" cloud --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  EDGE_CLOUD_SITE_TOKENS=bench-site=bench "$EDGE" cloud --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --cloud-data-dir "$dir/cloud" --ready-file "$dir/cloud.json" --log warn &
   local cloud=$!
   wait_for "$dir/cloud.json"
   local cloud_url="http://$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$dir/cloud.json")"
-  EDGE_CLOUD_TOKEN=bench "$EDGE" up --data-dir "$dir/site" --cloud-url "$cloud_url" \
+  EDGE_CLOUD_TOKEN=bench "$EDGE" up --site-id bench-site --data-dir "$dir/site" --cloud-url "$cloud_url" \
     --ingest-addr 127.0.0.1:0 --store-addr 127.0.0.1:0 --sync-addr 127.0.0.1:0 \
     --metrics-addr 127.0.0.1:0 --ready-file "$dir/up.json" --log warn "$@" &
   local up=$!

@@ -85,14 +85,16 @@ fn body(first_seq: u64, count: u64, gzip: bool) -> Vec<u8> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let app = CloudApp::build(&CloudArgs::for_test(
-        dir.path().to_path_buf(),
-        args.database_url.clone(),
-        TOKEN,
-    ))
+    let app = CloudApp::build(
+        &CloudArgs::for_test(dir.path().to_path_buf(), args.database_url.clone())
+            .with_site_token(SITE, TOKEN),
+    )
     .await?;
     let url = format!("http://{}", app.local_addr());
-    let admin = AdminClient::new(format!("http://{}", app.admin_addr()))?;
+    let admin = AdminClient::from_token_file(
+        format!("http://{}", app.admin_addr()),
+        app.admin_token_file(),
+    )?;
     println!("backend: {}", app.backend());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));

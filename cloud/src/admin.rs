@@ -1,7 +1,9 @@
 //! The admin API, on its own port: fault injection, counters and the stored
-//! data. It is for tests and demos, has no authentication and binds loopback
-//! by default; it is a separate listener so that it keeps answering while
-//! the public port is refusing or black-holing connections.
+//! data. It is for tests, demos and operators; every request needs the admin
+//! token (`Authorization: Bearer`, the file `--admin-token-file` names), even
+//! on loopback, which it binds by default. It is a separate listener so that
+//! it keeps answering while the public port is refusing or black-holing
+//! connections.
 //!
 //! - `GET|PUT /admin/faults`: the [`Faults`] in force;
 //! - `GET /admin/stats`: [`CloudStats`];
@@ -22,13 +24,16 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use edge_cloud_link::contract::VersionRecord;
 use serde::{Deserialize, Serialize};
 
+use crate::api::auth::AdminAuth;
 use crate::api::error::ApiError;
 use crate::db::CloudDb;
 use crate::faults::{FaultState, Faults};
@@ -40,6 +45,10 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 1_000;
 
 /// Largest page size of the admin listings.
 pub const MAX_PAGE_LIMIT: u32 = 10_000;
+
+/// Largest admin request body (a fault configuration is a few hundred
+/// bytes).
+pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
 
 /// `GET /admin/current`: current versions by reading id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,8 +136,15 @@ struct AdminState {
     counters: Arc<Counters>,
 }
 
-/// The admin router.
-pub(crate) fn router(db: Arc<CloudDb>, faults: FaultState, counters: Arc<Counters>) -> Router {
+/// The admin router: every route behind the admin token, every body under
+/// `body_timeout`.
+pub(crate) fn router(
+    db: Arc<CloudDb>,
+    faults: FaultState,
+    counters: Arc<Counters>,
+    auth: AdminAuth,
+    body_timeout: std::time::Duration,
+) -> Router {
     Router::new()
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/stats", get(stats))
@@ -139,6 +155,11 @@ pub(crate) fn router(db: Arc<CloudDb>, faults: FaultState, counters: Arc<Counter
         .route("/admin/simple-readings", get(simple_readings))
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .layer(from_fn_with_state(
+            body_timeout,
+            crate::api::deadline::body_deadline,
+        ))
+        .layer(from_fn_with_state(auth, crate::api::auth::admin))
         .with_state(AdminState {
             db,
             faults,
@@ -152,8 +173,10 @@ async fn get_faults(State(state): State<AdminState>) -> Json<Faults> {
 
 async fn put_faults(
     State(state): State<AdminState>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<Faults>, ApiError> {
+    let body = crate::api::body::read_limited(&headers, body, MAX_ADMIN_BODY_BYTES).await?;
     let faults: Faults =
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
     faults

@@ -1,30 +1,50 @@
-//! Building and running the reference cloud: open the database (migrations
-//! run here), bind the public and admin listeners, serve both until told to
-//! stop. Tests and `edge cloud` use this exactly alike.
+//! Building and running the reference cloud: load (or create) the admin
+//! token, open the database (migrations run here), register the
+//! `--site-token`s, bind the public and admin listeners, serve both until
+//! told to stop. Tests and `edge cloud` use this exactly alike.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use edge_credentials::{SecretFileError, TokenHash};
 
 use edge_versioning::{SystemClock, WallClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::auth::AdminAuth;
 use crate::api::{self, ApiState};
 use crate::config::CloudArgs;
-use crate::db::{CloudDb, DbError, DbOptions, Versioning};
+use crate::db::{CloudDb, DbError, DbOptions, Issued, Replace, Versioning};
 use crate::faults::FaultState;
+use crate::server::Serving;
+use crate::sites::{SiteRegistry, now_us};
 use crate::stats::Counters;
+
+/// The prefix of the admin token: recognisable in a log or a secret
+/// scanner.
+pub const ADMIN_TOKEN_PREFIX: &str = "edgeadmin_";
 
 /// The cloud could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
-    /// No bearer token configured: the cloud never runs open to anyone.
+    /// The admin token file could not be read or created.
     #[error(
-        "no cloud token configured: set --cloud-token or EDGE_CLOUD_TOKEN to the bearer token \
-         clients must send (there is no default)"
+        "--admin-token-file / EDGE_CLOUD_ADMIN_TOKEN_FILE: cannot load or create the admin token: \
+         {0}"
     )]
-    MissingToken,
+    AdminToken(#[source] SecretFileError),
+    /// A `--site-token` names a token stored for another site.
+    #[error(
+        "--site-token {site_id}=…: this token is already registered for another site; a token \
+         speaks for one site"
+    )]
+    SiteTokenTaken {
+        /// The site the flag named.
+        site_id: String,
+    },
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -39,9 +59,6 @@ pub enum CloudError {
         #[source]
         source: std::io::Error,
     },
-    /// The admin server failed while serving.
-    #[error("the admin server failed: {0}")]
-    Serve(#[source] std::io::Error),
     /// A server task panicked.
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -56,7 +73,12 @@ pub struct CloudApp {
     admin_addr: SocketAddr,
     faults: FaultState,
     counters: Arc<Counters>,
-    token: Arc<str>,
+    sites: Arc<SiteRegistry>,
+    admin_token: TokenHash,
+    admin_token_file: PathBuf,
+    site_token_refresh: Duration,
+    header_timeout: Duration,
+    body_timeout: Duration,
     grace: Duration,
 }
 
@@ -75,10 +97,15 @@ impl CloudApp {
         args: &CloudArgs,
         clock: Arc<dyn WallClock>,
     ) -> Result<CloudApp, CloudError> {
-        let token: Arc<str> = match args.token.as_deref().map(str::trim) {
-            Some(token) if !token.is_empty() => token.into(),
-            _ => return Err(CloudError::MissingToken),
-        };
+        let admin_token_file = args.admin_token_path();
+        let (admin_token, created) =
+            edge_credentials::load_or_create(&admin_token_file, ADMIN_TOKEN_PREFIX)
+                .map_err(CloudError::AdminToken)?;
+        if created {
+            // The path only: the token stays in its 0600 file.
+            tracing::info!(path = %admin_token_file.display(), "wrote a new admin token");
+        }
+        let admin_token = TokenHash::of(&admin_token);
         let db = CloudDb::open(
             &DbOptions {
                 database_url: args.database_url.clone(),
@@ -102,6 +129,24 @@ impl CloudApp {
             "cloud database ready"
         );
         let db = Arc::new(db);
+        for site in &args.site_tokens {
+            let hash = TokenHash::of(&site.token).to_hex();
+            match db
+                .issue_site_token(&site.site_id, &hash, now_us(), Replace::IfDifferent)
+                .await?
+            {
+                Issued::OtherSite(_) => {
+                    return Err(CloudError::SiteTokenTaken {
+                        site_id: site.site_id.clone(),
+                    });
+                }
+                Issued::Now => {
+                    tracing::info!(site_id = %site.site_id, "registered --site-token")
+                }
+                Issued::Unchanged | Issued::ActiveExists => {}
+            }
+        }
+        let sites = Arc::new(SiteRegistry::load(db.clone()).await?);
         let public = bind("public", args.listen).await?;
         let admin = bind("admin", args.admin_listen).await?;
         let addr_of = |what, listener: &TcpListener, addr| {
@@ -117,7 +162,12 @@ impl CloudApp {
             admin,
             faults: FaultState::default(),
             counters: Arc::new(Counters::default()),
-            token,
+            sites,
+            admin_token,
+            admin_token_file,
+            site_token_refresh: args.site_token_refresh,
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
             grace: args.shutdown_grace,
         })
     }
@@ -132,6 +182,12 @@ impl CloudApp {
         self.admin_addr
     }
 
+    /// The file holding the admin API's bearer token (0600). Tests and
+    /// scripts read the token from it; it is never printed or logged.
+    pub fn admin_token_file(&self) -> &Path {
+        &self.admin_token_file
+    }
+
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         self.db.backend()
@@ -141,40 +197,61 @@ impl CloudApp {
     /// requests (bounded by the shutdown grace) and closes the database.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), CloudError> {
         tracing::info!(public = %self.public_addr, admin = %self.admin_addr, "reference cloud serving");
+        let refresh = tokio::spawn(
+            self.sites
+                .clone()
+                .refresh_until(self.site_token_refresh, shutdown.clone()),
+        );
         let public_router = api::router(ApiState {
             db: self.db.clone(),
             faults: self.faults.clone(),
             counters: self.counters.clone(),
-            token: self.token,
+            sites: self.sites.clone(),
+            body_timeout: self.body_timeout,
             shutdown: shutdown.clone(),
         });
-        let public = tokio::spawn(crate::server::serve_public(
+        let serving = Serving {
+            what: "public",
+            faults: Some(self.faults.subscribe()),
+            header_timeout: self.header_timeout,
+            counters: self.counters.clone(),
+            shutdown: shutdown.clone(),
+            grace: self.grace,
+        };
+        let public = tokio::spawn(crate::server::serve(
             self.public,
             public_router,
-            self.faults.subscribe(),
-            shutdown.clone(),
-            self.grace,
+            serving.clone(),
         ));
-        let admin_router =
-            crate::admin::router(self.db.clone(), self.faults.clone(), self.counters.clone());
-        let admin = axum::serve(self.admin, admin_router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let admin = tokio::spawn(async move { admin.await });
+        let admin_router = crate::admin::router(
+            self.db.clone(),
+            self.faults.clone(),
+            self.counters.clone(),
+            AdminAuth {
+                token: self.admin_token,
+                counters: self.counters.clone(),
+            },
+            self.body_timeout,
+        );
+        let admin = tokio::spawn(crate::server::serve(
+            self.admin,
+            admin_router,
+            Serving {
+                what: "admin",
+                faults: None,
+                ..serving
+            },
+        ));
 
         let public_result = public.await;
-        let admin_result = match tokio::time::timeout(self.grace, admin).await {
-            Ok(joined) => joined
-                .map_err(CloudError::from)
-                .and_then(|r| r.map_err(CloudError::Serve)),
-            Err(_) => {
-                tracing::warn!("admin server still busy at the end of the grace period");
-                Ok(())
-            }
-        };
+        let admin_result = admin.await;
+        let refresh_result = refresh.await;
         self.db.close().await;
         tracing::info!("reference cloud stopped");
         public_result?;
-        admin_result
+        admin_result?;
+        refresh_result?;
+        Ok(())
     }
 }
 

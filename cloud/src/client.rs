@@ -22,6 +22,13 @@ pub enum AdminClientError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Build(#[source] reqwest::Error),
+    /// The admin token cannot be sent as a header (it has a control
+    /// character or non-ASCII text).
+    #[error("the admin token is not a valid header value")]
+    BadToken,
+    /// The admin token file could not be read.
+    #[error("cannot read the admin token: {0}")]
+    TokenFile(#[source] edge_credentials::SecretFileError),
     /// The admin URL does not parse.
     #[error("{url} is not a URL: {message}")]
     Url {
@@ -86,12 +93,23 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// A client of the admin API at `admin_base_url` (e.g. `http://127.0.0.1:8081`).
-    pub fn new(admin_base_url: impl Into<String>) -> Result<Self, AdminClientError> {
+    /// A client of the admin API at `admin_base_url` (e.g.
+    /// `http://127.0.0.1:8081`) that sends `admin_token` with every request.
+    pub fn new(
+        admin_base_url: impl Into<String>,
+        admin_token: &str,
+    ) -> Result<Self, AdminClientError> {
         // reqwest is built without a default crypto provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut authorization =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", admin_token.trim()))
+                .map_err(|_| AdminClientError::BadToken)?;
+        authorization.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, authorization);
         let http = reqwest::Client::builder()
             .no_proxy()
+            .default_headers(headers)
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(AdminClientError::Build)?;
@@ -99,6 +117,17 @@ impl AdminClient {
             http,
             base: admin_base_url.into().trim_end_matches('/').to_owned(),
         })
+    }
+
+    /// A client of the admin API at `admin_base_url` with the token read
+    /// from `token_file` (the cloud's `admin.token`).
+    pub fn from_token_file(
+        admin_base_url: impl Into<String>,
+        token_file: &std::path::Path,
+    ) -> Result<Self, AdminClientError> {
+        let token =
+            edge_credentials::read_secret_file(token_file).map_err(AdminClientError::TokenFile)?;
+        Self::new(admin_base_url, &token)
     }
 
     /// The faults in force.
@@ -312,7 +341,12 @@ impl AdminClient {
             public_base_url.trim_end_matches('/'),
             coverage_path(site_id)
         );
-        send(self.http.get(&url).bearer_auth(token), url).await
+        // The site's token, not the admin one the default headers carry.
+        let request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::AUTHORIZATION, format!("Bearer {token}"));
+        send(request, url).await
     }
 
     /// `base` + `path`, parsed so a query can be added with proper escaping.

@@ -1,6 +1,8 @@
-//! `edge cloud`'s flags. Every flag has an environment fallback. There is no
-//! default bearer token: a cloud that accepts any client is a configuration
-//! mistake, so a missing token fails start-up with a message naming the flag.
+//! `edge cloud`'s flags. Every flag has an environment fallback. Sites
+//! authenticate with their own tokens (issued by `edge cloud sites add`,
+//! stored hashed in the database); `--site-token` registers known ones at
+//! start for tests and demos. The admin API has its own credential, a file
+//! created on first start.
 //! The conflict rule is one setting for the whole deployment: the cloud
 //! announces it on its change feed and every site applies what it announces.
 
@@ -10,6 +12,8 @@ use std::time::Duration;
 
 use clap::Args;
 use edge_versioning::Policy;
+
+use crate::sites::SiteToken;
 
 /// Default public port of the reference cloud (docs/architecture.md,
 /// Configuration).
@@ -41,9 +45,10 @@ pub struct CloudArgs {
     )]
     pub listen: SocketAddr,
 
-    /// Address of the admin API (fault injection, stats, stored data). It has
-    /// no authentication and is for tests and demos: keep it on loopback. It
-    /// is a separate port so it keeps answering while the public one is dark.
+    /// Address of the admin API (fault injection, stats, stored data). Every
+    /// request needs the admin token (`--admin-token-file`), even on
+    /// loopback; still, keep it on loopback. It is a separate port so it
+    /// keeps answering while the public one is dark.
     #[arg(
         long = "admin-listen",
         env = "EDGE_CLOUD_ADMIN_LISTEN",
@@ -69,10 +74,57 @@ pub struct CloudArgs {
     )]
     pub database_url: Option<String>,
 
-    /// The bearer token clients must send (`Authorization: Bearer <token>`).
-    /// Required: there is no default secret. Never logged.
-    #[arg(long = "cloud-token", env = "EDGE_CLOUD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// `SITE_ID=TOKEN`: registers TOKEN as the site's token at start (its
+    /// hash replaces the site's active token), so a test or a demo can start
+    /// a cloud and a site with a known token. Repeatable; the variable takes
+    /// a comma-separated list. Re-applied at every start, so a token revoked
+    /// with `edge cloud sites revoke` comes back: in production issue tokens
+    /// with `edge cloud sites add` instead. Never logged.
+    #[arg(
+        long = "site-token",
+        env = "EDGE_CLOUD_SITE_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub site_tokens: Vec<SiteToken>,
+
+    /// How often the server reloads the site tokens from the database: a
+    /// token revoked by `edge cloud sites revoke` is refused within this
+    /// interval (a new one works at once).
+    #[arg(
+        long = "site-token-refresh",
+        env = "EDGE_CLOUD_SITE_TOKEN_REFRESH",
+        default_value = "2s",
+        value_parser = parse_refresh
+    )]
+    pub site_token_refresh: Duration,
+
+    /// The admin API's bearer token file: read if it exists, otherwise a new
+    /// token (`edgeadmin_…`) is written there with mode 0600 on start.
+    /// Default: `admin.token` in --cloud-data-dir.
+    #[arg(long = "admin-token-file", env = "EDGE_CLOUD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// A connection that has not sent a request's headers whole within this
+    /// long is closed (both ports), so a client that stalls mid-headers
+    /// cannot hold a connection (and its memory) open.
+    #[arg(
+        long = "header-timeout",
+        env = "EDGE_CLOUD_HEADER_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_timeout
+    )]
+    pub header_timeout: Duration,
+
+    /// A request body not received whole within this long after its headers
+    /// is answered `408` and its connection closed (both ports).
+    #[arg(
+        long = "body-timeout",
+        env = "EDGE_CLOUD_BODY_TIMEOUT",
+        default_value = "30s",
+        value_parser = parse_timeout
+    )]
+    pub body_timeout: Duration,
 
     /// Database connections for reads (coverage, admin listings); writes use
     /// one more, so they are serialised.
@@ -148,14 +200,19 @@ pub struct CloudArgs {
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = edge_versioning::DEFAULT_MAX_CLOCK_SKEW;
 
 impl CloudArgs {
-    /// Defaults as `edge cloud` would use them, with the given token.
-    pub fn new(data_dir: PathBuf, token: impl Into<String>) -> Self {
+    /// Defaults as `edge cloud` would use them (no site tokens registered
+    /// at start).
+    pub fn new(data_dir: PathBuf) -> Self {
         CloudArgs {
             listen: DEFAULT_LISTEN,
             admin_listen: DEFAULT_ADMIN_LISTEN,
             data_dir,
             database_url: None,
-            token: Some(token.into()),
+            site_tokens: Vec::new(),
+            site_token_refresh: DEFAULT_SITE_TOKEN_REFRESH,
+            admin_token_file: None,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             read_connections: 4,
             shutdown_grace: Duration::from_secs(10),
             conflict_policy: Policy::Lww,
@@ -168,19 +225,60 @@ impl CloudArgs {
 
     /// For tests: both ports on `127.0.0.1:0` (ephemeral), SQLite in
     /// `data_dir` unless `database_url` names a PostgreSQL database.
-    pub fn for_test(
-        data_dir: PathBuf,
-        database_url: Option<String>,
-        token: impl Into<String>,
-    ) -> Self {
+    pub fn for_test(data_dir: PathBuf, database_url: Option<String>) -> Self {
         CloudArgs {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
             shutdown_grace: Duration::from_secs(5),
-            ..CloudArgs::new(data_dir, token)
+            ..CloudArgs::new(data_dir)
         }
     }
+
+    /// These arguments with `token` registered for `site_id` at start.
+    pub fn with_site_token(mut self, site_id: &str, token: &str) -> Self {
+        self.site_tokens.push(SiteToken::new(site_id, token));
+        self
+    }
+
+    /// Where the admin token is: `--admin-token-file`, or `admin.token` in
+    /// the data directory.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.admin_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(ADMIN_TOKEN_FILE))
+    }
+}
+
+/// The admin token's file name in the data directory, by default.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Default `--site-token-refresh`.
+pub const DEFAULT_SITE_TOKEN_REFRESH: Duration = Duration::from_secs(2);
+
+/// Default `--header-timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default `--body-timeout`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A timeout flag: at least 1 ms (zero would close every connection).
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let value = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if value < Duration::from_millis(1) {
+        return Err("must be at least 1ms".into());
+    }
+    Ok(value)
+}
+
+/// `--site-token-refresh`: 10 ms to 1 h (zero would spin on the database;
+/// beyond an hour a revoked token lives on too long).
+fn parse_refresh(text: &str) -> Result<Duration, String> {
+    let value = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&value) {
+        return Err("must be between 10ms and 1h".into());
+    }
+    Ok(value)
 }
 
 impl std::fmt::Debug for CloudArgs {
@@ -192,7 +290,11 @@ impl std::fmt::Debug for CloudArgs {
             .field("admin_listen", &self.admin_listen)
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("site_tokens", &self.site_tokens)
+            .field("site_token_refresh", &self.site_token_refresh)
+            .field("admin_token_file", &self.admin_token_file)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
             .field("read_connections", &self.read_connections)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("conflict_policy", &self.conflict_policy)

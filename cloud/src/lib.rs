@@ -5,14 +5,19 @@
 //! A tour:
 //!
 //! - [`config`]: [`CloudArgs`], the flags (`--listen`, `--admin-listen`,
-//!   `--cloud-data-dir`, `--cloud-database-url`, `--cloud-token`,
+//!   `--cloud-data-dir`, `--cloud-database-url`, `--site-token`,
+//!   `--admin-token-file`, `--header-timeout`, `--body-timeout`,
 //!   `--conflict-policy`, `--max-clock-skew`), flattened into `edge cloud`;
+//! - [`sites`]: which site a bearer token speaks for (tokens hashed in the
+//!   database, an in-memory map refreshed from it);
+//!   [`sites_command`]: `edge cloud sites add|list|revoke`;
 //! - [`app`]: [`CloudApp::build`] opens the database and binds both ports
 //!   ([`CloudApp::build_with_clock`] with an injected wall clock);
 //!   [`CloudApp::run`] serves until cancelled;
 //! - `api`: the public routes (health, batch push, coverage, unsent
 //!   reports, amendments and reading state, the change feed, the simple
-//!   API), their middleware and their one error type;
+//!   API), their middleware (site and admin tokens in `api::auth`, the body
+//!   deadline in `api::deadline`) and their one error type;
 //! - `batch`: the per-version rules a pushed version must meet;
 //! - `amend`: what a cloud amendment may change, and the version it makes;
 //! - `resolve`: offering versions to readings' histories (the rule itself is
@@ -23,7 +28,8 @@
 //!   that the fault mode (`refuse`, `black_hole`) reaches open connections;
 //! - [`faults`]: [`Faults`], set at run time on the admin port;
 //! - [`admin`]: the admin API (faults, counters, stored data), on its own
-//!   port, for tests and demos; [`AdminClient`] is its typed client;
+//!   port behind its own token, for tests, demos and operators;
+//!   [`AdminClient`] is its typed client;
 //! - [`stats`]: the counters behind `GET /admin/stats`.
 
 pub mod admin;
@@ -37,6 +43,8 @@ mod db;
 pub mod faults;
 mod resolve;
 mod server;
+pub mod sites;
+pub mod sites_command;
 pub mod stats;
 mod stored;
 
@@ -47,6 +55,8 @@ pub use admin::{
 pub use app::{CloudApp, CloudError};
 pub use client::{AdminClient, AdminClientError, ErrorBodyOrText};
 pub use config::CloudArgs;
-pub use db::DbError;
+pub use db::{DbError, SiteTokenRow};
 pub use faults::{FaultMode, Faults, InvalidFaults};
+pub use sites::SiteToken;
+pub use sites_command::{SitesAction, SitesArgs, SitesError};
 pub use stats::CloudStats;

@@ -1,5 +1,6 @@
-//! Serving the public port, connection by connection, so that the fault
-//! mode reaches connections at the TCP level.
+//! Serving the public and admin ports, connection by connection, so that
+//! the fault mode reaches the public port's connections at the TCP level and
+//! both ports bound how long a client may take over its request headers.
 //!
 //! `axum::serve` hides its connections, so a `refuse` or `black_hole` mode
 //! could only affect new ones. Here every accepted connection gets its own
@@ -14,6 +15,14 @@
 //!   ([`crate::api`]) until the mode changes.
 //! - `normal`: the connection is served by hyper's HTTP/1 server.
 //!
+//! The admin port has no fault mode: its connections are always served.
+//!
+//! Header timeout: hyper closes a connection whose request headers have not
+//! arrived whole within `--header-timeout` (a slow-loris client would
+//! otherwise hold a task and a socket for ever); each such close is counted
+//! (`header_timeouts`). Body timeouts are the router's
+//! ([`crate::api::deadline`]).
+//!
 //! To reset a connection hyper owns, the task keeps a duplicate of the
 //! socket's file descriptor: setting `SO_LINGER 0` through it and closing
 //! both makes the kernel send RST.
@@ -26,7 +35,7 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -34,16 +43,33 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::faults::{FaultMode, Faults};
+use crate::stats::{Counters, add};
+
+/// How a port serves its connections.
+#[derive(Clone)]
+pub(crate) struct Serving {
+    /// `public` or `admin`, for logs.
+    pub what: &'static str,
+    /// The fault mode to apply to every connection; `None` on the admin
+    /// port.
+    pub faults: Option<watch::Receiver<Arc<Faults>>>,
+    /// `--header-timeout`.
+    pub header_timeout: Duration,
+    /// Where header timeouts are counted.
+    pub counters: Arc<Counters>,
+    /// Stops accepting, and asks open connections to finish.
+    pub shutdown: CancellationToken,
+    /// How long open connections get to finish after `shutdown`.
+    pub grace: Duration,
+}
 
 /// Serves `router` on `listener` until `shutdown`, applying the fault mode
-/// to every connection; then drains connections for at most `grace`.
-pub(crate) async fn serve_public(
-    listener: TcpListener,
-    router: Router,
-    faults: watch::Receiver<Arc<Faults>>,
-    shutdown: CancellationToken,
-    grace: Duration,
-) {
+/// (if any) to every connection; then drains connections for at most
+/// `grace`.
+pub(crate) async fn serve(listener: TcpListener, router: Router, serving: Serving) {
+    let Serving {
+        shutdown, grace, ..
+    } = serving.clone();
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -52,17 +78,12 @@ pub(crate) async fn serve_public(
         };
         match accepted {
             Ok((stream, _peer)) => {
-                connections.spawn(handle_connection(
-                    stream,
-                    router.clone(),
-                    faults.clone(),
-                    shutdown.clone(),
-                ));
+                connections.spawn(handle_connection(stream, router.clone(), serving.clone()));
             }
             Err(err) => {
                 // Out of file descriptors and the like: back off a little
                 // rather than spin, and keep serving what is open.
-                tracing::warn!(%err, "cannot accept a connection");
+                tracing::warn!(%err, port = serving.what, "cannot accept a connection");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -78,31 +99,37 @@ pub(crate) async fn serve_public(
     {
         tracing::warn!(
             ?grace,
+            port = serving.what,
             "connections still open at the end of the grace period"
         );
     }
 }
 
 /// One connection, from accept to close.
-async fn handle_connection(
-    stream: TcpStream,
-    router: Router,
-    mut faults: watch::Receiver<Arc<Faults>>,
-    shutdown: CancellationToken,
-) {
+async fn handle_connection(stream: TcpStream, router: Router, serving: Serving) {
+    let Serving {
+        faults,
+        header_timeout,
+        counters,
+        shutdown,
+        ..
+    } = serving;
     // Connection-level modes first: nothing is read until the mode is normal.
-    loop {
-        let mode = faults.borrow_and_update().mode;
-        match mode {
-            FaultMode::Normal => break,
-            FaultMode::Refuse => {
-                reset(&stream);
-                return;
-            }
-            FaultMode::BlackHole => {
-                tokio::select! {
-                    changed = faults.changed() => if changed.is_err() { return },
-                    () = shutdown.cancelled() => return,
+    let mut faults = faults;
+    if let Some(faults) = faults.as_mut() {
+        loop {
+            let mode = faults.borrow_and_update().mode;
+            match mode {
+                FaultMode::Normal => break,
+                FaultMode::Refuse => {
+                    reset(&stream);
+                    return;
+                }
+                FaultMode::BlackHole => {
+                    tokio::select! {
+                        changed = faults.changed() => if changed.is_err() { return },
+                        () = shutdown.cancelled() => return,
+                    }
                 }
             }
         }
@@ -118,15 +145,31 @@ async fn handle_connection(
     let service = TowerToHyperService::new(router);
     let connection = http1::Builder::new()
         .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    let refused = async {
+        match faults {
+            Some(mut faults) => faults
+                .wait_for(|f| f.mode == FaultMode::Refuse)
+                .await
+                .is_ok(),
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         served = connection.as_mut() => {
             if let Err(err) = served {
-                tracing::debug!(%err, "connection ended with an error");
+                if err.is_timeout() {
+                    add(&counters.header_timeouts, 1);
+                    tracing::debug!(?header_timeout, "closed a connection whose headers did not arrive in time");
+                } else {
+                    tracing::debug!(%err, "connection ended with an error");
+                }
             }
         }
-        refused = async { faults.wait_for(|f| f.mode == FaultMode::Refuse).await.is_ok() } => {
+        refused = refused => {
             if refused {
                 reset(&handle);
             }

@@ -20,6 +20,12 @@ pub(crate) struct Counters {
     pub amendments: AtomicU64,
     pub conflicts_resolved: AtomicU64,
     pub clock_skew_versions: AtomicU64,
+    pub unauthorized: AtomicU64,
+    pub forbidden: AtomicU64,
+    pub admin_unauthorized: AtomicU64,
+    pub too_large: AtomicU64,
+    pub body_timeouts: AtomicU64,
+    pub header_timeouts: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -43,6 +49,12 @@ impl Counters {
             amendments: get(&self.amendments),
             conflicts_resolved: get(&self.conflicts_resolved),
             clock_skew_versions: get(&self.clock_skew_versions),
+            unauthorized: get(&self.unauthorized),
+            forbidden: get(&self.forbidden),
+            admin_unauthorized: get(&self.admin_unauthorized),
+            too_large: get(&self.too_large),
+            body_timeouts: get(&self.body_timeouts),
+            header_timeouts: get(&self.header_timeouts),
         }
     }
 }
@@ -78,4 +90,27 @@ pub struct CloudStats {
     /// at the bound.
     #[serde(default)]
     pub clock_skew_versions: u64,
+    /// Public requests refused `401`: no, an unknown or a revoked site
+    /// token.
+    #[serde(default)]
+    pub unauthorized: u64,
+    /// Public requests refused `403`: a valid site token used for another
+    /// site's path.
+    #[serde(default)]
+    pub forbidden: u64,
+    /// Admin requests refused `401`: no or a wrong admin token.
+    #[serde(default)]
+    pub admin_unauthorized: u64,
+    /// Public requests refused `413`: a body (after decompression) or a
+    /// batch beyond its limit.
+    #[serde(default)]
+    pub too_large: u64,
+    /// Requests answered `408`: the body did not arrive within
+    /// `--body-timeout` (both ports).
+    #[serde(default)]
+    pub body_timeouts: u64,
+    /// Connections closed because a request's headers did not arrive within
+    /// `--header-timeout` (both ports).
+    #[serde(default)]
+    pub header_timeouts: u64,
 }

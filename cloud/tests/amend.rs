@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TOKEN, TestCloud, amendment_of, error_body, version};
+use common::{TestCloud, amendment_of, error_body, token, version};
 use edge_cloud_link::contract::{
     AmendmentRequest, MAX_NOTE_CHARS, PushBatch, Quality, VersionRecord, VersionStamp,
     VersionStatus, amendments_path, reading_path,
@@ -123,7 +123,7 @@ async fn an_amendment_becomes_current_on_top_of_the_previous_version(db: &TestDa
     assert_eq!((stats.amendments, stats.conflicts_resolved), (2, 0));
     let coverage = cloud
         .admin
-        .coverage(&cloud.url, SITE, TOKEN)
+        .coverage(&cloud.url, SITE, &token(SITE))
         .await
         .expect("coverage");
     assert_eq!((coverage.versions, coverage.held_seqs), (1, 1));
@@ -139,7 +139,7 @@ async fn unknown_readings_and_invalid_amendments_are_refused(db: &TestDatabase) 
         cloud
             .http
             .post(cloud.at(&amendments_path(reading_id)))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token(SITE))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -154,7 +154,7 @@ async fn unknown_readings_and_invalid_amendments_are_refused(db: &TestDatabase) 
     let response = cloud
         .http
         .get(cloud.at(&reading_path(&unknown)))
-        .bearer_auth(TOKEN)
+        .bearer_auth(token(SITE))
         .send()
         .await
         .expect("answer");

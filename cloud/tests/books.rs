@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TOKEN, TestCloud, batch, error_body, json};
+use common::{TestCloud, batch, error_body, json, token};
 use edge_cloud_link::contract::{
     Coverage, MAX_COVERAGE_GAPS, SIMPLE_READINGS_PATH, SeqRange, SimpleCreated, SimpleReading,
     UnsentAck, UnsentEntry, UnsentReport, UnsentStatus, unsent_path,
@@ -15,7 +15,7 @@ const SITE: &str = "mine-7";
 async fn coverage(cloud: &TestCloud) -> Coverage {
     cloud
         .admin
-        .coverage(&cloud.url, SITE, TOKEN)
+        .coverage(&cloud.url, SITE, &token(SITE))
         .await
         .expect("coverage")
 }
@@ -35,7 +35,7 @@ async fn report(cloud: &TestCloud, entries: Vec<UnsentEntry>) -> reqwest::Respon
     cloud
         .http
         .put(cloud.at(&unsent_path(SITE)))
-        .bearer_auth(TOKEN)
+        .bearer_auth(token(SITE))
         .body(serde_json::to_vec(&UnsentReport { entries }).expect("serialise"))
         .send()
         .await
@@ -98,7 +98,7 @@ async fn coverage_counts_contiguous_seqs_and_lists_gaps(db: &TestDatabase) {
     cloud.push_ok("other", "c", &batch("other", [3])).await;
     let other = cloud
         .admin
-        .coverage(&cloud.url, "other", TOKEN)
+        .coverage(&cloud.url, "other", &token("other"))
         .await
         .expect("coverage");
     assert_eq!(other.gaps, vec![SeqRange { first: 1, last: 2 }]);
@@ -192,7 +192,7 @@ async fn the_simple_api_stores_every_post(db: &TestDatabase) {
         cloud
             .http
             .post(cloud.at(SIMPLE_READINGS_PATH))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token(SITE))
             .body(serde_json::to_vec(reading).expect("serialise"))
             .send()
     };
@@ -275,6 +275,7 @@ async fn admin_listings_page_through(db: &TestDatabase) {
             "{}/admin/sites/{SITE}/versions?limit=0",
             cloud.admin_url
         ))
+        .bearer_auth(cloud.admin_token())
         .send()
         .await
         .expect("answer");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TOKEN, TestCloud, amendment_of, error_body, version};
+use common::{TestCloud, amendment_of, error_body, token, version};
 use edge_cloud_link::contract::{
     AmendmentRequest, ChangesPage, MAX_CHANGES_PAGE, MAX_SHARED_SENSORS, PushBatch, Quality,
     VersionRecord, VersionStatus, changes_path,
@@ -54,7 +54,7 @@ async fn pull_all(
     limit: usize,
     sensors: &[String],
 ) -> Vec<ChangesPage> {
-    let client = cloud.client();
+    let client = cloud.client_for(site);
     let mut pages = Vec::new();
     let mut after = 0;
     loop {
@@ -74,7 +74,7 @@ async fn pull_all(
 
 async fn the_feed_holds_what_others_wrote_of_the_sites_readings(db: &TestDatabase) {
     let cloud = TestCloud::start(db).await;
-    let client = cloud.client();
+    let client = cloud.client_for(A);
     let (a1, a2, a3) = (
         reading(A, 1, "a-1"),
         reading(A, 2, "a-1"),
@@ -133,7 +133,11 @@ async fn the_feed_holds_what_others_wrote_of_the_sites_readings(db: &TestDatabas
     );
 
     // B's feed: A's amendment of B's reading; not B's own amendment of a2.
-    let page = client.changes(B, 0, 100, &[]).await.expect("b's feed");
+    let page = cloud
+        .client_for(B)
+        .changes(B, 0, 100, &[])
+        .await
+        .expect("b's feed");
     assert_eq!(page.versions, vec![a_of_b1.clone()]);
 
     // Paging one at a time gives the same versions, cursor after cursor,
@@ -180,7 +184,10 @@ async fn the_feed_holds_what_others_wrote_of_the_sites_readings(db: &TestDatabas
 
     // Coverage counts the versions each site wrote, whoever's readings they
     // amended; the cloud's amendments count for no site.
-    let coverage = |site| cloud.admin.coverage(&cloud.url, site, TOKEN);
+    let held = &cloud;
+    let coverage = |site: &'static str| async move {
+        held.admin.coverage(&held.url, site, &token(site)).await
+    };
     let a = coverage(A).await.expect("coverage");
     assert_eq!(
         (a.versions, a.held_seqs, a.highest_contiguous_seq),
@@ -201,7 +208,7 @@ async fn the_feed_validates_its_parameters(db: &TestDatabase) {
         cloud
             .http
             .get(format!("{}?{query}", cloud.at(&changes_path(site))))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token(site))
             .send()
     };
     let many: Vec<String> = (0..=MAX_SHARED_SENSORS)
@@ -214,7 +221,6 @@ async fn the_feed_validates_its_parameters(db: &TestDatabase) {
         (A, "after=-3".to_owned(), "after"),
         (A, many.join("&"), "sensor"),
         (A, "sensors=x".to_owned(), "sensors"),
-        ("cloud", "after=0".to_owned(), "site_id"),
     ] {
         let response = get(site, query.clone()).await.expect("answer");
         assert_eq!(response.status(), 400, "{query}");
@@ -226,6 +232,15 @@ async fn the_feed_validates_its_parameters(db: &TestDatabase) {
             error.message
         );
     }
+    // No site may be `cloud`, so no token is valid for it.
+    let reserved = cloud
+        .http
+        .get(cloud.at(&changes_path("cloud")))
+        .bearer_auth(token(A))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(reserved.status(), 403);
     // The limits themselves are fine, and so is the largest cursor.
     let ok = get(
         A,

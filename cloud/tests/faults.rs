@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TOKEN, TestCloud, batch, error_body, http_client};
+use common::{TestCloud, batch, error_body, http_client, token};
 use edge_cloud::{FaultMode, Faults};
 use edge_cloud_link::contract::{VersionStatus, coverage_path};
 use edge_testkit::{Backend, TestDatabase};
@@ -271,7 +271,7 @@ async fn reply_delay_commits_before_the_client_gives_up() {
     let pushed = batch(SITE, 1..=5);
     let err = impatient
         .post(cloud.at(&edge_cloud_link::contract::batches_path(SITE)))
-        .bearer_auth(TOKEN)
+        .bearer_auth(token(SITE))
         .header(edge_cloud_link::contract::IDEMPOTENCY_KEY_HEADER, "slow")
         .body(serde_json::to_vec(&pushed).expect("serialise"))
         .send()
@@ -330,6 +330,7 @@ async fn bad_fault_settings_name_the_field() {
         let response = cloud
             .http
             .put(format!("{}/admin/faults", cloud.admin_url))
+            .bearer_auth(cloud.admin_token())
             .body(body)
             .send()
             .await
@@ -343,6 +344,7 @@ async fn bad_fault_settings_name_the_field() {
     let response = cloud
         .http
         .put(format!("{}/admin/faults", cloud.admin_url))
+        .bearer_auth(cloud.admin_token())
         .body(r#"{"mode": "sideways"}"#)
         .send()
         .await
@@ -356,7 +358,7 @@ async fn bad_fault_settings_name_the_field() {
     let response = cloud
         .http
         .get(cloud.at(&coverage_path(SITE)))
-        .bearer_auth(TOKEN)
+        .bearer_auth(token(SITE))
         .send()
         .await
         .expect("answer");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TOKEN, TestCloud, batch, error_body, gzip, version};
+use common::{TestCloud, batch, error_body, gzip, token, version};
 use edge_cloud_link::contract::{
     IDEMPOTENCY_KEY_HEADER, MAX_BATCH_BODY_BYTES, MAX_BATCH_VERSIONS, PushBatch, PushResponse,
     VersionStatus, batches_path,
@@ -147,7 +147,7 @@ async fn a_version_sent_twice_in_one_batch_is_stored_once(db: &TestDatabase) {
     );
     let coverage = cloud
         .admin
-        .coverage(&cloud.url, SITE, TOKEN)
+        .coverage(&cloud.url, SITE, &token(SITE))
         .await
         .expect("coverage");
     assert_eq!((coverage.versions, coverage.held_seqs), (4, 3));
@@ -197,7 +197,7 @@ async fn invalid_versions_are_rejected_one_by_one(db: &TestDatabase) {
     // Rejections the cloud made are booked (except the foreign seq 4).
     let coverage = cloud
         .admin
-        .coverage(&cloud.url, SITE, TOKEN)
+        .coverage(&cloud.url, SITE, &token(SITE))
         .await
         .expect("coverage");
     assert_eq!((coverage.held_seqs, coverage.rejected_seqs), (2, 3));
@@ -213,7 +213,7 @@ async fn a_gzip_body_is_accepted(db: &TestDatabase) {
     let response = cloud
         .http
         .post(cloud.at(&batches_path(SITE)))
-        .bearer_auth(TOKEN)
+        .bearer_auth(token(SITE))
         .header(IDEMPOTENCY_KEY_HEADER, "gz")
         .header("content-encoding", "gzip")
         .body(body)
@@ -300,7 +300,7 @@ async fn batch_level_refusals_answer_json() {
         let mut request = cloud
             .http
             .post(cloud.at(&batches_path(SITE)))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token(SITE))
             .body(body);
         if let Some(key) = key {
             request = request.header(IDEMPOTENCY_KEY_HEADER, key);
@@ -366,7 +366,7 @@ async fn batch_level_refusals_answer_json() {
     let response = cloud
         .http
         .post(cloud.at(&batches_path(SITE)))
-        .bearer_auth(TOKEN)
+        .bearer_auth(token(SITE))
         .header(IDEMPOTENCY_KEY_HEADER, "bomb")
         .header("content-encoding", "gzip")
         .body(bomb)
@@ -379,7 +379,7 @@ async fn batch_level_refusals_answer_json() {
     let response = cloud
         .http
         .post(cloud.at(&batches_path(SITE)))
-        .bearer_auth(TOKEN)
+        .bearer_auth(token(SITE))
         .header(IDEMPOTENCY_KEY_HEADER, "br")
         .header("content-encoding", "br")
         .body(one)

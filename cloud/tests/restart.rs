@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TOKEN, TestCloud, batch};
+use common::{TestCloud, batch, token};
 use edge_cloud::{CloudApp, CloudArgs, CloudError};
 use edge_cloud_link::contract::VersionStatus;
 use edge_testkit::{Backend, TestDatabase};
@@ -12,7 +12,7 @@ const SITE: &str = "ship-9";
 #[tokio::test]
 async fn data_and_push_numbers_survive_a_restart() {
     let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
-    let args = CloudArgs::for_test(db.data_dir.join("cloud"), None, TOKEN);
+    let args = TestCloud::args_in(db.data_dir.join("cloud"), None);
 
     let cloud = TestCloud::start_with(args.clone()).await;
     let first = batch(SITE, 1..=10);
@@ -47,7 +47,7 @@ async fn data_and_push_numbers_survive_a_restart() {
     );
     let coverage = cloud
         .admin
-        .coverage(&cloud.url, SITE, TOKEN)
+        .coverage(&cloud.url, SITE, &token(SITE))
         .await
         .expect("coverage");
     assert_eq!(coverage.highest_contiguous_seq, 13);
@@ -55,23 +55,19 @@ async fn data_and_push_numbers_survive_a_restart() {
 }
 
 #[tokio::test]
-async fn a_missing_token_fails_the_build() {
+async fn a_site_token_of_another_site_fails_the_build() {
     let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
-    let mut args = CloudArgs::for_test(db.data_dir.clone(), None, "x");
-    args.token = None;
+    let args = CloudArgs::for_test(db.data_dir.clone(), None)
+        .with_site_token("ship-1", "shared-secret")
+        .with_site_token("ship-2", "shared-secret");
     let err = CloudApp::build(&args)
         .await
         .err()
-        .expect("no token, no cloud");
-    assert!(matches!(err, CloudError::MissingToken));
+        .expect("one token, one site");
+    assert!(matches!(err, CloudError::SiteTokenTaken { .. }));
     let message = err.to_string();
     assert!(
-        message.contains("--cloud-token") && message.contains("EDGE_CLOUD_TOKEN"),
+        message.contains("--site-token ship-2") && !message.contains("shared-secret"),
         "{message}"
     );
-    args.token = Some("  ".into());
-    assert!(matches!(
-        CloudApp::build(&args).await,
-        Err(CloudError::MissingToken)
-    ));
 }

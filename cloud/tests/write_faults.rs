@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{TOKEN, TestCloud, batch, error_body, version};
+use common::{TestCloud, batch, error_body, token, version};
 use edge_cloud_link::contract::{PushBatch, VersionStatus, amendments_path};
 use edge_sql::{Fault, FaultPoint, WriteFaults};
 use edge_testkit::{TestDatabase, on_both_backends};
@@ -33,7 +33,7 @@ async fn start(db: &TestDatabase, faults: &Arc<WriteFaults>) -> TestCloud {
 async fn held_seqs(cloud: &TestCloud) -> u64 {
     cloud
         .admin
-        .coverage(&cloud.url, SITE, TOKEN)
+        .coverage(&cloud.url, SITE, &token(SITE))
         .await
         .expect("coverage")
         .held_seqs
@@ -107,7 +107,7 @@ async fn failed_pushes_are_never_answered_stored(db: &TestDatabase) {
     assert_eq!(held_seqs(&cloud).await, 18, "held across a restart");
     let coverage = cloud
         .admin
-        .coverage(&cloud.url, SITE, TOKEN)
+        .coverage(&cloud.url, SITE, &token(SITE))
         .await
         .expect("coverage");
     assert_eq!(coverage.highest_contiguous_seq, 18);
@@ -137,7 +137,7 @@ async fn a_failed_amendment_changes_nothing_and_the_next_one_commits(db: &TestDa
         cloud
             .http
             .post(cloud.at(&amendments_path(&first.reading_id)))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token(SITE))
             .header("content-type", "application/json")
             .body(format!(r#"{{"temperature_celsius": {celsius}}}"#))
             .send()

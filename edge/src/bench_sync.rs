@@ -95,7 +95,7 @@ async fn start_rig(cloud_url: bool, cloud_nice: i32) -> anyhow::Result<Rig> {
     if let Some(pid) = cloud.child.id() {
         lower_priority(pid, cloud_nice);
     }
-    let admin = AdminClient::new(cloud.admin_url.clone())?;
+    let admin: AdminClient = cloud.admin()?;
     let mut args = vec![
         "--probe-interval".to_owned(),
         "200ms".to_owned(),
@@ -107,7 +107,10 @@ async fn start_rig(cloud_url: bool, cloud_nice: i32) -> anyhow::Result<Rig> {
             "--cloud-url".to_owned(),
             cloud.url.clone(),
             "--cloud-token".to_owned(),
-            TOKEN.to_owned(),
+            edge_testkit::site_token(TOKEN, edge_testkit::TEST_SITE_ID),
+            // The cloud knows this site's token (spawn_edge_cloud).
+            "--site-id".to_owned(),
+            edge_testkit::TEST_SITE_ID.to_owned(),
         ]);
     }
     let site = edge_testkit::spawn_edge_up_with(&exe, &dir.path().join("site"), None, &args)

@@ -44,7 +44,7 @@ pub enum Command {
     /// cloud's changes: both versions, the winner, the rule.
     Conflicts(ConflictsArgs),
     /// Run the reference cloud server (the cloud contract, for tests, demos
-    /// and a central hub).
+    /// and a central hub); `edge cloud sites` manages the sites' tokens.
     Cloud(Box<CloudCommandArgs>),
     /// The site's identities: add a token (printed once), list, revoke.
     Tokens(TokensArgs),
@@ -92,9 +92,15 @@ pub struct StoreTarget {
     pub store_url: String,
 }
 
-/// `edge cloud`.
+/// `edge cloud`: the server's flags, or a subcommand (which takes its own
+/// flags: server flags before it would be silently ignored, so clap refuses
+/// them).
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct CloudCommandArgs {
+    /// `edge cloud sites …` instead of the server.
+    #[command(subcommand)]
+    pub command: Option<CloudCommand>,
     /// Log filter in `tracing` EnvFilter syntax.
     #[arg(long, env = "EDGE_LOG", default_value = "info")]
     pub log: String,
@@ -103,10 +109,21 @@ pub struct CloudCommandArgs {
     pub log_format: edge_runtime::config::LogFormat,
     #[command(flatten)]
     pub cloud: edge_cloud::CloudArgs,
-    /// Once both ports listen, write their addresses here as JSON
-    /// (`{"listen": "…", "admin": "…"}`). For scripts and tests that bind port 0.
+    /// Once both ports listen, write their addresses and the admin token's
+    /// file here as JSON (`{"listen": "…", "admin": "…", "admin_token_file":
+    /// "…"}`; never the token itself). For scripts and tests that bind port 0.
     #[arg(long, env = "EDGE_CLOUD_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+}
+
+/// `edge cloud`'s subcommands.
+#[derive(Subcommand)]
+pub enum CloudCommand {
+    /// The sites' tokens to the cloud: issue (printed once), list, revoke.
+    /// Works on the cloud's database directly, with or without the server
+    /// running; a running server sees a new token at once and a revoked one
+    /// within its --site-token-refresh.
+    Sites(edge_cloud::SitesArgs),
 }
 
 /// Where sync-svc is.

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 
-use crate::cli::{CloudCommandArgs, Command};
+use crate::cli::{CloudCommand, CloudCommandArgs, Command};
 use crate::{load, ops, revision_ops, status_ops, sync_ops, tokens_ops, up};
 
 /// Runs `command` to its end.
@@ -24,8 +24,15 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// `edge cloud`: the reference cloud until SIGTERM or Ctrl-C.
+/// `edge cloud`: the reference cloud until SIGTERM or Ctrl-C, or `edge
+/// cloud sites …`.
 async fn cloud(args: CloudCommandArgs) -> anyhow::Result<()> {
+    if let Some(CloudCommand::Sites(sites)) = &args.command {
+        let mut out = Vec::new();
+        let result = edge_cloud::sites_command::run(sites, &mut out).await;
+        std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+        return result.context("edge cloud sites");
+    }
     edge_runtime::telemetry::init_logging(&edge_runtime::RuntimeArgs {
         log: args.log.clone(),
         log_format: args.log_format,
@@ -39,6 +46,7 @@ async fn cloud(args: CloudCommandArgs) -> anyhow::Result<()> {
         let ready = serde_json::json!({
             "listen": app.local_addr().to_string(),
             "admin": app.admin_addr().to_string(),
+            "admin_token_file": app.admin_token_file().display().to_string(),
         });
         up::write_ready_file(path, &ready)?;
     }

@@ -293,6 +293,16 @@ impl Reference {
                 operator(&mut out, "edge", command, 3)?;
             }
         }
+        // A server's own subcommands (`edge cloud sites`) are operator
+        // commands too.
+        for command in self.edge.get_subcommands() {
+            if SERVER_SUBCOMMANDS.contains(&command.get_name()) {
+                let parent = format!("edge {}", command.get_name());
+                for sub in command.get_subcommands() {
+                    operator(&mut out, &parent, sub, 3)?;
+                }
+            }
+        }
         Ok(out)
     }
 }
@@ -322,8 +332,8 @@ page and the code disagree; regenerate it with
   of them, and wires them to each other itself (their `--*-url` flags are
   ignored there). Run alone, each service binary takes the shared flags plus
   its own; on one host, give each its own `--metrics-addr`.
-- Secrets (`--database-url`, `--cloud-database-url`, both `--cloud-token`s)
-  are never logged and their values are hidden in `--help`; prefer their
+- Secrets (`--database-url`, `--cloud-database-url`, `--cloud-token`,
+  `--site-token`) are never logged and their values are hidden in `--help`; prefer their
   variables, from a Secret, to the flags, which show in process listings. See
   [operations](operations.md#secrets).
 

@@ -38,7 +38,7 @@ use edge_versioning::{CLOUD_SITE_ID, History, Hlc, OffsetClock, Policy, Stamp, V
 use sync_svc::SyncConfig;
 
 use common::reading;
-use common::site::{Site, TOKEN, quick_sync};
+use common::site::{Site, TOKEN, quick_sync, token_of};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const HOUR_US: i64 = 3_600_000_000;
@@ -187,11 +187,12 @@ impl TestSite {
         writer: Writer,
         policy: Policy,
     ) -> TestSite {
-        let config = SyncConfig {
+        let mut config = SyncConfig {
             shared_sensors: vec![SHARED.to_owned()],
             conflict_policy: Some(policy),
             ..quick_sync(&cloud.url)
         };
+        config.link.cloud_token = Some(token_of(site_id));
         let site_id = site_id.to_owned();
         let site = Site::start_clocked(
             db,
@@ -286,7 +287,13 @@ impl TestSite {
 
 /// A client of the cloud's public API, as the data team would use it.
 fn cloud_client(cloud: &InProcessCloud) -> CloudClient {
-    let config = quick_sync(&cloud.url);
+    cloud_client_as(cloud, edge_testkit::TEST_SITE_ID)
+}
+
+/// A client of the cloud's public API with `site`'s token.
+fn cloud_client_as(cloud: &InProcessCloud, site: &str) -> CloudClient {
+    let mut config = quick_sync(&cloud.url);
+    config.link.cloud_token = Some(cloud.site_token(site));
     config
         .link
         .client(config.client_use())
@@ -586,7 +593,11 @@ async fn two_sites_and_the_cloud_converge(db: &TestDatabase, policy: Policy) {
         assert_eq!(s.total_versions, wrote + foreign);
         let coverage = cloud
             .admin
-            .coverage(&cloud.url, &site.site.site_id, TOKEN)
+            .coverage(
+                &cloud.url,
+                &site.site.site_id,
+                &token_of(&site.site.site_id),
+            )
             .await
             .expect("coverage");
         assert_eq!(coverage.versions, wrote, "{coverage:?}");
@@ -733,7 +744,11 @@ async fn clocks_cannot_be_poisoned_and_data_is_never_refused(db: &TestDatabase) 
         .await
         .expect("a second database of the same backend");
     let policy = Policy::Lww;
-    let cloud = InProcessCloud::builder(TOKEN).policy(policy).start().await;
+    let cloud = InProcessCloud::builder(TOKEN)
+        .policy(policy)
+        .site(BROKEN_SITE)
+        .start()
+        .await;
     let client = cloud_client(&cloud);
     let mut a = TestSite::start(db, &cloud, "site-a", 0, Writer::A, policy).await;
     // Site C's wall clock runs a day fast.
@@ -763,7 +778,7 @@ async fn clocks_cannot_be_poisoned_and_data_is_never_refused(db: &TestDatabase) 
     // cloud, which did not follow its clock.
     let coverage = cloud
         .admin
-        .coverage(&cloud.url, "site-c", TOKEN)
+        .coverage(&cloud.url, "site-c", &token_of("site-c"))
         .await
         .expect("coverage");
     assert_eq!(
@@ -820,7 +835,7 @@ async fn clocks_cannot_be_poisoned_and_data_is_never_refused(db: &TestDatabase) 
         base: None,
         ..held_by_cloud
     };
-    let pushed = client
+    let pushed = cloud_client_as(&cloud, BROKEN_SITE)
         .push(
             BROKEN_SITE,
             "from-the-end-of-time",

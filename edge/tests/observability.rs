@@ -27,11 +27,14 @@ fn exe() -> &'static std::path::Path {
 
 /// A site syncing quickly to a cloud, with `env` for the process.
 async fn site(dir: &std::path::Path, cloud_url: &str, env: &[(&str, &str)]) -> EdgeUp {
+    let token = edge_testkit::site_token(TOKEN, edge_testkit::TEST_SITE_ID);
     let args: Vec<String> = [
         "--cloud-url",
         cloud_url,
         "--cloud-token",
-        TOKEN,
+        &token,
+        "--site-id",
+        edge_testkit::TEST_SITE_ID,
         "--probe-interval",
         "100ms",
         "--gauge-interval",

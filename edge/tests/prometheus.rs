@@ -136,11 +136,14 @@ async fn prometheus_scrapes_edge_up_and_the_dashboard_queries_answer() {
     let site_db = TestDatabase::new(Backend::Sqlite)
         .await
         .expect("SQLite fixture");
+    let token = edge_testkit::site_token(TOKEN, edge_testkit::TEST_SITE_ID);
     let args = [
         "--cloud-url",
         &cloud.url,
         "--cloud-token",
-        TOKEN,
+        &token,
+        "--site-id",
+        edge_testkit::TEST_SITE_ID,
         "--probe-interval",
         "100ms",
         "--gauge-interval",

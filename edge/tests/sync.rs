@@ -23,7 +23,7 @@ use sync_svc::config::CloudApi;
 use tonic::transport::Channel;
 
 use common::reading;
-use common::site::{Site, TOKEN, quick_sync, stats};
+use common::site::{Site, TOKEN, quick_sync, stats, token_of};
 
 /// Generous: CI machines are slow and shared; conditions usually hold in seconds.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -90,7 +90,7 @@ async fn assert_exactly_once(
     let extra = distinct.difference(&expected).count();
     assert_eq!((missing, extra), (0, 0), "cloud and site disagree");
     let coverage = admin
-        .coverage(cloud_url, site_id, TOKEN)
+        .coverage(cloud_url, site_id, &token_of(site_id))
         .await
         .expect("coverage");
     assert_eq!(
@@ -254,7 +254,7 @@ async fn rejected_versions_are_dead_lettered_reported_and_redriven(db: &TestData
     let coverage = eventually(DEADLINE, "dead letters reported to the cloud", || async {
         let c = cloud
             .admin
-            .coverage(&cloud.url, &site.site_id, TOKEN)
+            .coverage(&cloud.url, &site.site_id, &token_of(&site.site_id))
             .await
             .ok()?;
         (c.rejected_seqs == 2 && c.highest_contiguous_seq == after.last_seq).then_some(c)
@@ -531,7 +531,7 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
     let mut cloud = spawn_edge_cloud(exe, cloud_dir.path(), "127.0.0.1:0", TOKEN)
         .await
         .expect("edge cloud");
-    let admin = AdminClient::new(cloud.admin_url.clone()).expect("admin");
+    let admin: AdminClient = cloud.admin().expect("admin");
     admin
         .set_faults(&Faults {
             reply_delay_ms: 200,
@@ -543,7 +543,9 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
         "--cloud-url".to_owned(),
         cloud.url.clone(),
         "--cloud-token".to_owned(),
-        TOKEN.to_owned(),
+        token_of(edge_testkit::TEST_SITE_ID),
+        "--site-id".to_owned(),
+        edge_testkit::TEST_SITE_ID.to_owned(),
         "--probe-interval".to_owned(),
         "100ms".to_owned(),
         "--sync-batch-size".to_owned(),
@@ -584,7 +586,7 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
     let cloud = spawn_edge_cloud(exe, cloud_dir.path(), &listen, TOKEN)
         .await
         .expect("edge cloud again");
-    let admin = AdminClient::new(cloud.admin_url.clone()).expect("admin");
+    let admin: AdminClient = cloud.admin().expect("admin");
     let after = drained(&store).await;
     assert_exactly_once(&admin, &cloud.url, &after.site_id, &acked, &after).await;
 
@@ -742,7 +744,7 @@ async fn drops_under_a_full_budget_reach_the_cloud_as_dropped(db: &TestDatabase)
     let coverage = eventually(DEADLINE, "drops reported to the cloud", || async {
         let c = cloud
             .admin
-            .coverage(&cloud.url, &site.site_id, TOKEN)
+            .coverage(&cloud.url, &site.site_id, &token_of(&site.site_id))
             .await
             .ok()?;
         (c.dropped_seqs == dropped && c.highest_contiguous_seq == after.last_seq).then_some(c)

@@ -1,6 +1,13 @@
 //! The reference cloud (`edge-cloud`) in the test's own process, on an
 //! ephemeral port with SQLite in a temp dir, and its admin API for faults,
 //! stored versions, current versions and the conflict audit log.
+//!
+//! The cloud gives every site its own token, and a token only works for its
+//! site. Tests share one secret (`TOKEN`) and derive each site's token from
+//! it ([`site_token`]); a test cloud registers the derived tokens of
+//! [`TEST_SITE_IDS`] (and of any site added with
+//! [`InProcessCloudBuilder::site`]) at start, and test sites take one of
+//! those ids ([`TEST_SITE_ID`] unless a test names another).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +16,26 @@ use edge_cloud::{AdminClient, CloudApp, CloudArgs, FaultMode, Faults};
 use edge_runtime::Shutdown;
 use edge_versioning::{Policy, SystemClock, WallClock};
 
+/// The site id test fixtures give a site unless the test names another.
+pub const TEST_SITE_ID: &str = "test-site";
+
+/// The site ids a test cloud knows tokens for from the start.
+pub const TEST_SITE_IDS: &[&str] = &[TEST_SITE_ID, "site-a", "site-b", "site-c"];
+
+/// The token of the test site `site_id` at a test cloud started with the
+/// shared secret `token`.
+pub fn site_token(token: &str, site_id: &str) -> String {
+    format!("{token}.{site_id}")
+}
+
 /// A running reference cloud. Stopped by [`InProcessCloud::stop`], or when
 /// dropped.
 pub struct InProcessCloud {
     /// `http://…` of the public API.
     pub url: String,
-    /// Its admin API (faults, stats).
+    /// Its admin API (faults, stats), with the admin token.
     pub admin: AdminClient,
+    token: String,
     stop: Shutdown,
     task: tokio::task::JoinHandle<Result<(), edge_cloud::CloudError>>,
     _dir: tempfile::TempDir,
@@ -26,12 +46,19 @@ pub struct InProcessCloud {
 /// `InProcessCloud::builder(TOKEN).policy(Policy::CloudWins).start().await`.
 pub struct InProcessCloudBuilder {
     token: String,
+    sites: Vec<String>,
     policy: Policy,
     clock: Arc<dyn WallClock>,
     max_clock_skew: Option<Duration>,
 }
 
 impl InProcessCloudBuilder {
+    /// Registers the token of `site_id` too (beyond [`TEST_SITE_IDS`]).
+    pub fn site(mut self, site_id: &str) -> Self {
+        self.sites.push(site_id.to_owned());
+        self
+    }
+
     /// The deployment's conflict rule, which the cloud announces.
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
@@ -54,7 +81,14 @@ impl InProcessCloudBuilder {
     /// Starts the cloud.
     pub async fn start(self) -> InProcessCloud {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut args = CloudArgs::for_test(dir.path().to_path_buf(), None, self.token);
+        let mut args = CloudArgs::for_test(dir.path().to_path_buf(), None);
+        for site in TEST_SITE_IDS
+            .iter()
+            .copied()
+            .chain(self.sites.iter().map(String::as_str))
+        {
+            args = args.with_site_token(site, &site_token(&self.token, site));
+        }
         args.conflict_policy = self.policy;
         if let Some(skew) = self.max_clock_skew {
             args.max_clock_skew = skew;
@@ -63,12 +97,17 @@ impl InProcessCloudBuilder {
             .await
             .expect("cloud starts");
         let url = format!("http://{}", app.local_addr());
-        let admin = AdminClient::new(format!("http://{}", app.admin_addr())).expect("admin client");
+        let admin = AdminClient::from_token_file(
+            format!("http://{}", app.admin_addr()),
+            app.admin_token_file(),
+        )
+        .expect("admin client");
         let stop = Shutdown::new();
         let task = tokio::spawn(app.run(stop.clone()));
         InProcessCloud {
             url,
             admin,
+            token: self.token,
             stop,
             task,
             _dir: dir,
@@ -77,19 +116,28 @@ impl InProcessCloudBuilder {
 }
 
 impl InProcessCloud {
-    /// Starts a cloud that accepts `token`, with the default settings.
+    /// Starts a cloud whose test sites' tokens derive from `token`, with the
+    /// default settings.
     pub async fn start(token: &str) -> InProcessCloud {
         Self::builder(token).start().await
     }
 
-    /// A cloud that accepts `token`, to be configured before it starts.
+    /// A cloud whose test sites' tokens derive from `token`, to be
+    /// configured before it starts.
     pub fn builder(token: &str) -> InProcessCloudBuilder {
         InProcessCloudBuilder {
             token: token.to_owned(),
+            sites: Vec::new(),
             policy: Policy::default(),
             clock: Arc::new(SystemClock),
             max_clock_skew: None,
         }
+    }
+
+    /// The token `site_id` must present (registered for [`TEST_SITE_IDS`]
+    /// and the builder's sites).
+    pub fn site_token(&self, site_id: &str) -> String {
+        site_token(&self.token, site_id)
     }
 
     /// Makes the cloud misbehave as `faults` say.

@@ -22,7 +22,7 @@ pub mod cloud;
 pub mod postgres_server;
 pub mod store;
 pub mod tmpfs;
-pub use cloud::{InProcessCloud, InProcessCloudBuilder};
+pub use cloud::{InProcessCloud, InProcessCloudBuilder, TEST_SITE_ID, TEST_SITE_IDS, site_token};
 pub use postgres_server::{PostgresServer, StopMode};
 pub use store::{StoreClients, query_all};
 pub use tmpfs::Tmpfs;
@@ -355,11 +355,21 @@ pub struct EdgeCloud {
     pub url: String,
     /// `http://…` of the admin API.
     pub admin_url: String,
+    /// The admin API's token, read from the file the ready file names.
+    pub admin_token: String,
+}
+
+impl EdgeCloud {
+    /// A client of its admin API, with its admin token.
+    pub fn admin(&self) -> Result<edge_cloud::AdminClient, edge_cloud::AdminClientError> {
+        edge_cloud::AdminClient::new(self.admin_url.clone(), &self.admin_token)
+    }
 }
 
 /// Starts `exe cloud` with SQLite in `dir`, the public API on `listen`
-/// (`127.0.0.1:0` for any port), the admin API on any port, and `token`;
-/// waits (at most a minute) for its ready file.
+/// (`127.0.0.1:0` for any port), the admin API on any port, and the tokens
+/// of [`TEST_SITE_IDS`] derived from `token` ([`site_token`]); waits (at
+/// most a minute) for its ready file.
 pub async fn spawn_edge_cloud(
     exe: &Path,
     dir: &Path,
@@ -375,7 +385,14 @@ pub async fn spawn_edge_cloud(
         .arg(dir)
         .arg("--ready-file")
         .arg(&ready)
-        .env("EDGE_CLOUD_TOKEN", token)
+        .env(
+            "EDGE_CLOUD_SITE_TOKENS",
+            TEST_SITE_IDS
+                .iter()
+                .map(|site| format!("{site}={}", site_token(token, site)))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
         .env("EDGE_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -387,9 +404,15 @@ pub async fn spawn_edge_cloud(
             .map(|addr| format!("http://{addr}"))
             .ok_or_else(|| FixtureError::NotReady(format!("the ready file lacks {key:?}")))
     };
+    let token_file = addrs["admin_token_file"].as_str().ok_or_else(|| {
+        FixtureError::NotReady("the ready file lacks \"admin_token_file\"".into())
+    })?;
+    let admin_token = edge_credentials::read_secret_file(Path::new(token_file))
+        .map_err(|e| FixtureError::NotReady(format!("cannot read the admin token: {e}")))?;
     Ok(EdgeCloud {
         url: url("listen")?,
         admin_url: url("admin")?,
+        admin_token,
         child,
     })
 }

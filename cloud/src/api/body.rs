@@ -1,7 +1,9 @@
 //! Reading request bodies with hard limits. A body is never buffered beyond
 //! its limit: the raw body is read through a length limit, and a gzip body is
 //! inflated through a reader that stops one byte past the limit, so a gzip
-//! bomb costs at most the limit in memory.
+//! bomb costs at most the limit in memory (and the CPU to inflate that much,
+//! off the reactor). A body that does not arrive within `--body-timeout` is
+//! `408` ([`super::deadline`]).
 
 use std::io::Read as _;
 
@@ -51,9 +53,10 @@ pub(crate) async fn read_limited(
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
         Err(err) => {
-            return Err(ApiError::invalid_body(format!(
-                "cannot read the request body: {err}"
-            )));
+            return Err(match super::deadline::timed_out(&*err) {
+                Some(timeout) => ApiError::BodyTimeout(timeout),
+                None => ApiError::invalid_body(format!("cannot read the request body: {err}")),
+            });
         }
     };
     if !gzip {

@@ -15,6 +15,13 @@ pub(crate) enum ApiError {
     /// No or a wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// A valid site token, for another site than the path names. The
+    /// message names the site asked for, never the token's own.
+    #[error("the bearer token is not valid for site {0:?}")]
+    Forbidden(String),
+    /// The request body did not arrive whole within `--body-timeout`.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// A batch push without `Idempotency-Key`.
     #[error("the Idempotency-Key header is required")]
     MissingIdempotencyKey,
@@ -96,6 +103,8 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::MissingIdempotencyKey => (StatusCode::BAD_REQUEST, "missing_idempotency_key"),
             ApiError::Invalid { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::InvalidBatch(_) => (StatusCode::BAD_REQUEST, "invalid_batch"),
@@ -194,6 +203,7 @@ impl IntoResponse for ApiError {
             ApiError::MissingIdempotencyKey => {
                 ErrorBody::field(code, "Idempotency-Key", self.to_string())
             }
+            ApiError::Forbidden(_) => ErrorBody::field(code, "site_id", self.to_string()),
             _ => ErrorBody::new(code, self.to_string()),
         };
         let mut response = (status, Json(body)).into_response();
@@ -207,6 +217,13 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // The rest of the body may still be on its way: the connection
+            // cannot carry another request, so hyper closes it.
+            ApiError::BodyTimeout(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -8,17 +8,24 @@
 //! 2. [`middleware::data_faults`] (data routes): counts batch pushes, then
 //!    answers the injected share of errors and throttles before anything
 //!    else happens, as a struggling cloud would.
-//! 3. [`middleware::auth`] (data routes): the bearer token.
+//! 3. [`auth::site`] (data routes): the site's bearer token, which must be
+//!    the path's site's own.
+//!
+//! Under the gate, for every route: [`deadline::body_deadline`] puts the
+//! body under `--body-timeout`, and [`middleware::count_refusals`] counts
+//! the limits' refusals (`408`, `413`) in the stats.
 //!
 //! Handlers live in [`batches`] (the push), [`books`] (coverage and unsent
 //! reports), [`readings`] (the cloud's amendments and a reading's state),
 //! [`changes`] (the change feed) and [`simple`] (the simple API); every
 //! error goes through [`error::ApiError`].
 
+pub(crate) mod auth;
 mod batches;
-mod body;
+pub(crate) mod body;
 mod books;
 mod changes;
+pub(crate) mod deadline;
 pub(crate) mod error;
 mod middleware;
 #[cfg(test)]
@@ -35,17 +42,14 @@ use axum::extract::State;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use edge_cloud_link::contract::{HEALTH_PATH, SIMPLE_READINGS_PATH};
-use edge_versioning::CLOUD_SITE_ID;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::CloudDb;
 use crate::faults::FaultState;
+use crate::sites::SiteRegistry;
 use crate::stats::Counters;
 use error::ApiError;
-
-/// Longest site id in a path, in characters.
-pub const MAX_SITE_ID_CHARS: usize = 128;
 
 /// What every public handler shares.
 #[derive(Clone)]
@@ -53,8 +57,10 @@ pub(crate) struct ApiState {
     pub db: Arc<CloudDb>,
     pub faults: FaultState,
     pub counters: Arc<Counters>,
-    /// The bearer token clients must present.
-    pub token: Arc<str>,
+    /// Which site each token speaks for.
+    pub sites: Arc<SiteRegistry>,
+    /// `--body-timeout`.
+    pub body_timeout: Duration,
     /// Server shutdown: releases requests held by the fault gate.
     pub shutdown: CancellationToken,
 }
@@ -72,13 +78,21 @@ pub(crate) fn router(state: ApiState) -> Router {
             post(readings::amend),
         )
         .route(SIMPLE_READINGS_PATH, post(simple::create))
-        .route_layer(from_fn_with_state(state.clone(), middleware::auth))
+        .route_layer(from_fn_with_state(state.clone(), auth::site))
         .route_layer(from_fn_with_state(state.clone(), middleware::data_faults));
     Router::new()
         .route(HEALTH_PATH, get(health))
         .merge(data)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(
+            state.body_timeout,
+            deadline::body_deadline,
+        ))
+        .layer(from_fn_with_state(
+            state.counters.clone(),
+            middleware::count_refusals,
+        ))
         .layer(from_fn_with_state(state.clone(), middleware::gate))
         .with_state(state)
 }
@@ -101,28 +115,13 @@ pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Checks a site id taken from the path. `cloud` names the cloud's own
-/// versions, so no site may use it.
+/// Checks a site id taken from the path (see
+/// [`crate::sites::site_id_problem`]).
 fn check_site_id(site_id: &str) -> Result<(), ApiError> {
-    if site_id.is_empty() || site_id.chars().count() > MAX_SITE_ID_CHARS {
-        return Err(ApiError::invalid_field(
-            "site_id",
-            format!("a site id has 1 to {MAX_SITE_ID_CHARS} characters"),
-        ));
+    match crate::sites::site_id_problem(site_id) {
+        Some(problem) => Err(ApiError::invalid_field("site_id", problem)),
+        None => Ok(()),
     }
-    if site_id.chars().any(char::is_control) {
-        return Err(ApiError::invalid_field(
-            "site_id",
-            "a site id has no control characters",
-        ));
-    }
-    if site_id == CLOUD_SITE_ID {
-        return Err(ApiError::invalid_field(
-            "site_id",
-            format!("the site id {CLOUD_SITE_ID:?} is reserved for the cloud itself"),
-        ));
-    }
-    Ok(())
 }
 
 /// Waits the injected `reply_delay_ms` after a commit, before answering.

@@ -40,6 +40,7 @@ mod backend;
 mod listings;
 mod readings;
 mod schema;
+mod sites;
 mod sql;
 mod store;
 mod versions;
@@ -55,6 +56,8 @@ use sqlx::{Postgres, Sqlite};
 
 use crate::batch::CheckedBatch;
 use crate::stored::{StoredConflict, StoredSimpleReading, StoredVersion};
+pub use sites::SiteTokenRow;
+pub(crate) use sites::{Issued, Replace};
 pub(crate) use store::{Store, Versioning};
 
 /// A database operation failed.
@@ -369,6 +372,37 @@ impl CloudDb {
         limit: u32,
     ) -> Result<Page<StoredSimpleReading>, DbError> {
         dispatch!(self, s => s.simple_page(after, limit).await)
+    }
+
+    /// Every active site token: (hash hex, site id).
+    pub async fn active_site_tokens(&self) -> Result<Vec<(String, String)>, DbError> {
+        dispatch!(self, s => s.active_site_tokens().await)
+    }
+
+    /// The site whose active token hashes to `hash` (hex).
+    pub async fn site_of_token_hash(&self, hash: &str) -> Result<Option<String>, DbError> {
+        dispatch!(self, s => s.site_of_token_hash(hash).await)
+    }
+
+    /// Makes `hash` `site`'s active token (see [`Replace`]).
+    pub async fn issue_site_token(
+        &self,
+        site: &str,
+        hash: &str,
+        now_us: i64,
+        replace: Replace,
+    ) -> Result<Issued, DbError> {
+        dispatch!(self, s => s.issue_site_token(site, hash, now_us, replace).await)
+    }
+
+    /// Revokes `site`'s active token; how many were revoked.
+    pub async fn revoke_site_tokens(&self, site: &str, now_us: i64) -> Result<u64, DbError> {
+        dispatch!(self, s => s.revoke_site_tokens(site, now_us).await)
+    }
+
+    /// Every site token row (never a token or a hash).
+    pub async fn site_tokens(&self) -> Result<Vec<SiteTokenRow>, DbError> {
+        dispatch!(self, s => s.site_tokens().await)
     }
 
     /// Closes both pools.

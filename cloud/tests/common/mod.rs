@@ -18,8 +18,20 @@ use edge_versioning::{Policy, SystemClock, WallClock};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The bearer token every test cloud uses.
+/// The secret every test site's token derives from ([`token`]).
 pub const TOKEN: &str = "test-token-3f9a";
+
+/// The sites the tests push as: a test cloud registers each one's token at
+/// start (`--site-token`).
+pub const SITES: &[&str] = &[
+    "ship-1", "ship-2", "ship-3", "ship-9", "ship-a", "ship-b", "mine-2", "mine-7", "camp-3",
+    "camp-5", "other",
+];
+
+/// The token of test site `site` (registered for every site of [`SITES`]).
+pub fn token(site: &str) -> String {
+    edge_testkit::site_token(TOKEN, site)
+}
 
 /// A running reference cloud.
 pub struct TestCloud {
@@ -29,8 +41,10 @@ pub struct TestCloud {
     pub admin_url: String,
     /// Plain HTTP client (keep-alive pool) for the public API.
     pub http: reqwest::Client,
-    /// Admin API client.
+    /// Admin API client, with the admin token.
     pub admin: AdminClient,
+    /// Where the cloud keeps its admin token.
+    pub admin_token_file: std::path::PathBuf,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), CloudError>>,
 }
@@ -54,7 +68,18 @@ impl TestCloud {
     /// The arguments of a test cloud on `db`; reopening with the same ones
     /// is a restart over the same database.
     pub fn args(db: &TestDatabase) -> CloudArgs {
-        CloudArgs::for_test(db.data_dir.join("cloud"), db.url.clone(), TOKEN)
+        Self::args_in(db.data_dir.join("cloud"), db.url.clone())
+    }
+
+    /// The arguments of a test cloud with its data in `data_dir`, on the
+    /// database `url` names (SQLite in `data_dir` if `None`), with the
+    /// tokens of [`SITES`].
+    pub fn args_in(data_dir: std::path::PathBuf, url: Option<String>) -> CloudArgs {
+        SITES
+            .iter()
+            .fold(CloudArgs::for_test(data_dir, url), |args, site| {
+                args.with_site_token(site, &token(site))
+            })
     }
 
     /// Starts a cloud on `db` that resolves conflicts under `policy`.
@@ -76,11 +101,14 @@ impl TestCloud {
             .expect("the cloud builds");
         let url = format!("http://{}", app.local_addr());
         let admin_url = format!("http://{}", app.admin_addr());
+        let admin_token_file = app.admin_token_file().to_owned();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
         TestCloud {
             url,
-            admin: AdminClient::new(admin_url.clone()).expect("admin client"),
+            admin: AdminClient::from_token_file(admin_url.clone(), &admin_token_file)
+                .expect("admin client"),
+            admin_token_file,
             admin_url,
             http: http_client(Duration::from_secs(30)),
             shutdown,
@@ -97,17 +125,29 @@ impl TestCloud {
             .expect("the cloud stops cleanly");
     }
 
-    /// The site's client of this cloud (the real one sync-svc uses).
+    /// A site's client of this cloud (the real one sync-svc uses), with the
+    /// first test site's token: enough for the routes of no one site
+    /// (readings, amendments).
     pub fn client(&self) -> CloudClient {
+        self.client_for(SITES[0])
+    }
+
+    /// `site`'s client of this cloud (the real one sync-svc uses).
+    pub fn client_for(&self, site: &str) -> CloudClient {
         CloudClient::new(ClientConfig {
             base_url: self.url.clone(),
-            token: Some(TOKEN.into()),
+            token: Some(token(site)),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             gzip: true,
             max_response_bytes: 64 * 1024 * 1024,
         })
         .expect("the cloud client builds")
+    }
+
+    /// The admin token, for requests made by hand.
+    pub fn admin_token(&self) -> String {
+        edge_credentials::read_secret_file(&self.admin_token_file).expect("the admin token")
     }
 
     /// `url` + `path`.
@@ -119,7 +159,7 @@ impl TestCloud {
     pub async fn push(&self, site: &str, key: &str, batch: &PushBatch) -> reqwest::Response {
         self.http
             .post(self.at(&batches_path(site)))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token(site))
             .header(IDEMPOTENCY_KEY_HEADER, key)
             .header("content-type", "application/json")
             .body(serde_json::to_vec(batch).expect("serialise"))

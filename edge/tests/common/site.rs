@@ -20,8 +20,14 @@ use tonic::transport::Channel;
 
 use super::{Mesh, Running, channel, runtime_args};
 
-/// The bearer token the tests' clouds accept.
+/// The secret the test sites' tokens derive from: a test cloud registers
+/// each test site's own token ([`token_of`]).
 pub const TOKEN: &str = "test-token";
+
+/// The token site `site_id` presents to a test cloud started with [`TOKEN`].
+pub fn token_of(site_id: &str) -> String {
+    edge_testkit::site_token(TOKEN, site_id)
+}
 
 /// Settings that make a test's link react in milliseconds, not seconds.
 pub fn quick_sync(cloud_url: &str) -> SyncConfig {
@@ -29,7 +35,9 @@ pub fn quick_sync(cloud_url: &str) -> SyncConfig {
         sync_addr: "127.0.0.1:0".parse().expect("address"),
         link: CloudLinkArgs {
             cloud_url: Some(cloud_url.to_owned()),
-            cloud_token: Some(TOKEN.into()),
+            // A site is TEST_SITE_ID unless its test names another (then
+            // the test sets that site's token).
+            cloud_token: Some(token_of(edge_testkit::TEST_SITE_ID)),
             probe: ProbeConfig {
                 interval: Duration::from_millis(100),
                 timeout: Duration::from_millis(500),
@@ -80,7 +88,14 @@ impl Site {
         clock: Arc<dyn WallClock>,
         configure: impl FnOnce(&mut StoreConfig),
     ) -> Site {
-        let mut mesh = Mesh::start_clocked(db, clock, configure).await;
+        let mut mesh = Mesh::start_clocked(db, clock, |store| {
+            // The id the test cloud knows a token for, unless the test names one.
+            store
+                .site_id
+                .get_or_insert_with(|| edge_testkit::TEST_SITE_ID.to_owned());
+            configure(store)
+        })
+        .await;
         let site_id = mesh
             .store_client
             .readings
