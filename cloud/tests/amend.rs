@@ -192,7 +192,7 @@ async fn unknown_readings_and_invalid_amendments_are_refused(db: &TestDatabase) 
         (
             known.reading_id.as_str(),
             r#"{"quality": "dubious"}"#.to_owned(),
-            None,
+            Some("quality"),
         ),
     ] {
         let response = post(reading_id, body.clone()).await.expect("answer");

@@ -16,25 +16,25 @@ use edge_runtime::client::{AuthedChannel, ClientArgs, Credentials, channel};
 pub struct Access {
     /// Bearer token to present (default: the token file, then
     /// `<data-dir>/operator.token`).
-    #[arg(long, env = "EDGE_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "EDGE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
 
     /// File holding the bearer token to present.
-    #[arg(long, env = "EDGE_TOKEN_FILE")]
+    #[arg(long, env = "EDGE_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
 
     /// PEM CA certificate to trust (default: `<data-dir>/tls/ca.pem` when it
     /// exists, else the system's roots).
-    #[arg(long, env = "EDGE_CA")]
+    #[arg(long, env = "EDGE_CA", global = true)]
     pub ca: Option<PathBuf>,
 
     /// The site's data directory, where `edge up` keeps the operator token
     /// and the site CA.
-    #[arg(long = "data-dir", env = "EDGE_DATA_DIR", default_value = "./data")]
+    #[arg(long = "data-dir", env = "EDGE_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 
     /// Speak plaintext to a site started with --insecure-plaintext.
-    #[arg(long, env = "EDGE_INSECURE_PLAINTEXT")]
+    #[arg(long, env = "EDGE_INSECURE_PLAINTEXT", global = true)]
     pub insecure_plaintext: bool,
 }
 

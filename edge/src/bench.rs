@@ -75,6 +75,10 @@ fn mib(kib: Option<u64>) -> String {
 }
 
 async fn start_site(postgres_server: Option<&str>) -> anyhow::Result<Site> {
+    start_site_with(postgres_server, &[]).await
+}
+
+async fn start_site_with(postgres_server: Option<&str>, extra: &[String]) -> anyhow::Result<Site> {
     let dir = tempfile::tempdir()?;
     let postgres = match postgres_server {
         Some(server) => Some((
@@ -84,10 +88,14 @@ async fn start_site(postgres_server: Option<&str>) -> anyhow::Result<Site> {
         None => None,
     };
     let url = postgres.as_ref().map(|(_, (url, _))| url.as_str());
-    let process =
-        edge_testkit::spawn_edge_up(&std::env::current_exe()?, &dir.path().join("data"), url)
-            .await
-            .context("cannot start edge up")?;
+    let process = edge_testkit::spawn_edge_up_with(
+        &std::env::current_exe()?,
+        &dir.path().join("data"),
+        url,
+        extra,
+    )
+    .await
+    .context("cannot start edge up")?;
     Ok(Site {
         process,
         _dir: dir,
@@ -115,7 +123,77 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.suite {
         BenchSuite::Ingest => ingest_matrix(args).await,
         BenchSuite::Sync => crate::bench_sync::run(&args).await,
+        BenchSuite::Security => security_matrix(args).await,
     }
+}
+
+/// What TLS and authentication cost: SQLite, UUIDv7, unary at concurrency
+/// 64 and streaming, on a site with its defaults (TLS with its own CA, a
+/// gateway's token checked on every call) beside the same site started with
+/// `--insecure-plaintext` (tokens still checked). The gateway's token has no
+/// rate limit of its own, so the numbers are the transport's, not a limit's.
+async fn security_matrix(args: BenchArgs) -> anyhow::Result<()> {
+    println!("| transport | scenario | readings/s | calls/s | p50 ms | p99 ms | failed |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let plaintext = ["--insecure-plaintext".to_owned()];
+    // Interleaved, twice, so drift on a shared machine shows.
+    for round in 0..2 {
+        for (transport, extra) in [("TLS + token", &[][..]), ("plaintext + token", &plaintext[..])] {
+            let site = start_site_with(None, extra).await?;
+            let credentials = gateway_credentials(&site.process).await?;
+            for s in SCENARIOS
+                .iter()
+                .filter(|s| s.concurrency == 64 || s.mode == Mode::Stream)
+            {
+                let spec = LoadArgs {
+                    mode: s.mode,
+                    batch: s.batch,
+                    concurrency: s.concurrency,
+                    connections: s.connections,
+                    in_flight: 4,
+                    ids: IdKind::V7,
+                    sensors: 1000,
+                    duration: args.duration,
+                    rate: 0.0,
+                };
+                let r = load::run(&site.process.ingest_url, &credentials, &spec).await?;
+                println!(
+                    "| {transport} (run {}) | {} | {:.0} | {:.0} | {:.2} | {:.2} | {} |",
+                    round + 1,
+                    s.name,
+                    r.readings_per_sec(),
+                    r.calls_per_sec(),
+                    r.latency_ms(0.5),
+                    r.latency_ms(0.99),
+                    r.errors,
+                );
+            }
+            site.stop().await;
+        }
+    }
+    Ok(())
+}
+
+/// A gateway's credentials on `site`: an `ingest` token without a rate
+/// limit, made by the operator.
+async fn gateway_credentials(
+    site: &edge_testkit::EdgeUp,
+) -> anyhow::Result<edge_runtime::client::Credentials> {
+    use edge_proto::v1::tokens_service_client::TokensServiceClient;
+    let mut tokens = TokensServiceClient::new(site.channel(&site.store_url).await);
+    let created = tokens
+        .create_token(edge_proto::v1::CreateTokenRequest {
+            name: "bench-gateway".into(),
+            scopes: vec!["ingest".into()],
+            calls_per_second: Some(0),
+            readings_per_second: Some(0),
+        })
+        .await?
+        .into_inner();
+    Ok(edge_runtime::client::Credentials {
+        tls: site.credentials.tls.clone(),
+        token: Some(created.token),
+    })
 }
 
 /// Runs the ingest matrix and prints the table.
@@ -155,7 +233,7 @@ async fn ingest_matrix(args: BenchArgs) -> anyhow::Result<()> {
                     duration: args.duration,
                     rate: 0.0,
                 };
-                let r = load::run(&site.process.ingest_url, &spec).await?;
+                let r = load::run(&site.process.ingest_url, &site.process.credentials, &spec).await?;
                 println!(
                     "| {backend} | {id_name} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {} |",
                     s.name,

@@ -88,7 +88,7 @@ pub struct UpArgs {
 #[derive(Args, Clone)]
 pub struct StoreTarget {
     /// store-svc's gRPC address.
-    #[arg(long, env = "EDGE_STORE_URL", default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::STORE))]
+    #[arg(long, env = "EDGE_STORE_URL", default_value_t = edge_runtime::ports::local_url(edge_runtime::ports::STORE), global = true)]
     pub store_url: String,
 }
 
@@ -517,6 +517,9 @@ pub enum BenchSuite {
     /// Backlog drain to the reference cloud, ingest beside it, and ingest
     /// latency with a black-holed cloud.
     Sync,
+    /// Ingest with the site's defaults (TLS and tokens) beside
+    /// `--insecure-plaintext`: what TLS and authentication cost.
+    Security,
 }
 
 #[cfg(test)]
@@ -526,5 +529,23 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         super::Cli::command().debug_assert();
+    }
+
+    use super::{Cli, Command};
+    use clap::Parser as _;
+
+    /// `edge up` with no setting faces the network with ingest, health and
+    /// the operations port only; store-svc and sync-svc stay on loopback.
+    #[test]
+    fn edge_up_exposes_only_ingest_health_and_metrics() {
+        let cli = Cli::try_parse_from(["edge", "up"]).expect("parse");
+        let Command::Up(up) = cli.command else {
+            panic!("not up");
+        };
+        assert!(up.store.store_addr.ip().is_loopback(), "{}", up.store.store_addr);
+        assert!(up.sync.sync_addr.ip().is_loopback(), "{}", up.sync.sync_addr);
+        assert!(up.ingest.ingest_addr.ip().is_unspecified());
+        assert!(up.health.health_addr.ip().is_unspecified());
+        assert!(!up.runtime.security.insecure_plaintext, "TLS by default");
     }
 }

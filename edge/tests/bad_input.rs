@@ -20,7 +20,7 @@ use edge_testkit::{Backend, TestDatabase, on_both_backends};
 use prost::Message as _;
 use prost::bytes::BufMut as _;
 use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
-use tonic::transport::{Channel, Endpoint};
+use edge_runtime::client::AuthedChannel;
 use tonic::{Code, Request, Response, Status};
 
 /// The limit on received metadata (the HTTP/2 header list, where a status
@@ -31,13 +31,23 @@ const CLIENT_METADATA_LIMIT: u32 = 16 * 1024;
 const STATUS_BOUND: usize = 8 * 1024;
 
 /// A channel configured like a standard client: 16 KiB of metadata at most.
-async fn standard_client_channel(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .http2_max_header_list_size(CLIENT_METADATA_LIMIT)
-        .connect()
-        .await
-        .expect("connect")
+async fn standard_client_channel(addr: SocketAddr) -> AuthedChannel {
+    standard_client_channel_as(addr, &edge_testkit::security().operator()).await
+}
+
+/// [`standard_client_channel`] presenting `credentials`.
+async fn standard_client_channel_as(
+    addr: SocketAddr,
+    credentials: &edge_runtime::client::Credentials,
+) -> AuthedChannel {
+    let endpoint = edge_runtime::client::endpoint(
+        &format!("http://{addr}"),
+        &edge_runtime::client::ClientArgs::default(),
+        credentials,
+    )
+    .expect("endpoint")
+    .http2_max_header_list_size(CLIENT_METADATA_LIMIT);
+    edge_testkit::connect_endpoint(endpoint, credentials).await
 }
 
 /// A reading refused for exactly one field, which one depending on `i`; and
@@ -123,17 +133,24 @@ async fn a_status_with_per_reading_details_is_refused_by_a_standard_client() {
         readings: vec![reading("deck-1", 500.0)],
     };
 
-    let mut standard = IngestServiceClient::new(standard_client_channel(addr).await);
+    // This server is the test's own, in plaintext.
+    let plaintext = edge_runtime::client::Credentials::default();
+    let mut standard = IngestServiceClient::new(standard_client_channel_as(addr, &plaintext).await);
     let refused = standard.ingest(batch()).await.expect_err("refused");
     assert_ne!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert!(field_violations(&refused).is_empty());
 
-    let roomy = Endpoint::from_shared(format!("http://{addr}"))
+    let roomy = edge_testkit::connect_endpoint(
+        edge_runtime::client::endpoint(
+            &format!("http://{addr}"),
+            &edge_runtime::client::ClientArgs::default(),
+            &plaintext,
+        )
         .expect("endpoint")
-        .http2_max_header_list_size(1 << 20)
-        .connect()
-        .await
-        .expect("connect");
+        .http2_max_header_list_size(1 << 20),
+        &plaintext,
+    )
+    .await;
     let read = IngestServiceClient::new(roomy)
         .ingest(batch())
         .await
@@ -296,7 +313,10 @@ async fn empty_and_over_limit_batches_are_invalid_argument_with_small_details() 
 async fn a_hostile_append_gets_bounded_details_that_a_standard_client_reads() {
     let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
     let mut mesh = Mesh::start(&db).await;
-    let mut store = StoreClients::new(standard_client_channel(mesh.store.addr).await);
+    let mut store = StoreClients::new(
+        standard_client_channel(mesh.store.addr).await,
+        standard_client_channel_as(mesh.store.addr, &edge_testkit::security().mesh()).await,
+    );
     let bad = ipb::NewReading {
         id: "not-a-uuid".into(),
         sensor_id: "no spaces allowed".into(),
@@ -378,7 +398,17 @@ async fn call_raw<U: prost::Message + Default + Send + 'static>(
     path: &'static str,
     messages: Vec<Vec<u8>>,
 ) -> (Vec<U>, Result<(), Status>) {
-    let mut grpc = tonic::client::Grpc::new(edge_testkit::connect(url).await);
+    call_raw_as(url, &edge_testkit::security().operator(), path, messages).await
+}
+
+/// [`call_raw`] presenting `credentials`.
+async fn call_raw_as<U: prost::Message + Default + Send + 'static>(
+    url: &str,
+    credentials: &edge_runtime::client::Credentials,
+    path: &'static str,
+    messages: Vec<Vec<u8>>,
+) -> (Vec<U>, Result<(), Status>) {
+    let mut grpc = tonic::client::Grpc::new(edge_testkit::connect_with(url, credentials).await);
     grpc.ready().await.expect("ready");
     let call = grpc
         .streaming(
@@ -545,7 +575,13 @@ async fn every_server_answers_undecodable_requests_with_invalid_argument() {
     ];
     for (url, path) in calls {
         // Replies are never read: `()` decodes any message.
-        let (replies, end) = call_raw::<()>(url, path, vec![GARBAGE.to_vec()]).await;
+        // Each caller with its own right: the mesh's for internal calls.
+        let credentials = if path.starts_with("/edge.internal.") {
+            &edge.mesh_credentials
+        } else {
+            &edge.credentials
+        };
+        let (replies, end) = call_raw_as::<()>(url, credentials, path, vec![GARBAGE.to_vec()]).await;
         assert!(replies.is_empty(), "{path}");
         let status = end.expect_err(path);
         assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");
@@ -577,7 +613,11 @@ async fn a_merged_append_refused_as_invalid_is_sent_again_call_by_call(db: &Test
     .await;
     let client =
         edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient::new(
-            edge_runtime::trace_context::traced(common::channel(store.addr).await),
+            edge_testkit::connect_with(
+                &format!("http://{}", store.addr),
+                &edge_testkit::security().mesh(),
+            )
+            .await,
         );
     let appender = StoreAppender::spawn(client, 1, 4 << 20);
     // The database refuses the first Append's data, as PostgreSQL refuses a

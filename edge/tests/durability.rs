@@ -25,9 +25,7 @@ async fn edge_up(db: &TestDatabase) -> EdgeUp {
 
 async fn acknowledged_readings_survive_sigkill(db: &TestDatabase) {
     let mut site = edge_up(db).await;
-    let mut ingest = IngestServiceClient::connect(site.ingest_url.clone())
-        .await
-        .expect("connect ingest");
+    let mut ingest = IngestServiceClient::new(site.channel(&site.ingest_url).await);
 
     // Concurrent gateways, so acknowledged readings come from shared group commits.
     let mut gateways = tokio::task::JoinSet::new();
@@ -68,9 +66,7 @@ async fn acknowledged_readings_survive_sigkill(db: &TestDatabase) {
     site.child.wait().await.expect("reaped");
 
     let site = edge_up(db).await;
-    let mut store = StoreClients::connect(site.store_url.clone())
-        .await
-        .expect("connect store");
+    let mut store = StoreClients::of_site(&site).await;
     let stored: std::collections::HashSet<String> = common::query_all(&mut store)
         .await
         .into_iter()

@@ -17,7 +17,7 @@ use edge_runtime::client::ClientArgs;
 use edge_testkit::{TestDatabase, eventually, sample, scrape, spawn_edge_up_with};
 use health_svc::{HealthApp, HealthConfig, MeshTargets};
 use sync_svc::{SyncApp, SyncConfig};
-use tonic::transport::Channel;
+use edge_runtime::client::AuthedChannel;
 
 use common::{Running, runtime_args, start_ingest, start_store};
 
@@ -118,7 +118,7 @@ async fn a_stopped_service_is_reported_while_the_link_stays_online() {
         .expect("health-svc starts");
     let health_addr = app.local_addr();
     let health = Running::spawn(health_addr, |stop| tokio::spawn(app.run(stop)));
-    let client: CloudHealthServiceClient<Channel> =
+    let client: CloudHealthServiceClient<AuthedChannel> =
         CloudHealthServiceClient::new(common::channel(health_addr).await);
     let mut updates = client
         .clone()
@@ -184,11 +184,15 @@ async fn a_stopped_service_is_reported_while_the_link_stays_online() {
     db.cleanup().await;
 }
 
-/// Runs `edge status` with `args`.
+/// Runs `edge status` with `args`: trusting the test process's CA and
+/// presenting its operator token, unless `args` name a site's own.
 async fn edge_status(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_edge"))
-        .arg("status")
-        .args(args)
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_edge"));
+    command.arg("status").args(args);
+    if !args.contains(&"--token-file") {
+        command.envs(edge_testkit::security().cli_env());
+    }
+    command
         .output()
         .await
         .expect("edge status runs")
@@ -232,11 +236,7 @@ async fn edge_status_shows_the_link_and_every_service() {
     )
     .await
     .expect("edge up starts");
-    let client = CloudHealthServiceClient::new(
-        tonic::transport::Endpoint::from_shared(site.health_url.clone())
-            .expect("endpoint")
-            .connect_lazy(),
-    );
+    let client = CloudHealthServiceClient::new(site.channel(&site.health_url).await);
     eventually(DEADLINE, "edge up's health online and serving", || async {
         let h = client
             .clone()
@@ -249,6 +249,9 @@ async fn edge_status_shows_the_link_and_every_service() {
     })
     .await;
 
+    // This site made its own CA and operator token in its data directory.
+    let ca = dir.path().join("tls").join("ca.pem").display().to_string();
+    let token = dir.path().join("operator.token").display().to_string();
     let targets = [
         "--health-url",
         &site.health_url,
@@ -258,6 +261,10 @@ async fn edge_status_shows_the_link_and_every_service() {
         &site.sync_url,
         "--ingest-url",
         &site.ingest_url,
+        "--ca",
+        &ca,
+        "--token-file",
+        &token,
     ];
     let out = edge_status(&[&targets[..], &["--format", "json"][..]].concat()).await;
     assert!(out.status.success(), "{out:?}");

@@ -335,7 +335,7 @@ async fn with_store_down_ingest_is_unavailable_and_recovers_without_a_restart() 
         1,
         "the refused reading was not stored before"
     );
-    let mut store_client = edge_testkit::StoreClients::new(common::channel(store_addr).await);
+    let mut store_client = edge_testkit::StoreClients::connect(format!("http://{store_addr}")).await;
     assert_eq!(common::query_all(&mut store_client).await.len(), 2);
     ingest.stop().await;
     store.stop().await;
@@ -454,6 +454,7 @@ async fn edge_amend_corrects_a_reading_and_edge_conflicts_lists_the_log() {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_edge"))
             .args(args)
             .args(["--store-url", &store_url])
+            .envs(edge_testkit::security().cli_env())
             .output()
     };
 
@@ -646,7 +647,7 @@ async fn edge_up_refuses_a_database_from_a_newer_edge() {
 
 /// One reflection request on `channel` (v1), its one reply.
 async fn reflect(
-    channel: &tonic::transport::Channel,
+    channel: &edge_runtime::client::AuthedChannel,
     request: tonic_reflection::pb::v1::server_reflection_request::MessageRequest,
 ) -> tonic_reflection::pb::v1::server_reflection_response::MessageResponse {
     use tonic_reflection::pb::v1 as reflection;
@@ -748,6 +749,8 @@ async fn each_port_lists_and_describes_exactly_the_services_it_serves() {
                 names::OPERATIONS,
                 names::STORE_INGEST,
                 names::STORE_SYNC,
+                names::TOKENS,
+                names::IDENTITIES,
             ],
         ),
         ("sync-svc", sync.addr, vec![names::SYNC]),

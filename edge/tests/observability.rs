@@ -90,7 +90,7 @@ async fn metrics_after_a_known_workload_count_what_was_ingested_and_synced() {
         .await
         .expect("edge cloud");
     let site = site(&dir.path().join("site"), &cloud.url, &[]).await;
-    let ingest = IngestServiceClient::new(edge_testkit::connect(&site.ingest_url).await);
+    let ingest = IngestServiceClient::new(site.channel(&site.ingest_url).await);
 
     // 20 calls of 10 good readings, then one with 2 good and 3 out of range.
     let calls = 20;
@@ -280,7 +280,7 @@ async fn one_trace_follows_a_reading_from_the_gateway_through_ingest_into_store(
             .parse()
             .expect("traceparent"),
     );
-    IngestServiceClient::new(edge_testkit::connect(&site.ingest_url).await)
+    IngestServiceClient::new(site.channel(&site.ingest_url).await)
         .ingest(request)
         .await
         .expect("ingest");

@@ -19,7 +19,7 @@ use edge_testkit::{
     Backend, Prometheus, TestDatabase, eventually, prometheus_binary, spawn_edge_cloud,
     spawn_edge_up_with, spawn_prometheus,
 };
-use tonic::transport::Channel;
+use edge_runtime::client::AuthedChannel;
 
 use common::reading;
 
@@ -69,7 +69,7 @@ async fn single(prometheus: &Prometheus, expr: &str) -> Option<f64> {
 }
 
 /// Ingests `n` readings of `sensor` in one call; all must be stored.
-async fn ingest(client: &IngestServiceClient<Channel>, n: usize, sensor: &str) {
+async fn ingest(client: &IngestServiceClient<AuthedChannel>, n: usize, sensor: &str) {
     let readings: Vec<pb::Reading> = (0..n).map(|_| reading(sensor, 21.5)).collect();
     let reply = client
         .clone()
@@ -153,8 +153,8 @@ async fn prometheus_scrapes_edge_up_and_the_dashboard_queries_answer() {
     let site = spawn_edge_up_with(exe, &site_db.data_dir, None, &args)
         .await
         .expect("edge up");
-    let ingest_client = IngestServiceClient::new(edge_testkit::connect(&site.ingest_url).await);
-    let store = StoreClients::new(edge_testkit::connect(&site.store_url).await);
+    let ingest_client = IngestServiceClient::new(site.channel(&site.ingest_url).await);
+    let store = StoreClients::of_site(&site).await;
 
     // Two rounds. The first is synced before Prometheus starts, so the sync
     // counters exist (a counter appears at its first push) and Prometheus's

@@ -77,7 +77,7 @@ async fn stop(fleet: Fleet) -> Books {
 /// Every reading the gateways were told was stored is stored under the seq
 /// they were told, and the site's seqs run 1..=N without a gap.
 async fn check_books(site: &EdgeUp, books: &Books) {
-    let mut store = StoreClients::new(edge_testkit::connect(&site.store_url).await);
+    let mut store = StoreClients::of_site(&site).await;
     let stored = common::query_all(&mut store).await;
     let by_id: std::collections::HashMap<&str, u64> =
         stored.iter().map(|r| (r.id.as_str(), r.seq)).collect();
@@ -121,7 +121,7 @@ async fn fill_free_and_check(
     fill: impl Fn() -> std::path::PathBuf + Send + 'static,
 ) -> (Books, f64) {
     let mut site = edge_up(data_dir, database_url, env).await;
-    let ingest = IngestServiceClient::new(edge_testkit::connect(&site.ingest_url).await);
+    let ingest = IngestServiceClient::new(site.channel(&site.ingest_url).await);
     let fleet = Fleet::start(ingest.clone(), 4, 100);
     eventually(
         PATIENCE,
@@ -172,7 +172,7 @@ async fn fill_free_and_check(
     site.child.wait().await.expect("reaped");
     let site = edge_up(data_dir, database_url, env).await;
     check_books(&site, &books).await;
-    let mut ingest = IngestServiceClient::new(edge_testkit::connect(&site.ingest_url).await);
+    let mut ingest = IngestServiceClient::new(site.channel(&site.ingest_url).await);
     let reply = ingest
         .ingest(pb::IngestRequest {
             readings: vec![common::reading("after-restart", 21.0)],
@@ -291,7 +291,7 @@ async fn postgres_restarts_under_ingest_lose_nothing() {
     let data_dir = tempfile::tempdir().expect("data dir");
     let url = server.url("site");
     let site = edge_up(data_dir.path(), Some(&url), &[]).await;
-    let ingest = IngestServiceClient::new(edge_testkit::connect(&site.ingest_url).await);
+    let ingest = IngestServiceClient::new(site.channel(&site.ingest_url).await);
     let fleet = Fleet::start(ingest, 4, 100);
     for mode in [StopMode::Fast, StopMode::Immediate] {
         let before = fleet.acked();

@@ -20,7 +20,7 @@ use edge_testkit::{
 use store_svc::storage::{Policy, Reserve};
 use sync_svc::SyncConfig;
 use sync_svc::config::CloudApi;
-use tonic::transport::Channel;
+use edge_runtime::client::AuthedChannel;
 
 use common::reading;
 use common::site::{Site, TOKEN, quick_sync, stats, token_of};
@@ -33,7 +33,7 @@ type Cloud = edge_testkit::InProcessCloud;
 
 /// Ingests `n` readings of `sensor` in batches of up to 5000, four calls at
 /// a time; returns the acknowledged ids.
-async fn ingest(client: &IngestServiceClient<Channel>, n: usize, sensor: &str) -> Vec<String> {
+async fn ingest(client: &IngestServiceClient<AuthedChannel>, n: usize, sensor: &str) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);
     let mut left = n;
     while left > 0 {
@@ -561,7 +561,7 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
     let mut site = spawn_edge_up_with(exe, &site_db.data_dir, database_url, &args)
         .await
         .expect("edge up");
-    let ingest_client = IngestServiceClient::new(edge_testkit::connect(&site.ingest_url).await);
+    let ingest_client = IngestServiceClient::new(site.channel(&site.ingest_url).await);
     let mut acked = ingest(&ingest_client, 20_000, "kill").await;
     eventually(DEADLINE, "pushes under way", || async {
         (admin.stats().await.ok()?.pushes >= 2).then_some(())
@@ -572,9 +572,9 @@ async fn sigkill_of_the_site_or_the_cloud_mid_push_loses_and_duplicates_nothing(
     let mut site = spawn_edge_up_with(exe, &site_db.data_dir, database_url, &args)
         .await
         .expect("edge up again");
-    let ingest_client = IngestServiceClient::new(edge_testkit::connect(&site.ingest_url).await);
+    let ingest_client = IngestServiceClient::new(site.channel(&site.ingest_url).await);
     acked.extend(ingest(&ingest_client, 5_000, "kill").await);
-    let store = StoreClients::new(edge_testkit::connect(&site.store_url).await);
+    let store = StoreClients::of_site(&site).await;
     let pushes = admin.stats().await.expect("stats").pushes;
     eventually(DEADLINE, "pushes to the cloud again", || async {
         (admin.stats().await.ok()?.pushes > pushes).then_some(())

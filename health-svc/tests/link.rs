@@ -17,7 +17,7 @@ use edge_proto::v1::cloud_health_service_client::CloudHealthServiceClient;
 use edge_runtime::{RuntimeArgs, ServeError, Shutdown};
 use edge_testkit::eventually;
 use health_svc::{HealthApp, HealthConfig, MeshTargets};
-use tonic::transport::Channel;
+use edge_runtime::client::AuthedChannel;
 
 const TOKEN: &str = "test-token";
 /// Generous: CI machines are slow and shared; conditions usually hold in
@@ -55,7 +55,7 @@ fn link(cloud_url: Option<&str>, interval: Duration) -> CloudLinkArgs {
 
 /// health-svc in this process.
 struct Health {
-    client: CloudHealthServiceClient<Channel>,
+    client: CloudHealthServiceClient<AuthedChannel>,
     stop: Shutdown,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
@@ -74,16 +74,21 @@ impl Health {
         };
         let runtime = RuntimeArgs {
             shutdown_grace: Duration::from_secs(5),
-            ..RuntimeArgs::default()
+            ..edge_testkit::runtime_args()
         };
         let app = HealthApp::build(&config, link, &mesh, &runtime)
             .await
             .expect("health-svc starts");
-        let client = CloudHealthServiceClient::connect(format!("http://{}", app.local_addr()))
-            .await
-            .expect("connect");
+        let addr = app.local_addr();
         let stop = Shutdown::new();
+        // Serving before connecting: the TLS handshake needs the server.
         let task = tokio::spawn(app.run(stop.clone()));
+        // store-svc is not there, so no identity is loaded: the services'
+        // own (configured) identity is the one that gets in.
+        let client = CloudHealthServiceClient::new(
+            edge_testkit::connect_with(&format!("http://{addr}"), &edge_testkit::security().mesh())
+                .await,
+        );
         Health { client, stop, task }
     }
 
@@ -315,7 +320,7 @@ async fn a_bad_cloud_url_is_refused_naming_the_flag() {
         &config,
         &link(Some("ftp://cloud"), Duration::from_secs(1)),
         &MeshTargets::default(),
-        &RuntimeArgs::default(),
+        &edge_testkit::runtime_args(),
     )
     .await
     .err()
@@ -330,7 +335,7 @@ async fn a_bad_cloud_url_is_refused_naming_the_flag() {
         &config,
         &link(None, Duration::from_secs(1)),
         &mesh,
-        &RuntimeArgs::default(),
+        &edge_testkit::runtime_args(),
     )
     .await
     .err()

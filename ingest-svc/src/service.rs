@@ -232,6 +232,9 @@ impl IngestGrpc {
     }
 }
 
+/// This server's name in the metrics.
+const SERVER: &str = "ingest-svc";
+
 type AckStream = Pin<Box<dyn Stream<Item = Result<pb::IngestStreamResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -240,8 +243,12 @@ impl IngestService for IngestGrpc {
         &self,
         request: Request<pb::IngestRequest>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
+        let caller = edge_runtime::auth::caller(&request);
         let readings = request.into_inner().readings;
         self.ingestor.limits.check_request_size(readings.len())?;
+        if let Some(identity) = &caller {
+            identity.take_readings(readings.len(), SERVER)?;
+        }
         // Judged reading by reading, the batch is answered OK even when
         // every reading was refused: each refusal is a result in the body,
         // not in status details, which standard clients cap at 16 KiB.
@@ -260,12 +267,25 @@ impl IngestService for IngestGrpc {
     ) -> Result<Response<Self::IngestStreamStream>, Status> {
         let ingestor = self.ingestor.clone();
         let stopping = self.stopping.clone();
+        let caller = edge_runtime::auth::caller(&request);
         let acks = request
             .into_inner()
             .take_until(self.stopping.clone().cancelled_owned())
             .map(move |batch| {
                 let ingestor = ingestor.clone();
+                // Each batch spends from its identity's reading rate before
+                // it is stored; a batch over it ends the stream with the
+                // delay after which the gateway may resume.
+                let over_rate = match (&batch, &caller) {
+                    (Ok(batch), Some(identity)) => identity
+                        .take_readings(batch.readings.len(), SERVER)
+                        .err(),
+                    _ => None,
+                };
                 async move {
+                    if let Some(status) = over_rate {
+                        return Err(status);
+                    }
                     match batch {
                         Ok(batch) => ingestor.ack(batch).await.map_err(Status::from),
                         Err(status) => Err(status),

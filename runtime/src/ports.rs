@@ -42,5 +42,6 @@ mod tests {
     fn defaults_read_as_the_documentation_writes_them() {
         assert_eq!(listen(INGEST).to_string(), "0.0.0.0:50051");
         assert_eq!(local_url(STORE), "http://127.0.0.1:50052");
+        assert_eq!(loopback(STORE).to_string(), "127.0.0.1:50052");
     }
 }

@@ -128,7 +128,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     config.sensor_index_batch = 10;
     let runtime = RuntimeArgs {
         shutdown_grace: Duration::from_secs(5),
-        ..RuntimeArgs::default()
+        ..edge_testkit::runtime_args()
     };
     let app = StoreApp::build(&config, &runtime, Arc::new(SystemClock))
         .await
@@ -137,9 +137,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     let addr = app.local_addr();
     let stop = Shutdown::new();
     let task = tokio::spawn(app.run(stop.clone()));
-    let mut client = StoreClients::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
+    let mut client = StoreClients::connect(format!("http://{addr}")).await;
 
     // Before any new write: the migrated readings, all from the index.
     for sensor in ["old-0", "old-1", "old-2"] {
@@ -545,9 +543,7 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
 
     let mut store = StoreProcess::spawn(db, &[]);
     let addr = store.listening().await;
-    let mut client = StoreClients::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
+    let mut client = StoreClients::connect(format!("http://{addr}")).await;
     for sensor in ["old-0", "old-1", "old-2"] {
         assert_eq!(
             by_sensor(&mut client, sensor).await,

@@ -3,7 +3,6 @@
 
 use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
-use edge_runtime::RuntimeArgs;
 use edge_testkit::{TestDatabase, on_both_backends, query_all};
 use store_svc::{StoreApp, StoreConfig};
 use tonic::Code;
@@ -599,7 +598,7 @@ async fn a_mistyped_database_url_is_refused_not_turned_into_a_sqlite_file() {
     let mut config = StoreConfig::new(db.data_dir.clone());
     config.store_addr = "127.0.0.1:0".parse().expect("address");
     config.database_url = Some("postgress://edge:secret@db/edge".into());
-    let err = match StoreApp::build(&config, &RuntimeArgs::default(), TestClock::at(T0_US)).await {
+    let err = match StoreApp::build(&config, &edge_testkit::runtime_args(), TestClock::at(T0_US)).await {
         Err(err) => err.to_string(),
         Ok(_) => panic!("a mistyped URL must be refused"),
     };

@@ -20,10 +20,14 @@
 
 pub mod cloud;
 pub mod postgres_server;
+pub mod security;
 pub mod store;
 pub mod tmpfs;
 pub use cloud::{InProcessCloud, InProcessCloudBuilder, TEST_SITE_ID, TEST_SITE_IDS, site_token};
 pub use postgres_server::{PostgresServer, StopMode};
+pub use security::{
+    TestSecurity, connect, connect_endpoint, connect_with, operator_endpoint, runtime_args, security,
+};
 pub use store::{StoreClients, query_all};
 pub use tmpfs::Tmpfs;
 
@@ -164,6 +168,9 @@ impl TestDatabase {
             Err(err) => panic!("cannot create a temporary directory: {err}"),
         };
         let data_dir = dir.path().to_path_buf();
+        if let Err(err) = security().seed_operator_token(&data_dir) {
+            panic!("cannot write the test operator token: {err}");
+        }
         match backend {
             Backend::Sqlite => Some(TestDatabase {
                 data_dir,
@@ -267,6 +274,43 @@ pub struct EdgeUp {
     pub health_url: String,
     /// `host:port` of the Prometheus endpoint.
     pub metrics_addr: String,
+    /// What an operator of this site presents: TLS trusting the CA `edge
+    /// up` made (or plaintext) and the operator's token it wrote.
+    pub credentials: edge_runtime::client::Credentials,
+    /// What the site's services present to each other (the test mesh
+    /// token, given with --mesh-token-file), to play one of them.
+    pub mesh_credentials: edge_runtime::client::Credentials,
+}
+
+impl EdgeUp {
+    /// A connected channel to `url` (one of this site's) as its operator.
+    pub async fn channel(&self, url: &str) -> edge_runtime::client::AuthedChannel {
+        connect_with(url, &self.credentials).await
+    }
+}
+
+/// The operator's credentials of the site whose ready file is `ready`.
+fn site_credentials(
+    ready: &serde_json::Value,
+) -> Result<edge_runtime::client::Credentials, FixtureError> {
+    let token_file = ready["operator_token_file"]
+        .as_str()
+        .ok_or_else(|| FixtureError::NotReady("the ready file lacks operator_token_file".into()))?;
+    let token = edge_credentials::read_secret_file(Path::new(token_file))
+        .map_err(|err| FixtureError::NotReady(err.to_string()))?;
+    let tls = match ready["ca"].as_str() {
+        Some(ca) => Some(
+            edge_runtime::tls::client::grpc_client_tls(Some(Path::new(ca)), "ca")
+                .map_err(|err| FixtureError::NotReady(err.to_string()))?,
+        ),
+        None if ready["tls"].as_bool() == Some(false) => None,
+        // TLS with a configured certificate: the test process's CA.
+        None => security().operator().tls,
+    };
+    Ok(edge_runtime::client::Credentials {
+        tls,
+        token: Some(token),
+    })
 }
 
 /// Starts `exe up` (the `edge` binary) on `data_dir` and, if given, the
@@ -320,6 +364,8 @@ pub async fn spawn_edge_up_with_env(
         .arg(data_dir)
         .arg("--ready-file")
         .arg(&ready)
+        .arg("--mesh-token-file")
+        .arg(&security().mesh_token_file)
         .env("EDGE_LOG", "warn,sqlx::query=error")
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -343,6 +389,14 @@ pub async fn spawn_edge_up_with_env(
         sync_url: url("sync")?,
         health_url: url("health")?,
         metrics_addr: addrs["metrics"].as_str().unwrap_or_default().to_owned(),
+        credentials: site_credentials(&addrs)?,
+        mesh_credentials: {
+            let operator = site_credentials(&addrs)?;
+            edge_runtime::client::Credentials {
+                tls: operator.tls,
+                token: Some(security().mesh_token.clone()),
+            }
+        },
         child,
     })
 }
@@ -447,15 +501,6 @@ async fn wait_for_ready_file(
 pub const TEST_STORAGE_RESERVE: &str = "64MiB";
 /// [`TEST_STORAGE_RESERVE`] in bytes.
 pub const TEST_STORAGE_RESERVE_BYTES: u64 = 64 << 20;
-
-/// A connected gRPC channel to `url` (`http://host:port`).
-pub async fn connect(url: &str) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(url.to_owned())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect")
-}
 
 /// The text of `GET /metrics` at `addr` (`host:port`), over plain HTTP/1.0.
 pub async fn scrape(addr: &str) -> Result<String, FixtureError> {

@@ -7,39 +7,52 @@ use edge_proto::internal::v1::store_sync_service_client::StoreSyncServiceClient;
 use edge_proto::v1::operations_service_client::OperationsServiceClient;
 use edge_proto::v1::readings_service_client::ReadingsServiceClient;
 use edge_proto::v1::{QueryReadingsRequest, StoredReading};
-use tonic::transport::Channel;
+use edge_runtime::client::AuthedChannel;
 
 /// store-svc's four services over one channel.
 #[derive(Clone)]
 pub struct StoreClients {
     /// `edge.v1.ReadingsService`: query and stats.
-    pub readings: ReadingsServiceClient<Channel>,
+    pub readings: ReadingsServiceClient<AuthedChannel>,
     /// `edge.v1.OperationsService`: amend, conflicts, dead letters.
-    pub operations: OperationsServiceClient<Channel>,
+    pub operations: OperationsServiceClient<AuthedChannel>,
     /// `edge.internal.v1.StoreIngestService`: append, as ingest-svc does.
-    pub ingest: StoreIngestServiceClient<Channel>,
+    pub ingest: StoreIngestServiceClient<AuthedChannel>,
     /// `edge.internal.v1.StoreSyncService`: leases, completions, reports and
     /// the change feed, as sync-svc does.
-    pub sync: StoreSyncServiceClient<Channel>,
+    pub sync: StoreSyncServiceClient<AuthedChannel>,
 }
 
 impl StoreClients {
-    /// The four clients over `channel`.
-    pub fn new(channel: Channel) -> Self {
+    /// The public clients over `operator` (an operator's channel), the
+    /// internal ones over `mesh` (the services' own identity): each right
+    /// belongs to its caller.
+    pub fn new(operator: AuthedChannel, mesh: AuthedChannel) -> Self {
         StoreClients {
-            readings: ReadingsServiceClient::new(channel.clone()),
-            operations: OperationsServiceClient::new(channel.clone()),
-            ingest: StoreIngestServiceClient::new(channel.clone()),
-            sync: StoreSyncServiceClient::new(channel),
+            readings: ReadingsServiceClient::new(operator.clone()),
+            operations: OperationsServiceClient::new(operator),
+            ingest: StoreIngestServiceClient::new(mesh.clone()),
+            sync: StoreSyncServiceClient::new(mesh),
         }
     }
 
-    /// Connects to store-svc at `url` (`http://host:port`).
-    pub async fn connect(url: impl Into<String>) -> Result<Self, tonic::transport::Error> {
-        let channel = tonic::transport::Endpoint::from_shared(url.into())?
-            .connect()
-            .await?;
-        Ok(StoreClients::new(channel))
+    /// Connects to an in-process store-svc at `url` as the test operator
+    /// (see [`crate::security`]).
+    pub async fn connect(url: impl Into<String>) -> Self {
+        let url = url.into();
+        let security = crate::security();
+        StoreClients::new(
+            crate::connect_with(&url, &security.operator()).await,
+            crate::connect_with(&url, &security.mesh()).await,
+        )
+    }
+
+    /// Connects to the store-svc of a spawned `edge up`.
+    pub async fn of_site(site: &crate::EdgeUp) -> Self {
+        StoreClients::new(
+            site.channel(&site.store_url).await,
+            crate::connect_with(&site.store_url, &site.mesh_credentials).await,
+        )
     }
 }
 

@@ -21,12 +21,12 @@ use prost_types::Timestamp;
 use store_svc::hlc::{SystemClock, WallClock};
 use store_svc::{StoreApp, StoreConfig};
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use edge_runtime::client::AuthedChannel;
 
 pub fn runtime_args() -> RuntimeArgs {
     RuntimeArgs {
         shutdown_grace: Duration::from_secs(5),
-        ..RuntimeArgs::default()
+        ..edge_testkit::runtime_args()
     }
 }
 
@@ -107,19 +107,16 @@ pub async fn start_ingest(store_addr: SocketAddr) -> Running {
     Running { addr, stop, task }
 }
 
-pub async fn channel(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect")
+/// A channel to an in-process service at `addr`, as the test operator.
+pub async fn channel(addr: SocketAddr) -> AuthedChannel {
+    edge_testkit::connect(&format!("http://{addr}")).await
 }
 
 /// store-svc and ingest-svc wired together.
 pub struct Mesh {
     pub store: Running,
     pub ingest: Running,
-    pub ingest_client: IngestServiceClient<Channel>,
+    pub ingest_client: IngestServiceClient<AuthedChannel>,
     pub store_client: StoreClients,
 }
 
@@ -143,7 +140,7 @@ impl Mesh {
         let store = start_store_clocked(db, address, clock, configure).await;
         let ingest = start_ingest(store.addr).await;
         let ingest_client = IngestServiceClient::new(channel(ingest.addr).await);
-        let store_client = StoreClients::new(channel(store.addr).await);
+        let store_client = StoreClients::connect(format!("http://{}", store.addr)).await;
         Mesh {
             store,
             ingest,

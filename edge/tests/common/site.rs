@@ -16,7 +16,6 @@ use edge_testkit::TestDatabase;
 use store_svc::StoreConfig;
 use store_svc::hlc::{SystemClock, WallClock};
 use sync_svc::{SyncApp, SyncConfig};
-use tonic::transport::Channel;
 
 use super::{Mesh, Running, channel, runtime_args};
 
@@ -62,7 +61,7 @@ pub fn quick_sync(cloud_url: &str) -> SyncConfig {
 pub struct Site {
     pub mesh: Mesh,
     sync: Option<Running>,
-    pub sync_client: SyncServiceClient<Channel>,
+    pub sync_client: SyncServiceClient<edge_runtime::client::AuthedChannel>,
     pub site_id: String,
 }
 
@@ -150,7 +149,7 @@ impl Site {
 }
 
 /// sync-svc for `mesh`'s store, running.
-async fn start_sync(mesh: &Mesh, config: &SyncConfig) -> (Running, SyncServiceClient<Channel>) {
+async fn start_sync(mesh: &Mesh, config: &SyncConfig) -> (Running, SyncServiceClient<edge_runtime::client::AuthedChannel>) {
     let store_url = format!("http://{}", mesh.store.addr);
     let app = SyncApp::build(config, &store_url, &runtime_args(), &ClientArgs::default())
         .await

@@ -49,6 +49,21 @@ pub struct Identity {
     pub limiter: RateLimiter,
 }
 
+impl Identity {
+    /// Takes `count` readings from this identity's reading rate on server
+    /// `server` (a metrics label): `RESOURCE_EXHAUSTED` with a retry delay
+    /// when over it, counted in `rate_limited_total{kind="readings"}`.
+    pub fn take_readings(&self, count: usize, server: &'static str) -> Result<(), tonic::Status> {
+        self.limiter.check_readings(count).map_err(|retry_after| {
+            crate::security_metrics::metrics().rate_limited.add(
+                1,
+                &crate::security_metrics::labels(server, "kind", "readings"),
+            );
+            super::limits::over_rate(&self.name, "readings-per-second", retry_after)
+        })
+    }
+}
+
 /// A boxed future of a table load.
 pub type LoadFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<IdentityRecord>, LoadError>> + Send + 'a>>;

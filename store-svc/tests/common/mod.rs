@@ -72,15 +72,13 @@ impl RunningStore {
         configure(&mut config);
         let runtime = RuntimeArgs {
             shutdown_grace: Duration::from_secs(5),
-            ..RuntimeArgs::default()
+            ..edge_testkit::runtime_args()
         };
         let app = StoreApp::build(&config, &runtime, clock).await?;
         let addr = app.local_addr();
         let stop = Shutdown::new();
         let task = tokio::spawn(app.run(stop.clone()));
-        let client = StoreClients::connect(format!("http://{addr}"))
-            .await
-            .expect("connect to store-svc");
+        let client = StoreClients::connect(format!("http://{addr}")).await;
         Ok(RunningStore { client, stop, task })
     }
 
