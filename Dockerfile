@@ -31,10 +31,14 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
 # SQLite's data directory when the mesh runs on the embedded default; mount
-# a volume here (the root file system can stay read-only).
+# a volume here (the root file system can stay read-only). `edge up` also
+# keeps the site CA (tls/ca.pem) and the operator token (operator.token)
+# here; give it --tls-san with the address gateways dial.
 WORKDIR /data
 ENV EDGE_DATA_DIR=/data
-# gRPC: ingest, store, sync, health; Prometheus metrics.
+# gRPC over TLS: ingest, store, sync, health (`edge up` serves store and
+# sync on loopback unless EDGE_STORE_ADDR / EDGE_SYNC_ADDR say otherwise);
+# the plaintext operations port: /metrics, /healthz, /readyz.
 EXPOSE 50051 50052 50053 50054 9464
 ENTRYPOINT ["edge"]
 CMD ["up"]

@@ -3,15 +3,24 @@
 promises (docs/deploy.md):
 
 - every container has CPU and memory requests and limits;
-- every mesh container's gRPC probes target the port the service really
-  listens on (its binary's default, read from `<binary> --help`, unless the
-  site's ConfigMap moves it), and its metrics port and scrape annotations
-  match the real metrics port;
+- every mesh container declares the port the service really listens on
+  (its binary's default, read from `<binary> --help`, unless the site's
+  ConfigMap moves it); its probes are HTTP on the plaintext metrics port
+  (`/readyz`, `/healthz`: the gRPC port speaks TLS, which kubelet's gRPC
+  probes cannot), a port the container declares, and its metrics port and
+  scrape annotations match the real metrics port;
+- every probe of every container targets a port the container declares;
+- TLS and credentials: every mesh service reads its certificate, key and
+  mesh CA (Secret edge-tls) and the mesh token (Secret edge-mesh-token),
+  store-svc also the operator token (Secret edge-operator-token), from
+  files of Secrets mounted whole (no subPath, so a rotation reaches the
+  running pod); nothing turns on --insecure-plaintext;
 - pods run as non-root with no privilege escalation and a read-only root;
 - every image is pulled IfNotPresent, every pod tolerates
   CriticalAddonsOnly=true:NoExecute and has the mesh's PriorityClass;
 - no plaintext secret: no Secret with data in the manifests, no literal
-  password, token or database URL in an env var or a ConfigMap;
+  password, token or database URL in an env var or a ConfigMap (a `*_FILE`
+  variable naming a file of a mounted Secret is a path, not a secret);
 - store-svc is one replica replaced with Recreate; ingest-svc and health-svc
   are NodePorts with externalTrafficPolicy Local;
 - the NetworkPolicies exist, and the gateways' range is the site's own;
@@ -44,6 +53,20 @@ PLACEHOLDER_GATEWAYS = "192.0.2.0/24"
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|DATABASE_URL", re.I)
 CREDENTIAL_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 REQUIRED_POLICIES = {"default-deny-ingress", "from-gateways", "within-the-mesh", "postgres-from-store"}
+# Files every mesh service reads from Secrets: variable -> (Secret, key).
+MESH_SECRET_FILES = {
+    "EDGE_TLS_CERT": ("edge-tls", "tls.crt"),
+    "EDGE_TLS_KEY": ("edge-tls", "tls.key"),
+    "EDGE_MESH_CA": ("edge-tls", "ca.crt"),
+    "EDGE_MESH_TOKEN_FILE": ("edge-mesh-token", "token"),
+}
+# … and those only some services read.
+SERVICE_SECRET_FILES = {
+    "store-svc": {"EDGE_OPERATOR_TOKEN_FILE": ("edge-operator-token", "token")},
+}
+# Probes and where each must look on the metrics port.
+PROBE_PATHS = {"startupProbe": "/readyz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+TRUE = {"true", "1", "yes", "on"}
 
 
 def default_port(bin_dir: str, binary: str, flag: str) -> int:
@@ -90,6 +113,27 @@ def port_number(container: dict, port) -> int:
     return -1
 
 
+def secret_file(spec: dict, container: dict, path: str):
+    """The (Secret, key) whose file `path` is in the container, when `path`
+    lies in a Secret volume mounted whole (no subPath); else None."""
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if secret is None or mount.get("subPath") or mount.get("subPathExpr"):
+            continue
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if not path.startswith(prefix):
+            continue
+        relative = path[len(prefix):]
+        items = secret.get("items")
+        if items is None:
+            return (secret.get("secretName"), relative)
+        for item in items:
+            if item["path"] == relative:
+                return (secret.get("secretName"), item["key"])
+    return None
+
+
 def check(objects: list, bin_dir: str) -> list:
     errors = []
     by_kind = {}
@@ -113,6 +157,8 @@ def check(objects: list, bin_dir: str) -> list:
     for key, value in config.items():
         if SECRET_NAME.search(key) or CREDENTIAL_URL.search(str(value)):
             errors.append(f"ConfigMap edge-config holds a credential: {key}")
+    if str(config.get("EDGE_INSECURE_PLAINTEXT", "")).lower() in TRUE:
+        errors.append("ConfigMap edge-config turns TLS off (EDGE_INSECURE_PLAINTEXT)")
 
     workloads = by_kind.get("Deployment", []) + by_kind.get("StatefulSet", [])
     if not workloads:
@@ -150,10 +196,19 @@ def check(objects: list, bin_dir: str) -> list:
                 errors.append(f"{cname}: runs as root")
             for env in c.get("env", []):
                 if SECRET_NAME.search(env["name"]) and "value" in env:
+                    if env["name"].endswith("_FILE") and secret_file(spec, c, env["value"]):
+                        continue
                     errors.append(f"{cname}: {env['name']} is a literal, not a secretKeyRef")
             for probe in ("readinessProbe", "livenessProbe"):
                 if probe not in c:
                     errors.append(f"{cname}: no {probe}")
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                action = c.get(probe, {})
+                for kind in ("httpGet", "grpc", "tcpSocket"):
+                    if kind in action and port_number(c, action[kind].get("port")) not in [
+                        p["containerPort"] for p in c.get("ports", [])
+                    ]:
+                        errors.append(f"{cname}: {probe} targets {action[kind].get('port')}, a port the container does not declare")
         app = labels.get("app")
         if app in SERVICES:
             flag, env = SERVICES[app]
@@ -168,13 +223,24 @@ def check(objects: list, bin_dir: str) -> list:
             refused = accepts_settings(bin_dir, app, c, config)
             if refused:
                 errors.append(f"{name}: {app} refuses the site's settings: {refused}")
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            for probe, path in PROBE_PATHS.items():
                 if probe in c:
-                    grpc = c[probe].get("grpc")
-                    if grpc is None:
-                        errors.append(f"{name}: {probe} is not a gRPC health check")
-                    elif port_number(c, grpc.get("port")) != port:
-                        errors.append(f"{name}: {probe} targets {grpc.get('port')}, {app} listens on {port}")
+                    http = c[probe].get("httpGet")
+                    if http is None:
+                        errors.append(f"{name}: {probe} is not an HTTP check on the metrics port (the gRPC port speaks TLS)")
+                    elif port_number(c, http.get("port")) != metrics_port:
+                        errors.append(f"{name}: {probe} targets {http.get('port')}, the metrics port is {metrics_port}")
+                    elif http.get("path") != path or http.get("scheme", "HTTP") != "HTTP":
+                        errors.append(f"{name}: {probe} asks {http.get('scheme', 'HTTP')} {http.get('path')}, not HTTP {path}")
+            env_values = {e["name"]: e.get("value") for e in c.get("env", [])}
+            if str(env_values.get("EDGE_INSECURE_PLAINTEXT", "")).lower() in TRUE:
+                errors.append(f"{name}: turns TLS off (EDGE_INSECURE_PLAINTEXT)")
+            for var, (secret, key) in {**MESH_SECRET_FILES, **SERVICE_SECRET_FILES.get(app, {})}.items():
+                path = env_values.get(var) or config.get(var)
+                if not path:
+                    errors.append(f"{name}: {var} is not set")
+                elif secret_file(spec, c, path) != (secret, key):
+                    errors.append(f"{name}: {var}={path} is not key {key} of Secret {secret} mounted whole (no subPath)")
             ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
             if ports.get("grpc") != port:
                 errors.append(f"{name}: grpc containerPort {ports.get('grpc')}, {app} listens on {port}")

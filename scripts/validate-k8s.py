@@ -7,7 +7,8 @@ Usage:
 
 Every object of every (multi-document) YAML input is checked:
 
-* ServiceMonitor / PrometheusRule (monitoring.coreos.com/v1): JSON-schema validation
+* ServiceMonitor / PrometheusRule (monitoring.coreos.com/v1), Certificate / Issuer
+  (cert-manager.io/v1): JSON-schema validation
   (Draft 7, no format checking) against the CRD's openAPIV3Schema kept in
   k8s/schemas/, made strict: wherever the schema declares an object it does not
   open up (no additionalProperties, no x-kubernetes-preserve-unknown-fields), an
@@ -46,6 +47,8 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "k8s" / "schemas"
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.json",
+    ("cert-manager.io/v1", "Certificate"): "cert-manager.io_certificates.json",
+    ("cert-manager.io/v1", "Issuer"): "cert-manager.io_issuers.json",
 }
 
 OBJECT_META_REF = "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"

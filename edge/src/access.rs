@@ -30,7 +30,12 @@ pub struct Access {
 
     /// The site's data directory, where `edge up` keeps the operator token
     /// and the site CA.
-    #[arg(long = "data-dir", env = "EDGE_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long = "data-dir",
+        env = "EDGE_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Speak plaintext to a site started with --insecure-plaintext.
@@ -66,7 +71,10 @@ impl Access {
                 Some(ca) => Some(ca.clone()),
                 None => site_ca.exists().then_some(site_ca),
             };
-            Some(edge_runtime::tls::client::grpc_client_tls(ca.as_deref(), "--ca")?)
+            Some(edge_runtime::tls::client::grpc_client_tls(
+                ca.as_deref(),
+                "--ca",
+            )?)
         };
         Ok(Credentials {
             tls,

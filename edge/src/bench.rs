@@ -138,7 +138,10 @@ async fn security_matrix(args: BenchArgs) -> anyhow::Result<()> {
     let plaintext = ["--insecure-plaintext".to_owned()];
     // Interleaved, twice, so drift on a shared machine shows.
     for round in 0..2 {
-        for (transport, extra) in [("TLS + token", &[][..]), ("plaintext + token", &plaintext[..])] {
+        for (transport, extra) in [
+            ("TLS + token", &[][..]),
+            ("plaintext + token", &plaintext[..]),
+        ] {
             let site = start_site_with(None, extra).await?;
             let credentials = gateway_credentials(&site.process).await?;
             for s in SCENARIOS
@@ -233,7 +236,8 @@ async fn ingest_matrix(args: BenchArgs) -> anyhow::Result<()> {
                     duration: args.duration,
                     rate: 0.0,
                 };
-                let r = load::run(&site.process.ingest_url, &site.process.credentials, &spec).await?;
+                let r =
+                    load::run(&site.process.ingest_url, &site.process.credentials, &spec).await?;
                 println!(
                     "| {backend} | {id_name} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {} |",
                     s.name,

@@ -24,8 +24,8 @@ use anyhow::Context as _;
 use edge_cloud::{AdminClient, FaultMode, Faults};
 use edge_proto::v1 as pb;
 use edge_proto::v1::readings_service_client::ReadingsServiceClient;
-use edge_testkit::{EdgeCloud, EdgeUp};
 use edge_runtime::client::AuthedChannel;
+use edge_testkit::{EdgeCloud, EdgeUp};
 
 use crate::cli::{BenchArgs, IdKind, LoadArgs, Mode};
 use crate::load::{self, Report};
@@ -57,10 +57,14 @@ fn latency_load(duration: Duration) -> LoadArgs {
 }
 
 async fn store_client(site: &EdgeUp) -> anyhow::Result<ReadingsServiceClient<AuthedChannel>> {
-    Ok(ReadingsServiceClient::new(site.channel(&site.store_url).await))
+    Ok(ReadingsServiceClient::new(
+        site.channel(&site.store_url).await,
+    ))
 }
 
-async fn stats(store: &ReadingsServiceClient<AuthedChannel>) -> anyhow::Result<pb::GetStatsResponse> {
+async fn stats(
+    store: &ReadingsServiceClient<AuthedChannel>,
+) -> anyhow::Result<pb::GetStatsResponse> {
     Ok(store
         .clone()
         .get_stats(pb::GetStatsRequest {})
@@ -165,9 +169,19 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     set_mode(&rig.admin, FaultMode::Refuse).await?;
     let store = store_client(&rig.site).await?;
     while stats(&store).await?.unsynced_versions < args.backlog {
-        load::run(&rig.site.ingest_url, &rig.site.credentials, &stream_load(Duration::from_secs(1))).await?;
+        load::run(
+            &rig.site.ingest_url,
+            &rig.site.credentials,
+            &stream_load(Duration::from_secs(1)),
+        )
+        .await?;
     }
-    let alone = load::run(&rig.site.ingest_url, &rig.site.credentials, &stream_load(duration)).await?;
+    let alone = load::run(
+        &rig.site.ingest_url,
+        &rig.site.credentials,
+        &stream_load(duration),
+    )
+    .await?;
     let before = stats(&store).await?;
     row(
         "ingest alone (cloud dark)",
@@ -186,7 +200,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let synced_at_start = stats(&store).await?.synced_versions;
-    let beside = load::run(&rig.site.ingest_url, &rig.site.credentials, &stream_load(duration)).await?;
+    let beside = load::run(
+        &rig.site.ingest_url,
+        &rig.site.credentials,
+        &stream_load(duration),
+    )
+    .await?;
     let after = stats(&store).await?;
     let drained_beside = after.synced_versions - synced_at_start;
     row(
@@ -219,16 +238,20 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     // 4: ingest latency with no cloud, and beside a black hole.
     let rig = start_rig(false, args.cloud_nice).await?;
-    let none = load::run(&rig.site.ingest_url, &rig.site.credentials, &latency_load(duration)).await?;
+    let none = load::run(
+        &rig.site.ingest_url,
+        &rig.site.credentials,
+        &latency_load(duration),
+    )
+    .await?;
     row("unary c64, no cloud configured", &none, "");
     drop(rig);
 
     let rig = start_rig(true, args.cloud_nice).await?;
     let store = store_client(&rig.site).await?;
-    let mut sync =
-        edge_proto::v1::sync_service_client::SyncServiceClient::new(
-            rig.site.channel(&rig.site.sync_url).await,
-        );
+    let mut sync = edge_proto::v1::sync_service_client::SyncServiceClient::new(
+        rig.site.channel(&rig.site.sync_url).await,
+    );
     while sync
         .get_status(pb::GetStatusRequest {})
         .await?
@@ -239,7 +262,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     set_mode(&rig.admin, FaultMode::BlackHole).await?;
-    let hung = load::run(&rig.site.ingest_url, &rig.site.credentials, &latency_load(duration)).await?;
+    let hung = load::run(
+        &rig.site.ingest_url,
+        &rig.site.credentials,
+        &latency_load(duration),
+    )
+    .await?;
     let s = stats(&store).await?;
     row(
         "unary c64, cloud a black hole",

@@ -542,8 +542,16 @@ mod tests {
         let Command::Up(up) = cli.command else {
             panic!("not up");
         };
-        assert!(up.store.store_addr.ip().is_loopback(), "{}", up.store.store_addr);
-        assert!(up.sync.sync_addr.ip().is_loopback(), "{}", up.sync.sync_addr);
+        assert!(
+            up.store.store_addr.ip().is_loopback(),
+            "{}",
+            up.store.store_addr
+        );
+        assert!(
+            up.sync.sync_addr.ip().is_loopback(),
+            "{}",
+            up.sync.sync_addr
+        );
         assert!(up.ingest.ingest_addr.ip().is_unspecified());
         assert!(up.health.health_addr.ip().is_unspecified());
         assert!(!up.runtime.security.insecure_plaintext, "TLS by default");

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
+use edge_runtime::client::{AuthedChannel, CallCredentials, ClientArgs, Credentials};
 use hdrhistogram::Histogram;
 use prost_types::Timestamp;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use edge_runtime::client::{AuthedChannel, CallCredentials, ClientArgs, Credentials};
 use tonic::service::interceptor::InterceptedService;
 use uuid::Uuid;
 
@@ -121,7 +121,12 @@ fn pacer(spec: &LoadArgs) -> Option<tokio::time::Interval> {
     })
 }
 
-async fn unary_caller(channel: AuthedChannel, spec: LoadArgs, seed: u64, deadline: Instant) -> Report {
+async fn unary_caller(
+    channel: AuthedChannel,
+    spec: LoadArgs,
+    seed: u64,
+    deadline: Instant,
+) -> Report {
     let mut client = IngestServiceClient::new(channel);
     let mut gateway = Gateway {
         ids: spec.ids,
@@ -153,7 +158,12 @@ async fn unary_caller(channel: AuthedChannel, spec: LoadArgs, seed: u64, deadlin
     report
 }
 
-async fn stream_caller(channel: AuthedChannel, spec: LoadArgs, seed: u64, deadline: Instant) -> Report {
+async fn stream_caller(
+    channel: AuthedChannel,
+    spec: LoadArgs,
+    seed: u64,
+    deadline: Instant,
+) -> Report {
     let mut client = IngestServiceClient::new(channel);
     let mut report = Report::empty();
     let in_flight = spec.in_flight.max(1);

@@ -1,10 +1,10 @@
 //! `edge`: the whole mesh in one process (`edge up`) and the operator commands.
 
+mod access;
 #[cfg(feature = "bench")]
 mod bench;
 #[cfg(feature = "bench")]
 mod bench_sync;
-mod access;
 mod cli;
 mod commands;
 mod load;

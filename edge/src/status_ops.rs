@@ -81,7 +81,8 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Gathered> {
     let credentials = args.access.credentials()?;
     let channel = |url: &str| edge_runtime::client::channel(url, &client_args, &credentials);
     let health_client = CloudHealthServiceClient::new(channel(health_url)?);
-    let store_client = ReadingsServiceClient::new(channel(store_url)?).max_decoding_message_size(max);
+    let store_client =
+        ReadingsServiceClient::new(channel(store_url)?).max_decoding_message_size(max);
     let sync_client = SyncServiceClient::new(channel(sync_url)?);
 
     let health = ask("health-svc", health_url, args.timeout, async {

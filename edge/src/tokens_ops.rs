@@ -12,8 +12,7 @@ use crate::ops::rfc3339;
 /// Runs one `edge tokens` command.
 pub async fn tokens(args: TokensArgs) -> anyhow::Result<()> {
     let url = &args.target.store_url;
-    let mut client =
-        TokensServiceClient::new(args.access.channel(url, &ClientArgs::default())?);
+    let mut client = TokensServiceClient::new(args.access.channel(url, &ClientArgs::default())?);
     match args.command {
         TokensCommand::Add {
             name,

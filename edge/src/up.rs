@@ -131,21 +131,20 @@ async fn serve(args: &UpArgs, started: Started) -> anyhow::Result<()> {
 
     let (sync_config, sync_runtime, client) =
         (args.sync.clone(), runtime.clone(), args.ingest.client);
-    let sync_addr =
-        services
-            .spawn_on_thread(
-                "sync-svc",
-                CALLERS_STAGE,
-                OnEarlyExit::KeepRunning,
-                SYNC_NICE,
-                {
-                    let store_url = store_url.clone();
-                    move || async move {
-                        SyncApp::build(&sync_config, &store_url, &sync_runtime, &client).await
-                    }
-                },
-            )
-            .await?;
+    let sync_addr = services
+        .spawn_on_thread(
+            "sync-svc",
+            CALLERS_STAGE,
+            OnEarlyExit::KeepRunning,
+            SYNC_NICE,
+            {
+                let store_url = store_url.clone();
+                move || async move {
+                    SyncApp::build(&sync_config, &store_url, &sync_runtime, &client).await
+                }
+            },
+        )
+        .await?;
 
     // health-svc watches the services of this process at their real
     // addresses and probes the same cloud as sync-svc, with its own probe.

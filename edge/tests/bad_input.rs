@@ -14,13 +14,13 @@ use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
 use edge_proto::v1::ingest_service_server::{IngestService, IngestServiceServer};
+use edge_runtime::client::AuthedChannel;
 use edge_runtime::status::{MAX_VIOLATIONS, field_violations, header_list_size};
 use edge_testkit::StoreClients;
 use edge_testkit::{Backend, TestDatabase, on_both_backends};
 use prost::Message as _;
 use prost::bytes::BufMut as _;
 use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
-use edge_runtime::client::AuthedChannel;
 use tonic::{Code, Request, Response, Status};
 
 /// The limit on received metadata (the HTTP/2 header list, where a status
@@ -581,7 +581,8 @@ async fn every_server_answers_undecodable_requests_with_invalid_argument() {
         } else {
             &edge.credentials
         };
-        let (replies, end) = call_raw_as::<()>(url, credentials, path, vec![GARBAGE.to_vec()]).await;
+        let (replies, end) =
+            call_raw_as::<()>(url, credentials, path, vec![GARBAGE.to_vec()]).await;
         assert!(replies.is_empty(), "{path}");
         let status = end.expect_err(path);
         assert_eq!(status.code(), Code::InvalidArgument, "{path}: {status:?}");

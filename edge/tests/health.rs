@@ -13,11 +13,11 @@ use edge_cloud::{FaultMode, Faults};
 use edge_cloud_link::{CloudLinkArgs, ProbeConfig};
 use edge_proto::v1 as pb;
 use edge_proto::v1::cloud_health_service_client::CloudHealthServiceClient;
+use edge_runtime::client::AuthedChannel;
 use edge_runtime::client::ClientArgs;
 use edge_testkit::{TestDatabase, eventually, sample, scrape, spawn_edge_up_with};
 use health_svc::{HealthApp, HealthConfig, MeshTargets};
 use sync_svc::{SyncApp, SyncConfig};
-use edge_runtime::client::AuthedChannel;
 
 use common::{Running, runtime_args, start_ingest, start_store};
 
@@ -192,10 +192,7 @@ async fn edge_status(args: &[&str]) -> Output {
     if !args.contains(&"--token-file") {
         command.envs(edge_testkit::security().cli_env());
     }
-    command
-        .output()
-        .await
-        .expect("edge status runs")
+    command.output().await.expect("edge status runs")
 }
 
 fn closed_port() -> String {
@@ -347,6 +344,10 @@ async fn edge_status_shows_the_link_and_every_service() {
         &dead,
         "--ingest-url",
         &site.ingest_url,
+        "--ca",
+        &ca,
+        "--token-file",
+        &token,
     ];
     let out = edge_status(&partial).await;
     assert!(out.status.success(), "{out:?}");

@@ -335,7 +335,8 @@ async fn with_store_down_ingest_is_unavailable_and_recovers_without_a_restart() 
         1,
         "the refused reading was not stored before"
     );
-    let mut store_client = edge_testkit::StoreClients::connect(format!("http://{store_addr}")).await;
+    let mut store_client =
+        edge_testkit::StoreClients::connect(format!("http://{store_addr}")).await;
     assert_eq!(common::query_all(&mut store_client).await.len(), 2);
     ingest.stop().await;
     store.stop().await;

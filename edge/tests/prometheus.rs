@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
+use edge_runtime::client::AuthedChannel;
 use edge_testkit::StoreClients;
 use edge_testkit::{
     Backend, Prometheus, TestDatabase, eventually, prometheus_binary, spawn_edge_cloud,
     spawn_edge_up_with, spawn_prometheus,
 };
-use edge_runtime::client::AuthedChannel;
 
 use common::reading;
 

@@ -28,7 +28,12 @@ async fn as_(addr: SocketAddr, credentials: &Credentials) -> AuthedChannel {
 }
 
 /// A token for a new identity `name` with `scopes`, made by the operator.
-async fn token(store: SocketAddr, name: &str, scopes: &[&str], readings_per_second: Option<u32>) -> String {
+async fn token(
+    store: SocketAddr,
+    name: &str,
+    scopes: &[&str],
+    readings_per_second: Option<u32>,
+) -> String {
     let mut tokens = TokensServiceClient::new(as_(store, &security().operator()).await);
     tokens
         .create_token(pb::CreateTokenRequest {
@@ -105,14 +110,17 @@ async fn calls_without_a_credential_change_nothing(db: &TestDatabase) {
     assert_eq!(before.0, 1);
 
     let anonymous = security().with_token(None);
-    for path in STORE_WRITES
-        .iter()
-        .chain(&["/edge.v1.ReadingsService/QueryReadings", "/edge.v1.TokensService/ListTokens"])
-    {
+    for path in STORE_WRITES.iter().chain(&[
+        "/edge.v1.ReadingsService/QueryReadings",
+        "/edge.v1.TokensService/ListTokens",
+    ]) {
         let status = call_empty(as_(mesh.store.addr, &anonymous).await, path).await;
         assert_eq!(status.code(), Code::Unauthenticated, "{path}: {status:?}");
     }
-    for path in ["/edge.v1.IngestService/Ingest", "/edge.v1.IngestService/IngestStream"] {
+    for path in [
+        "/edge.v1.IngestService/Ingest",
+        "/edge.v1.IngestService/IngestStream",
+    ] {
         let status = call_empty(as_(mesh.ingest.addr, &anonymous).await, path).await;
         assert_eq!(status.code(), Code::Unauthenticated, "{path}: {status:?}");
     }
@@ -144,11 +152,14 @@ async fn calls_without_a_credential_change_nothing(db: &TestDatabase) {
         .expect_err("refused");
     assert_eq!(refused.code(), Code::Unauthenticated);
 
-    assert_eq!(snapshot(&mut mesh).await, before, "a refused call changed the site");
-    // grpc.health.v1 stays anonymous, for probes.
-    let mut health = tonic_health::pb::health_client::HealthClient::new(
-        as_(mesh.store.addr, &anonymous).await,
+    assert_eq!(
+        snapshot(&mut mesh).await,
+        before,
+        "a refused call changed the site"
     );
+    // grpc.health.v1 stays anonymous, for probes.
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(as_(mesh.store.addr, &anonymous).await);
     health
         .check(tonic_health::pb::HealthCheckRequest::default())
         .await
@@ -241,26 +252,34 @@ async fn a_revoked_token_is_refused_everywhere_within_five_seconds() {
         .await
         .expect("revoke");
     let revoked = Instant::now();
-    eventually(Duration::from_secs(5), "store-svc to refuse the revoked token", || {
-        let mut readings = readings.clone();
-        async move {
-            let err = readings.get_stats(pb::GetStatsRequest {}).await.err()?;
-            (err.code() == Code::Unauthenticated).then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(5),
+        "store-svc to refuse the revoked token",
+        || {
+            let mut readings = readings.clone();
+            async move {
+                let err = readings.get_stats(pb::GetStatsRequest {}).await.err()?;
+                (err.code() == Code::Unauthenticated).then_some(())
+            }
+        },
+    )
     .await;
-    eventually(Duration::from_secs(5), "ingest-svc to refuse the revoked token", || {
-        let mut ingest = ingest.clone();
-        async move {
-            let err = ingest
-                .ingest(pb::IngestRequest {
-                    readings: vec![reading("deck-1", 20.0)],
-                })
-                .await
-                .err()?;
-            (err.code() == Code::Unauthenticated).then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(5),
+        "ingest-svc to refuse the revoked token",
+        || {
+            let mut ingest = ingest.clone();
+            async move {
+                let err = ingest
+                    .ingest(pb::IngestRequest {
+                        readings: vec![reading("deck-1", 20.0)],
+                    })
+                    .await
+                    .err()?;
+                (err.code() == Code::Unauthenticated).then_some(())
+            }
+        },
+    )
     .await;
     assert!(revoked.elapsed() < Duration::from_secs(5));
     // The listing keeps it, revoked, and never shows a secret.
@@ -271,7 +290,11 @@ async fn a_revoked_token_is_refused_everywhere_within_five_seconds() {
         .await
         .expect("list")
         .into_inner();
-    let dash = listed.tokens.iter().find(|t| t.name == "dash").expect("listed");
+    let dash = listed
+        .tokens
+        .iter()
+        .find(|t| t.name == "dash")
+        .expect("listed");
     assert!(dash.revoked_at.is_some());
     mesh.stop().await;
     db.cleanup().await;
@@ -283,12 +306,18 @@ async fn a_revoked_token_is_refused_everywhere_within_five_seconds() {
 async fn a_gateway_over_its_rate_is_told_when_to_retry_and_others_are_not_slowed() {
     let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
     let mesh = Mesh::start(&db).await;
-    let slow = security().with_token(Some(&token(mesh.store.addr, "slow", &["ingest"], Some(100)).await));
-    let other = security().with_token(Some(&token(mesh.store.addr, "other", &["ingest"], None).await));
+    let slow = security().with_token(Some(
+        &token(mesh.store.addr, "slow", &["ingest"], Some(100)).await,
+    ));
+    let other = security().with_token(Some(
+        &token(mesh.store.addr, "other", &["ingest"], None).await,
+    ));
     let mut slow = IngestServiceClient::new(as_(mesh.ingest.addr, &slow).await);
     let mut other = IngestServiceClient::new(as_(mesh.ingest.addr, &other).await);
     let batch = |n: usize| pb::IngestRequest {
-        readings: (0..n).map(|i| reading("deck-1", 20.0 + i as f64 / 100.0)).collect(),
+        readings: (0..n)
+            .map(|i| reading("deck-1", 20.0 + i as f64 / 100.0))
+            .collect(),
     };
     // 100 per second with a burst of 2 s: 200 pass at once, the next are refused.
     slow.ingest(batch(200)).await.expect("within the burst");
@@ -300,9 +329,15 @@ async fn a_gateway_over_its_rate_is_told_when_to_retry_and_others_are_not_slowed
         .get_details_retry_info()
         .and_then(|r| r.retry_delay)
         .expect("a retry delay in the details");
-    assert!(retry > Duration::ZERO && retry <= Duration::from_secs(2), "{retry:?}");
+    assert!(
+        retry > Duration::ZERO && retry <= Duration::from_secs(2),
+        "{retry:?}"
+    );
     for _ in 0..5 {
-        let reply = other.ingest(batch(500)).await.expect("another gateway is not slowed");
+        let reply = other
+            .ingest(batch(500))
+            .await
+            .expect("another gateway is not slowed");
         assert_eq!(reply.into_inner().summary.expect("summary").stored, 500);
     }
     mesh.stop().await;
@@ -315,9 +350,13 @@ async fn store_with(db: &TestDatabase, runtime: edge_runtime::RuntimeArgs) -> co
     let mut config = store_svc::StoreConfig::new(db.data_dir.clone());
     config.store_addr = "127.0.0.1:0".parse().expect("address");
     config.database_url = db.url.clone();
-    let app = store_svc::StoreApp::build(&config, &runtime, std::sync::Arc::new(store_svc::hlc::SystemClock))
-        .await
-        .expect("store-svc starts");
+    let app = store_svc::StoreApp::build(
+        &config,
+        &runtime,
+        std::sync::Arc::new(store_svc::hlc::SystemClock),
+    )
+    .await
+    .expect("store-svc starts");
     common::Running::spawn(app.local_addr(), |stop| tokio::spawn(app.run(stop)))
 }
 
@@ -330,7 +369,10 @@ fn trusting(ca: &std::path::Path) -> Credentials {
 }
 
 /// One GetStats over a fresh connection with `credentials`.
-async fn stats_with(addr: SocketAddr, credentials: &Credentials) -> Result<pb::GetStatsResponse, String> {
+async fn stats_with(
+    addr: SocketAddr,
+    credentials: &Credentials,
+) -> Result<pb::GetStatsResponse, String> {
     let endpoint = edge_runtime::client::endpoint(
         &format!("http://{addr}"),
         &edge_runtime::client::ClientArgs {
@@ -343,11 +385,13 @@ async fn stats_with(addr: SocketAddr, credentials: &Credentials) -> Result<pb::G
     let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
     let call = edge_runtime::client::CallCredentials::bearer(credentials.token.as_deref())
         .map_err(|e| e.to_string())?;
-    ReadingsServiceClient::new(tonic::service::interceptor::InterceptedService::new(channel, call))
-        .get_stats(pb::GetStatsRequest {})
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| format!("{s:?}"))
+    ReadingsServiceClient::new(tonic::service::interceptor::InterceptedService::new(
+        channel, call,
+    ))
+    .get_stats(pb::GetStatsRequest {})
+    .await
+    .map(tonic::Response::into_inner)
+    .map_err(|s| format!("{s:?}"))
 }
 
 /// A client that trusts the site's CA connects; one that trusts another CA
@@ -361,7 +405,10 @@ async fn tls_is_checked_by_clients_and_a_rotated_certificate_is_served_without_r
     let names = edge_runtime::tls::site_ca::server_names(&[]);
     let old = edge_runtime::tls::site_ca::ensure(&dir.path().join("old"), &names).expect("old PKI");
     let new = edge_runtime::tls::site_ca::ensure(&dir.path().join("new"), &names).expect("new PKI");
-    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server-key.pem"));
+    let (cert, key) = (
+        dir.path().join("server.pem"),
+        dir.path().join("server-key.pem"),
+    );
     std::fs::copy(&old.cert, &cert).expect("copy");
     std::fs::copy(&old.key, &key).expect("copy");
     let mut runtime = edge_testkit::runtime_args();
@@ -369,9 +416,16 @@ async fn tls_is_checked_by_clients_and_a_rotated_certificate_is_served_without_r
     runtime.security.tls_key = Some(key.clone());
     let store = store_with(&db, runtime).await;
 
-    stats_with(store.addr, &trusting(&old.ca)).await.expect("a client trusting the site CA");
-    let refused = stats_with(store.addr, &trusting(&new.ca)).await.expect_err("another CA");
-    assert!(refused.to_lowercase().contains("certificate") || refused.contains("Unavailable"), "{refused}");
+    stats_with(store.addr, &trusting(&old.ca))
+        .await
+        .expect("a client trusting the site CA");
+    let refused = stats_with(store.addr, &trusting(&new.ca))
+        .await
+        .expect_err("another CA");
+    assert!(
+        refused.to_lowercase().contains("certificate") || refused.contains("Unavailable"),
+        "{refused}"
+    );
 
     // Rotate: key first, then certificate, as a copy tool would.
     std::fs::copy(&new.key, &key).expect("rotate key");
@@ -380,7 +434,10 @@ async fn tls_is_checked_by_clients_and_a_rotated_certificate_is_served_without_r
         stats_with(store.addr, &trusting(&new.ca)).await.ok()
     })
     .await;
-    assert!(stats_with(store.addr, &trusting(&old.ca)).await.is_err(), "the old certificate is gone");
+    assert!(
+        stats_with(store.addr, &trusting(&old.ca)).await.is_err(),
+        "the old certificate is gone"
+    );
     store.stop().await;
     db.cleanup().await;
 }
@@ -400,13 +457,22 @@ async fn mtls_refuses_a_gateway_without_a_certificate() {
     let without = stats_with(store.addr, &trusting(&security().ca)).await;
     assert!(without.is_err(), "no client certificate: {without:?}");
 
-    let (cert, key) = edge_runtime::tls::site_ca::issue_client_cert(ca_dir, "gateway-7").expect("client cert");
+    let (cert, key) =
+        edge_runtime::tls::site_ca::issue_client_cert(ca_dir, "gateway-7").expect("client cert");
     let tls = edge_runtime::tls::client::grpc_client_tls(Some(&security().ca), "ca")
         .expect("CA")
         .identity(tonic::transport::Identity::from_pem(cert, key));
-    let with_cert = Credentials { tls: Some(tls), token: None };
-    let denied = stats_with(store.addr, &with_cert).await.expect_err("ingest scope only");
-    assert!(denied.contains("PermissionDenied") && denied.contains("gateway-7"), "{denied}");
+    let with_cert = Credentials {
+        tls: Some(tls),
+        token: None,
+    };
+    let denied = stats_with(store.addr, &with_cert)
+        .await
+        .expect_err("ingest scope only");
+    assert!(
+        denied.contains("PermissionDenied") && denied.contains("gateway-7"),
+        "{denied}"
+    );
     store.stop().await;
     db.cleanup().await;
 }
@@ -422,10 +488,16 @@ async fn idle_and_slow_connections_do_not_keep_a_gateway_out() {
     let mut mesh = Mesh::start(&db).await;
     let mut held = Vec::new();
     for _ in 0..500 {
-        held.push(tokio::net::TcpStream::connect(mesh.ingest.addr).await.expect("idle connection"));
+        held.push(
+            tokio::net::TcpStream::connect(mesh.ingest.addr)
+                .await
+                .expect("idle connection"),
+        );
     }
     for _ in 0..50 {
-        let mut slow = tokio::net::TcpStream::connect(mesh.ingest.addr).await.expect("slow connection");
+        let mut slow = tokio::net::TcpStream::connect(mesh.ingest.addr)
+            .await
+            .expect("slow connection");
         // The first bytes of a TLS record header, then nothing.
         slow.write_all(&[0x16, 0x03, 0x01]).await.expect("write");
         held.push(slow);
@@ -439,7 +511,11 @@ async fn idle_and_slow_connections_do_not_keep_a_gateway_out() {
         .await
         .expect("a gateway ingests beside 550 idle and slow connections");
     assert_eq!(reply.into_inner().summary.expect("summary").stored, 1);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     drop(held);
     mesh.stop().await;
 
@@ -450,14 +526,23 @@ async fn idle_and_slow_connections_do_not_keep_a_gateway_out() {
     let store = store_with(&db, runtime).await;
     let mut idle = Vec::new();
     for _ in 0..20 {
-        idle.push(tokio::net::TcpStream::connect(store.addr).await.expect("idle"));
+        idle.push(
+            tokio::net::TcpStream::connect(store.addr)
+                .await
+                .expect("idle"),
+        );
     }
     // The 21st is closed at once (EOF on read), counted in the metrics.
-    let mut extra = tokio::net::TcpStream::connect(store.addr).await.expect("tcp accept");
-    let mut buf = [0u8; 1];
-    let read = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut extra, &mut buf))
+    let mut extra = tokio::net::TcpStream::connect(store.addr)
         .await
-        .expect("closed promptly");
+        .expect("tcp accept");
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut extra, &mut buf),
+    )
+    .await
+    .expect("closed promptly");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     // The idle ones time out, and an operator gets in again.
     eventually(DEADLINE, "room on the port again", || async {
@@ -479,13 +564,18 @@ async fn edge_up_then_the_cli_works_with_no_credential_flag() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_edge"));
-    let site = edge_testkit::spawn_edge_up(exe, &data_dir, None).await.expect("edge up");
+    let site = edge_testkit::spawn_edge_up(exe, &data_dir, None)
+        .await
+        .expect("edge up");
     let ca = data_dir.join("tls").join("ca.pem");
     assert!(ca.exists(), "edge up made the site CA");
     let token_file = data_dir.join("operator.token");
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&token_file).expect("operator token").permissions().mode();
+        let mode = std::fs::metadata(&token_file)
+            .expect("operator token")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the operator token is private");
     }
     let cli = |args: &[&str]| {
@@ -497,10 +587,22 @@ async fn edge_up_then_the_cli_works_with_no_credential_flag() {
             .env_remove("EDGE_DATA_DIR")
             .output()
     };
-    let simulate = cli(&["simulate", "--ingest-url", &site.ingest_url, "--duration", "1s", "--concurrency", "2"])
-        .await
-        .expect("edge simulate runs");
-    assert!(simulate.status.success(), "{}", String::from_utf8_lossy(&simulate.stderr));
+    let simulate = cli(&[
+        "simulate",
+        "--ingest-url",
+        &site.ingest_url,
+        "--duration",
+        "1s",
+        "--concurrency",
+        "2",
+    ])
+    .await
+    .expect("edge simulate runs");
+    assert!(
+        simulate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&simulate.stderr)
+    );
     let status = cli(&[
         "status",
         "--ingest-url",
@@ -514,12 +616,23 @@ async fn edge_up_then_the_cli_works_with_no_credential_flag() {
     ])
     .await
     .expect("edge status runs");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let query = cli(&["query", "--store-url", &site.store_url, "--format", "json"])
         .await
         .expect("edge query runs");
-    assert!(query.status.success(), "{}", String::from_utf8_lossy(&query.stderr));
-    assert!(String::from_utf8_lossy(&query.stdout).contains("\"sensor_id\""), "readings listed");
+    assert!(
+        query.status.success(),
+        "{}",
+        String::from_utf8_lossy(&query.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&query.stdout).contains("\"sensor_id\""),
+        "readings listed"
+    );
 
     // Trusting the CA but presenting nothing: refused.
     let anonymous = Credentials {
@@ -535,10 +648,22 @@ async fn edge_up_then_the_cli_works_with_no_credential_flag() {
     assert_eq!(refused.code(), Code::Unauthenticated);
 
     // A gateway token made with `edge tokens add` ingests but cannot amend.
-    let added = cli(&["tokens", "add", "gw-1", "--scope", "ingest", "--store-url", &site.store_url])
-        .await
-        .expect("edge tokens add runs");
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let added = cli(&[
+        "tokens",
+        "add",
+        "gw-1",
+        "--scope",
+        "ingest",
+        "--store-url",
+        &site.store_url,
+    ])
+    .await
+    .expect("edge tokens add runs");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
     let gateway = Credentials {
         token: Some(String::from_utf8_lossy(&added.stdout).trim().to_owned()),
         ..anonymous

@@ -13,6 +13,7 @@ use edge_cloud::{AdminClient, FaultMode, Faults};
 use edge_proto::internal::v1 as ipb;
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
+use edge_runtime::client::AuthedChannel;
 use edge_testkit::StoreClients;
 use edge_testkit::{
     TestDatabase, eventually, on_both_backends, spawn_edge_cloud, spawn_edge_up_with,
@@ -20,7 +21,6 @@ use edge_testkit::{
 use store_svc::storage::{Policy, Reserve};
 use sync_svc::SyncConfig;
 use sync_svc::config::CloudApi;
-use edge_runtime::client::AuthedChannel;
 
 use common::reading;
 use common::site::{Site, TOKEN, quick_sync, stats, token_of};
@@ -33,7 +33,11 @@ type Cloud = edge_testkit::InProcessCloud;
 
 /// Ingests `n` readings of `sensor` in batches of up to 5000, four calls at
 /// a time; returns the acknowledged ids.
-async fn ingest(client: &IngestServiceClient<AuthedChannel>, n: usize, sensor: &str) -> Vec<String> {
+async fn ingest(
+    client: &IngestServiceClient<AuthedChannel>,
+    n: usize,
+    sensor: &str,
+) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);
     let mut left = n;
     while left > 0 {

@@ -89,10 +89,10 @@ impl HealthApp {
                 config.mesh_check_timeout,
                 &credentials,
             )
-                .map_err(|source| StartError::MeshUrl {
-                    flag: target.flag,
-                    source,
-                })?;
+            .map_err(|source| StartError::MeshUrl {
+                flag: target.flag,
+                source,
+            })?;
             checkers.push(checker);
             services.push(ServiceHealth {
                 name: target.name,

@@ -14,10 +14,10 @@ use edge_cloud::{FaultMode, Faults};
 use edge_cloud_link::{CloudLinkArgs, ProbeConfig};
 use edge_proto::v1 as pb;
 use edge_proto::v1::cloud_health_service_client::CloudHealthServiceClient;
+use edge_runtime::client::AuthedChannel;
 use edge_runtime::{RuntimeArgs, ServeError, Shutdown};
 use edge_testkit::eventually;
 use health_svc::{HealthApp, HealthConfig, MeshTargets};
-use edge_runtime::client::AuthedChannel;
 
 const TOKEN: &str = "test-token";
 /// Generous: CI machines are slow and shared; conditions usually hold in

@@ -18,12 +18,12 @@ use std::time::SystemTime;
 use edge_proto::internal::v1::store_ingest_service_client::StoreIngestServiceClient;
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_server::IngestService;
+use edge_runtime::client::AuthedChannel;
 use futures::{Stream, StreamExt};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use prost_types::Timestamp;
 use tokio_util::sync::CancellationToken;
-use edge_runtime::client::AuthedChannel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::coalesce::StoreAppender;
@@ -277,9 +277,9 @@ impl IngestService for IngestGrpc {
                 // it is stored; a batch over it ends the stream with the
                 // delay after which the gateway may resume.
                 let over_rate = match (&batch, &caller) {
-                    (Ok(batch), Some(identity)) => identity
-                        .take_readings(batch.readings.len(), SERVER)
-                        .err(),
+                    (Ok(batch), Some(identity)) => {
+                        identity.take_readings(batch.readings.len(), SERVER).err()
+                    }
                     _ => None,
                 };
                 async move {

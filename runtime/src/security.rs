@@ -121,7 +121,10 @@ fn parse_scopes(text: &str) -> Result<Scopes, String> {
 fn parse_refresh(text: &str) -> Result<Duration, String> {
     let every = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if every.is_zero() || every > Duration::from_secs(5) {
-        return Err("must be more than 0 and at most 5s (a revoked token must stop working within 5 s)".into());
+        return Err(
+            "must be more than 0 and at most 5s (a revoked token must stop working within 5 s)"
+                .into(),
+        );
     }
     Ok(every)
 }
@@ -193,11 +196,13 @@ impl SecurityArgs {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Err(SecurityError::NoCertificate);
         };
-        let client_auth = self.tls_client_auth.unwrap_or(if self.tls_client_ca.is_some() {
-            ClientAuth::Optional
-        } else {
-            ClientAuth::None
-        });
+        let client_auth = self
+            .tls_client_auth
+            .unwrap_or(if self.tls_client_ca.is_some() {
+                ClientAuth::Optional
+            } else {
+                ClientAuth::None
+            });
         Ok(Some(crate::tls::server_config(&ServerTlsFiles {
             cert: cert.clone(),
             key: key.clone(),

@@ -66,6 +66,10 @@ pub(crate) fn metrics() -> &'static SecurityMetrics {
 }
 
 /// `server` and `reason` labels.
-pub(crate) fn labels(server: &'static str, key: &'static str, value: &'static str) -> [KeyValue; 2] {
+pub(crate) fn labels(
+    server: &'static str,
+    key: &'static str,
+    value: &'static str,
+) -> [KeyValue; 2] {
     [KeyValue::new("server", server), KeyValue::new(key, value)]
 }

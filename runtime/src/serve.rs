@@ -223,12 +223,8 @@ impl GrpcServer {
 
         let security = self.security;
         let tls = security.tls.is_some();
-        let incoming = crate::listener::incoming(
-            self.listener,
-            security.tls,
-            security.accept,
-            security.name,
-        );
+        let incoming =
+            crate::listener::incoming(self.listener, security.tls, security.accept, security.name);
         let ready = crate::metrics_http::readiness().register(security.name);
 
         let stop = shutdown.clone();

@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use edge_proto::internal::v1::identity_service_server::IdentityServiceServer;
 use edge_proto::internal::v1::store_ingest_service_server::StoreIngestServiceServer;
 use edge_proto::internal::v1::store_sync_service_server::StoreSyncServiceServer;
 use edge_proto::v1::operations_service_server::OperationsServiceServer;
-use edge_proto::internal::v1::identity_service_server::IdentityServiceServer;
 use edge_proto::v1::readings_service_server::ReadingsServiceServer;
 use edge_proto::v1::tokens_service_server::TokensServiceServer;
 use edge_runtime::security::SecurityError;

@@ -418,6 +418,13 @@ impl StoreProcess {
         ])
         .arg("--data-dir")
         .arg(&db.data_dir)
+        // The test process's certificate, as a Secret would give it.
+        .arg("--tls-cert")
+        .arg(&edge_testkit::security().cert)
+        .arg("--tls-key")
+        .arg(&edge_testkit::security().key)
+        .arg("--mesh-token-file")
+        .arg(&edge_testkit::security().mesh_token_file)
         .env("EDGE_LOG", "info,sqlx=warn")
         .env("EDGE_STORAGE_RESERVE", edge_testkit::TEST_STORAGE_RESERVE)
         .envs(env.iter().copied())

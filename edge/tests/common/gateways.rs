@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
+use edge_runtime::client::AuthedChannel;
 use tokio::task::JoinSet;
 use tonic::Code;
-use edge_runtime::client::AuthedChannel;
 
 /// What the fleet saw.
 #[derive(Debug, Default)]
@@ -39,7 +39,11 @@ const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 impl Fleet {
     /// `gateways` gateways sending batches of `batch` readings to `ingest`.
-    pub fn start(ingest: IngestServiceClient<AuthedChannel>, gateways: usize, batch: usize) -> Fleet {
+    pub fn start(
+        ingest: IngestServiceClient<AuthedChannel>,
+        gateways: usize,
+        batch: usize,
+    ) -> Fleet {
         let books = Arc::new(Mutex::new(Books::default()));
         let acked = Arc::new(AtomicU64::new(0));
         let refused = Arc::new(AtomicU64::new(0));

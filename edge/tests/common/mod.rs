@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
+use edge_runtime::client::AuthedChannel;
 use edge_runtime::{RuntimeArgs, ServeError, Shutdown};
 use edge_testkit::StoreClients;
 use edge_testkit::TestDatabase;
@@ -21,7 +22,6 @@ use prost_types::Timestamp;
 use store_svc::hlc::{SystemClock, WallClock};
 use store_svc::{StoreApp, StoreConfig};
 use tokio::task::JoinHandle;
-use edge_runtime::client::AuthedChannel;
 
 pub fn runtime_args() -> RuntimeArgs {
     RuntimeArgs {

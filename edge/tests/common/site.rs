@@ -149,7 +149,13 @@ impl Site {
 }
 
 /// sync-svc for `mesh`'s store, running.
-async fn start_sync(mesh: &Mesh, config: &SyncConfig) -> (Running, SyncServiceClient<edge_runtime::client::AuthedChannel>) {
+async fn start_sync(
+    mesh: &Mesh,
+    config: &SyncConfig,
+) -> (
+    Running,
+    SyncServiceClient<edge_runtime::client::AuthedChannel>,
+) {
     let store_url = format!("http://{}", mesh.store.addr);
     let app = SyncApp::build(config, &store_url, &runtime_args(), &ClientArgs::default())
         .await

@@ -114,7 +114,9 @@ impl Guard {
                 Lookup::Unknown => {
                     return Err(self.refuse(
                         "unauthenticated",
-                        Status::unauthenticated("the bearer token is not valid (unknown or revoked)"),
+                        Status::unauthenticated(
+                            "the bearer token is not valid (unknown or revoked)",
+                        ),
                     ));
                 }
                 Lookup::NotLoaded => {
@@ -126,9 +128,7 @@ impl Guard {
             Some(None) => {
                 return Err(self.refuse(
                     "unauthenticated",
-                    Status::unauthenticated(
-                        "the authorization metadata must be `Bearer <token>`",
-                    ),
+                    Status::unauthenticated("the authorization metadata must be `Bearer <token>`"),
                 ));
             }
             None => match peer.and_then(|p| p.client_cert_name.as_ref()) {

@@ -16,6 +16,8 @@ pub mod remote;
 mod scope;
 
 pub use guard::{Guard, GuardLayer, caller};
-pub use identity::{Identities, Identity, IdentityRecord, IdentitySource, LoadError, LoadFuture, Lookup};
+pub use identity::{
+    Identities, Identity, IdentityRecord, IdentitySource, LoadError, LoadFuture, Lookup,
+};
 pub use limits::{RateLimiter, Rates, over_rate};
 pub use scope::{Scope, Scopes, UnknownScope};

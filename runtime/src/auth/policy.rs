@@ -22,13 +22,22 @@ pub enum Requirement {
 const RULES: &[(&str, Requirement)] = &[
     ("/grpc.health.v1.Health/", Requirement::Anonymous),
     ("/grpc.reflection.", Requirement::Authenticated),
-    ("/edge.v1.IngestService/", Requirement::AnyOf(&[Scope::Ingest])),
-    ("/edge.v1.ReadingsService/", Requirement::AnyOf(&[Scope::Read])),
+    (
+        "/edge.v1.IngestService/",
+        Requirement::AnyOf(&[Scope::Ingest]),
+    ),
+    (
+        "/edge.v1.ReadingsService/",
+        Requirement::AnyOf(&[Scope::Read]),
+    ),
     (
         "/edge.v1.OperationsService/",
         Requirement::AnyOf(&[Scope::Operate]),
     ),
-    ("/edge.v1.TokensService/", Requirement::AnyOf(&[Scope::Operate])),
+    (
+        "/edge.v1.TokensService/",
+        Requirement::AnyOf(&[Scope::Operate]),
+    ),
     (
         "/edge.v1.SyncService/SyncNow",
         Requirement::AnyOf(&[Scope::Operate]),

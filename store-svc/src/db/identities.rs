@@ -64,9 +64,8 @@ where
             tx.rollback().await?;
             return Ok(false);
         }
-        let sql = format!(
-            "INSERT INTO identities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)"
-        );
+        let sql =
+            format!("INSERT INTO identities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)");
         sqlx::query(&sql)
             .bind(row.name.as_str())
             .bind(row.token_sha256.as_str())
@@ -130,9 +129,8 @@ where
             .bind(row.token_sha256.as_str())
             .execute(&mut *tx)
             .await?;
-        let sql = format!(
-            "INSERT INTO identities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)"
-        );
+        let sql =
+            format!("INSERT INTO identities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)");
         sqlx::query(&sql)
             .bind(row.name.as_str())
             .bind(row.token_sha256.as_str())

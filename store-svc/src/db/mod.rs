@@ -41,8 +41,8 @@ use opentelemetry::metrics::Counter;
 use sqlx::{Postgres, Sqlite};
 
 pub use backend::Durability;
-pub use identities::IdentityRow;
 use faults::WriteOp;
+pub use identities::IdentityRow;
 pub use storage::{DroppedRow, Usage};
 pub use store::Store;
 

@@ -55,10 +55,13 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
 
 fn scopes_from_proto(scopes: &[String]) -> Result<Scopes, StoreError> {
     if scopes.is_empty() {
-        return Err(violation("scopes", "name at least one of ingest, read, operate"));
+        return Err(violation(
+            "scopes",
+            "name at least one of ingest, read, operate",
+        ));
     }
-    let parsed = Scopes::parse(&scopes.join(","))
-        .map_err(|err| violation("scopes", err.to_string()))?;
+    let parsed =
+        Scopes::parse(&scopes.join(",")).map_err(|err| violation("scopes", err.to_string()))?;
     if parsed.contains(Scope::Mesh) {
         return Err(violation(
             "scopes",
@@ -97,7 +100,8 @@ impl TokensService for TokensGrpc {
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let created_by = caller(&request).map_or_else(|| "unknown".to_owned(), |i| i.name.to_string());
+        let created_by =
+            caller(&request).map_or_else(|| "unknown".to_owned(), |i| i.name.to_string());
         let request = request.into_inner();
         check_name(&request.name)?;
         let scopes = scopes_from_proto(&request.scopes)?;

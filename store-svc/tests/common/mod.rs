@@ -70,6 +70,11 @@ impl RunningStore {
         config.storage.storage_reserve =
             store_svc::storage::Reserve::Bytes(edge_testkit::TEST_STORAGE_RESERVE_BYTES);
         configure(&mut config);
+        // The data directory may be another than the fixture's (a small
+        // tmpfs): the test's operator token goes where store-svc looks.
+        edge_testkit::security()
+            .seed_operator_token(&config.data_dir)
+            .expect("operator token");
         let runtime = RuntimeArgs {
             shutdown_grace: Duration::from_secs(5),
             ..edge_testkit::runtime_args()
