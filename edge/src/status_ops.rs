@@ -117,7 +117,7 @@ async fn gather(args: &StatusArgs) -> anyhow::Result<Gathered> {
         ];
         let credentials = &credentials;
         let checks = targets.iter().map(|(name, url, service)| async move {
-            let check = Checker::new(url, service, args.timeout, &credentials)?
+            let check = Checker::new(url, service, args.timeout, credentials)?
                 .check()
                 .await;
             anyhow::Ok((*name, url.to_string(), check.state, check.error))

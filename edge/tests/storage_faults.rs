@@ -77,7 +77,7 @@ async fn stop(fleet: Fleet) -> Books {
 /// Every reading the gateways were told was stored is stored under the seq
 /// they were told, and the site's seqs run 1..=N without a gap.
 async fn check_books(site: &EdgeUp, books: &Books) {
-    let mut store = StoreClients::of_site(&site).await;
+    let mut store = StoreClients::of_site(site).await;
     let stored = common::query_all(&mut store).await;
     let by_id: std::collections::HashMap<&str, u64> =
         stored.iter().map(|r| (r.id.as_str(), r.seq)).collect();
