@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use edge_credentials::TokenHash;
-use edge_runtime::auth::{IdentityRecord, IdentitySource, LoadError, LoadFuture, Rates, Scopes};
+use edge_runtime::auth::{
+    IdentityRecord, IdentitySource, LoadError, LoadFuture, Loaded, Rates, Scopes,
+};
 
 use crate::db::{Database, DbError, IdentityRow};
 
@@ -41,15 +43,40 @@ pub fn record(row: IdentityRow) -> Result<IdentityRecord, LoadError> {
     })
 }
 
+/// Every row of the table (revoked ones too) as the guard uses it: the
+/// valid credentials, and the names none of whose tokens is valid.
+pub fn loaded(rows: Vec<IdentityRow>) -> Result<Loaded, LoadError> {
+    let valid: std::collections::HashSet<String> = rows
+        .iter()
+        .filter(|r| r.revoked_at_us.is_none())
+        .map(|r| r.name.clone())
+        .collect();
+    let mut revoked_names: Vec<String> = rows
+        .iter()
+        .filter(|r| !valid.contains(&r.name))
+        .map(|r| r.name.clone())
+        .collect();
+    revoked_names.sort();
+    revoked_names.dedup();
+    Ok(Loaded {
+        records: rows
+            .into_iter()
+            .filter(|r| r.revoked_at_us.is_none())
+            .map(record)
+            .collect::<Result<_, _>>()?,
+        revoked_names,
+    })
+}
+
 impl IdentitySource for StoredIdentities {
     fn load(&self) -> LoadFuture<'_> {
         Box::pin(async move {
             let rows = self
                 .db
-                .identities(false)
+                .identities(true)
                 .await
                 .map_err(|e| LoadError(e.to_string()))?;
-            rows.into_iter().map(record).collect()
+            loaded(rows)
         })
     }
 }

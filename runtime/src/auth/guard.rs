@@ -132,6 +132,14 @@ impl Guard {
                 ));
             }
             None => match peer.and_then(|p| p.client_cert_name.as_ref()) {
+                Some(name) if self.inner.identities.is_revoked(name) => {
+                    return Err(self.refuse(
+                        "unauthenticated",
+                        Status::unauthenticated(format!(
+                            "the identity {name:?} of this client certificate is revoked"
+                        )),
+                    ));
+                }
                 Some(name) => self.cert_identity(name),
                 None => {
                     return Err(self.refuse(

@@ -64,13 +64,22 @@ impl Identity {
     }
 }
 
+/// What a load of the table found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// Every valid (not revoked) credential.
+    pub records: Vec<IdentityRecord>,
+    /// Names with no valid credential left: a client certificate naming one
+    /// is refused.
+    pub revoked_names: Vec<String>,
+}
+
 /// A boxed future of a table load.
-pub type LoadFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Vec<IdentityRecord>, LoadError>> + Send + 'a>>;
+pub type LoadFuture<'a> = Pin<Box<dyn Future<Output = Result<Loaded, LoadError>> + Send + 'a>>;
 
 /// Where a server reads the identities from.
 pub trait IdentitySource: Send + Sync + 'static {
-    /// Every valid (not revoked) credential.
+    /// The valid credentials and the revoked names.
     fn load(&self) -> LoadFuture<'_>;
 }
 
@@ -82,6 +91,7 @@ pub struct LoadError(pub String);
 #[derive(Default)]
 struct Table {
     by_hash: HashMap<TokenHash, Arc<Identity>>,
+    revoked_names: std::collections::HashSet<String>,
     loaded: bool,
 }
 
@@ -124,7 +134,7 @@ impl Identities {
             defaults,
             last_miss_reload: tokio::sync::Mutex::new(None),
         });
-        identities.install(Vec::new(), false);
+        identities.install(Loaded::default(), false);
         identities
     }
 
@@ -137,10 +147,10 @@ impl Identities {
 
     /// Replaces the table, keeping each unchanged identity (and so its rate
     /// limiter's state).
-    fn install(&self, records: Vec<IdentityRecord>, loaded: bool) {
+    fn install(&self, loaded_table: Loaded, loaded: bool) {
         let old = self.current();
         let mut by_hash = HashMap::new();
-        for record in self.configured.iter().cloned().chain(records) {
+        for record in self.configured.iter().cloned().chain(loaded_table.records) {
             let rates = record.rates.or(self.defaults);
             let kept = old.by_hash.get(&record.token_hash).filter(|i| {
                 *i.name == *record.name && i.scopes == record.scopes && i.limiter.rates() == rates
@@ -155,7 +165,11 @@ impl Identities {
             };
             by_hash.insert(record.token_hash, identity);
         }
-        let table = Arc::new(Table { by_hash, loaded });
+        let table = Arc::new(Table {
+            by_hash,
+            revoked_names: loaded_table.revoked_names.into_iter().collect(),
+            loaded,
+        });
         match self.table.write() {
             Ok(mut slot) => *slot = table,
             Err(poisoned) => *poisoned.into_inner() = table,
@@ -164,8 +178,8 @@ impl Identities {
 
     /// Loads the table from the source now.
     pub async fn reload(&self) -> Result<(), LoadError> {
-        let records = self.source.load().await?;
-        self.install(records, true);
+        let loaded = self.source.load().await?;
+        self.install(loaded, true);
         Ok(())
     }
 
@@ -198,6 +212,11 @@ impl Identities {
         } else {
             Lookup::NotLoaded
         }
+    }
+
+    /// Whether `name` has been revoked and has no valid credential left.
+    pub fn is_revoked(&self, name: &str) -> bool {
+        self.current().revoked_names.contains(name)
     }
 
     /// Named identities presented through a client certificate: the

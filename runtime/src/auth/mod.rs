@@ -17,7 +17,7 @@ mod scope;
 
 pub use guard::{Guard, GuardLayer, caller};
 pub use identity::{
-    Identities, Identity, IdentityRecord, IdentitySource, LoadError, LoadFuture, Lookup,
+    Identities, Identity, IdentityRecord, IdentitySource, LoadError, LoadFuture, Loaded, Lookup,
 };
 pub use limits::{RateLimiter, Rates, over_rate};
 pub use scope::{Scope, Scopes, UnknownScope};

@@ -5,7 +5,7 @@ use edge_credentials::TokenHash;
 use edge_proto::internal::v1::ListIdentitiesRequest;
 use edge_proto::internal::v1::identity_service_client::IdentityServiceClient;
 
-use super::identity::{IdentityRecord, IdentitySource, LoadError, LoadFuture};
+use super::identity::{IdentityRecord, IdentitySource, LoadError, LoadFuture, Loaded};
 use super::{Rates, Scopes};
 use crate::client::AuthedChannel;
 
@@ -31,8 +31,8 @@ impl IdentitySource for RemoteIdentities {
                 .list_identities(ListIdentitiesRequest {})
                 .await
                 .map_err(|status| LoadError(format!("store-svc answered {status}")))?;
-            response
-                .into_inner()
+            let response = response.into_inner();
+            let records = response
                 .identities
                 .into_iter()
                 .map(|entry| {
@@ -49,7 +49,11 @@ impl IdentitySource for RemoteIdentities {
                         name: entry.name,
                     })
                 })
-                .collect()
+                .collect::<Result<Vec<_>, LoadError>>()?;
+            Ok(Loaded {
+                records,
+                revoked_names: response.revoked_names,
+            })
         })
     }
 }

@@ -2,6 +2,7 @@
 //! their SHA-256, named, scoped, and revoked by setting `revoked_at_us`
 //! (rows are kept, so the record says who existed and when).
 
+use edge_sql::WriteConn;
 use sqlx::FromRow;
 
 use super::DbError;
@@ -38,6 +39,23 @@ impl<DB: Backend> Store<DB>
 where
     for<'r> IdentityRow: FromRow<'r, DB::Row>,
 {
+    /// Inserts `row`, valid, in the transaction `tx`.
+    async fn insert(tx: &mut WriteConn<DB>, row: &IdentityRow) -> Result<(), DbError> {
+        let sql =
+            format!("INSERT INTO identities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)");
+        sqlx::query(&sql)
+            .bind(row.name.as_str())
+            .bind(row.token_sha256.as_str())
+            .bind(row.scopes.as_str())
+            .bind(row.calls_per_second)
+            .bind(row.readings_per_second)
+            .bind(row.created_at_us)
+            .bind(row.created_by.as_str())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     /// Identities, valid ones only unless `include_revoked`, by name.
     pub async fn identities(&self, include_revoked: bool) -> Result<Vec<IdentityRow>, DbError> {
         let filter = if include_revoked {
@@ -64,18 +82,7 @@ where
             tx.rollback().await?;
             return Ok(false);
         }
-        let sql =
-            format!("INSERT INTO identities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)");
-        sqlx::query(&sql)
-            .bind(row.name.as_str())
-            .bind(row.token_sha256.as_str())
-            .bind(row.scopes.as_str())
-            .bind(row.calls_per_second)
-            .bind(row.readings_per_second)
-            .bind(row.created_at_us)
-            .bind(row.created_by.as_str())
-            .execute(&mut *tx)
-            .await?;
+        Self::insert(&mut tx, row).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -129,18 +136,7 @@ where
             .bind(row.token_sha256.as_str())
             .execute(&mut *tx)
             .await?;
-        let sql =
-            format!("INSERT INTO identities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)");
-        sqlx::query(&sql)
-            .bind(row.name.as_str())
-            .bind(row.token_sha256.as_str())
-            .bind(row.scopes.as_str())
-            .bind(row.calls_per_second)
-            .bind(row.readings_per_second)
-            .bind(row.created_at_us)
-            .bind(row.created_by.as_str())
-            .execute(&mut *tx)
-            .await?;
+        Self::insert(&mut tx, row).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -186,12 +186,16 @@ impl IdentityService for TokensGrpc {
         let rows = self
             .store
             .db
-            .identities(false)
+            .identities(true)
             .await
             .map_err(StoreError::from)?;
+        let revoked_names = crate::identities::loaded(rows.clone())
+            .map(|l| l.revoked_names)
+            .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ipb::ListIdentitiesResponse {
             identities: rows
                 .into_iter()
+                .filter(|row| row.revoked_at_us.is_none())
                 .map(|row| ipb::IdentityEntry {
                     scopes: row.scopes.split(',').map(str::to_owned).collect(),
                     calls_per_second: rate(row.calls_per_second),
@@ -200,6 +204,7 @@ impl IdentityService for TokensGrpc {
                     token_sha256: row.token_sha256,
                 })
                 .collect(),
+            revoked_names,
         }))
     }
 }
