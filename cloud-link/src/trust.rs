@@ -101,7 +101,7 @@ impl CloudTrust {
     }
 
     /// Makes `builder` trust these certificates and nothing else.
-    pub(crate) fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    pub fn apply(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         builder.tls_certs_only(self.certs.iter().cloned())
     }
 }

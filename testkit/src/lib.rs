@@ -26,7 +26,8 @@ pub mod tmpfs;
 pub use cloud::{InProcessCloud, InProcessCloudBuilder, TEST_SITE_ID, TEST_SITE_IDS, site_token};
 pub use postgres_server::{PostgresServer, StopMode};
 pub use security::{
-    TestSecurity, connect, connect_endpoint, connect_with, operator_endpoint, runtime_args, security,
+    TestSecurity, connect, connect_endpoint, connect_with, operator_endpoint, runtime_args,
+    security,
 };
 pub use store::{StoreClients, query_all};
 pub use tmpfs::Tmpfs;
