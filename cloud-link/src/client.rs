@@ -19,6 +19,7 @@ use crate::contract::{
     self, AmendmentRequest, ChangesPage, Coverage, ErrorBody, PushBatch, PushResponse,
     ReadingState, SimpleCreated, SimpleReading, UnsentAck, UnsentReport, VersionResult,
 };
+use crate::trust::CloudTrust;
 
 /// Error codes of the contract that blame the request's envelope (headers),
 /// not the data in it: never a reason to dead-letter a reading.
@@ -49,6 +50,9 @@ pub struct ClientConfig {
     /// Largest response body read; a longer one is cut off and the request
     /// fails.
     pub max_response_bytes: usize,
+    /// The CA certificates an `https://` cloud's certificate must chain to
+    /// (`--cloud-ca`); `None`: the system's roots.
+    pub trust: Option<CloudTrust>,
 }
 
 /// A request to the cloud failed.
@@ -185,7 +189,7 @@ pub struct CloudClient {
 
 /// `url` without user info, query or fragment (or only its scheme when it
 /// does not parse).
-fn shown_url(url: &str) -> String {
+pub(crate) fn shown_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut parsed) => {
             let _ = parsed.set_username("");
@@ -206,7 +210,12 @@ impl CloudClient {
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("edge-sync/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("edge-sync/", env!("CARGO_PKG_VERSION")));
+        let http = match &config.trust {
+            Some(trust) => trust.apply(http),
+            None => http,
+        };
+        let http = http
             .build()
             .map_err(|err| CloudError::Encode(format!("cannot build the HTTP client: {err}")))?;
         let base = config.base_url.trim_end_matches('/').to_owned();

@@ -6,12 +6,15 @@
 //!
 //! No cloud URL is a valid configuration: the site runs offline by design.
 
+use std::path::PathBuf;
+use std::sync::Once;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::client::{ClientConfig, CloudClient, CloudError};
 use crate::probe::ProbeConfig;
+use crate::trust::{CloudTrust, TrustError};
 
 /// Where the cloud is and how to probe it.
 #[derive(Debug, Clone, Args)]
@@ -26,6 +29,14 @@ pub struct CloudLinkArgs {
     /// logged.
     #[arg(long, env = "EDGE_CLOUD_TOKEN", hide_env_values = true)]
     pub cloud_token: Option<String>,
+
+    /// PEM file of the CA certificate(s) the cloud's certificate must chain
+    /// to, for a cloud under a private PKI. When set, only these are trusted
+    /// (not the system's roots): see docs/deploy.md. Unset: the system's
+    /// trust store. Read at start-up; a file that is not a CA certificate
+    /// stops the start.
+    #[arg(long, env = "EDGE_CLOUD_CA")]
+    pub cloud_ca: Option<PathBuf>,
 
     /// Deadline for connecting to the cloud.
     #[arg(long, env = "EDGE_CLOUD_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -42,6 +53,9 @@ pub enum LinkConfigError {
     /// The cloud URL is not http(s).
     #[error("--cloud-url / EDGE_CLOUD_URL must start with http:// or https:// (got {0:?})")]
     Scheme(String),
+    /// The `--cloud-ca` file cannot be used.
+    #[error(transparent)]
+    CloudCa(#[from] TrustError),
     /// The HTTP client could not be built for that URL.
     #[error("--cloud-url: {0}")]
     Client(#[from] CloudError),
@@ -64,6 +78,7 @@ impl CloudLinkArgs {
         CloudLinkArgs {
             cloud_url: None,
             cloud_token: None,
+            cloud_ca: None,
             cloud_connect_timeout: Duration::from_secs(5),
             probe: ProbeConfig::default(),
         }
@@ -83,24 +98,51 @@ impl CloudLinkArgs {
         }
     }
 
-    /// The HTTP client's settings for `base_url`.
-    pub fn client_config(&self, base_url: &str, usage: ClientUse) -> ClientConfig {
-        ClientConfig {
+    /// The HTTP client's settings for `base_url`, with the `--cloud-ca`
+    /// certificates read and checked.
+    pub fn client_config(
+        &self,
+        base_url: &str,
+        usage: ClientUse,
+    ) -> Result<ClientConfig, LinkConfigError> {
+        let trust = self.cloud_ca.as_deref().map(CloudTrust::load).transpose()?;
+        Ok(ClientConfig {
             base_url: base_url.to_owned(),
             token: self.cloud_token.clone(),
             request_timeout: usage.request_timeout,
             connect_timeout: self.cloud_connect_timeout,
             gzip: usage.gzip,
             max_response_bytes: usage.max_response_bytes,
-        }
+            trust,
+        })
     }
 
     /// A client of the configured cloud, or `None` when there is none.
     pub fn client(&self, usage: ClientUse) -> Result<Option<CloudClient>, LinkConfigError> {
         match self.url()? {
             None => Ok(None),
-            Some(url) => Ok(Some(CloudClient::new(self.client_config(url, usage))?)),
+            Some(url) => {
+                let config = self.client_config(url, usage)?;
+                warn_if_plaintext(url);
+                Ok(Some(CloudClient::new(config)?))
+            }
         }
+    }
+}
+
+/// Logs, once per process (sync-svc and health-svc each build a client),
+/// that an `http://` link is not encrypted: allowed for tests and for a
+/// cloud behind a TLS-terminating proxy on the same trusted network, but
+/// the token and the data cross the network in the clear.
+fn warn_if_plaintext(url: &str) {
+    static WARNED: Once = Once::new();
+    if url.starts_with("http://") {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                cloud = %crate::client::shown_url(url),
+                "the cloud link is plain http://: the site token and the readings are not encrypted; use https:// (with --cloud-ca for a private CA)"
+            );
+        });
     }
 }
 

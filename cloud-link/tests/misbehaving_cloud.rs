@@ -103,6 +103,7 @@ async fn client() -> CloudClient {
         connect_timeout: Duration::from_secs(2),
         gzip: true,
         max_response_bytes: 64 * 1024,
+        trust: None,
     })
     .expect("client")
 }

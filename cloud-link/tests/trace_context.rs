@@ -57,6 +57,7 @@ async fn a_push_carries_the_trace_context_of_its_span() {
         connect_timeout: Duration::from_secs(2),
         gzip: false,
         max_response_bytes: 64 * 1024,
+        trust: None,
     })
     .expect("client");
     let batch = PushBatch { versions: vec![] };

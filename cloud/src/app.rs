@@ -12,6 +12,7 @@ use edge_credentials::{SecretFileError, TokenHash};
 
 use edge_versioning::{SystemClock, WallClock};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::AdminAuth;
@@ -59,6 +60,10 @@ pub enum CloudError {
         #[source]
         source: std::io::Error,
     },
+    /// `--tls-cert` / `--tls-key` cannot be used (the error names the
+    /// flag and the file).
+    #[error("cannot serve TLS: {0}")]
+    Tls(#[from] edge_runtime::tls::TlsError),
     /// A server task panicked.
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -80,6 +85,7 @@ pub struct CloudApp {
     header_timeout: Duration,
     body_timeout: Duration,
     grace: Duration,
+    tls: Option<TlsAcceptor>,
 }
 
 impl CloudApp {
@@ -97,6 +103,21 @@ impl CloudApp {
         args: &CloudArgs,
         clock: Arc<dyn WallClock>,
     ) -> Result<CloudApp, CloudError> {
+        // Before the database: a certificate that does not load is a
+        // configuration error to report at once.
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert.clone(), key.clone())?),
+            // clap makes the flags require each other; set in code, one
+            // alone is refused the same way.
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(CloudError::Tls(edge_runtime::tls::TlsError::Invalid {
+                    flag: "--tls-cert / --tls-key",
+                    path: String::new(),
+                    reason: "both must be set, or neither".into(),
+                }));
+            }
+            (None, None) => None,
+        };
         let admin_token_file = args.admin_token_path();
         let (admin_token, created) =
             edge_credentials::load_or_create(&admin_token_file, ADMIN_TOKEN_PREFIX)
@@ -169,6 +190,7 @@ impl CloudApp {
             header_timeout: args.header_timeout,
             body_timeout: args.body_timeout,
             grace: args.shutdown_grace,
+            tls,
         })
     }
 
@@ -180,6 +202,25 @@ impl CloudApp {
     /// The address of the admin API.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// Whether both ports speak TLS (`--tls-cert`).
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// `https://addr` or `http://addr` of the public API.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.public_addr)
+    }
+
+    /// `https://addr` or `http://addr` of the admin API.
+    pub fn admin_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.admin_addr)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// The file holding the admin API's bearer token (0600). Tests and
@@ -196,7 +237,14 @@ impl CloudApp {
     /// Serves both ports until `shutdown` is cancelled, drains in-flight
     /// requests (bounded by the shutdown grace) and closes the database.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), CloudError> {
-        tracing::info!(public = %self.public_addr, admin = %self.admin_addr, "reference cloud serving");
+        tracing::info!(public = %self.url(), admin = %self.admin_url(), "reference cloud serving");
+        if self.tls.is_none() {
+            tracing::warn!(
+                "serving plain HTTP: site tokens, the admin token and the data cross the network \
+                 unencrypted; set --tls-cert and --tls-key unless a TLS-terminating proxy is in \
+                 front"
+            );
+        }
         let refresh = tokio::spawn(
             self.sites
                 .clone()
@@ -214,6 +262,7 @@ impl CloudApp {
             what: "public",
             faults: Some(self.faults.subscribe()),
             header_timeout: self.header_timeout,
+            tls: self.tls.clone(),
             counters: self.counters.clone(),
             shutdown: shutdown.clone(),
             grace: self.grace,

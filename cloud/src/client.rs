@@ -99,6 +99,16 @@ impl AdminClient {
         admin_base_url: impl Into<String>,
         admin_token: &str,
     ) -> Result<Self, AdminClientError> {
+        Self::with_trust(admin_base_url, admin_token, None)
+    }
+
+    /// [`Self::new`] for an `https://` admin API whose certificate chains to
+    /// `trust` (the system's roots when `None`).
+    pub fn with_trust(
+        admin_base_url: impl Into<String>,
+        admin_token: &str,
+        trust: Option<&edge_cloud_link::CloudTrust>,
+    ) -> Result<Self, AdminClientError> {
         // reqwest is built without a default crypto provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut authorization =
@@ -110,9 +120,12 @@ impl AdminClient {
         let http = reqwest::Client::builder()
             .no_proxy()
             .default_headers(headers)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(AdminClientError::Build)?;
+            .timeout(Duration::from_secs(30));
+        let http = match trust {
+            Some(trust) => trust.apply(http),
+            None => http,
+        };
+        let http = http.build().map_err(AdminClientError::Build)?;
         Ok(AdminClient {
             http,
             base: admin_base_url.into().trim_end_matches('/').to_owned(),
@@ -128,6 +141,18 @@ impl AdminClient {
         let token =
             edge_credentials::read_secret_file(token_file).map_err(AdminClientError::TokenFile)?;
         Self::new(admin_base_url, &token)
+    }
+
+    /// [`Self::from_token_file`] for an `https://` admin API whose
+    /// certificate chains to `trust`.
+    pub fn from_token_file_trusting(
+        admin_base_url: impl Into<String>,
+        token_file: &std::path::Path,
+        trust: &edge_cloud_link::CloudTrust,
+    ) -> Result<Self, AdminClientError> {
+        let token =
+            edge_credentials::read_secret_file(token_file).map_err(AdminClientError::TokenFile)?;
+        Self::with_trust(admin_base_url, &token, Some(trust))
     }
 
     /// The faults in force.

@@ -107,7 +107,8 @@ pub struct CloudArgs {
 
     /// A connection that has not sent a request's headers whole within this
     /// long is closed (both ports), so a client that stalls mid-headers
-    /// cannot hold a connection (and its memory) open.
+    /// cannot hold a connection (and its memory) open. With TLS, the
+    /// handshake gets this long too.
     #[arg(
         long = "header-timeout",
         env = "EDGE_CLOUD_HEADER_TIMEOUT",
@@ -115,6 +116,18 @@ pub struct CloudArgs {
         value_parser = parse_timeout
     )]
     pub header_timeout: Duration,
+
+    /// PEM certificate chain (leaf first) both ports present: with
+    /// `--tls-key`, the cloud speaks HTTPS. Re-read when the file changes
+    /// (a rotated certificate needs no restart). Unset: plain HTTP, for
+    /// tests, demos and a cloud behind a TLS-terminating proxy; a warning
+    /// says so at start.
+    #[arg(long = "tls-cert", env = "EDGE_CLOUD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long = "tls-key", env = "EDGE_CLOUD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// A request body not received whole within this long after its headers
     /// is answered `408` and its connection closed (both ports).
@@ -212,6 +225,8 @@ impl CloudArgs {
             site_token_refresh: DEFAULT_SITE_TOKEN_REFRESH,
             admin_token_file: None,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            tls_cert: None,
+            tls_key: None,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             read_connections: 4,
             shutdown_grace: Duration::from_secs(10),
@@ -238,6 +253,14 @@ impl CloudArgs {
     /// These arguments with `token` registered for `site_id` at start.
     pub fn with_site_token(mut self, site_id: &str, token: &str) -> Self {
         self.site_tokens.push(SiteToken::new(site_id, token));
+        self
+    }
+
+    /// These arguments serving TLS with the certificate `cert` and its key
+    /// `key`.
+    pub fn with_tls(mut self, cert: PathBuf, key: PathBuf) -> Self {
+        self.tls_cert = Some(cert);
+        self.tls_key = Some(key);
         self
     }
 
@@ -294,6 +317,8 @@ impl std::fmt::Debug for CloudArgs {
             .field("site_token_refresh", &self.site_token_refresh)
             .field("admin_token_file", &self.admin_token_file)
             .field("header_timeout", &self.header_timeout)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("body_timeout", &self.body_timeout)
             .field("read_connections", &self.read_connections)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -336,5 +361,14 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("lww, cloud-wins or edge-wins"), "{err}");
+    }
+
+    #[test]
+    fn the_certificate_and_key_come_together() {
+        let cli = Cli::try_parse_from(["edge", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .expect("both");
+        assert_eq!(cli.cloud.tls_cert, Some(PathBuf::from("c.pem")));
+        assert!(Cli::try_parse_from(["edge", "--tls-cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["edge", "--tls-key", "k.pem"]).is_err());
     }
 }

@@ -47,6 +47,7 @@ pub mod sites;
 pub mod sites_command;
 pub mod stats;
 mod stored;
+mod tls;
 
 pub use admin::{
     ConflictsPage, CurrentVersionsPage, SimpleReadingsPage, StoredConflict, StoredSimpleReading,

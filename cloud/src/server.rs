@@ -23,6 +23,11 @@
 //! (`header_timeouts`). Body timeouts are the router's
 //! ([`crate::api::deadline`]).
 //!
+//! TLS (`--tls-cert`): the handshake runs in the connection's task once
+//! the fault mode lets the connection through, bounded by
+//! `--header-timeout`; a failed or timed-out handshake closes the
+//! connection and is counted (`tls_handshake_failures`).
+//!
 //! To reset a connection hyper owns, the task keeps a duplicate of the
 //! socket's file descriptor: setting `SO_LINGER 0` through it and closing
 //! both makes the kernel send RST.
@@ -39,6 +44,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -53,8 +59,10 @@ pub(crate) struct Serving {
     /// The fault mode to apply to every connection; `None` on the admin
     /// port.
     pub faults: Option<watch::Receiver<Arc<Faults>>>,
-    /// `--header-timeout`.
+    /// `--header-timeout`, also the TLS handshake's.
     pub header_timeout: Duration,
+    /// TLS for every connection (`--tls-cert`); `None`: plain HTTP.
+    pub tls: Option<TlsAcceptor>,
     /// Where header timeouts are counted.
     pub counters: Arc<Counters>,
     /// Stops accepting, and asks open connections to finish.
@@ -112,6 +120,7 @@ async fn handle_connection(stream: TcpStream, router: Router, serving: Serving) 
         header_timeout,
         counters,
         shutdown,
+        tls,
         ..
     } = serving;
     // Connection-level modes first: nothing is read until the mode is normal.
@@ -142,42 +151,102 @@ async fn handle_connection(stream: TcpStream, router: Router, serving: Serving) 
             return;
         }
     };
-    let service = TowerToHyperService::new(router);
-    let connection = http1::Builder::new()
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let refused = async {
-        match faults {
-            Some(mut faults) => faults
-                .wait_for(|f| f.mode == FaultMode::Refuse)
-                .await
-                .is_ok(),
-            None => std::future::pending().await,
-        }
+    let connection = Connection {
+        router,
+        handle,
+        faults,
+        header_timeout,
+        counters,
+        shutdown,
     };
-    tokio::select! {
-        served = connection.as_mut() => {
-            if let Err(err) = served {
-                if err.is_timeout() {
-                    add(&counters.header_timeouts, 1);
-                    tracing::debug!(?header_timeout, "closed a connection whose headers did not arrive in time");
-                } else {
-                    tracing::debug!(%err, "connection ended with an error");
+    match tls {
+        None => connection.serve(TokioIo::new(stream)).await,
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => {
+                        add(&connection.counters.tls_handshake_failures, 1);
+                        tracing::debug!(%err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        add(&connection.counters.tls_handshake_failures, 1);
+                        tracing::debug!(?header_timeout, "TLS handshake did not finish in time");
+                        return;
+                    }
+                },
+                () = connection.shutdown.cancelled() => return,
+            };
+            connection.serve(TokioIo::new(stream)).await;
+        }
+    }
+}
+
+/// A connection let through by the fault mode, ready for HTTP.
+struct Connection {
+    router: Router,
+    /// A duplicate of the socket's descriptor, to reset it.
+    handle: std::net::TcpStream,
+    faults: Option<watch::Receiver<Arc<Faults>>>,
+    header_timeout: Duration,
+    counters: Arc<Counters>,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    /// Serves HTTP/1.1 on `io` (the socket, or TLS over it) until the
+    /// client closes, the fault mode turns to `refuse`, or shutdown.
+    async fn serve<I>(self, io: I)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Connection {
+            router,
+            handle,
+            faults,
+            header_timeout,
+            counters,
+            shutdown,
+        } = self;
+        let service = TowerToHyperService::new(router);
+        let connection = http1::Builder::new()
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(io, service);
+        tokio::pin!(connection);
+        let refused = async {
+            match faults {
+                Some(mut faults) => faults
+                    .wait_for(|f| f.mode == FaultMode::Refuse)
+                    .await
+                    .is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(err) = served {
+                    if err.is_timeout() {
+                        add(&counters.header_timeouts, 1);
+                        tracing::debug!(?header_timeout, "closed a connection whose headers did not arrive in time");
+                    } else {
+                        tracing::debug!(%err, "connection ended with an error");
+                    }
                 }
             }
-        }
-        refused = refused => {
-            if refused {
-                reset(&handle);
+            refused = refused => {
+                if refused {
+                    reset(&handle);
+                }
             }
-        }
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            if let Err(err) = connection.await {
-                tracing::debug!(%err, "connection ended with an error during shutdown");
+            () = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                if let Err(err) = connection.await {
+                    tracing::debug!(%err, "connection ended with an error during shutdown");
+                }
             }
         }
     }

@@ -26,6 +26,7 @@ pub(crate) struct Counters {
     pub too_large: AtomicU64,
     pub body_timeouts: AtomicU64,
     pub header_timeouts: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -55,6 +56,7 @@ impl Counters {
             too_large: get(&self.too_large),
             body_timeouts: get(&self.body_timeouts),
             header_timeouts: get(&self.header_timeouts),
+            tls_handshake_failures: get(&self.tls_handshake_failures),
         }
     }
 }
@@ -113,4 +115,9 @@ pub struct CloudStats {
     /// `--header-timeout` (both ports).
     #[serde(default)]
     pub header_timeouts: u64,
+    /// Connections closed because their TLS handshake failed (a client that
+    /// does not trust the certificate, a plain HTTP client) or did not
+    /// finish within `--header-timeout` (both ports).
+    #[serde(default)]
+    pub tls_handshake_failures: u64,
 }

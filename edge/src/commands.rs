@@ -46,6 +46,9 @@ async fn cloud(args: CloudCommandArgs) -> anyhow::Result<()> {
         let ready = serde_json::json!({
             "listen": app.local_addr().to_string(),
             "admin": app.admin_addr().to_string(),
+            "tls": app.tls(),
+            "url": app.url(),
+            "admin_url": app.admin_url(),
             "admin_token_file": app.admin_token_file().display().to_string(),
         });
         up::write_ready_file(path, &ready)?;

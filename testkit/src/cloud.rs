@@ -31,8 +31,13 @@ pub fn site_token(token: &str, site_id: &str) -> String {
 /// A running reference cloud. Stopped by [`InProcessCloud::stop`], or when
 /// dropped.
 pub struct InProcessCloud {
-    /// `http://…` of the public API.
+    /// `http://…` of the public API (`https://…` with
+    /// [`InProcessCloudBuilder::tls`]).
     pub url: String,
+    /// With [`InProcessCloudBuilder::tls`]: the CA a client must trust
+    /// (`pki.ca`) and the certificate and key the cloud serves, which a test
+    /// may replace to see them reloaded.
+    pub pki: Option<edge_runtime::tls::site_ca::SitePki>,
     /// Its admin API (faults, stats), with the admin token.
     pub admin: AdminClient,
     token: String,
@@ -50,6 +55,7 @@ pub struct InProcessCloudBuilder {
     policy: Policy,
     clock: Arc<dyn WallClock>,
     max_clock_skew: Option<Duration>,
+    tls: bool,
 }
 
 impl InProcessCloudBuilder {
@@ -78,10 +84,29 @@ impl InProcessCloudBuilder {
         self
     }
 
+    /// Serves both ports over TLS, with a CA and a certificate for
+    /// `localhost` and `127.0.0.1` made in the cloud's temp dir (see
+    /// [`InProcessCloud::pki`]).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// Starts the cloud.
     pub async fn start(self) -> InProcessCloud {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args = CloudArgs::for_test(dir.path().to_path_buf(), None);
+        let pki = self.tls.then(|| {
+            let tls_dir = dir.path().join("tls");
+            std::fs::create_dir_all(&tls_dir).expect("test certificate dir");
+            let pki = edge_runtime::tls::site_ca::ensure(
+                &tls_dir,
+                &["localhost".to_owned(), "127.0.0.1".to_owned()],
+            )
+            .expect("test certificates");
+            args = args.clone().with_tls(pki.cert.clone(), pki.key.clone());
+            pki
+        });
         for site in TEST_SITE_IDS
             .iter()
             .copied()
@@ -96,16 +121,21 @@ impl InProcessCloudBuilder {
         let app = CloudApp::build_with_clock(&args, self.clock)
             .await
             .expect("cloud starts");
-        let url = format!("http://{}", app.local_addr());
-        let admin = AdminClient::from_token_file(
-            format!("http://{}", app.admin_addr()),
-            app.admin_token_file(),
-        )
+        let url = app.url();
+        let admin = match &pki {
+            None => AdminClient::from_token_file(app.admin_url(), app.admin_token_file()),
+            Some(pki) => AdminClient::from_token_file_trusting(
+                app.admin_url(),
+                app.admin_token_file(),
+                &edge_cloud_link::CloudTrust::load(&pki.ca).expect("the test CA loads"),
+            ),
+        }
         .expect("admin client");
         let stop = Shutdown::new();
         let task = tokio::spawn(app.run(stop.clone()));
         InProcessCloud {
             url,
+            pki,
             admin,
             token: self.token,
             stop,
@@ -131,6 +161,7 @@ impl InProcessCloud {
             policy: Policy::default(),
             clock: Arc::new(SystemClock),
             max_clock_skew: None,
+            tls: false,
         }
     }
 

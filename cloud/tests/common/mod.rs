@@ -141,6 +141,7 @@ impl TestCloud {
             connect_timeout: Duration::from_secs(5),
             gzip: true,
             max_response_bytes: 64 * 1024 * 1024,
+            trust: None,
         })
         .expect("the cloud client builds")
     }
