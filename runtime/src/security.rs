@@ -311,13 +311,17 @@ impl SecurityArgs {
         }
     }
 
-    /// Says in the log how this process serves, at every start.
+    /// Says in the log how this process serves, once per start (a process
+    /// of four services says it once, not four times).
     pub fn log_mode(&self) {
+        static SAID: std::sync::Once = std::sync::Once::new();
         if self.insecure_plaintext {
-            tracing::warn!(
-                "--insecure-plaintext: serving and calling WITHOUT TLS; credentials are still \
-                 required, but they and all data cross the network in the clear"
-            );
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "--insecure-plaintext: serving and calling WITHOUT TLS; credentials are \
+                     still required, but they and all data cross the network in the clear"
+                );
+            });
         }
     }
 }
