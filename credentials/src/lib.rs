@@ -128,21 +128,21 @@ pub fn write_secret_file(path: &Path, secret: &str) -> Result<(), SecretFileErro
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let tmp = path.with_extension("tmp");
+    // A stale temporary file (or a link planted in its place) goes first,
+    // and the new one is created exclusively: O_EXCL never follows a link.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io(err)),
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
     let mut file = options.open(&tmp).map_err(io)?;
-    // An existing temporary file keeps its old mode: set it again.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
-    }
     file.write_all(format!("{secret}\n").as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(io)?;

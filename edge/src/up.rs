@@ -104,7 +104,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 async fn serve(args: &UpArgs, started: Started) -> anyhow::Result<()> {
     let mut services = Services::new(started.shutdown.clone());
     let mut runtime = args.runtime.clone();
-    let site_ca = secure(&mut runtime.security, &args.store.data_dir, &args.tls_san)?;
+    // The certificate names the addresses the ports are bound to, so a
+    // gateway dialling that address (and the services dialling each other)
+    // can check it.
+    let mut names = args.tls_san.clone();
+    for addr in [
+        args.ingest.ingest_addr,
+        args.health.health_addr,
+        args.store.store_addr,
+        args.sync.sync_addr,
+    ] {
+        if !addr.ip().is_unspecified() {
+            names.push(addr.ip().to_string());
+        }
+    }
+    let site_ca = secure(&mut runtime.security, &args.store.data_dir, &names)?;
     let runtime = runtime;
 
     let store = StoreApp::build(&args.store, &runtime, Arc::new(SystemClock))

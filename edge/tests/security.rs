@@ -473,6 +473,55 @@ async fn mtls_refuses_a_gateway_without_a_certificate() {
         denied.contains("PermissionDenied") && denied.contains("gateway-7"),
         "{denied}"
     );
+
+    // A certificate cannot stand for the services' own identity.
+    let (cert, key) =
+        edge_runtime::tls::site_ca::issue_client_cert(ca_dir, "mesh").expect("client cert");
+    let as_mesh = Credentials {
+        tls: Some(
+            edge_runtime::tls::client::grpc_client_tls(Some(&security().ca), "ca")
+                .expect("CA")
+                .identity(tonic::transport::Identity::from_pem(cert, key)),
+        ),
+        token: None,
+    };
+    let refused = call_empty(
+        as_(store.addr, &as_mesh).await,
+        "/edge.internal.v1.IdentityService/ListIdentities",
+    )
+    .await;
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // Revoking the name stops the certificate too: an identity of that
+    // name, made then revoked, is refused however it presents itself.
+    let operator = Credentials {
+        tls: with_cert.tls.clone(),
+        token: Some(security().operator_token.clone()),
+    };
+    let mut tokens = TokensServiceClient::new(as_(store.addr, &operator).await);
+    tokens
+        .create_token(pb::CreateTokenRequest {
+            name: "gateway-7".into(),
+            scopes: vec!["ingest".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create");
+    tokens
+        .revoke_token(pb::RevokeTokenRequest {
+            name: "gateway-7".into(),
+        })
+        .await
+        .expect("revoke");
+    eventually(
+        Duration::from_secs(5),
+        "the revoked certificate to be refused",
+        || async {
+            let refused = stats_with(store.addr, &with_cert).await.err()?;
+            (refused.contains("Unauthenticated") && refused.contains("revoked")).then_some(())
+        },
+    )
+    .await;
     store.stop().await;
     db.cleanup().await;
 }
@@ -685,4 +734,31 @@ async fn edge_up_then_the_cli_works_with_no_credential_flag() {
         .expect_err("no operate scope");
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert!(denied.message().contains("operate"), "{denied:?}");
+}
+
+/// A revoked operator token never comes back by a restart: store-svc refuses
+/// to start with it, naming the file to replace.
+#[tokio::test]
+async fn a_revoked_operator_token_is_not_revived_by_a_restart() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let store = store_with(&db, edge_testkit::runtime_args()).await;
+    TokensServiceClient::new(as_(store.addr, &security().operator()).await)
+        .revoke_token(pb::RevokeTokenRequest {
+            name: "operator".into(),
+        })
+        .await
+        .expect("revoke");
+    store.stop().await;
+    let mut config = store_svc::StoreConfig::new(db.data_dir.clone());
+    config.store_addr = "127.0.0.1:0".parse().expect("address");
+    let refused = store_svc::StoreApp::build(
+        &config,
+        &edge_testkit::runtime_args(),
+        std::sync::Arc::new(store_svc::hlc::SystemClock),
+    )
+    .await
+    .err()
+    .expect("refused to start");
+    assert!(refused.to_string().contains("operator.token"), "{refused}");
+    db.cleanup().await;
 }

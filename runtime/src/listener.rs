@@ -5,14 +5,18 @@
 //! - at most `max_connections` at once: one more is closed at once (a
 //!   gateway retries; hundreds of idle sockets cannot take the process's
 //!   file descriptors or memory);
-//! - a connection must finish its TLS handshake (or, in plaintext, send its
-//!   first bytes) within `handshake_timeout`, so half-open and slow
-//!   connections are closed instead of held for ever;
+//! - at most `max_connections_per_ip` from one address, so one host cannot
+//!   take every slot;
+//! - a connection must finish its TLS handshake and send the HTTP/2
+//!   preface within `handshake_timeout` of being accepted, so half-open and
+//!   slow connections are closed instead of held for ever (after the
+//!   preface, HTTP/2 keep-alive pings find dead peers);
 //! - handshakes run concurrently, each in its own task, so fifty slow
 //!   clients do not hold up the gateway behind them.
 //!
 //! Every refusal is counted in `connections_refused_total{server,reason}`.
 
+use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,9 +38,18 @@ use crate::security_metrics::{labels, metrics};
 pub struct AcceptLimits {
     /// Connections open at once; one more is closed on accept.
     pub max_connections: usize,
-    /// Time for a TLS handshake, or in plaintext for the first bytes.
+    /// Connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Time from accept to the end of the HTTP/2 preface (TLS handshake
+    /// included).
     pub handshake_timeout: Duration,
 }
+
+/// The HTTP/2 client preface, which every gRPC connection starts with.
+const PREFACE_BYTES: usize = 24;
+
+/// Connections open per address.
+type PerIp = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
 
 /// Who is at the other end of a connection, as the transport knows it; the
 /// credential check reads it from each call's extensions.
@@ -54,6 +67,8 @@ pub struct PeerInfo {
 struct Slot {
     _permit: OwnedSemaphorePermit,
     server: &'static str,
+    ip: std::net::IpAddr,
+    per_ip: PerIp,
 }
 
 impl Drop for Slot {
@@ -61,7 +76,37 @@ impl Drop for Slot {
         metrics()
             .connections_open
             .add(-1, &[opentelemetry::KeyValue::new("server", self.server)]);
+        let mut per_ip = match self.per_ip.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(open) = per_ip.get_mut(&self.ip) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
     }
+}
+
+/// Takes a place for `ip` unless it holds `max` already.
+fn take_ip(per_ip: &PerIp, ip: std::net::IpAddr, max: usize) -> bool {
+    let mut per_ip = match per_ip.lock() {
+        Ok(m) => m,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let open = per_ip.entry(ip).or_insert(0);
+    if *open >= max.max(1) {
+        return false;
+    }
+    *open += 1;
+    true
+}
+
+/// The deadline for the HTTP/2 preface and the bytes of it seen so far.
+struct Preface {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    seen: usize,
 }
 
 enum Transport {
@@ -73,7 +118,8 @@ enum Transport {
 pub struct Conn {
     transport: Transport,
     peer: PeerInfo,
-    _slot: Slot,
+    preface: Option<Preface>,
+    slot: Slot,
 }
 
 impl Connected for Conn {
@@ -90,10 +136,30 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().transport {
+        let this = self.get_mut();
+        if let Some(preface) = &mut this.preface
+            && preface.deadline.as_mut().poll(cx).is_ready()
+        {
+            metrics()
+                .connections_refused
+                .add(1, &labels(this.slot.server, "reason", "handshake_timeout"));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no HTTP/2 preface within the handshake timeout",
+            )));
+        }
+        let before = buf.filled().len();
+        let read = match &mut this.transport {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if let (Poll::Ready(Ok(())), Some(preface)) = (&read, &mut this.preface) {
+            preface.seen += buf.filled().len() - before;
+            if preface.seen >= PREFACE_BYTES {
+                this.preface = None;
+            }
         }
+        read
     }
 }
 
@@ -166,6 +232,7 @@ pub fn incoming(
 ) -> Incoming {
     let (sender, receiver) = mpsc::channel(64);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_ip: PerIp = PerIp::default();
     let acceptor = tls.map(TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
@@ -190,24 +257,38 @@ pub fn incoming(
                 drop(stream);
                 continue;
             };
+            if !take_ip(&per_ip, remote.ip(), limits.max_connections_per_ip) {
+                metrics()
+                    .connections_refused
+                    .add(1, &labels(server, "reason", "max_connections_per_ip"));
+                drop(stream);
+                continue;
+            }
             metrics()
                 .connections_open
                 .add(1, &[opentelemetry::KeyValue::new("server", server)]);
             let slot = Slot {
                 _permit: permit,
                 server,
+                ip: remote.ip(),
+                per_ip: per_ip.clone(),
             };
+            let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
             let sender = sender.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let _ = stream.set_nodelay(true);
                 let handshake = handshake(stream, remote, acceptor);
-                match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+                match tokio::time::timeout_at(deadline, handshake).await {
                     Ok(Ok((transport, peer))) => {
                         let conn = Conn {
                             transport,
                             peer,
-                            _slot: slot,
+                            preface: Some(Preface {
+                                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                                seen: 0,
+                            }),
+                            slot,
                         };
                         let _ = sender.send(conn).await;
                     }
@@ -228,7 +309,8 @@ pub fn incoming(
     Incoming { receiver }
 }
 
-/// The TLS handshake, or in plaintext the wait for the first bytes.
+/// The TLS handshake (in plaintext, nothing: the preface deadline bounds the
+/// wait for the first bytes).
 async fn handshake(
     stream: TcpStream,
     remote: SocketAddr,
@@ -239,11 +321,7 @@ async fn handshake(
         client_cert_name: None,
     };
     match acceptor {
-        None => {
-            // Readable also on EOF; a closed peer then fails in HTTP/2.
-            stream.readable().await.map_err(|_| "closed")?;
-            Ok((Transport::Plain(stream), peer))
-        }
+        None => Ok((Transport::Plain(stream), peer)),
         Some(acceptor) => {
             let tls = acceptor.accept(stream).await.map_err(|err| {
                 tracing::debug!(%err, %remote, "TLS handshake failed");

@@ -72,8 +72,8 @@ pub struct SecurityArgs {
     #[arg(long, env = "EDGE_IDENTITY_REFRESH", default_value = "2s", value_parser = parse_refresh)]
     pub identity_refresh: Duration,
 
-    /// Time a new connection has to finish its TLS handshake (or, in
-    /// plaintext, to send its first bytes) before it is closed.
+    /// Time a new connection has to finish its TLS handshake and send the
+    /// HTTP/2 preface before it is closed.
     #[arg(long, env = "EDGE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
@@ -81,6 +81,12 @@ pub struct SecurityArgs {
     /// accept (`connections_refused_total{reason="max_connections"}`).
     #[arg(long, env = "EDGE_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+
+    /// Connections open at once from one IP address on each gRPC port; one
+    /// more is closed on accept
+    /// (`connections_refused_total{reason="max_connections_per_ip"}`).
+    #[arg(long, env = "EDGE_MAX_CONNECTIONS_PER_IP", default_value_t = 128)]
+    pub max_connections_per_ip: usize,
 
     /// Concurrent calls (HTTP/2 streams) on one connection.
     #[arg(long, env = "EDGE_MAX_STREAMS_PER_CONNECTION", default_value_t = 128)]
@@ -144,6 +150,7 @@ impl Default for SecurityArgs {
             identity_refresh: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_ip: 128,
             max_streams_per_connection: 128,
             max_header_bytes: 16 * 1024,
             keepalive_interval: Duration::from_secs(30),
@@ -307,6 +314,7 @@ impl SecurityArgs {
     pub fn accept_limits(&self) -> AcceptLimits {
         AcceptLimits {
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             handshake_timeout: self.handshake_timeout,
         }
     }

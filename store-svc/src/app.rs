@@ -35,6 +35,13 @@ pub enum StartError {
     /// TLS or credentials are misconfigured.
     #[error(transparent)]
     Security(#[from] SecurityError),
+    /// The operator's token file holds a token that was revoked.
+    #[error(
+        "the operator token in {} was revoked; put a new one there (or delete the file to have \
+         one made) and start again (--operator-token-file)",
+        .0.display()
+    )]
+    OperatorTokenRevoked(std::path::PathBuf),
     /// The operator's token file cannot be read or made.
     #[error("--operator-token-file: {0}")]
     OperatorToken(#[from] edge_credentials::SecretFileError),
@@ -74,7 +81,9 @@ impl StoreApp {
         if created {
             tracing::info!(path = %operator_token_path.display(), "operator token written (mode 0600)");
         }
-        crate::identities::ensure_operator(&db, &operator_token, clock.now_us()).await?;
+        if !crate::identities::ensure_operator(&db, &operator_token, clock.now_us()).await? {
+            return Err(StartError::OperatorTokenRevoked(operator_token_path));
+        }
         let identities_stop = Shutdown::new();
         let security = runtime
             .security

@@ -82,7 +82,8 @@ impl IdentitySource for StoredIdentities {
 }
 
 /// Makes `token` the operator's: every scope a person uses, no rate limit.
-pub async fn ensure_operator(db: &Database, token: &str, now_us: i64) -> Result<(), DbError> {
+/// `Ok(false)` when that token was revoked (it never comes back).
+pub async fn ensure_operator(db: &Database, token: &str, now_us: i64) -> Result<bool, DbError> {
     db.ensure_identity(&IdentityRow {
         name: OPERATOR.into(),
         token_sha256: TokenHash::of(token).to_hex(),

@@ -89,6 +89,7 @@ impl Guard {
                     name: name.clone(),
                     scopes: self.inner.cert_scopes,
                     limiter: RateLimiter::new(self.inner.cert_rates),
+                    retired: std::sync::atomic::AtomicBool::new(false),
                 })
             })
             .clone()
@@ -132,6 +133,20 @@ impl Guard {
                 ));
             }
             None => match peer.and_then(|p| p.client_cert_name.as_ref()) {
+                Some(name)
+                    if self.inner.identities.is_configured(name)
+                        || self.inner.identities.by_name(name).is_some_and(|i| {
+                            i.scopes.contains(Scope::Mesh) || i.scopes.contains(Scope::Operate)
+                        }) =>
+                {
+                    return Err(self.refuse(
+                        "unauthenticated",
+                        Status::unauthenticated(format!(
+                            "a client certificate cannot stand for {name:?}: that identity holds \
+                             the operate or mesh scope, which only a token carries"
+                        )),
+                    ));
+                }
                 Some(name) if self.inner.identities.is_revoked(name) => {
                     return Err(self.refuse(
                         "unauthenticated",

@@ -47,6 +47,9 @@ pub struct Identity {
     pub scopes: Scopes,
     /// Its rate limits (shared by every call it makes on this server).
     pub limiter: RateLimiter,
+    /// Set when a reload no longer holds this credential (revoked): a
+    /// stream it opened before is refused at its next message.
+    pub retired: std::sync::atomic::AtomicBool,
 }
 
 impl Identity {
@@ -54,13 +57,23 @@ impl Identity {
     /// `server` (a metrics label): `RESOURCE_EXHAUSTED` with a retry delay
     /// when over it, counted in `rate_limited_total{kind="readings"}`.
     pub fn take_readings(&self, count: usize, server: &'static str) -> Result<(), tonic::Status> {
-        self.limiter.check_readings(count).map_err(|retry_after| {
-            crate::security_metrics::metrics().rate_limited.add(
-                1,
-                &crate::security_metrics::labels(server, "kind", "readings"),
-            );
-            super::limits::over_rate(&self.name, "readings-per-second", retry_after)
-        })
+        if self.retired.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(tonic::Status::unauthenticated(format!(
+                "the credential of identity {:?} was revoked",
+                self.name
+            )));
+        }
+        // An empty batch still costs a reading: free messages would let a
+        // stream make unbounded work.
+        self.limiter
+            .check_readings(count.max(1))
+            .map_err(|retry_after| {
+                crate::security_metrics::metrics().rate_limited.add(
+                    1,
+                    &crate::security_metrics::labels(server, "kind", "readings"),
+                );
+                super::limits::over_rate(&self.name, "readings-per-second", retry_after)
+            })
     }
 }
 
@@ -161,9 +174,17 @@ impl Identities {
                     name: record.name.into(),
                     scopes: record.scopes,
                     limiter: RateLimiter::new(rates),
+                    retired: std::sync::atomic::AtomicBool::new(false),
                 }),
             };
             by_hash.insert(record.token_hash, identity);
+        }
+        for (hash, identity) in &old.by_hash {
+            if !by_hash.contains_key(hash) {
+                identity
+                    .retired
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         let table = Arc::new(Table {
             by_hash,
@@ -199,12 +220,14 @@ impl Identities {
             let now = Instant::now();
             if last.is_none_or(|at| now.duration_since(at) >= MISS_RELOAD_GAP) {
                 *last = Some(now);
-                if self.reload().await.is_ok() {
-                    return match self.current().by_hash.get(&hash) {
-                        Some(identity) => Lookup::Found(identity.clone()),
-                        None => Lookup::Unknown,
-                    };
+                if self.reload().await.is_err() {
+                    // The token may be new: say "retry", not "invalid".
+                    return Lookup::NotLoaded;
                 }
+                return match self.current().by_hash.get(&hash) {
+                    Some(identity) => Lookup::Found(identity.clone()),
+                    None => Lookup::Unknown,
+                };
             }
         }
         if self.current().loaded {
@@ -220,13 +243,23 @@ impl Identities {
     }
 
     /// Named identities presented through a client certificate: the
-    /// identity of that name in the table, if any.
+    /// identity of that name in the table, if any. Identities from
+    /// configuration (the services' own) are never found by name: a
+    /// certificate cannot stand for them.
     pub fn by_name(&self, name: &str) -> Option<Arc<Identity>> {
+        if self.configured.iter().any(|c| c.name == name) {
+            return None;
+        }
         self.current()
             .by_hash
             .values()
             .find(|i| &*i.name == name)
             .cloned()
+    }
+
+    /// Whether `name` is an identity of configuration (the services' own).
+    pub fn is_configured(&self, name: &str) -> bool {
+        self.configured.iter().any(|c| c.name == name)
     }
 
     /// Reloads every `every` until `stop`; a failed load keeps the last

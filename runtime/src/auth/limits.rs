@@ -93,30 +93,38 @@ impl RateLimiter {
         }
     }
 
-    /// Takes `count` readings; `Err` holds how long until they would pass.
-    /// A call with more readings than the burst takes the whole burst (it
-    /// could never pass otherwise).
+    /// Takes `count` readings; `Err` holds how long until they would pass,
+    /// or [`Duration::MAX`] when `count` is more than the burst (no wait
+    /// would let it pass: the caller must send smaller batches).
     pub fn check_readings(&self, count: usize) -> Result<(), Duration> {
-        let Some((bucket, burst)) = &self.readings else {
+        let Some((bucket, _)) = &self.readings else {
             return Ok(());
         };
         let Some(n) = NonZeroU32::new(u32::try_from(count).unwrap_or(u32::MAX)) else {
             return Ok(());
         };
-        let n = n.min(*burst);
         match bucket.check_n(n) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
-            // `n` is at most the burst, so this does not happen; refusing
-            // for a second is the safe answer if it did.
-            Err(_) => Err(Duration::from_secs(1)),
+            Err(_) => Err(Duration::MAX),
         }
+    }
+
+    /// The most readings one call may carry under this identity's burst.
+    pub fn readings_burst(&self) -> Option<u32> {
+        self.readings.as_ref().map(|(_, burst)| burst.get())
     }
 }
 
 /// The status of a call over its identity's rate: `RESOURCE_EXHAUSTED`,
 /// naming the rate, with a `RetryInfo` detail any gRPC client can read.
 pub fn over_rate(identity: &str, what: &str, retry_after: Duration) -> tonic::Status {
+    if retry_after == Duration::MAX {
+        return tonic::Status::resource_exhausted(format!(
+            "identity {identity:?}: this call carries more than its whole {what} burst; send \
+             smaller batches (no wait would let this one pass)"
+        ));
+    }
     // Never less than a millisecond: a zero delay would read as "retry now".
     let retry_after = retry_after.max(Duration::from_millis(1));
     tonic::Status::with_error_details(

@@ -20,7 +20,10 @@ pub enum Requirement {
 /// Rules by path prefix; the first match wins, so a method comes before
 /// its service.
 const RULES: &[(&str, Requirement)] = &[
-    ("/grpc.health.v1.Health/", Requirement::Anonymous),
+    // Probes ask once; watching health holds a stream open, which only a
+    // known caller may do.
+    ("/grpc.health.v1.Health/Check", Requirement::Anonymous),
+    ("/grpc.health.v1.Health/", Requirement::Authenticated),
     ("/grpc.reflection.", Requirement::Authenticated),
     (
         "/edge.v1.IngestService/",
@@ -116,5 +119,9 @@ mod tests {
             Requirement::AnyOf(&[Scope::Mesh])
         );
         assert_eq!(needs("/nope.Service/X"), Requirement::Authenticated);
+        assert_eq!(
+            needs("/grpc.health.v1.Health/Watch"),
+            Requirement::Authenticated
+        );
     }
 }

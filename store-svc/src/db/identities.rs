@@ -111,7 +111,9 @@ where
     /// Makes `row` the valid identity of its name: nothing when it already
     /// is (same token), otherwise the previous one is revoked and `row`
     /// added. How a configured token (the operator's file) takes effect.
-    pub async fn ensure_identity(&self, row: &IdentityRow) -> Result<(), DbError> {
+    /// `Ok(false)`, changing nothing, when `row`'s token was revoked: a
+    /// revoked token never comes back by a restart.
+    pub async fn ensure_identity(&self, row: &IdentityRow) -> Result<bool, DbError> {
         let mut tx = self.write_tx(WriteOp::Identities).await?;
         let current: Option<String> = sqlx::query_scalar(
             "SELECT token_sha256 FROM identities WHERE name = $1 AND revoked_at_us IS NULL",
@@ -121,7 +123,16 @@ where
         .await?;
         if current.as_deref() == Some(row.token_sha256.as_str()) {
             tx.rollback().await?;
-            return Ok(());
+            return Ok(true);
+        }
+        let revoked: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM identities WHERE token_sha256 = $1")
+                .bind(row.token_sha256.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if revoked.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
         }
         sqlx::query(
             "UPDATE identities SET revoked_at_us = $1 WHERE name = $2 AND revoked_at_us IS NULL",
@@ -130,14 +141,8 @@ where
         .bind(row.name.as_str())
         .execute(&mut *tx)
         .await?;
-        // The same token may have been valid under this name before and
-        // been revoked: its row comes back rather than a second one.
-        sqlx::query("DELETE FROM identities WHERE token_sha256 = $1")
-            .bind(row.token_sha256.as_str())
-            .execute(&mut *tx)
-            .await?;
         Self::insert(&mut tx, row).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 }

@@ -423,8 +423,9 @@ impl Database {
         dispatch!(self, s => s.revoke_identity(name, now_us).await)
     }
 
-    /// Makes `row` the valid identity of its name.
-    pub async fn ensure_identity(&self, row: &IdentityRow) -> Result<(), DbError> {
+    /// Makes `row` the valid identity of its name; `Ok(false)` when its
+    /// token was revoked.
+    pub async fn ensure_identity(&self, row: &IdentityRow) -> Result<bool, DbError> {
         dispatch!(self, s => s.ensure_identity(row).await)
     }
 

@@ -41,6 +41,12 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
             format!("must be 1 to {MAX_NAME} characters"),
         ));
     }
+    if name == "mesh" {
+        return Err(violation(
+            "name",
+            "mesh is the services' own identity and cannot be a token's name",
+        ));
+    }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
