@@ -458,3 +458,115 @@ async fn a_failed_group_is_retried_call_by_call(db: &TestDatabase) {
     database.close().await;
 }
 on_both_backends!(a_failed_group_is_retried_call_by_call);
+
+/// The identity writes (a token made, a token revoked) on every failure
+/// point: the call answers an error that says what it means, the table read
+/// again is as before, and the next call runs on a fresh connection. A
+/// commit whose answer was lost is found by reading back: the name is
+/// taken, and the operator revokes it and makes another (the secret was
+/// shown to no one).
+async fn failed_token_writes_change_nothing(db: &TestDatabase) {
+    use edge_proto::v1::tokens_service_client::TokensServiceClient;
+    let faults = Arc::new(WriteFaults::default());
+    let store = start(db, &faults).await;
+    let url = format!("http://{}", store.addr);
+    let mut tokens = TokensServiceClient::new(edge_testkit::connect(&url).await);
+    let create = |name: &str| pb::CreateTokenRequest {
+        name: name.into(),
+        scopes: vec!["ingest".into()],
+        ..Default::default()
+    };
+    async fn names(
+        tokens: &mut TokensServiceClient<edge_runtime::client::AuthedChannel>,
+    ) -> Vec<(String, bool)> {
+        let mut listed: Vec<(String, bool)> = tokens
+            .list_tokens(pb::ListTokensRequest {
+                include_revoked: true,
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .tokens
+            .into_iter()
+            .map(|t| (t.name, t.revoked_at.is_some()))
+            .collect();
+        listed.sort();
+        listed
+    }
+    let before = names(&mut tokens).await;
+    for (point, fault, code) in [
+        (
+            FaultPoint::Begin,
+            Fault::Error(connection_lost(db)),
+            Code::Unavailable,
+        ),
+        (
+            FaultPoint::Statement,
+            Fault::Error(disk_full(db)),
+            Code::ResourceExhausted,
+        ),
+        (
+            FaultPoint::Commit,
+            Fault::Error(connection_lost(db)),
+            Code::Unavailable,
+        ),
+        (
+            FaultPoint::Commit,
+            Fault::RolledBackUnderneath,
+            Code::ResourceExhausted,
+        ),
+    ] {
+        faults.arm(WriteOp::Identities, point, fault, 1);
+        let failed = tokens
+            .create_token(create("gw-f"))
+            .await
+            .expect_err("not made");
+        assert_eq!(failed.code(), code, "{point:?} {fault:?}: {failed:?}");
+        assert_eq!(names(&mut tokens).await, before, "{point:?}: nothing made");
+    }
+    // The next write runs clean, and a revocation that fails leaves the
+    // token valid.
+    let made = tokens.create_token(create("gw-f")).await.expect("made");
+    assert!(!made.into_inner().token.is_empty());
+    let valid = names(&mut tokens).await;
+    faults.arm(
+        WriteOp::Identities,
+        FaultPoint::Commit,
+        Fault::Error(disk_full(db)),
+        1,
+    );
+    let failed = tokens
+        .revoke_token(pb::RevokeTokenRequest {
+            name: "gw-f".into(),
+        })
+        .await
+        .expect_err("not revoked");
+    assert_eq!(failed.code(), Code::ResourceExhausted);
+    assert_eq!(names(&mut tokens).await, valid, "still valid");
+
+    // A commit whose answer was lost: the error says nothing of the
+    // outcome; the table, read again, holds the identity, and a second
+    // attempt is told the name is taken.
+    faults.arm(
+        WriteOp::Identities,
+        FaultPoint::AfterCommit,
+        Fault::Error(connection_lost(db)),
+        1,
+    );
+    tokens
+        .create_token(create("gw-g"))
+        .await
+        .expect_err("answer lost");
+    assert!(
+        names(&mut tokens)
+            .await
+            .contains(&("gw-g".to_owned(), false))
+    );
+    let taken = tokens
+        .create_token(create("gw-g"))
+        .await
+        .expect_err("taken");
+    assert_eq!(taken.code(), Code::AlreadyExists);
+    store.stop().await;
+}
+on_both_backends!(failed_token_writes_change_nothing);

@@ -83,6 +83,7 @@ where
             return Ok(false);
         }
         Self::insert(&mut tx, row).await?;
+        tx.statements_done().await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -104,6 +105,7 @@ where
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
+        tx.statements_done().await?;
         tx.commit().await?;
         Ok(row)
     }
@@ -142,6 +144,7 @@ where
         .execute(&mut *tx)
         .await?;
         Self::insert(&mut tx, row).await?;
+        tx.statements_done().await?;
         tx.commit().await?;
         Ok(true)
     }

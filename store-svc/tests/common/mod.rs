@@ -42,6 +42,7 @@ pub const T0_US: i64 = 1_795_392_000_000_000;
 /// A running store-svc on port 0.
 pub struct RunningStore {
     pub client: StoreClients,
+    pub addr: std::net::SocketAddr,
     pub stop: Shutdown,
     pub task: JoinHandle<Result<(), edge_runtime::ServeError>>,
 }
@@ -84,7 +85,12 @@ impl RunningStore {
         let stop = Shutdown::new();
         let task = tokio::spawn(app.run(stop.clone()));
         let client = StoreClients::connect(format!("http://{addr}")).await;
-        Ok(RunningStore { client, stop, task })
+        Ok(RunningStore {
+            client,
+            addr,
+            stop,
+            task,
+        })
     }
 
     pub async fn stop(self) {
