@@ -52,6 +52,24 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
+impl Scenario {
+    /// The load of this scenario with `ids`, for `duration`, as fast as the
+    /// site acknowledges.
+    fn load(&self, ids: IdKind, duration: std::time::Duration) -> LoadArgs {
+        LoadArgs {
+            mode: self.mode,
+            batch: self.batch,
+            concurrency: self.concurrency,
+            connections: self.connections,
+            in_flight: 4,
+            ids,
+            sensors: 1000,
+            duration,
+            rate: 0.0,
+        }
+    }
+}
+
 /// A running `edge up` child on a fresh data directory or database.
 struct Site {
     process: edge_testkit::EdgeUp,
@@ -148,17 +166,7 @@ async fn security_matrix(args: BenchArgs) -> anyhow::Result<()> {
                 .iter()
                 .filter(|s| s.concurrency == 64 || s.mode == Mode::Stream)
             {
-                let spec = LoadArgs {
-                    mode: s.mode,
-                    batch: s.batch,
-                    concurrency: s.concurrency,
-                    connections: s.connections,
-                    in_flight: 4,
-                    ids: IdKind::V7,
-                    sensors: 1000,
-                    duration: args.duration,
-                    rate: 0.0,
-                };
+                let spec = s.load(IdKind::V7, args.duration);
                 let r = load::run(&site.process.ingest_url, &credentials, &spec).await?;
                 println!(
                     "| {transport} (run {}) | {} | {:.0} | {:.0} | {:.2} | {:.2} | {} |",
@@ -225,17 +233,7 @@ async fn ingest_matrix(args: BenchArgs) -> anyhow::Result<()> {
                 {
                     continue;
                 }
-                let spec = LoadArgs {
-                    mode: s.mode,
-                    batch: s.batch,
-                    concurrency: s.concurrency,
-                    connections: s.connections,
-                    in_flight: 4,
-                    ids,
-                    sensors: 1000,
-                    duration: args.duration,
-                    rate: 0.0,
-                };
+                let spec = s.load(ids, args.duration);
                 let r =
                     load::run(&site.process.ingest_url, &site.process.credentials, &spec).await?;
                 println!(

@@ -10,12 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 use edge_proto::v1 as pb;
 use edge_proto::v1::ingest_service_client::IngestServiceClient;
-use edge_runtime::client::{AuthedChannel, CallCredentials, ClientArgs, Credentials};
+use edge_runtime::client::{AuthedChannel, ClientArgs, Credentials};
 use hdrhistogram::Histogram;
 use prost_types::Timestamp;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::service::interceptor::InterceptedService;
 use uuid::Uuid;
 
 use crate::cli::{IdKind, LoadArgs, Mode, SimulateArgs};
@@ -264,10 +263,7 @@ pub async fn run(
             .connect()
             .await
             .with_context(|| format!("cannot connect to ingest-svc at {ingest_url}"))?;
-        channels.push(InterceptedService::new(
-            channel,
-            CallCredentials::bearer(credentials.token.as_deref())?,
-        ));
+        channels.push(edge_runtime::client::authed(channel, credentials)?);
     }
     let start = Instant::now();
     let deadline = start + spec.duration;

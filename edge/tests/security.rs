@@ -383,15 +383,12 @@ async fn stats_with(
     )
     .map_err(|e| e.to_string())?;
     let channel = endpoint.connect().await.map_err(|e| format!("{e:?}"))?;
-    let call = edge_runtime::client::CallCredentials::bearer(credentials.token.as_deref())
-        .map_err(|e| e.to_string())?;
-    ReadingsServiceClient::new(tonic::service::interceptor::InterceptedService::new(
-        channel, call,
-    ))
-    .get_stats(pb::GetStatsRequest {})
-    .await
-    .map(tonic::Response::into_inner)
-    .map_err(|s| format!("{s:?}"))
+    let channel = edge_runtime::client::authed(channel, credentials).map_err(|e| e.to_string())?;
+    ReadingsServiceClient::new(channel)
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| format!("{s:?}"))
 }
 
 /// A client that trusts the site's CA connects; one that trusts another CA

@@ -133,6 +133,18 @@ pub fn endpoint(
         .keep_alive_while_idle(true))
 }
 
+/// `channel` (made from [`endpoint`] with `credentials`' TLS) presenting
+/// `credentials`' token on every call.
+pub fn authed(
+    channel: Channel,
+    credentials: &Credentials,
+) -> Result<AuthedChannel, InvalidEndpoint> {
+    Ok(InterceptedService::new(
+        channel,
+        CallCredentials::bearer(credentials.token.as_deref())?,
+    ))
+}
+
 /// Builds a lazily connecting channel to `uri` whose calls present
 /// `credentials`.
 pub fn channel(
@@ -140,9 +152,8 @@ pub fn channel(
     args: &ClientArgs,
     credentials: &Credentials,
 ) -> Result<AuthedChannel, InvalidEndpoint> {
-    let channel = endpoint(uri, args, credentials)?.connect_lazy();
-    Ok(InterceptedService::new(
-        channel,
-        CallCredentials::bearer(credentials.token.as_deref())?,
-    ))
+    authed(
+        endpoint(uri, args, credentials)?.connect_lazy(),
+        credentials,
+    )
 }

@@ -258,8 +258,9 @@ impl SecurityArgs {
         })
     }
 
-    /// The identities a server accepts, read from `source` and refreshed
-    /// every `--identity-refresh` until `stop`.
+    /// The identities a server accepts, read from `source` every
+    /// `--identity-refresh` from now until `stop` (the caller loads them
+    /// the first time: [`Identities::reload`]).
     pub fn identities(
         &self,
         source: Arc<dyn IdentitySource>,

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use edge_credentials::TokenHash;
-use edge_runtime::auth::{
-    IdentityRecord, IdentitySource, LoadError, LoadFuture, Loaded, Rates, Scopes,
-};
+use edge_runtime::auth::{IdentityRecord, IdentitySource, LoadError, LoadFuture, Loaded, Scopes};
 
 use crate::db::{Database, DbError, IdentityRow};
 
@@ -27,20 +25,20 @@ impl StoredIdentities {
     }
 }
 
+/// A stored rate (a BIGINT column) as the guard and the listings use it.
+pub fn stored_rate(value: Option<i64>) -> Option<u32> {
+    value.map(|v| u32::try_from(v.max(0)).unwrap_or(u32::MAX))
+}
+
 /// A stored row as the guard uses it.
 pub fn record(row: IdentityRow) -> Result<IdentityRecord, LoadError> {
-    let bad = |e: String| LoadError(format!("identity {:?}: {e}", row.name));
-    let rate = |v: Option<i64>| v.map(|v| u32::try_from(v.max(0)).unwrap_or(u32::MAX));
-    Ok(IdentityRecord {
-        token_hash: TokenHash::from_hex(&row.token_sha256).map_err(|e| bad(e.to_string()))?,
-        scopes: Scopes::parse(&row.scopes).map_err(|e| bad(e.to_string()))?,
-        rates: Rates {
-            calls_per_second: rate(row.calls_per_second),
-            readings_per_second: rate(row.readings_per_second),
-            burst_seconds: None,
-        },
-        name: row.name,
-    })
+    IdentityRecord::parse(
+        row.name,
+        &row.token_sha256,
+        &row.scopes,
+        stored_rate(row.calls_per_second),
+        stored_rate(row.readings_per_second),
+    )
 }
 
 /// Every row of the table (revoked ones too) as the guard uses it: the

@@ -378,6 +378,7 @@ pub async fn spawn_edge_up_with_env(
     cmd.envs(env.iter().copied());
     let mut child = cmd.spawn()?;
     let addrs = wait_for_ready_file(&mut child, &ready).await?;
+    let credentials = site_credentials(&addrs)?;
     let url = |key: &str| {
         addrs[key]
             .as_str()
@@ -390,14 +391,11 @@ pub async fn spawn_edge_up_with_env(
         sync_url: url("sync")?,
         health_url: url("health")?,
         metrics_addr: addrs["metrics"].as_str().unwrap_or_default().to_owned(),
-        credentials: site_credentials(&addrs)?,
-        mesh_credentials: {
-            let operator = site_credentials(&addrs)?;
-            edge_runtime::client::Credentials {
-                tls: operator.tls,
-                token: Some(security().mesh_token.clone()),
-            }
+        mesh_credentials: edge_runtime::client::Credentials {
+            tls: credentials.tls.clone(),
+            token: Some(security().mesh_token.clone()),
         },
+        credentials,
         child,
     })
 }

@@ -159,8 +159,8 @@ pub async fn connect_endpoint(
         Ok(channel) => channel,
         Err(err) => panic!("cannot connect to {uri}: {err:?}"),
     };
-    match edge_runtime::client::CallCredentials::bearer(credentials.token.as_deref()) {
-        Ok(call) => tonic::service::interceptor::InterceptedService::new(channel, call),
+    match edge_runtime::client::authed(channel, credentials) {
+        Ok(channel) => channel,
         Err(err) => panic!("bad token: {err}"),
     }
 }

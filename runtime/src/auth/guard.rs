@@ -73,16 +73,43 @@ impl Guard {
         status
     }
 
-    /// The identity behind a verified client certificate named `name`.
-    fn cert_identity(&self, name: &Arc<str>) -> Arc<Identity> {
-        if let Some(identity) = self.inner.identities.by_name(name) {
-            return identity;
+    /// The identity behind a verified client certificate named `name`: the
+    /// identity of that name in the table, or one with the certificate
+    /// scopes. Refused when the name is revoked, or is an identity a
+    /// certificate may not stand for (the services' own, or one holding
+    /// `operate` or `mesh`: only a token carries those).
+    fn cert_identity(&self, name: &Arc<str>) -> Result<Arc<Identity>, Status> {
+        let identities = &self.inner.identities;
+        let named = identities.by_name(name);
+        if identities.is_configured(name)
+            || named.as_ref().is_some_and(|i| {
+                i.scopes.contains(Scope::Mesh) || i.scopes.contains(Scope::Operate)
+            })
+        {
+            return Err(self.refuse(
+                "unauthenticated",
+                Status::unauthenticated(format!(
+                    "a client certificate cannot stand for {name:?}: that identity holds the \
+                     operate or mesh scope, which only a token carries"
+                )),
+            ));
+        }
+        if let Some(identity) = named {
+            return Ok(identity);
+        }
+        if identities.is_revoked(name) {
+            return Err(self.refuse(
+                "unauthenticated",
+                Status::unauthenticated(format!(
+                    "the identity {name:?} of this client certificate is revoked"
+                )),
+            ));
         }
         let mut known = match self.inner.cert_identities.lock() {
             Ok(known) => known,
             Err(poisoned) => poisoned.into_inner(),
         };
-        known
+        Ok(known
             .entry(name.clone())
             .or_insert_with(|| {
                 Arc::new(Identity {
@@ -92,7 +119,7 @@ impl Guard {
                     retired: std::sync::atomic::AtomicBool::new(false),
                 })
             })
-            .clone()
+            .clone())
     }
 
     /// Decides a call to `path` that presented `authorization` (the
@@ -133,29 +160,7 @@ impl Guard {
                 ));
             }
             None => match peer.and_then(|p| p.client_cert_name.as_ref()) {
-                Some(name)
-                    if self.inner.identities.is_configured(name)
-                        || self.inner.identities.by_name(name).is_some_and(|i| {
-                            i.scopes.contains(Scope::Mesh) || i.scopes.contains(Scope::Operate)
-                        }) =>
-                {
-                    return Err(self.refuse(
-                        "unauthenticated",
-                        Status::unauthenticated(format!(
-                            "a client certificate cannot stand for {name:?}: that identity holds \
-                             the operate or mesh scope, which only a token carries"
-                        )),
-                    ));
-                }
-                Some(name) if self.inner.identities.is_revoked(name) => {
-                    return Err(self.refuse(
-                        "unauthenticated",
-                        Status::unauthenticated(format!(
-                            "the identity {name:?} of this client certificate is revoked"
-                        )),
-                    ));
-                }
-                Some(name) => self.cert_identity(name),
+                Some(name) => self.cert_identity(name)?,
                 None => {
                     return Err(self.refuse(
                         "unauthenticated",

@@ -37,6 +37,31 @@ pub struct IdentityRecord {
     pub rates: Rates,
 }
 
+impl IdentityRecord {
+    /// A record from its stored form (store-svc's row, or the same sent by
+    /// `IdentityService`): the token's SHA-256 in hex, the scopes
+    /// comma-separated, the identity's own rates.
+    pub fn parse(
+        name: String,
+        token_sha256: &str,
+        scopes: &str,
+        calls_per_second: Option<u32>,
+        readings_per_second: Option<u32>,
+    ) -> Result<Self, LoadError> {
+        let bad = |e: String| LoadError(format!("identity {name:?}: {e}"));
+        Ok(Self {
+            token_hash: TokenHash::from_hex(token_sha256).map_err(|e| bad(e.to_string()))?,
+            scopes: Scopes::parse(scopes).map_err(|e| bad(e.to_string()))?,
+            rates: Rates {
+                calls_per_second,
+                readings_per_second,
+                burst_seconds: None,
+            },
+            name,
+        })
+    }
+}
+
 /// Who made a call; put into each call's extensions by the credential
 /// check, so a handler can record who wrote what.
 #[derive(Debug)]
@@ -262,13 +287,18 @@ impl Identities {
         self.configured.iter().any(|c| c.name == name)
     }
 
-    /// Reloads every `every` until `stop`; a failed load keeps the last
-    /// table and is logged once per failure streak.
+    /// Reloads every `every` until `stop`, the first time `every` from now
+    /// (the caller loads first); a failed load keeps the last table and is
+    /// logged once per failure streak.
     pub fn spawn_refresh(self: &Arc<Self>, every: Duration, stop: Shutdown) {
         let identities = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut failing = false;
             loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = stop.cancelled() => return,
+                }
                 let Some(this) = identities.upgrade() else {
                     return;
                 };
@@ -285,10 +315,6 @@ impl Identities {
                     Err(_) => {}
                 }
                 drop(this);
-                tokio::select! {
-                    () = tokio::time::sleep(every) => {}
-                    () = stop.cancelled() => return,
-                }
             }
         });
     }

@@ -1,12 +1,10 @@
 //! The identities as store-svc serves them, for the services that have no
 //! database of their own (ingest-svc, sync-svc, health-svc).
 
-use edge_credentials::TokenHash;
 use edge_proto::internal::v1::ListIdentitiesRequest;
 use edge_proto::internal::v1::identity_service_client::IdentityServiceClient;
 
 use super::identity::{IdentityRecord, IdentitySource, LoadError, LoadFuture, Loaded};
-use super::{Rates, Scopes};
 use crate::client::AuthedChannel;
 
 /// Reads the identities from store-svc's `IdentityService`.
@@ -36,18 +34,13 @@ impl IdentitySource for RemoteIdentities {
                 .identities
                 .into_iter()
                 .map(|entry| {
-                    Ok(IdentityRecord {
-                        token_hash: TokenHash::from_hex(&entry.token_sha256)
-                            .map_err(|e| LoadError(format!("identity {:?}: {e}", entry.name)))?,
-                        scopes: Scopes::parse(&entry.scopes.join(","))
-                            .map_err(|e| LoadError(format!("identity {:?}: {e}", entry.name)))?,
-                        rates: Rates {
-                            calls_per_second: entry.calls_per_second,
-                            readings_per_second: entry.readings_per_second,
-                            burst_seconds: None,
-                        },
-                        name: entry.name,
-                    })
+                    IdentityRecord::parse(
+                        entry.name,
+                        &entry.token_sha256,
+                        &entry.scopes.join(","),
+                        entry.calls_per_second,
+                        entry.readings_per_second,
+                    )
                 })
                 .collect::<Result<Vec<_>, LoadError>>()?;
             Ok(Loaded {

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Store, StoreError, violation};
 use crate::db::IdentityRow;
+use crate::identities::stored_rate;
 
 /// Prefix of the site's tokens, so a leaked one is recognisable.
 pub const TOKEN_PREFIX: &str = "edge_";
@@ -84,18 +85,14 @@ fn timestamp(us: i64) -> Timestamp {
     }
 }
 
-fn rate(value: Option<i64>) -> Option<u32> {
-    value.map(|v| u32::try_from(v).unwrap_or(u32::MAX))
-}
-
 fn info(row: &IdentityRow) -> pb::TokenInfo {
     pb::TokenInfo {
         name: row.name.clone(),
         scopes: row.scopes.split(',').map(str::to_owned).collect(),
         created_at: Some(timestamp(row.created_at_us)),
         revoked_at: row.revoked_at_us.map(timestamp),
-        calls_per_second: rate(row.calls_per_second),
-        readings_per_second: rate(row.readings_per_second),
+        calls_per_second: stored_rate(row.calls_per_second),
+        readings_per_second: stored_rate(row.readings_per_second),
         created_by: row.created_by.clone(),
     }
 }
@@ -195,22 +192,25 @@ impl IdentityService for TokensGrpc {
             .identities(true)
             .await
             .map_err(StoreError::from)?;
-        let revoked_names = crate::identities::loaded(rows.clone())
-            .map(|l| l.revoked_names)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let loaded =
+            crate::identities::loaded(rows).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ipb::ListIdentitiesResponse {
-            identities: rows
+            identities: loaded
+                .records
                 .into_iter()
-                .filter(|row| row.revoked_at_us.is_none())
-                .map(|row| ipb::IdentityEntry {
-                    scopes: row.scopes.split(',').map(str::to_owned).collect(),
-                    calls_per_second: rate(row.calls_per_second),
-                    readings_per_second: rate(row.readings_per_second),
-                    name: row.name,
-                    token_sha256: row.token_sha256,
+                .map(|record| ipb::IdentityEntry {
+                    token_sha256: record.token_hash.to_hex(),
+                    scopes: record
+                        .scopes
+                        .iter()
+                        .map(|s| s.as_str().to_owned())
+                        .collect(),
+                    calls_per_second: record.rates.calls_per_second,
+                    readings_per_second: record.rates.readings_per_second,
+                    name: record.name,
                 })
                 .collect(),
-            revoked_names,
+            revoked_names: loaded.revoked_names,
         }))
     }
 }
