@@ -712,6 +712,7 @@ mod tests {
             quality: Default::default(),
             note: None,
             base: None,
+            written_by: None,
         }
     }
 

@@ -55,6 +55,9 @@ pub const MAX_SHARED_SENSORS: usize = 100;
 /// Longest note an amendment may carry, in characters; more is rejected.
 pub const MAX_NOTE_CHARS: usize = 1_024;
 
+/// Longest writer name a version may carry, in characters; more is rejected.
+pub const MAX_WRITTEN_BY_CHARS: usize = 128;
+
 /// The simple single-reading API of compatibility mode.
 pub const SIMPLE_READINGS_PATH: &str = "/api/readings";
 
@@ -131,6 +134,12 @@ pub struct VersionRecord {
     /// The version this one amended; absent for a reading's first version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<VersionStamp>,
+    /// The identity that wrote this version at the site that stamped it (a
+    /// gateway for a first version, an operator for an amendment), at most
+    /// [`MAX_WRITTEN_BY_CHARS`] characters; absent when not recorded. Kept
+    /// for the record: nothing is decided by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<String>,
 }
 
 /// A reading's data quality, a correctable field of every version.

@@ -34,6 +34,7 @@ fn version(id: &str) -> VersionRecord {
         quality: Default::default(),
         note: None,
         base: None,
+        written_by: None,
     }
 }
 

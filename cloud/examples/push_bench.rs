@@ -69,6 +69,7 @@ fn body(first_seq: u64, count: u64, gzip: bool) -> Vec<u8> {
             quality: Default::default(),
             note: None,
             base: None,
+            written_by: None,
         })
         .collect();
     let json = serde_json::to_vec(&PushBatch { versions }).unwrap_or_default();

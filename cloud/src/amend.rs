@@ -59,11 +59,12 @@ pub(crate) fn check(request: &AmendmentRequest) -> Result<(), InvalidAmendment> 
 }
 
 /// The version the cloud writes for `request` (already checked) on top of
-/// `current`, stamped `stamp`.
+/// `current`, stamped `stamp`, recording `written_by` as its writer.
 pub(crate) fn amended(
     current: &VersionRecord,
     request: &AmendmentRequest,
     stamp: Hlc,
+    written_by: &str,
 ) -> VersionRecord {
     let note = match &request.note {
         // An empty note clears it.
@@ -86,6 +87,7 @@ pub(crate) fn amended(
             site_id: CLOUD_SITE_ID.to_owned(),
         },
         base: Some(current.version.clone()),
+        written_by: Some(written_by.to_owned()),
         ..current.clone()
     }
 }
@@ -118,6 +120,7 @@ mod tests {
             quality: Quality::Good,
             note: Some("calibrated".into()),
             base: None,
+            written_by: None,
         }
     }
 
@@ -175,7 +178,8 @@ mod tests {
             quality: Some(Quality::Suspect),
             ..Default::default()
         };
-        let v = amended(&current(), &request, stamp);
+        let v = amended(&current(), &request, stamp, "site:ship-1");
+        assert_eq!(v.written_by.as_deref(), Some("site:ship-1"));
         assert_eq!(
             (v.temperature_celsius, v.humidity_percent, v.quality),
             (20.0, 40.0, Quality::Suspect)
@@ -196,6 +200,7 @@ mod tests {
                 ..Default::default()
             },
             stamp,
+            "site:ship-1",
         );
         assert_eq!(cleared.note, None);
     }

@@ -6,7 +6,9 @@
 //! Batch-level refusals (bad JSON, too many versions, the injected
 //! `batch_reject_sensors` fault) are decided in [`crate::api`], before this.
 
-use edge_cloud_link::contract::{MAX_NOTE_CHARS, VersionRecord, VersionStamp};
+use edge_cloud_link::contract::{
+    MAX_NOTE_CHARS, MAX_WRITTEN_BY_CHARS, VersionRecord, VersionStamp,
+};
 use edge_versioning::{CLOUD_SITE_ID, Hlc};
 
 use crate::faults::Faults;
@@ -101,6 +103,9 @@ pub(crate) fn check_version(
     if let Some(note) = &version.note {
         check_note(note)?;
     }
+    if let Some(written_by) = &version.written_by {
+        check_written_by(written_by)?;
+    }
     if let Some(base) = &version.base {
         check_stamp("base", base)?;
         if base == &version.version {
@@ -159,6 +164,21 @@ pub(crate) fn check_note(note: &str) -> Result<(), String> {
     // database on every retry.
     if note.contains('\0') {
         return Err("note contains a NUL character".into());
+    }
+    Ok(())
+}
+
+/// Writers: at most [`MAX_WRITTEN_BY_CHARS`] characters, no control
+/// characters (names are shown as they are in terminals and logs).
+pub(crate) fn check_written_by(written_by: &str) -> Result<(), String> {
+    let chars = written_by.chars().count();
+    if chars > MAX_WRITTEN_BY_CHARS {
+        return Err(format!(
+            "written_by has {chars} characters; at most {MAX_WRITTEN_BY_CHARS} are allowed"
+        ));
+    }
+    if written_by.chars().any(char::is_control) {
+        return Err("written_by contains a control character".into());
     }
     Ok(())
 }
@@ -234,6 +254,7 @@ mod tests {
             quality: Default::default(),
             note: None,
             base: None,
+            written_by: None,
         }
     }
 
@@ -278,6 +299,14 @@ mod tests {
             (
                 Box::new(|v| v.note = Some("valve\u{0}stuck".into())),
                 "note contains a NUL",
+            ),
+            (
+                Box::new(|v| v.written_by = Some("gate\u{1b}[2Jway".into())),
+                "written_by contains a control character",
+            ),
+            (
+                Box::new(|v| v.written_by = Some("w".repeat(MAX_WRITTEN_BY_CHARS + 1))),
+                "written_by has 129 characters",
             ),
             (
                 Box::new(|v| v.version.site_id = "site\n".into()),

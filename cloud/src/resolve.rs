@@ -274,6 +274,7 @@ mod tests {
             quality: Default::default(),
             note: None,
             base: base.map(|(ms, site)| stamp(ms, site)),
+            written_by: None,
         }
     }
 

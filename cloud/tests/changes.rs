@@ -118,6 +118,10 @@ async fn the_feed_holds_what_others_wrote_of_the_sites_readings(db: &TestDatabas
     assert_eq!(page.versions[0].note.as_deref(), Some("sensor fault"));
     assert_eq!(page.versions[0].base.as_ref(), Some(&a1.version));
     assert_eq!(page.versions[1].base.as_ref(), Some(&a2.version));
+    // Who wrote each, for the site's audit log: the site token that asked
+    // for the cloud's amendment, and the identity B recorded.
+    assert_eq!(page.versions[0].written_by.as_deref(), Some("site:ship-a"));
+    assert_eq!(page.versions[1].written_by.as_deref(), Some("operator"));
     assert!(!page.more);
     assert_eq!(page.policy, "lww");
     // The deployment's clock-skew bound is announced beside the rule.

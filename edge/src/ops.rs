@@ -72,6 +72,15 @@ fn flags(r: &pb::StoredReading) -> String {
     flags.join(",")
 }
 
+/// A version's writer as tables show it: `-` when not recorded.
+pub(crate) fn writer(written_by: &str) -> &str {
+    if written_by.is_empty() {
+        "-"
+    } else {
+        written_by
+    }
+}
+
 /// A quality flag's name.
 pub(crate) fn quality_name(quality: i32) -> &'static str {
     match pb::Quality::try_from(quality) {
@@ -112,6 +121,8 @@ pub(crate) fn reading_json(r: &pb::StoredReading) -> serde_json::Value {
         "quality": quality_name(r.quality),
         "note": r.note,
         "version": version_text(r.version.as_ref()),
+        // Who wrote the current version; empty when not recorded.
+        "written_by": r.written_by,
         // Set when the current version arrived stamped beyond the site's
         // clock-skew bound: how far ahead it was.
         "version_clock_ahead_ms": r.version_clock_ahead.map(duration_ms),
@@ -152,8 +163,16 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
     let mut printed = 0u64;
     if args.format == Format::Table {
         println!(
-            "{:>8}  {:<36}  {:<20}  {:<24}  {:>8}  {:>8}  {:<8}  {:<13}  flags",
-            "seq", "id", "sensor", "measured_at", "temp_c", "hum_pct", "priority", "sync"
+            "{:>8}  {:<36}  {:<20}  {:<24}  {:>8}  {:>8}  {:<8}  {:<13}  {:<16}  flags",
+            "seq",
+            "id",
+            "sensor",
+            "measured_at",
+            "temp_c",
+            "hum_pct",
+            "priority",
+            "sync",
+            "written_by"
         );
     }
     'pages: loop {
@@ -174,7 +193,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
             };
             match args.format {
                 Format::Table => println!(
-                    "{:>8}  {:<36}  {:<20}  {:<24}  {:>8.2}  {:>8.2}  {:<8}  {:<13}  {}",
+                    "{:>8}  {:<36}  {:<20}  {:<24}  {:>8.2}  {:>8.2}  {:<8}  {:<13}  {:<16}  {}",
                     r.seq,
                     r.id,
                     r.sensor_id,
@@ -183,6 +202,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<()> {
                     r.humidity_percent,
                     priority,
                     state_name(r.sync_state),
+                    writer(&r.written_by),
                     flags(&r)
                 ),
                 Format::Json => println!("{}", reading_json(&r)),

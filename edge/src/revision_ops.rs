@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use edge_proto::v1 as pb;
 
 use crate::cli::{AmendArgs, ConflictsArgs, Format, QualityArg};
-use crate::ops::{operations_client, reading_json, rfc3339, version_text};
+use crate::ops::{operations_client, reading_json, rfc3339, version_text, writer};
 
 /// `edge amend`: one new version of a reading, current at once, queued for
 /// the cloud like a reading.
@@ -40,13 +40,15 @@ pub async fn amend(args: AmendArgs) -> anyhow::Result<()> {
     match args.format {
         Format::Json => println!("{}", reading_json(&reading)),
         Format::Table => println!(
-            "amended {}: {:.2} °C, {:.2} %, quality {}, note {:?}; version {} queued for the cloud",
+            "amended {}: {:.2} °C, {:.2} %, quality {}, note {:?}; version {} by {} queued for \
+             the cloud",
             reading.id,
             reading.temperature_celsius,
             reading.humidity_percent,
             crate::ops::quality_name(reading.quality),
             reading.note,
             version_text(reading.version.as_ref()),
+            writer(&reading.written_by),
         ),
     }
     Ok(())
@@ -64,8 +66,8 @@ pub async fn conflicts(args: ConflictsArgs) -> anyhow::Result<()> {
     let mut total: u64;
     if args.format == Format::Table {
         println!(
-            "{:<36}  {:<32}  {:<32}  {:<6}  {:<10}  resolved_at",
-            "reading", "local", "remote", "winner", "policy"
+            "{:<36}  {:<32}  {:<16}  {:<32}  {:<16}  {:<6}  {:<10}  resolved_at",
+            "reading", "local", "local_by", "remote", "remote_by", "winner", "policy"
         );
     }
     'pages: loop {
@@ -82,10 +84,12 @@ pub async fn conflicts(args: ConflictsArgs) -> anyhow::Result<()> {
             printed += 1;
             match args.format {
                 Format::Table => println!(
-                    "{:<36}  {:<32}  {:<32}  {:<6}  {:<10}  {}",
+                    "{:<36}  {:<32}  {:<16}  {:<32}  {:<16}  {:<6}  {:<10}  {}",
                     c.reading_id,
                     version_text(c.local.as_ref()),
+                    writer(&c.local_written_by),
                     version_text(c.remote.as_ref()),
+                    writer(&c.remote_written_by),
                     c.winner,
                     c.policy,
                     rfc3339(c.resolved_at.as_ref()),
@@ -96,6 +100,8 @@ pub async fn conflicts(args: ConflictsArgs) -> anyhow::Result<()> {
                         "reading_id": c.reading_id,
                         "local": version_text(c.local.as_ref()),
                         "remote": version_text(c.remote.as_ref()),
+                        "local_written_by": c.local_written_by,
+                        "remote_written_by": c.remote_written_by,
                         "current": version_text(c.current.as_ref()),
                         "winner": c.winner,
                         "policy": c.policy,

@@ -325,6 +325,7 @@ async fn a_hostile_append_gets_bounded_details_that_a_standard_client_reads() {
         measured_at: None,
         received_at: None,
         priority: 9,
+        written_by: "gate\u{7}way".repeat(40),
     };
 
     let err = store
@@ -339,8 +340,8 @@ async fn a_hostile_append_gets_bounded_details_that_a_standard_client_reads() {
     let violations = field_violations(&err);
     assert_eq!(violations.len(), MAX_VIOLATIONS);
     assert_eq!(violations[0].0, "readings[0].id");
-    // Seven fields wrong in each of 10,000 readings.
-    let left_off = 70_000 - MAX_VIOLATIONS;
+    // Eight fields wrong in each of 10,000 readings.
+    let left_off = 80_000 - MAX_VIOLATIONS;
     assert!(
         err.message()
             .ends_with(&format!("({left_off} more field violations left off)")),
@@ -639,6 +640,7 @@ async fn a_merged_append_refused_as_invalid_is_sent_again_call_by_call(db: &Test
             measured_at: r.measured_at,
             received_at: r.measured_at,
             priority: pb::Priority::Normal as i32,
+            written_by: "gateway-1".into(),
         }
     };
     let mut a = Box::pin(appender.append(vec![call("a")]));

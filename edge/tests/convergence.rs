@@ -342,6 +342,12 @@ async fn cloud_amend(cloud: &CloudClient, ledger: &mut Ledger, reading_id: &str,
         .expect("the cloud amends");
     let made = &state.current;
     assert_eq!(made.version.site_id, CLOUD_SITE_ID);
+    assert!(
+        made.written_by
+            .as_deref()
+            .is_some_and(|by| by.starts_with("site:")),
+        "the cloud records which site's token asked: {made:?}"
+    );
     ledger.record(
         Writer::Cloud,
         reading_id,
@@ -418,6 +424,7 @@ async fn assert_same_values(site: &TestSite, current: &HashMap<String, VersionRe
                 here.note.as_str(),
                 here.sensor_id.as_str(),
                 here.seq,
+                here.written_by.as_str(),
             ),
             (
                 cloud.temperature_celsius,
@@ -426,6 +433,7 @@ async fn assert_same_values(site: &TestSite, current: &HashMap<String, VersionRe
                 cloud.note.as_deref().unwrap_or(""),
                 cloud.sensor_id.as_str(),
                 cloud.seq,
+                cloud.written_by.as_deref().unwrap_or(""),
             ),
             "{} holds other values of {id} than the cloud",
             site.site.site_id
@@ -573,6 +581,13 @@ async fn two_sites_and_the_cloud_converge(db: &TestDatabase, policy: Policy) {
         for c in a_log.iter().chain(&b_log) {
             assert_eq!(c.policy, policy.as_str());
             assert!(c.winner == "local" || c.winner == "remote", "{c:?}");
+            // Every version here was written by a known identity (a
+            // gateway, an operator, a site token asking the cloud), and
+            // the log names both.
+            assert!(
+                !c.local_written_by.is_empty() && !c.remote_written_by.is_empty(),
+                "{c:?}"
+            );
         }
     }
 

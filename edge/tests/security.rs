@@ -222,6 +222,62 @@ async fn an_ingest_token_ingests_and_nothing_more() {
     db.cleanup().await;
 }
 
+/// Each stored version records who wrote it: two gateways ingesting at the
+/// same time (their calls merged into shared Appends by ingest-svc) each
+/// have their own readings, and an operator's amendment is the operator's.
+#[tokio::test]
+async fn every_version_records_the_identity_that_wrote_it() {
+    let db = TestDatabase::new(Backend::Sqlite).await.expect("fixture");
+    let mut mesh = Mesh::start(&db).await;
+    let mut gateways = Vec::new();
+    for name in ["gateway-1", "gateway-2"] {
+        let credentials =
+            security().with_token(Some(&token(mesh.store.addr, name, &["ingest"], None).await));
+        gateways.push((name, as_(mesh.ingest.addr, &credentials).await));
+    }
+    let calls = gateways.iter().flat_map(|(name, channel)| {
+        (0..20).map(move |n| {
+            let mut client = IngestServiceClient::new(channel.clone());
+            async move {
+                client
+                    .ingest(pb::IngestRequest {
+                        readings: vec![reading(&format!("{name}.s{n}"), 20.0)],
+                    })
+                    .await
+                    .expect("a gateway ingests")
+            }
+        })
+    });
+    futures::future::join_all(calls).await;
+    let stored = mesh.all_readings().await;
+    assert_eq!(stored.len(), 40);
+    for r in &stored {
+        let sender = r.sensor_id.split('.').next().expect("gateway prefix");
+        assert_eq!(r.written_by, sender, "{r:?}");
+    }
+
+    let amended = OperationsServiceClient::new(as_(mesh.store.addr, &security().operator()).await)
+        .amend(pb::AmendRequest {
+            reading_id: stored[0].id.clone(),
+            quality: pb::Quality::Suspect as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("the operator amends")
+        .into_inner()
+        .reading
+        .expect("the reading");
+    assert_eq!(amended.written_by, "operator");
+    let now = mesh.all_readings().await;
+    let queried = now.iter().find(|r| r.id == stored[0].id).expect("held");
+    assert_eq!(
+        queried.written_by, "operator",
+        "queries show the current writer"
+    );
+    mesh.stop().await;
+    db.cleanup().await;
+}
+
 /// A revoked token is refused by store-svc and by ingest-svc (which reads
 /// the identities from store-svc) within 5 s.
 #[tokio::test]

@@ -87,10 +87,14 @@ impl Ingestor {
         }
     }
 
-    /// Validates, stores and reports one batch. Fails as a whole only when
-    /// store-svc cannot take the valid readings; refused readings are
-    /// results, never a failure.
-    async fn ingest_batch(&self, readings: Vec<pb::Reading>) -> Result<BatchOutcome, IngestError> {
+    /// Validates, stores and reports one batch, `written_by` the identity
+    /// that sent it. Fails as a whole only when store-svc cannot take the
+    /// valid readings; refused readings are results, never a failure.
+    async fn ingest_batch(
+        &self,
+        readings: Vec<pb::Reading>,
+        written_by: &str,
+    ) -> Result<BatchOutcome, IngestError> {
         let received_at = Timestamp::from(SystemTime::now());
         let mut results: Vec<pb::ReadingResult> = Vec::with_capacity(readings.len());
         let mut valid = Vec::with_capacity(readings.len());
@@ -98,7 +102,7 @@ impl Ingestor {
         let mut summary = pb::IngestSummary::default();
         for (index, reading) in readings.into_iter().enumerate() {
             let index = index as u32;
-            match self.limits.validate(reading, received_at) {
+            match self.limits.validate(reading, received_at, written_by) {
                 Ok(reading) => {
                     results.push(pb::ReadingResult {
                         index,
@@ -173,6 +177,7 @@ impl Ingestor {
     async fn ack(
         &self,
         request: pb::IngestStreamRequest,
+        written_by: &str,
     ) -> Result<pb::IngestStreamResponse, IngestError> {
         let batch_id = request.batch_id;
         if let Err(IngestError::Invalid { violations, .. }) =
@@ -185,7 +190,7 @@ impl Ingestor {
                 ..Default::default()
             });
         }
-        let outcome = self.ingest_batch(request.readings).await?;
+        let outcome = self.ingest_batch(request.readings, written_by).await?;
         Ok(pb::IngestStreamResponse {
             batch_id,
             results: outcome.results,
@@ -252,7 +257,8 @@ impl IngestService for IngestGrpc {
         // Judged reading by reading, the batch is answered OK even when
         // every reading was refused: each refusal is a result in the body,
         // not in status details, which standard clients cap at 16 KiB.
-        let outcome = self.ingestor.ingest_batch(readings).await?;
+        let written_by = caller.as_ref().map_or("", |identity| &*identity.name);
+        let outcome = self.ingestor.ingest_batch(readings, written_by).await?;
         Ok(Response::new(pb::IngestResponse {
             results: outcome.results,
             summary: Some(outcome.summary),
@@ -282,12 +288,14 @@ impl IngestService for IngestGrpc {
                     }
                     _ => None,
                 };
+                let written_by = caller.as_ref().map(|identity| identity.name.clone());
                 async move {
                     if let Some(status) = over_rate {
                         return Err(status);
                     }
+                    let written_by = written_by.as_deref().unwrap_or_default();
                     match batch {
-                        Ok(batch) => ingestor.ack(batch).await.map_err(Status::from),
+                        Ok(batch) => ingestor.ack(batch, written_by).await.map_err(Status::from),
                         Err(status) => Err(status),
                     }
                 }

@@ -128,12 +128,14 @@ impl Limits {
     }
 
     /// Judges one reading. On success returns the reading as store-svc takes
-    /// it, with its id (generated UUIDv7 when absent) and the site's receive
-    /// time.
+    /// it, with its id (generated UUIDv7 when absent), the site's receive
+    /// time and `written_by`, the identity that sent it (empty: the store
+    /// records ingest-svc's own).
     pub fn validate(
         &self,
         r: pb::Reading,
         received_at: Timestamp,
+        written_by: &str,
     ) -> Result<edge_proto::internal::v1::NewReading, Rejection> {
         let mut errors = Vec::new();
         let id = if r.id.is_empty() {
@@ -194,6 +196,7 @@ impl Limits {
             measured_at: r.measured_at,
             received_at: Some(received_at),
             priority: r.priority,
+            written_by: written_by.to_owned(),
         })
     }
 }
@@ -218,7 +221,7 @@ mod tests {
 
     fn fields(r: pb::Reading) -> Vec<&'static str> {
         Limits::default()
-            .validate(r, Timestamp::default())
+            .validate(r, Timestamp::default(), "gateway-1")
             .expect_err("should be refused")
             .errors
             .into_iter()
@@ -231,7 +234,7 @@ mod tests {
         let mut r = good();
         r.id = "0190A6D2-7B1C-7CC3-8F00-000000000001".into();
         let ok = Limits::default()
-            .validate(r, Timestamp::default())
+            .validate(r, Timestamp::default(), "gateway-1")
             .expect("valid");
         assert_eq!(ok.id, "0190a6d2-7b1c-7cc3-8f00-000000000001");
         assert_eq!(ok.temperature_celsius, 21.5);
@@ -242,7 +245,7 @@ mod tests {
         let mut r = good();
         r.id.clear();
         let ok = Limits::default()
-            .validate(r, Timestamp::default())
+            .validate(r, Timestamp::default(), "gateway-1")
             .expect("valid");
         let id = Uuid::parse_str(&ok.id).expect("uuid");
         assert_eq!(id.get_version_num(), 7);
@@ -288,10 +291,14 @@ mod tests {
         };
         let mut r = good();
         r.temperature_celsius = Some(10.0);
-        assert!(limits.validate(r.clone(), Timestamp::default()).is_ok());
+        assert!(
+            limits
+                .validate(r.clone(), Timestamp::default(), "gateway-1")
+                .is_ok()
+        );
         r.temperature_celsius = Some(10.5);
         let err = limits
-            .validate(r, Timestamp::default())
+            .validate(r, Timestamp::default(), "gateway-1")
             .expect_err("out of range");
         assert_eq!(err.errors[0].1, "must be between -10 and 10, got 10.5");
     }
@@ -302,7 +309,11 @@ mod tests {
         r.sensor_id = "x".repeat(129);
         assert_eq!(fields(r.clone()), ["sensor_id"]);
         r.sensor_id = "x".repeat(128);
-        assert!(Limits::default().validate(r, Timestamp::default()).is_ok());
+        assert!(
+            Limits::default()
+                .validate(r, Timestamp::default(), "gateway-1")
+                .is_ok()
+        );
     }
 
     #[test]
@@ -322,6 +333,10 @@ mod tests {
             seconds: 4_000_000_000,
             nanos: 0,
         });
-        assert!(Limits::default().validate(r, Timestamp::default()).is_ok());
+        assert!(
+            Limits::default()
+                .validate(r, Timestamp::default(), "gateway-1")
+                .is_ok()
+        );
     }
 }

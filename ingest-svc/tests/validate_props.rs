@@ -151,7 +151,7 @@ fn check_against_oracle(r: pb::Reading, limits: &Limits) -> Result<(), TestCaseE
         seconds: 1_750_000_000,
         nanos: 123_000,
     };
-    match limits.validate(r.clone(), received_at) {
+    match limits.validate(r.clone(), received_at, "gateway-1") {
         Ok(stored) => {
             prop_assert!(
                 expected.is_empty(),
@@ -172,6 +172,7 @@ fn check_against_oracle(r: pb::Reading, limits: &Limits) -> Result<(), TestCaseE
             prop_assert_eq!(stored.measured_at, r.measured_at);
             prop_assert_eq!(stored.received_at, Some(received_at));
             prop_assert_eq!(stored.priority, r.priority);
+            prop_assert_eq!(stored.written_by.as_str(), "gateway-1");
         }
         Err(rejection) => {
             prop_assert!(
@@ -451,7 +452,7 @@ proptest! {
     fn valid_readings_are_always_accepted(
         (limits, r) in any_limits().prop_flat_map(|l| (Just(l), valid_reading(l)))
     ) {
-        let verdict = limits.validate(r.clone(), Timestamp::default());
+        let verdict = limits.validate(r.clone(), Timestamp::default(), "gateway-1");
         prop_assert!(verdict.is_ok(), "refused {:?}: {:?}", r, verdict.err());
         check_against_oracle(r, &limits)?;
     }
@@ -476,7 +477,7 @@ proptest! {
         }
         let expected = oracle_field_problems(&r2, &limits);
         prop_assert!(expected.len() <= 1);
-        if let Err(rejection) = limits.validate(r2.clone(), Timestamp::default()) {
+        if let Err(rejection) = limits.validate(r2.clone(), Timestamp::default(), "gateway-1") {
             prop_assert_eq!(rejection.errors.len(), 1);
             prop_assert_eq!(rejection.errors[0].0, READING_FIELDS[which]);
         }

@@ -14,6 +14,9 @@ pub const MAX_SENSOR_ID_LEN: usize = 128;
 /// (`edge/internal/v1/store_ingest.proto`). ingest-svc's
 /// batch limit must stay within it.
 pub const MAX_APPEND_READINGS: usize = 10_000;
+/// Longest name a version's writer may carry, in characters: identity names
+/// and certificate common names (at most 64 by X.509) fit with room.
+pub const MAX_WRITTEN_BY_CHARS: usize = 128;
 
 /// Microseconds since the epoch, or `None` when the timestamp is outside
 /// years 0001–9999 or its nanos are out of range.
@@ -48,6 +51,20 @@ pub fn sensor_id_problem(sensor_id: &str) -> Option<String> {
         .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
     {
         Some("may only contain A-Z a-z 0-9 . _ : / -".into())
+    } else {
+        None
+    }
+}
+
+/// Why `written_by` (a version's writer, an identity's name) is not
+/// acceptable, or `None` when it is: at most [`MAX_WRITTEN_BY_CHARS`]
+/// characters, none of them control characters (it is shown in terminals
+/// and logs as it is).
+pub fn written_by_problem(written_by: &str) -> Option<String> {
+    if written_by.chars().count() > MAX_WRITTEN_BY_CHARS {
+        Some(format!("must be at most {MAX_WRITTEN_BY_CHARS} characters"))
+    } else if written_by.chars().any(char::is_control) {
+        Some("may not contain control characters".into())
     } else {
         None
     }
@@ -101,5 +118,15 @@ mod tests {
             sensor_id_problem(&"é".repeat(100)).as_deref(),
             Some("may only contain A-Z a-z 0-9 . _ : / -")
         );
+    }
+
+    #[test]
+    fn writers_are_bounded_and_printable() {
+        assert_eq!(written_by_problem("gateway-7"), None);
+        assert_eq!(written_by_problem(""), None);
+        assert_eq!(written_by_problem(&"é".repeat(MAX_WRITTEN_BY_CHARS)), None);
+        assert!(written_by_problem(&"a".repeat(MAX_WRITTEN_BY_CHARS + 1)).is_some());
+        assert!(written_by_problem("op\u{1b}[2Jerator").is_some());
+        assert!(written_by_problem("line\nbreak").is_some());
     }
 }

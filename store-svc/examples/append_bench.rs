@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
                 measured_at_us: now,
                 received_at_us: now,
                 priority: Priority::Normal,
+                written_by: format!("gateway-{}", i % 8),
             })
             .collect();
         let refs: Vec<&NewReading> = readings.iter().collect();

@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 measured_at_us: now,
                 received_at_us: now,
                 priority: Priority::Normal,
+                written_by: "gateway-1".into(),
             })
             .collect();
         let refs: Vec<&NewReading> = group.iter().collect();
@@ -100,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
                 humidity: None,
                 quality: Some(Quality::Bad),
                 note: Some("faulty at the site".into()),
+                written_by: "operator".into(),
             })
             .await?;
         }
@@ -135,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
                 quality: Quality::Suspect,
                 note: Some("calibration".into()),
             },
+            written_by: Some("site:shore".into()),
         })
         .collect();
 

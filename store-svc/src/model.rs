@@ -105,14 +105,19 @@ pub struct NewReading {
     pub received_at_us: i64,
     /// Forwarding priority.
     pub priority: Priority,
+    /// The identity whose call brought the reading to the site: its first
+    /// version's writer.
+    pub written_by: String,
 }
 
 impl NewReading {
     /// Validates one proto reading; `path` prefixes field names in violations
-    /// (e.g. `readings[3]`).
+    /// (e.g. `readings[3]`). `caller`: the writer recorded when the reading
+    /// names none (the identity that called Append).
     pub fn from_proto(
         p: edge_proto::internal::v1::NewReading,
         path: &str,
+        caller: &str,
     ) -> Result<NewReading, Vec<FieldViolation>> {
         let mut errors = Vec::new();
         let mut err = |field: &str, reason: &str| {
@@ -146,6 +151,9 @@ impl NewReading {
         if priority.is_none() {
             err("priority", "is not a known priority");
         }
+        if let Some(problem) = edge_proto::rules::written_by_problem(&p.written_by) {
+            err("written_by", &problem);
+        }
         match (id, measured_at_us, received_at_us, priority) {
             (Some(id), Some(measured_at_us), Some(received_at_us), Some(priority))
                 if errors.is_empty() =>
@@ -158,6 +166,11 @@ impl NewReading {
                     measured_at_us,
                     received_at_us,
                     priority,
+                    written_by: if p.written_by.is_empty() {
+                        caller.to_owned()
+                    } else {
+                        p.written_by
+                    },
                 })
             }
             _ => Err(errors),
@@ -264,6 +277,8 @@ pub struct StoredReading {
     /// How far ahead of the site's wall clock the current version was
     /// stamped when it arrived, if beyond the clock-skew bound (flagged).
     pub version_clock_ahead_ms: Option<i64>,
+    /// The identity that wrote the current version, if recorded.
+    pub version_written_by: Option<String>,
 }
 
 impl StoredReading {
@@ -294,6 +309,7 @@ impl StoredReading {
                 seconds: ms / 1_000,
                 nanos: (ms % 1_000 * 1_000_000) as i32,
             }),
+            written_by: self.version_written_by.unwrap_or_default(),
         }
     }
 }
@@ -533,13 +549,16 @@ mod tests {
             measured_at_us: 3,
             received_at_us: 4,
             priority: Priority::Normal,
+            written_by: "gateway-1".into(),
         };
         let mut b = a.clone();
         b.received_at_us = 99;
+        b.written_by = "gateway-2".into();
         assert_eq!(
             a.content_digest(),
             b.content_digest(),
-            "receive time is not content"
+            "receive time and writer are not content: a retry through another gateway \
+             is the same reading"
         );
         b.temperature = 1.5;
         assert_ne!(a.content_digest(), b.content_digest());

@@ -69,6 +69,8 @@ pub struct OutboxEntry {
     pub base_hlc: Option<i64>,
     /// Site of the version it amended.
     pub base_site_id: Option<String>,
+    /// The identity that wrote this version, if recorded.
+    pub written_by: Option<String>,
 }
 
 impl OutboxEntry {
@@ -102,6 +104,7 @@ impl OutboxEntry {
                 .base_hlc
                 .zip(self.base_site_id)
                 .map(|(hlc, site_id)| crate::revision::stamp_to_proto(hlc, site_id)),
+            written_by: self.written_by.unwrap_or_default(),
         }
     }
 }

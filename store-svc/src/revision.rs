@@ -23,6 +23,8 @@ pub struct Amendment {
     pub quality: Option<Quality>,
     /// New note; `Some("")` clears it.
     pub note: Option<String>,
+    /// The identity that asked for it: the new version's writer.
+    pub written_by: String,
 }
 
 /// The correctable part of a version.
@@ -63,6 +65,8 @@ pub struct RemoteVersion {
     pub base: Option<Stamp>,
     /// Its values.
     pub values: Values,
+    /// Its writer, as the cloud recorded it (`None`: not said).
+    pub written_by: Option<String>,
 }
 
 /// A version stored although stamped beyond the clock-skew bound (flagged,
@@ -125,6 +129,10 @@ pub struct ConflictRow {
     pub policy: String,
     /// When, µs since the epoch (site clock).
     pub resolved_at_us: i64,
+    /// The writer of the version held before, if recorded.
+    pub local_written_by: Option<String>,
+    /// The writer of the version that arrived, if the cloud said.
+    pub remote_written_by: Option<String>,
 }
 
 /// A version stamp as the proto carries it.
@@ -147,6 +155,8 @@ impl ConflictRow {
             winner: self.winner,
             policy: self.policy,
             resolved_at: Some(crate::model::us_to_timestamp(self.resolved_at_us)),
+            local_written_by: self.local_written_by.unwrap_or_default(),
+            remote_written_by: self.remote_written_by.unwrap_or_default(),
         }
     }
 }
@@ -213,7 +223,11 @@ fn check_id(field: String, id: &str, out: &mut Violations) {
 
 /// Validates an amend call. The bounds are the cloud's, so an amendment the
 /// site accepts is never dead-lettered by the cloud.
-pub fn amendment_from_proto(request: &pb::AmendRequest) -> Result<Amendment, Violations> {
+/// `written_by`: the identity that called Amend.
+pub fn amendment_from_proto(
+    request: &pb::AmendRequest,
+    written_by: String,
+) -> Result<Amendment, Violations> {
     let mut violations = Vec::new();
     let canonical = uuid::Uuid::parse_str(&request.reading_id)
         .ok()
@@ -259,6 +273,7 @@ pub fn amendment_from_proto(request: &pb::AmendRequest) -> Result<Amendment, Vio
         humidity: request.humidity_percent,
         quality,
         note: request.note.clone(),
+        written_by,
     })
 }
 
@@ -380,6 +395,9 @@ pub fn remote_page_from_proto(
         if priority.is_none() {
             violations.push((at("priority"), "is not a known priority".to_owned()));
         }
+        if let Some(problem) = edge_proto::rules::written_by_problem(&v.written_by) {
+            violations.push((at("written_by"), problem));
+        }
         if violations.len() > before {
             continue;
         }
@@ -410,6 +428,7 @@ pub fn remote_page_from_proto(
                 quality: Quality::from_proto(v.quality).unwrap_or_default(),
                 note: (!v.note.is_empty()).then(|| v.note.clone()),
             },
+            written_by: (!v.written_by.is_empty()).then(|| v.written_by.clone()),
         });
     }
     if violations.is_empty() {

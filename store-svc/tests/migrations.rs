@@ -163,6 +163,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
                 nanos: 0,
             }),
             priority: pb::Priority::Normal as i32,
+            written_by: String::new(),
         })
         .collect();
     let results = client
@@ -572,6 +573,7 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
                 nanos: 0,
             }),
             priority: pb::Priority::Normal as i32,
+            written_by: String::new(),
         })
         .collect();
     let results = client

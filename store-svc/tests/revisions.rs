@@ -73,6 +73,7 @@ fn remote_of(
         base,
         quality: pb::Quality::Good as i32,
         note: String::new(),
+        written_by: "site:ship-9".into(),
     }
 }
 
@@ -146,8 +147,17 @@ async fn an_amendment_is_a_new_current_version_queued_for_the_cloud(db: &TestDat
         .await
         .expect("start");
     let mut client = store.client.clone();
-    append(&mut client, vec![reading(1, "s1", T0_US)]).await;
+    // ingest-svc names the gateway behind each reading; a reading that
+    // names none was written by whoever called Append (here the mesh).
+    let from_gateway = ipb::NewReading {
+        written_by: "gateway-7".into(),
+        ..reading(1, "s1", T0_US)
+    };
+    append(&mut client, vec![from_gateway, reading(2, "s1", T0_US)]).await;
     let first = current(&mut client, &reading(1, "s1", T0_US).id).await;
+    assert_eq!(first.written_by, "gateway-7");
+    let unnamed = current(&mut client, &reading(2, "s1", T0_US).id).await;
+    assert_eq!(unnamed.written_by, "mesh");
 
     let amended = amend(
         &mut client,
@@ -167,10 +177,20 @@ async fn an_amendment_is_a_new_current_version_queued_for_the_cloud(db: &TestDat
         "kept"
     );
     assert_eq!(amended.sync_state, pb::SyncState::Pending as i32);
+    assert_eq!(
+        amended.written_by, "operator",
+        "the caller of Amend wrote it"
+    );
+    assert_eq!(
+        current(&mut client, &first.id).await.written_by,
+        "operator",
+        "queries show the current version's writer"
+    );
     assert!(hlc_of(&amended.version) > hlc_of(&first.version));
     assert_eq!(amended.seq, first.seq, "same reading, same seq");
 
-    // Both versions wait in the outbox; the amendment names its base.
+    // Every version waits in the outbox, with its writer for the cloud;
+    // the amendment names its base.
     let leased = client
         .sync
         .lease_batch(ipb::LeaseBatchRequest {
@@ -180,14 +200,37 @@ async fn an_amendment_is_a_new_current_version_queued_for_the_cloud(db: &TestDat
         .await
         .expect("lease")
         .into_inner();
-    assert_eq!(leased.versions.len(), 2);
-    let amendment = &leased.versions[1];
+    assert_eq!(leased.versions.len(), 3);
+    let writers: Vec<&str> = leased
+        .versions
+        .iter()
+        .map(|v| v.written_by.as_str())
+        .collect();
+    assert_eq!(writers, ["gateway-7", "mesh", "operator"]);
+    let amendment = &leased.versions[2];
     assert_eq!(amendment.base, first.version);
     assert_eq!(amendment.version, amended.version);
     assert_eq!(amendment.quality, pb::Quality::Bad as i32);
     assert_eq!(amendment.note, "sensor s1 iced over");
     let s = stats(&mut client).await;
-    assert_eq!((s.total_versions, s.unsynced_versions), (2, 2));
+    assert_eq!((s.total_versions, s.unsynced_versions), (3, 3));
+
+    // A writer that is no name is refused, naming the field.
+    let err = client
+        .ingest
+        .append(ipb::AppendRequest {
+            readings: vec![ipb::NewReading {
+                written_by: "gate\u{1b}[2Jway".into(),
+                ..reading(3, "s1", T0_US)
+            }],
+        })
+        .await
+        .expect_err("control characters");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        format!("{err:?}").contains("readings[0].written_by"),
+        "{err:?}"
+    );
 
     // Bad input names the field; an unknown reading is NOT_FOUND.
     let err = amend(
@@ -273,6 +316,12 @@ async fn concurrent_versions_are_resolved_by_the_announced_rule(db: &TestDatabas
         };
         assert_eq!(now.version, winner, "{policy}");
         assert_eq!(now.temperature_celsius, temperature, "{policy}");
+        let winner_by = if cloud_wins {
+            "site:ship-9"
+        } else {
+            "operator"
+        };
+        assert_eq!(now.written_by, winner_by, "{policy}");
         let log: Vec<_> = conflicts(&mut client)
             .await
             .into_iter()
@@ -284,6 +333,15 @@ async fn concurrent_versions_are_resolved_by_the_announced_rule(db: &TestDatabas
         assert_eq!(log[0].current, winner, "{policy}");
         assert_eq!(log[0].winner, if cloud_wins { "remote" } else { "local" });
         assert_eq!(log[0].policy, policy);
+        // Both writers, as they were when it was resolved.
+        assert_eq!(
+            (
+                log[0].local_written_by.as_str(),
+                log[0].remote_written_by.as_str()
+            ),
+            ("operator", "site:ship-9"),
+            "{policy}"
+        );
 
         // Again: nothing changes, nothing is logged, the cursor stays.
         let again = apply(&mut client, page, policy, 5).await;

@@ -430,7 +430,7 @@ async fn a_failed_group_is_retried_call_by_call(db: &TestDatabase) {
     let call = |first: u32| -> Vec<NewReading> {
         batch(first, 3)
             .into_iter()
-            .map(|r| NewReading::from_proto(r, "reading").expect("valid"))
+            .map(|r| NewReading::from_proto(r, "reading", "mesh").expect("valid"))
             .collect()
     };
     faults.arm(

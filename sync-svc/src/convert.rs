@@ -33,6 +33,7 @@ pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
         },
         note: (!v.note.is_empty()).then(|| v.note.clone()),
         base: v.base.as_ref().map(|b| version_stamp(Some(b))),
+        written_by: (!v.written_by.is_empty()).then(|| v.written_by.clone()),
     }
 }
 
@@ -56,6 +57,7 @@ pub fn remote_version(v: VersionRecord) -> ipb::RemoteVersion {
         base: v.base.map(store_stamp),
         quality: quality_to_pb(v.quality) as i32,
         note: v.note.unwrap_or_default(),
+        written_by: v.written_by.unwrap_or_default(),
     }
 }
 
@@ -132,6 +134,7 @@ mod tests {
                 },
                 site_id: "mine-7".into(),
             }),
+            written_by: Some("shore-office".into()),
         };
         let stored = remote_version(original.clone());
         let back = record(&pb::OutboxVersion {
@@ -149,6 +152,7 @@ mod tests {
             quality: stored.quality,
             note: stored.note.clone(),
             base: stored.base.clone(),
+            written_by: stored.written_by.clone(),
             ..Default::default()
         });
         assert_eq!(back, original);
@@ -156,12 +160,14 @@ mod tests {
         let plain = VersionRecord {
             note: None,
             base: None,
+            written_by: None,
             quality: contract::Quality::Good,
             priority: contract::Priority::Normal,
             ..original
         };
         let stored = remote_version(plain);
         assert_eq!(stored.note, "");
+        assert_eq!(stored.written_by, "");
         assert_eq!(stored.base, None);
         assert_eq!(stored.quality, pb::Quality::Good as i32);
         assert_eq!(stored.priority, pb::Priority::Normal as i32);

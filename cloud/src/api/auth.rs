@@ -39,11 +39,16 @@ fn presented(request: &Request) -> Option<&str> {
         .and_then(edge_credentials::bearer)
 }
 
+/// The site whose token a public request carried, in the request's
+/// extensions for the handlers that record who asked.
+#[derive(Debug, Clone)]
+pub(crate) struct CallerSite(pub Arc<str>);
+
 /// A site token, valid for the path's `{site_id}` when the route has one.
 pub(super) async fn site(
     State(state): State<ApiState>,
     params: RawPathParams,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(token) = presented(&request) else {
@@ -65,6 +70,7 @@ pub(super) async fn site(
         tracing::debug!(asked = site, "a site token was used for another site");
         return ApiError::Forbidden(site.to_owned()).into_response();
     }
+    request.extensions_mut().insert(CallerSite(owner));
     next.run(request).await
 }
 

@@ -237,6 +237,7 @@ mod tests {
             quality: Default::default(),
             note: Some("n".repeat(1_000)),
             base: None,
+            written_by: None,
         };
         let page: Vec<(i64, VersionRecord)> =
             (1..=10).map(|n| (n as i64 * 10, version(n))).collect();

@@ -40,7 +40,7 @@ const SITE: &str = "ship-1";
 const MAX_PHYSICAL_MS: u64 = (1 << 47) - 1;
 
 /// The fields of a pushed version, as the wire names them.
-const VERSION_FIELDS: [&str; 14] = [
+const VERSION_FIELDS: [&str; 15] = [
     "reading_id",
     "seq",
     "origin_site_id",
@@ -55,6 +55,7 @@ const VERSION_FIELDS: [&str; 14] = [
     "quality",
     "note",
     "base",
+    "written_by",
 ];
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -148,11 +149,16 @@ fn valid_version() -> impl Strategy<Value = VersionRecord> {
         ]),
         0..3u8,
         any::<bool>(),
+        prop::option::of(prop_oneof![
+            "[a-zA-Z0-9._:-]{1,64}",
+            "[^\\p{Cc}]{128}",
+            Just(String::new())
+        ]),
     );
     (values, stamps).prop_map(
         |(
             (id, seq, temperature_celsius, humidity_percent, measured, received, critical, suspect),
-            (sensor_id, mut version, base, note, quality, own),
+            (sensor_id, mut version, base, note, quality, own, written_by),
         )| {
             // A site pushes its own readings, and its own amendments of
             // readings originated elsewhere.
@@ -183,6 +189,7 @@ fn valid_version() -> impl Strategy<Value = VersionRecord> {
                 quality: [Quality::Good, Quality::Suspect, Quality::Bad][usize::from(quality)],
                 note,
                 base,
+                written_by,
             }
         },
     )
@@ -235,10 +242,11 @@ fn any_version() -> impl Strategy<Value = VersionRecord> {
             any_stamp(),
             prop::option::of(any_text()),
             prop::option::of(any_stamp()),
+            prop::option::of(any_text()),
         ),
     )
         .prop_map(
-            |(mut v, fields, (id, seq, origin, sensor, t, h, stamp, note, base))| {
+            |(mut v, fields, (id, seq, origin, sensor, t, h, stamp, note, base, written_by))| {
                 for field in fields {
                     match VERSION_FIELDS[field] {
                         "reading_id" => v.reading_id = id.clone(),
@@ -249,6 +257,7 @@ fn any_version() -> impl Strategy<Value = VersionRecord> {
                         "humidity_percent" => v.humidity_percent = h,
                         "version" => v.version = stamp.clone(),
                         "note" => v.note = note.clone(),
+                        "written_by" => v.written_by = written_by.clone(),
                         "base" => {
                             // Sometimes the version itself, a rule of its own.
                             v.base = base.clone().or_else(|| Some(v.version.clone()));
@@ -457,6 +466,11 @@ fn oracle_problems(v: &VersionRecord) -> Vec<String> {
         && (note.chars().count() > MAX_NOTE_CHARS || note.contains('\0'))
     {
         problems.push("note".to_owned());
+    }
+    if let Some(written_by) = &v.written_by
+        && (written_by.chars().count() > 128 || written_by.chars().any(char::is_control))
+    {
+        problems.push("written_by".to_owned());
     }
     if let Some(base) = &v.base {
         if let Some(p) = stamp_problem("base", base) {

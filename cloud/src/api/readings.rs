@@ -7,10 +7,11 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use edge_cloud_link::contract::{AmendmentRequest, ReadingState};
 
+use super::auth::CallerSite;
 use super::body::{parse_json, read_limited};
 use super::error::ApiError;
 use super::{ApiState, reply_delay};
@@ -23,6 +24,7 @@ pub const MAX_AMENDMENT_BODY_BYTES: usize = 64 * 1024;
 
 pub(super) async fn amend(
     State(state): State<ApiState>,
+    Extension(CallerSite(caller)): Extension<CallerSite>,
     reading_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
@@ -36,7 +38,7 @@ pub(super) async fn amend(
     })?;
     let amendment = state
         .db
-        .amend(&reading_id, &request)
+        .amend(&reading_id, &request, &format!("site:{caller}"))
         .await?
         .ok_or_else(|| ApiError::UnknownReading(reading_id.clone()))?;
     add(&state.counters.amendments, 1);

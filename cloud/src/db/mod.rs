@@ -325,8 +325,9 @@ impl CloudDb {
         &self,
         reading_id: &str,
         request: &AmendmentRequest,
+        written_by: &str,
     ) -> Result<Option<Amendment>, DbError> {
-        dispatch!(self, s => s.amend(reading_id, request).await)
+        dispatch!(self, s => s.amend(reading_id, request, written_by).await)
     }
 
     /// A reading's current version; `None` when the cloud holds no such reading.

@@ -7,7 +7,7 @@ use sqlx::Row as _;
 
 use super::backend::Backend;
 use super::store::{Store, log_fall_back};
-use super::versions::{CURRENT_JOIN, IS_CURRENT, RECORD_COLUMNS};
+use super::versions::{CURRENT_JOIN, IS_CURRENT, RECORD_COLUMN_COUNT, RECORD_COLUMNS};
 use super::{Amendment, DbError, FeedPage};
 use crate::amend::amended;
 use crate::resolve::{HeldVersion, Offered, Readings, stamp_of, version_of};
@@ -19,11 +19,13 @@ impl<DB: Backend> Store<DB> {
     /// `reading_id`, in one transaction: locks `cloud_state`, stamps the
     /// version above every version of the reading held (however far ahead)
     /// and the clock, writes it on top of the current one, and records it as
-    /// current. `None` when the cloud holds no such reading.
+    /// current, written by `written_by`. `None` when the cloud holds no such
+    /// reading.
     pub async fn amend(
         &self,
         reading_id: &str,
         request: &AmendmentRequest,
+        written_by: &str,
     ) -> Result<Option<Amendment>, DbError> {
         let mut tx = self.write_tx("amend").await?;
         let conn: &mut DB::Connection = &mut tx;
@@ -51,7 +53,7 @@ impl<DB: Backend> Store<DB> {
                 }));
             }
         };
-        let version = amended(current, request, stamp);
+        let version = amended(current, request, stamp, written_by);
         let Offered::Added { conflict } = readings.offer(&version) else {
             return Err(DbError::Inconsistent(format!(
                 "the cloud's new stamp {}.{} is already held for reading {reading_id}",
@@ -111,7 +113,7 @@ impl<DB: Backend> Store<DB> {
         let mut current = Vec::new();
         for row in &rows {
             let record = Self::record_at(row, 0)?;
-            if row.try_get::<i64, _>(18)? == 1 {
+            if row.try_get::<i64, _>(RECORD_COLUMN_COUNT)? == 1 {
                 current.push(record.clone());
             }
             records.push(record);

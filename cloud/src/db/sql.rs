@@ -10,7 +10,7 @@ use edge_cloud_link::contract::{Priority, Quality};
 pub(super) const STATEMENT_ROWS: [usize; 8] = [512, 128, 64, 32, 16, 8, 4, 1];
 
 /// Most columns any multi-row statement binds per row (a version row).
-pub(super) const MAX_ROW_COLUMNS: usize = 21;
+pub(super) const MAX_ROW_COLUMNS: usize = 22;
 
 const _: () = assert!(edge_sql::statement::fits_bind_limit(
     &STATEMENT_ROWS,

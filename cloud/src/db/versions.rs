@@ -28,7 +28,11 @@ use crate::resolve::{HeldVersion, NewCurrent};
 pub(super) const RECORD_COLUMNS: &str = "v.reading_id, v.seq, v.origin_site_id, v.sensor_id, \
      v.temperature, v.humidity, v.measured_at_us, v.received_at_us, v.priority, v.clock_suspect, \
      v.hlc_physical_ms, v.hlc_logical, v.version_site_id, v.quality, v.note, \
-     v.base_physical_ms, v.base_logical, v.base_site_id";
+     v.base_physical_ms, v.base_logical, v.base_site_id, v.written_by";
+
+/// How many columns [`RECORD_COLUMNS`] names: a query's next column is at
+/// this index.
+pub(super) const RECORD_COLUMN_COUNT: usize = 19;
 
 /// For a query over `versions v`: joins each reading's row of
 /// `current_versions c`, if it has one, so that [`IS_CURRENT`] can keep the
@@ -41,7 +45,7 @@ pub(super) const IS_CURRENT: &str = "(c.reading_id IS NULL OR (v.hlc_physical_ms
      AND v.hlc_logical = c.hlc_logical AND v.version_site_id = c.version_site_id))";
 
 /// Columns bound per inserted version row.
-const VERSION_COLUMNS: usize = 21;
+const VERSION_COLUMNS: usize = 22;
 const _: () = assert!(VERSION_COLUMNS <= super::sql::MAX_ROW_COLUMNS);
 
 #[edge_sql::sql_bounds]
@@ -149,7 +153,7 @@ impl<DB: Backend> Store<DB> {
                 "INSERT INTO versions (site_id, origin_site_id, seq, reading_id, hlc_physical_ms, \
                  hlc_logical, version_site_id, sensor_id, temperature, humidity, measured_at_us, \
                  received_at_us, priority, clock_suspect, push, quality, note, base_physical_ms, \
-                 base_logical, base_site_id, clock_ahead_ms) VALUES ",
+                 base_logical, base_site_id, clock_ahead_ms, written_by) VALUES ",
             );
             push_placeholders::<DB>(&mut sql, 1, chunk.len(), VERSION_COLUMNS, "");
             sql.push_str(" ON CONFLICT DO NOTHING");
@@ -184,7 +188,8 @@ impl<DB: Backend> Store<DB> {
                     .bind(base_physical)
                     .bind(base_logical)
                     .bind(base_site)
-                    .bind(ahead_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)));
+                    .bind(ahead_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
+                    .bind(v.written_by.clone());
             }
             inserted += DB::rows_affected(&insert.execute(&mut *conn).await?);
         }
@@ -307,6 +312,7 @@ impl<DB: Backend> Store<DB> {
             quality: parse_quality(&quality),
             note: row.try_get(at + 14)?,
             base: base.map(|b| crate::resolve::wire_stamp(&b)),
+            written_by: row.try_get(at + 18)?,
         })
     }
 }

@@ -207,6 +207,7 @@ pub fn version(site: &str, seq: u64) -> VersionRecord {
         quality: Default::default(),
         note: None,
         base: None,
+        written_by: Some(format!("gateway-{}", seq % 3)),
     }
 }
 
@@ -228,6 +229,7 @@ pub fn amendment_of(
             site_id: site.into(),
         },
         base: Some(base.version.clone()),
+        written_by: Some("operator".into()),
         ..base.clone()
     }
 }

@@ -280,3 +280,12 @@ where
 pub fn caller<T>(request: &tonic::Request<T>) -> Option<Arc<Identity>> {
     request.extensions().get::<Arc<Identity>>().cloned()
 }
+
+/// The name of the identity that made a call, for the record (who created a
+/// token, who wrote a version); `unknown` on a route no guard admitted.
+pub fn caller_name<T>(request: &tonic::Request<T>) -> String {
+    request.extensions().get::<Arc<Identity>>().map_or_else(
+        || "unknown".to_owned(),
+        |identity| identity.name.to_string(),
+    )
+}

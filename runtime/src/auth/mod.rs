@@ -15,7 +15,7 @@ pub mod policy;
 pub mod remote;
 mod scope;
 
-pub use guard::{Guard, GuardLayer, caller};
+pub use guard::{Guard, GuardLayer, caller, caller_name};
 pub use identity::{
     Identities, Identity, IdentityRecord, IdentitySource, LoadError, LoadFuture, Loaded, Lookup,
 };

@@ -24,7 +24,7 @@ const ENTRY_COLUMNS: &str = "o.version_id, r.reading_id, COALESCE(r.origin_seq, 
      r.origin_site_id, r.sensor_id, \
      v.temperature, v.humidity, r.measured_at_us, r.received_at_us, r.priority, r.clock_suspect, \
      v.hlc, v.site_id AS version_site_id, o.attempts, o.enqueued_at_us, o.last_error, \
-     v.quality, v.note, v.base_hlc, v.base_site_id";
+     v.quality, v.note, v.base_hlc, v.base_site_id, v.written_by";
 
 /// The joins every entry query needs.
 const ENTRY_FROM: &str = " FROM outbox o JOIN reading_versions v ON v.version_id = o.version_id \

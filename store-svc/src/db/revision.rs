@@ -64,8 +64,8 @@ struct PageWrites<'p> {
     foreign: Vec<(i64, &'p RemoteVersion)>,
     /// New versions.
     versions: Vec<NewVersion<'p>>,
-    /// Conflicts for the audit log, by reading id.
-    conflicts: Vec<(&'p str, Conflict)>,
+    /// Conflicts for the audit log, with the version that arrived.
+    conflicts: Vec<(&'p RemoteVersion, Conflict)>,
     /// Readings whose current version changed, by seq: the last word.
     current: HashMap<i64, CurrentFrom<'p>>,
 }
@@ -78,6 +78,7 @@ struct CurrentRowValues {
     values: Values,
     state: SyncState,
     clock_ahead_ms: Option<i64>,
+    written_by: Option<String>,
 }
 
 /// A version as the database holds its identity.
@@ -175,11 +176,10 @@ where
             version_id,
             seq,
             hlc.pack()?,
-            self.site_id(),
             &values,
             base,
+            &amendment.written_by,
             now_us,
-            false,
         )
         .await?;
         sqlx::query(
@@ -191,15 +191,8 @@ where
         .bind(now_us)
         .execute(&mut *tx)
         .await?;
-        self.set_current(
-            &mut tx,
-            seq,
-            hlc.pack()?,
-            self.site_id(),
-            &values,
-            SyncState::Pending,
-        )
-        .await?;
+        self.set_current(&mut tx, seq, hlc.pack()?, &values, &amendment.written_by)
+            .await?;
         sqlx::query("UPDATE site_state SET next_version_id = $1, hlc = $2 WHERE singleton = 1")
             .bind(version_id + 1)
             .bind(clock.hlc().pack()?)
@@ -311,9 +304,7 @@ where
                         }
                     }
                     if let Some(conflict) = conflict {
-                        writes
-                            .conflicts
-                            .push((remote.reading_id.as_str(), conflict.clone()));
+                        writes.conflicts.push((remote, conflict.clone()));
                         outcome.conflicts.push(conflict);
                     }
                 }
@@ -360,7 +351,8 @@ where
         let mut conn = self.pools.read().acquire().await?;
         let rows = sqlx::query_as(
             "SELECT id, reading_id, local_hlc, local_site_id, remote_hlc, remote_site_id, \
-             current_hlc, current_site_id, winner, policy, resolved_at_us FROM conflicts \
+             current_hlc, current_site_id, winner, policy, resolved_at_us, local_written_by, \
+             remote_written_by FROM conflicts \
              WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after_id)
@@ -428,34 +420,36 @@ where
             .collect())
     }
 
+    /// Makes this site's new amendment `seq`'s current version: pending
+    /// (just entered the outbox) and never flagged (stamped here).
     async fn set_current(
         &self,
         conn: &mut DB::Connection,
         seq: i64,
         hlc: i64,
-        site_id: &str,
         values: &Values,
-        state: SyncState,
+        written_by: &str,
     ) -> Result<(), DbError> {
-        // This site's own version: never flagged.
         sqlx::query(
             "UPDATE readings SET temperature = $1, humidity = $2, quality = $3, note = $4, \
              version_hlc = $5, version_site_id = $6, sync_state = $7, \
-             version_clock_ahead_ms = NULL WHERE seq = $8",
+             version_clock_ahead_ms = NULL, version_written_by = $8 WHERE seq = $9",
         )
         .bind(values.temperature)
         .bind(values.humidity)
         .bind(values.quality as i64)
         .bind(values.note.clone())
         .bind(hlc)
-        .bind(site_id)
-        .bind(state as i64)
+        .bind(self.site_id())
+        .bind(SyncState::Pending as i64)
+        .bind(written_by)
         .bind(seq)
         .execute(&mut *conn)
         .await?;
         Ok(())
     }
 
+    /// Stores this site's amendment of `seq` as a new version.
     #[allow(clippy::too_many_arguments)]
     async fn insert_version(
         &self,
@@ -463,31 +457,29 @@ where
         version_id: i64,
         seq: i64,
         hlc: i64,
-        site_id: &str,
         values: &Values,
         base: Option<(i64, String)>,
+        written_by: &str,
         now_us: i64,
-        remote: bool,
     ) -> Result<(), DbError> {
         let (base_hlc, base_site_id) = base.unzip();
         sqlx::query(
             "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
-             humidity, created_at_us, synced_at_us, quality, note, base_hlc, base_site_id, remote) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             humidity, created_at_us, quality, note, base_hlc, base_site_id, written_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(version_id)
         .bind(seq)
         .bind(hlc)
-        .bind(site_id)
+        .bind(self.site_id())
         .bind(values.temperature)
         .bind(values.humidity)
         .bind(now_us)
-        .bind(remote.then_some(now_us))
         .bind(values.quality as i64)
         .bind(values.note.clone())
         .bind(base_hlc)
         .bind(base_site_id)
-        .bind(remote)
+        .bind(written_by)
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -517,6 +509,7 @@ where
                     values: remote.values.clone(),
                     state: SyncState::Synced,
                     clock_ahead_ms: ahead_ms.map(ms_i64),
+                    written_by: remote.written_by.clone(),
                 },
                 CurrentFrom::Stored(stamp) => self.stored_current(conn, *seq, stamp).await?,
             });
@@ -532,12 +525,20 @@ where
         seq: i64,
         stamp: &Stamp,
     ) -> Result<CurrentRowValues, DbError> {
-        type Row = (f64, f64, i64, Option<String>, i64, Option<i64>);
-        let (temperature, humidity, quality, note, unsynced, clock_ahead_ms): Row =
+        type Row = (
+            f64,
+            f64,
+            i64,
+            Option<String>,
+            i64,
+            Option<i64>,
+            Option<String>,
+        );
+        let (temperature, humidity, quality, note, unsynced, clock_ahead_ms, written_by): Row =
             sqlx::query_as(
                 "SELECT v.temperature, v.humidity, v.quality, v.note, \
                  (SELECT COUNT(*) FROM outbox o WHERE o.version_id = v.version_id), \
-                 v.clock_ahead_ms \
+                 v.clock_ahead_ms, v.written_by \
                  FROM reading_versions v WHERE v.reading_seq = $1 AND v.hlc = $2 AND v.site_id = $3",
             )
             .bind(seq)
@@ -548,6 +549,7 @@ where
         Ok(CurrentRowValues {
             seq,
             clock_ahead_ms,
+            written_by,
             hlc: stamp.hlc.pack()?,
             site_id: stamp.site_id.clone(),
             values: Values {
@@ -576,9 +578,10 @@ where
                 "UPDATE readings SET temperature = v.column2, humidity = v.column3, \
                  quality = v.column4, note = v.column5, version_hlc = v.column6, \
                  version_site_id = v.column7, sync_state = v.column8, \
-                 version_clock_ahead_ms = v.column9 FROM (VALUES ",
+                 version_clock_ahead_ms = v.column9, version_written_by = v.column10 \
+                 FROM (VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 9, "");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 10, "");
             sql.push_str(") AS v WHERE readings.seq = v.column1");
             let mut update = sqlx::query::<DB>(&sql);
             for row in chunk {
@@ -591,7 +594,8 @@ where
                     .bind(row.hlc)
                     .bind(row.site_id.as_str())
                     .bind(row.state as i64)
-                    .bind(row.clock_ahead_ms);
+                    .bind(row.clock_ahead_ms)
+                    .bind(row.written_by.clone());
             }
             update.execute(&mut *conn).await?;
         }
@@ -610,9 +614,9 @@ where
             let mut sql = String::from(
                 "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
                  humidity, created_at_us, synced_at_us, quality, note, base_hlc, base_site_id, \
-                 remote, clock_ahead_ms) VALUES ",
+                 remote, clock_ahead_ms, written_by) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 14, "");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 15, "");
             let mut insert = sqlx::query::<DB>(&sql);
             for (version_id, seq, remote, ahead_ms) in chunk {
                 let base = match &remote.base {
@@ -633,7 +637,8 @@ where
                     .bind(base)
                     .bind(remote.base.as_ref().map(|b| b.site_id.clone()))
                     .bind(true)
-                    .bind(ahead_ms.map(ms_i64));
+                    .bind(ahead_ms.map(ms_i64))
+                    .bind(remote.written_by.clone());
             }
             insert.execute(&mut *conn).await?;
         }
@@ -652,9 +657,10 @@ where
             let mut sql = String::from(
                 "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, \
                  humidity, measured_at_us, received_at_us, priority, clock_suspect, content_digest, \
-                 version_hlc, version_site_id, sync_state, quality, note, origin_seq) VALUES ",
+                 version_hlc, version_site_id, sync_state, quality, note, origin_seq, \
+                 version_written_by) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 17, "");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 18, "");
             let mut insert = sqlx::query::<DB>(&sql);
             for (seq, remote) in chunk {
                 insert = insert
@@ -677,7 +683,8 @@ where
                     .bind(SyncState::Synced as i64)
                     .bind(remote.values.quality as i64)
                     .bind(remote.values.note.clone())
-                    .bind(remote.origin_seq);
+                    .bind(remote.origin_seq)
+                    .bind(remote.written_by.clone());
             }
             insert.execute(&mut *conn).await?;
             let mut sql = String::from(
@@ -696,24 +703,34 @@ where
         Ok(())
     }
 
-    /// Appends resolved conflicts to the audit log.
+    /// Appends resolved conflicts to the audit log, each with both
+    /// versions' writers: the arrived one's as the cloud said, the held
+    /// one's read from its stored version (stored before this runs, if it
+    /// arrived earlier in the page) in the same statement.
     async fn log_conflicts(
         &self,
         conn: &mut DB::Connection,
-        rows: &[(&str, Conflict)],
+        rows: &[(&RemoteVersion, Conflict)],
         now_us: i64,
     ) -> Result<(), DbError> {
         for chunk in shaped_chunks(rows) {
+            // VALUES columns are named column1… on both backends.
             let mut sql = String::from(
                 "INSERT INTO conflicts (reading_id, local_hlc, local_site_id, remote_hlc, \
-                 remote_site_id, current_hlc, current_site_id, winner, policy, resolved_at_us) \
-                 VALUES ",
+                 remote_site_id, current_hlc, current_site_id, winner, policy, resolved_at_us, \
+                 remote_written_by, local_written_by) \
+                 SELECT c.column1, c.column2, c.column3, c.column4, c.column5, c.column6, \
+                 c.column7, c.column8, c.column9, c.column10, c.column11, \
+                 (SELECT v.written_by FROM readings r JOIN reading_versions v \
+                 ON v.reading_seq = r.seq WHERE r.reading_id = c.column1 \
+                 AND v.hlc = c.column2 AND v.site_id = c.column3) FROM (VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 10, "");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 11, "");
+            sql.push_str(") AS c");
             let mut insert = sqlx::query::<DB>(&sql);
-            for (reading_id, conflict) in chunk {
+            for (remote, conflict) in chunk {
                 insert = insert
-                    .bind(*reading_id)
+                    .bind(remote.reading_id.as_str())
                     .bind(conflict.local.hlc.pack()?)
                     .bind(conflict.local.site_id.as_str())
                     .bind(conflict.remote.hlc.pack()?)
@@ -722,7 +739,8 @@ where
                     .bind(conflict.current.site_id.as_str())
                     .bind(conflict.winner.as_str())
                     .bind(conflict.policy.as_str())
-                    .bind(now_us);
+                    .bind(now_us)
+                    .bind(remote.written_by.clone());
             }
             insert.execute(&mut *conn).await?;
         }

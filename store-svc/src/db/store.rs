@@ -27,11 +27,11 @@ use edge_sql::{Pools, WriteConn};
 /// Columns a query returns, in [`StoredReading`]'s order.
 pub(super) const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
      measured_at_us, received_at_us, priority, clock_suspect, version_hlc, version_site_id, sync_state, \
-     quality, note, origin_seq, version_clock_ahead_ms";
+     quality, note, origin_seq, version_clock_ahead_ms, version_written_by";
 
-// The widest multi-row statement (a foreign reading, 17 columns) stays
+// The widest multi-row statement (a foreign reading, 18 columns) stays
 // within both backends' bind limits.
-const _: () = assert!(edge_sql::statement::fits_bind_limit(&STATEMENT_ROWS, 17));
+const _: () = assert!(edge_sql::statement::fits_bind_limit(&STATEMENT_ROWS, 18));
 
 /// The database of one backend.
 pub struct Store<DB: sqlx::Database> {
@@ -433,9 +433,9 @@ where
             let mut sql = String::from(
                 "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
                  measured_at_us, received_at_us, priority, clock_suspect, content_digest, version_hlc, \
-                 version_site_id, sync_state) VALUES ",
+                 version_site_id, sync_state, version_written_by) VALUES ",
             );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 14, "");
+            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 15, "");
             let mut insert = sqlx::query::<DB>(&sql);
             for row in chunk {
                 let r = row.reading;
@@ -453,7 +453,8 @@ where
                     .bind(row.digest.clone())
                     .bind(row.hlc.pack()?)
                     .bind(self.site_id.as_str())
-                    .bind(pending);
+                    .bind(pending)
+                    .bind(r.written_by.as_str());
             }
             insert.execute(&mut *conn).await?;
         }
@@ -469,10 +470,12 @@ where
         let mut versions = SqlBuilder::<DB>::default();
         versions.push(
             "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
-             humidity, created_at_us) SELECT seq + ",
+             humidity, written_by, created_at_us) SELECT seq + ",
         );
         versions.arg(version_offset);
-        versions.push(", seq, version_hlc, version_site_id, temperature, humidity, ");
+        versions.push(
+            ", seq, version_hlc, version_site_id, temperature, humidity, version_written_by, ",
+        );
         versions.arg(now_us);
         versions.readings_in_seq_range(first.seq, last.seq);
         versions.query()?.execute(&mut *conn).await?;

@@ -36,6 +36,9 @@ impl StoreIngestService for IngestGrpc {
         &self,
         request: Request<ipb::AppendRequest>,
     ) -> Result<Response<ipb::AppendResponse>, Status> {
+        // Readings that name no writer were written by whoever hands them
+        // over (ingest-svc names the gateway behind each).
+        let caller = edge_runtime::auth::caller_name(&request);
         let raw = request.into_inner().readings;
         if raw.len() > MAX_APPEND_READINGS {
             return Err(violation(
@@ -50,7 +53,7 @@ impl StoreIngestService for IngestGrpc {
         let mut readings = Vec::with_capacity(raw.len());
         let mut violations = Vec::new();
         for (i, reading) in raw.into_iter().enumerate() {
-            match NewReading::from_proto(reading, &format!("readings[{i}]")) {
+            match NewReading::from_proto(reading, &format!("readings[{i}]"), &caller) {
                 Ok(reading) => readings.push(reading),
                 Err(mut errs) => violations.append(&mut errs),
             }

@@ -42,7 +42,9 @@ impl OperationsService for OperationsGrpc {
         &self,
         request: Request<pb::AmendRequest>,
     ) -> Result<Response<pb::AmendResponse>, Status> {
-        let amendment = amendment_from_proto(request.get_ref()).map_err(StoreError::Invalid)?;
+        let amendment =
+            amendment_from_proto(request.get_ref(), edge_runtime::auth::caller_name(&request))
+                .map_err(StoreError::Invalid)?;
         self.store.check_room()?;
         let reading = match self.store.db.amend(&amendment).await {
             Ok(reading) => {

@@ -9,7 +9,7 @@ use edge_proto::internal::v1 as ipb;
 use edge_proto::internal::v1::identity_service_server::IdentityService;
 use edge_proto::v1 as pb;
 use edge_proto::v1::tokens_service_server::TokensService;
-use edge_runtime::auth::{Scope, Scopes, caller};
+use edge_runtime::auth::{Scope, Scopes, caller_name};
 use prost_types::Timestamp;
 use tonic::{Request, Response, Status};
 
@@ -103,8 +103,7 @@ impl TokensService for TokensGrpc {
         &self,
         request: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let created_by =
-            caller(&request).map_or_else(|| "unknown".to_owned(), |i| i.name.to_string());
+        let created_by = caller_name(&request);
         let request = request.into_inner();
         check_name(&request.name)?;
         let scopes = scopes_from_proto(&request.scopes)?;
@@ -157,7 +156,7 @@ impl TokensService for TokensGrpc {
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let by = caller(&request).map_or_else(|| "unknown".to_owned(), |i| i.name.to_string());
+        let by = caller_name(&request);
         let name = request.into_inner().name;
         check_name(&name)?;
         match self

@@ -115,6 +115,7 @@ pub fn reading(n: u32, sensor: &str, measured_at_us: i64) -> ipb::NewReading {
         measured_at: ts(measured_at_us),
         received_at: ts(measured_at_us + 1_000),
         priority: pb::Priority::Normal as i32,
+        written_by: String::new(),
     }
 }
 
