@@ -36,6 +36,9 @@ pub struct StoredVersion {
     /// the same; the cloud's clock stopped at the bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_ahead_ms: Option<u64>,
+    /// The identity that wrote it, as recorded; absent when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<String>,
 }
 
 /// One resolved conflict, as the audit log keeps it.
@@ -55,6 +58,12 @@ pub struct StoredConflict {
     pub policy: String,
     /// The cloud's wall clock when it was resolved, µs since the epoch.
     pub resolved_at_us: i64,
+    /// The writer of the version held, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_written_by: Option<String>,
+    /// The writer of the version that arrived, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_written_by: Option<String>,
 }
 
 /// One reading received through the simple API.

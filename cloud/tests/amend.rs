@@ -311,6 +311,17 @@ async fn concurrent_amendments_are_resolved_by_the_policy_and_audited(db: &TestD
                 (&by_cloud.version, &by_site.version, side, policy.as_str()),
                 "{policy}, site later: {site_is_later}"
             );
+            // Who wrote each: the site token that asked for the cloud's
+            // amendment (`cloud.client()` holds ship-1's), and the identity
+            // the site recorded for its own.
+            assert_eq!(
+                (
+                    conflict.local_written_by.as_deref(),
+                    conflict.remote_written_by.as_deref()
+                ),
+                (Some("site:ship-1"), Some("operator")),
+                "{policy}"
+            );
             site_versions.push(by_site);
         }
 

@@ -57,11 +57,12 @@ impl<DB: Backend> Store<DB> {
             bool,
             i64,
             Option<i64>,
+            Option<String>,
         );
         let mut sql = String::from(
             "SELECT id, seq, reading_id, hlc_physical_ms, hlc_logical, version_site_id, sensor_id, temperature, \
-             humidity, measured_at_us, received_at_us, priority, clock_suspect, push, clock_ahead_ms \
-             FROM versions WHERE ",
+             humidity, measured_at_us, received_at_us, priority, clock_suspect, push, clock_ahead_ms, \
+             written_by FROM versions WHERE ",
         );
         let mut next = 1;
         if site.is_some() {
@@ -108,6 +109,7 @@ impl<DB: Backend> Store<DB> {
                         clock_suspect: r.12,
                         push: r.13 as u64,
                         clock_ahead_ms: r.14.and_then(|ms| u64::try_from(ms).ok()),
+                        written_by: r.15,
                     },
                 )
             })
@@ -213,19 +215,33 @@ impl<DB: Backend> Store<DB> {
             String,
             String,
             i64,
+            Option<String>,
+            Option<String>,
         );
-        let mut sql = String::from(
-            "SELECT id, reading_id, local_physical_ms, local_logical, local_site_id, \
-             remote_physical_ms, remote_logical, remote_site_id, winner, policy, resolved_at_us \
-             FROM conflicts WHERE id > ",
+        // Both versions' writers through the versions' unique key: the cloud
+        // never prunes a version, so they are read with the log, not copied
+        // into it.
+        let writer = |side: &str| {
+            format!(
+                "(SELECT v.written_by FROM versions v WHERE v.reading_id = c.reading_id \
+                 AND v.hlc_physical_ms = c.{side}_physical_ms AND v.hlc_logical = c.{side}_logical \
+                 AND v.version_site_id = c.{side}_site_id)"
+            )
+        };
+        let mut sql = format!(
+            "SELECT c.id, c.reading_id, c.local_physical_ms, c.local_logical, c.local_site_id, \
+             c.remote_physical_ms, c.remote_logical, c.remote_site_id, c.winner, c.policy, \
+             c.resolved_at_us, {}, {} FROM conflicts c WHERE c.id > ",
+            writer("local"),
+            writer("remote")
         );
         let mut next = 1;
         push_param::<DB>(&mut sql, &mut next);
         if reading_id.is_some() {
-            sql.push_str(" AND reading_id = ");
+            sql.push_str(" AND c.reading_id = ");
             push_param::<DB>(&mut sql, &mut next);
         }
-        sql.push_str(" ORDER BY id LIMIT ");
+        sql.push_str(" ORDER BY c.id LIMIT ");
         push_param::<DB>(&mut sql, &mut next);
         let mut query = sqlx::query_as::<DB, Row>(&sql).bind(after);
         if let Some(reading_id) = reading_id {
@@ -252,6 +268,8 @@ impl<DB: Backend> Store<DB> {
                 winner: r.8,
                 policy: r.9,
                 resolved_at_us: r.10,
+                local_written_by: r.11,
+                remote_written_by: r.12,
             })
             .collect();
         Ok(Page::from_overfetched(rows, limit, |c| c.id))
