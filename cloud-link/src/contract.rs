@@ -56,7 +56,8 @@ pub const MAX_SHARED_SENSORS: usize = 100;
 pub const MAX_NOTE_CHARS: usize = 1_024;
 
 /// Longest writer name a version may carry, in characters; more is rejected.
-pub const MAX_WRITTEN_BY_CHARS: usize = 128;
+/// Holds the cloud's own `site:<site id>` (site ids have at most 128).
+pub const MAX_WRITTEN_BY_CHARS: usize = 256;
 
 /// The simple single-reading API of compatibility mode.
 pub const SIMPLE_READINGS_PATH: &str = "/api/readings";

@@ -306,7 +306,7 @@ mod tests {
             ),
             (
                 Box::new(|v| v.written_by = Some("w".repeat(MAX_WRITTEN_BY_CHARS + 1))),
-                "written_by has 129 characters",
+                "written_by has 257 characters",
             ),
             (
                 Box::new(|v| v.version.site_id = "site\n".into()),

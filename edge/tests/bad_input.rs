@@ -640,7 +640,7 @@ async fn a_merged_append_refused_as_invalid_is_sent_again_call_by_call(db: &Test
             measured_at: r.measured_at,
             received_at: r.measured_at,
             priority: pb::Priority::Normal as i32,
-            written_by: "gateway-1".into(),
+            written_by: format!("gateway-{sensor}"),
         }
     };
     let mut a = Box::pin(appender.append(vec![call("a")]));
@@ -663,6 +663,28 @@ async fn a_merged_append_refused_as_invalid_is_sent_again_call_by_call(db: &Test
         .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, [1, 2, 3]);
+
+    // Merged again, with nothing refused: one Append carries three
+    // gateways' readings, and each keeps its own writer.
+    let mut d = Box::pin(appender.append(vec![call("d")]));
+    let mut e = Box::pin(appender.append(vec![call("e")]));
+    let mut f = Box::pin(appender.append(vec![call("f")]));
+    for pending in [&mut d, &mut e, &mut f] {
+        assert!(futures::poll!(pending.as_mut()).is_pending());
+    }
+    let (d, e, f) = tokio::join!(d, e, f);
+    for result in [d, e, f] {
+        assert_eq!(
+            result.expect("stored")[0].outcome,
+            pb::ReadingOutcome::Stored as i32
+        );
+    }
+    let mut clients = edge_testkit::StoreClients::connect(format!("http://{}", store.addr)).await;
+    let stored = edge_testkit::query_all(&mut clients, pb::QueryReadingsRequest::default()).await;
+    assert_eq!(stored.len(), 6);
+    for r in &stored {
+        assert_eq!(r.written_by, format!("gateway-{}", r.sensor_id), "{r:?}");
+    }
     store.stop().await;
 }
 on_both_backends!(a_merged_append_refused_as_invalid_is_sent_again_call_by_call);

@@ -249,8 +249,23 @@ async fn every_version_records_the_identity_that_wrote_it() {
         })
     });
     futures::future::join_all(calls).await;
+    // A stream's batches are its identity's too.
+    let batches: Vec<pb::IngestStreamRequest> = (1..=5)
+        .map(|batch_id| pb::IngestStreamRequest {
+            batch_id,
+            readings: vec![reading(&format!("gateway-2.stream{batch_id}"), 21.0)],
+        })
+        .collect();
+    let mut acks = IngestServiceClient::new(gateways[1].1.clone())
+        .ingest_stream(tokio_stream::iter(batches))
+        .await
+        .expect("a gateway streams")
+        .into_inner();
+    while let Some(ack) = acks.message().await.expect("ack") {
+        assert_eq!(ack.summary.expect("summary").stored, 1);
+    }
     let stored = mesh.all_readings().await;
-    assert_eq!(stored.len(), 40);
+    assert_eq!(stored.len(), 45);
     for r in &stored {
         let sender = r.sensor_id.split('.').next().expect("gateway prefix");
         assert_eq!(r.written_by, sender, "{r:?}");
@@ -544,6 +559,25 @@ async fn mtls_refuses_a_gateway_without_a_certificate() {
     )
     .await;
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // Nor can one whose name the site could not record as a writer.
+    let (cert, key) = edge_runtime::tls::site_ca::issue_client_cert(ca_dir, "gate\u{1b}[2Jway")
+        .expect("client cert");
+    let unnamed = Credentials {
+        tls: Some(
+            edge_runtime::tls::client::grpc_client_tls(Some(&security().ca), "ca")
+                .expect("CA")
+                .identity(tonic::transport::Identity::from_pem(cert, key)),
+        ),
+        token: None,
+    };
+    let refused = stats_with(store.addr, &unnamed)
+        .await
+        .expect_err("a control character in the name");
+    assert!(
+        refused.contains("Unauthenticated") && refused.contains("control characters"),
+        "{refused}"
+    );
 
     // Revoking the name stops the certificate too: an identity of that
     // name, made then revoked, is refused however it presents itself.

@@ -14,9 +14,11 @@ pub const MAX_SENSOR_ID_LEN: usize = 128;
 /// (`edge/internal/v1/store_ingest.proto`). ingest-svc's
 /// batch limit must stay within it.
 pub const MAX_APPEND_READINGS: usize = 10_000;
-/// Longest name a version's writer may carry, in characters: identity names
-/// and certificate common names (at most 64 by X.509) fit with room.
-pub const MAX_WRITTEN_BY_CHARS: usize = 128;
+/// Longest name a version's writer may carry, in characters: identity names,
+/// certificate common names (at most 64 by X.509) and the cloud's
+/// `site:<site id>` (site ids have at most 128) fit with room. The cloud
+/// contract's limit is the same.
+pub const MAX_WRITTEN_BY_CHARS: usize = 256;
 
 /// Microseconds since the epoch, or `None` when the timestamp is outside
 /// years 0001–9999 or its nanos are out of range.

@@ -163,7 +163,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
                 nanos: 0,
             }),
             priority: pb::Priority::Normal as i32,
-            written_by: String::new(),
+            written_by: "gateway-9".into(),
         })
         .collect();
     let results = client
@@ -185,6 +185,11 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
             want,
             "{sensor}: old and new readings, in time order"
         );
+    }
+    // Readings written before writers were recorded name none; new ones do.
+    for r in query_all(&mut client, pb::QueryReadingsRequest::default()).await {
+        let expected = if r.seq > 40 { "gateway-9" } else { "" };
+        assert_eq!(r.written_by, expected, "{r:?}");
     }
 
     let stats = client

@@ -446,6 +446,10 @@ async fn another_sites_reading_is_stored_under_its_origin(db: &TestDatabase) {
         .find(|r| r.id == foreign.reading_id)
         .expect("found by sensor");
     assert_eq!((theirs.site_id.as_str(), theirs.seq), ("site-b", 42));
+    assert_eq!(
+        theirs.written_by, "site:ship-9",
+        "the writer the cloud said"
+    );
     let s = stats(&mut client).await;
     assert_eq!(s.last_seq, 1, "this site's seqs stay its own");
     assert_eq!(s.unsynced_versions, 1);

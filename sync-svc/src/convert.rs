@@ -37,8 +37,21 @@ pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
     }
 }
 
-/// A feed version in the store's shape (the inverse of [`record`]).
+/// A feed version in the store's shape (the inverse of [`record`]). A
+/// writer the site's rules refuse (too long, control characters) is not
+/// believed and not stored, but does not cost the page: the writer is a
+/// record, and nothing is decided by it.
 pub fn remote_version(v: VersionRecord) -> ipb::RemoteVersion {
+    let written_by = match v.written_by {
+        Some(by) if edge_proto::rules::written_by_problem(&by).is_some() => {
+            tracing::warn!(
+                reading_id = %v.reading_id,
+                "the cloud named a version's writer the site does not accept; stored without it"
+            );
+            String::new()
+        }
+        by => by.unwrap_or_default(),
+    };
     ipb::RemoteVersion {
         reading_id: v.reading_id,
         origin_site_id: v.origin_site_id,
@@ -57,7 +70,7 @@ pub fn remote_version(v: VersionRecord) -> ipb::RemoteVersion {
         base: v.base.map(store_stamp),
         quality: quality_to_pb(v.quality) as i32,
         note: v.note.unwrap_or_default(),
-        written_by: v.written_by.unwrap_or_default(),
+        written_by,
     }
 }
 
@@ -171,5 +184,47 @@ mod tests {
         assert_eq!(stored.base, None);
         assert_eq!(stored.quality, pb::Quality::Good as i32);
         assert_eq!(stored.priority, pb::Priority::Normal as i32);
+    }
+
+    /// A writer the site would refuse is dropped, never the version: a
+    /// record must not stop the pull.
+    #[test]
+    fn a_writer_the_site_refuses_is_dropped_not_the_version() {
+        let record = VersionRecord {
+            reading_id: "0b3f2a4e-7c1d-4e8a-9f00-1234567890ab".into(),
+            seq: 1,
+            origin_site_id: "mine-7".into(),
+            sensor_id: "pump/3".into(),
+            temperature_celsius: 1.0,
+            humidity_percent: 2.0,
+            measured_at_us: 3,
+            received_at_us: 4,
+            priority: contract::Priority::Normal,
+            clock_suspect: false,
+            version: contract::VersionStamp {
+                hlc: contract::Hlc {
+                    physical_ms: 5,
+                    logical: 0,
+                },
+                site_id: "cloud".into(),
+            },
+            quality: contract::Quality::Good,
+            note: None,
+            base: None,
+            written_by: None,
+        };
+        for refused in ["x".repeat(257), "gate\u{1b}[2Jway".to_owned()] {
+            let stored = remote_version(VersionRecord {
+                written_by: Some(refused),
+                ..record.clone()
+            });
+            assert_eq!(stored.written_by, "");
+            assert_eq!(stored.reading_id, record.reading_id);
+        }
+        let kept = remote_version(VersionRecord {
+            written_by: Some(format!("site:{}", "s".repeat(128))),
+            ..record
+        });
+        assert_eq!(kept.written_by.len(), 133);
     }
 }

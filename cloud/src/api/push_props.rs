@@ -151,7 +151,7 @@ fn valid_version() -> impl Strategy<Value = VersionRecord> {
         any::<bool>(),
         prop::option::of(prop_oneof![
             "[a-zA-Z0-9._:-]{1,64}",
-            "[^\\p{Cc}]{128}",
+            "[^\\p{Cc}]{256}",
             Just(String::new())
         ]),
     );
@@ -468,7 +468,7 @@ fn oracle_problems(v: &VersionRecord) -> Vec<String> {
         problems.push("note".to_owned());
     }
     if let Some(written_by) = &v.written_by
-        && (written_by.chars().count() > 128 || written_by.chars().any(char::is_control))
+        && (written_by.chars().count() > 256 || written_by.chars().any(char::is_control))
     {
         problems.push("written_by".to_owned());
     }

@@ -18,6 +18,16 @@ use super::{ApiState, reply_delay};
 use crate::amend;
 use crate::stats::add;
 
+/// What the cloud records as the writer of its own amendment: the site
+/// whose token asked for it.
+const AMENDMENT_WRITER_PREFIX: &str = "site:";
+
+// Every such writer is one a site accepts from the feed.
+const _: () = assert!(
+    AMENDMENT_WRITER_PREFIX.len() + crate::sites::MAX_SITE_ID_CHARS
+        <= edge_cloud_link::contract::MAX_WRITTEN_BY_CHARS
+);
+
 /// Largest amendment body: a few numbers and a note of at most 1,024
 /// characters (4 bytes each at worst), with room for JSON escapes.
 pub const MAX_AMENDMENT_BODY_BYTES: usize = 64 * 1024;
@@ -38,7 +48,11 @@ pub(super) async fn amend(
     })?;
     let amendment = state
         .db
-        .amend(&reading_id, &request, &format!("site:{caller}"))
+        .amend(
+            &reading_id,
+            &request,
+            &format!("{AMENDMENT_WRITER_PREFIX}{caller}"),
+        )
         .await?
         .ok_or_else(|| ApiError::UnknownReading(reading_id.clone()))?;
     add(&state.counters.amendments, 1);

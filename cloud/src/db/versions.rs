@@ -32,7 +32,21 @@ pub(super) const RECORD_COLUMNS: &str = "v.reading_id, v.seq, v.origin_site_id, 
 
 /// How many columns [`RECORD_COLUMNS`] names: a query's next column is at
 /// this index.
-pub(super) const RECORD_COLUMN_COUNT: usize = 19;
+pub(super) const RECORD_COLUMN_COUNT: usize = column_count(RECORD_COLUMNS);
+
+/// The columns a comma-separated list names.
+const fn column_count(columns: &str) -> usize {
+    let bytes = columns.as_bytes();
+    let (mut i, mut count) = (0, 1);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            count += 1;
+        }
+        i += 1;
+    }
+    count
+}
+const _: () = assert!(RECORD_COLUMN_COUNT == 19, "record_at reads 19 columns");
 
 /// For a query over `versions v`: joins each reading's row of
 /// `current_versions c`, if it has one, so that [`IS_CURRENT`] can keep the
@@ -189,7 +203,8 @@ impl<DB: Backend> Store<DB> {
                     .bind(base_logical)
                     .bind(base_site)
                     .bind(ahead_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
-                    .bind(v.written_by.clone());
+                    // An empty writer is none: served back absent.
+                    .bind(v.written_by.as_deref().filter(|w| !w.is_empty()));
             }
             inserted += DB::rows_affected(&insert.execute(&mut *conn).await?);
         }

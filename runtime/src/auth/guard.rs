@@ -75,10 +75,25 @@ impl Guard {
 
     /// The identity behind a verified client certificate named `name`: the
     /// identity of that name in the table, or one with the certificate
-    /// scopes. Refused when the name is revoked, or is an identity a
+    /// scopes. Refused when the name is revoked, is an identity a
     /// certificate may not stand for (the services' own, or one holding
-    /// `operate` or `mesh`: only a token carries those).
+    /// `operate` or `mesh`: only a token carries those), or is no name the
+    /// site can record as a writer (too long, control characters).
     fn cert_identity(&self, name: &Arc<str>) -> Result<Arc<Identity>, Status> {
+        let problem = if name.is_empty() {
+            Some("is empty".to_owned())
+        } else {
+            edge_proto::rules::written_by_problem(name)
+        };
+        if let Some(problem) = problem {
+            return Err(self.refuse(
+                "unauthenticated",
+                Status::unauthenticated(format!(
+                    "the common name of this client certificate is not a usable identity name: \
+                     it {problem}"
+                )),
+            ));
+        }
         let identities = &self.inner.identities;
         let named = identities.by_name(name);
         if identities.is_configured(name)
