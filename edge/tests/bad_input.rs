@@ -643,17 +643,24 @@ async fn a_merged_append_refused_as_invalid_is_sent_again_call_by_call(db: &Test
             written_by: format!("gateway-{sensor}"),
         }
     };
-    let mut a = Box::pin(appender.append(vec![call("a")]));
-    let mut b = Box::pin(appender.append(vec![call("b")]));
-    let mut c = Box::pin(appender.append(vec![call("c")]));
-    // One poll each queues the three calls before the merging task runs
-    // (this test's runtime has one thread), so they leave as one Append.
-    for pending in [&mut a, &mut b, &mut c] {
-        assert!(futures::poll!(pending.as_mut()).is_pending());
-    }
-    let (a, b, c) = tokio::join!(a, b, c);
+    // One call per sensor. One poll each queues them before the merging
+    // task runs (this test's runtime has one thread), so they leave as one
+    // Append.
+    let merged = |sensors: [&str; 3]| {
+        let mut calls: Vec<_> = sensors
+            .iter()
+            .map(|sensor| Box::pin(appender.append(vec![call(sensor)])))
+            .collect();
+        async move {
+            for pending in &mut calls {
+                assert!(futures::poll!(pending.as_mut()).is_pending());
+            }
+            futures::future::join_all(calls).await
+        }
+    };
+    let results = merged(["a", "b", "c"]).await;
     assert_eq!(faults.injected(), 1, "the merged Append was refused once");
-    let mut seqs: Vec<u64> = [a, b, c]
+    let mut seqs: Vec<u64> = results
         .into_iter()
         .map(|result| {
             let results = result.expect("each call stored alone");
@@ -666,14 +673,7 @@ async fn a_merged_append_refused_as_invalid_is_sent_again_call_by_call(db: &Test
 
     // Merged again, with nothing refused: one Append carries three
     // gateways' readings, and each keeps its own writer.
-    let mut d = Box::pin(appender.append(vec![call("d")]));
-    let mut e = Box::pin(appender.append(vec![call("e")]));
-    let mut f = Box::pin(appender.append(vec![call("f")]));
-    for pending in [&mut d, &mut e, &mut f] {
-        assert!(futures::poll!(pending.as_mut()).is_pending());
-    }
-    let (d, e, f) = tokio::join!(d, e, f);
-    for result in [d, e, f] {
+    for result in merged(["d", "e", "f"]).await {
         assert_eq!(
             result.expect("stored")[0].outcome,
             pb::ReadingOutcome::Stored as i32

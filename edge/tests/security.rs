@@ -510,6 +510,20 @@ async fn tls_is_checked_by_clients_and_a_rotated_certificate_is_served_without_r
     db.cleanup().await;
 }
 
+/// Credentials of a client certificate named `name`, signed by the test CA
+/// (in `ca_dir`), with no token.
+fn certificate_named(ca_dir: &std::path::Path, name: &str) -> Credentials {
+    let (cert, key) =
+        edge_runtime::tls::site_ca::issue_client_cert(ca_dir, name).expect("client cert");
+    let tls = edge_runtime::tls::client::grpc_client_tls(Some(&security().ca), "ca")
+        .expect("CA")
+        .identity(tonic::transport::Identity::from_pem(cert, key));
+    Credentials {
+        tls: Some(tls),
+        token: None,
+    }
+}
+
 /// With mTLS required, a gateway without a client certificate is refused;
 /// one with a certificate the site CA signed gets in as the identity its
 /// certificate names, with the `ingest` scope only.
@@ -525,15 +539,7 @@ async fn mtls_refuses_a_gateway_without_a_certificate() {
     let without = stats_with(store.addr, &trusting(&security().ca)).await;
     assert!(without.is_err(), "no client certificate: {without:?}");
 
-    let (cert, key) =
-        edge_runtime::tls::site_ca::issue_client_cert(ca_dir, "gateway-7").expect("client cert");
-    let tls = edge_runtime::tls::client::grpc_client_tls(Some(&security().ca), "ca")
-        .expect("CA")
-        .identity(tonic::transport::Identity::from_pem(cert, key));
-    let with_cert = Credentials {
-        tls: Some(tls),
-        token: None,
-    };
+    let with_cert = certificate_named(ca_dir, "gateway-7");
     let denied = stats_with(store.addr, &with_cert)
         .await
         .expect_err("ingest scope only");
@@ -543,16 +549,7 @@ async fn mtls_refuses_a_gateway_without_a_certificate() {
     );
 
     // A certificate cannot stand for the services' own identity.
-    let (cert, key) =
-        edge_runtime::tls::site_ca::issue_client_cert(ca_dir, "mesh").expect("client cert");
-    let as_mesh = Credentials {
-        tls: Some(
-            edge_runtime::tls::client::grpc_client_tls(Some(&security().ca), "ca")
-                .expect("CA")
-                .identity(tonic::transport::Identity::from_pem(cert, key)),
-        ),
-        token: None,
-    };
+    let as_mesh = certificate_named(ca_dir, "mesh");
     let refused = call_empty(
         as_(store.addr, &as_mesh).await,
         "/edge.internal.v1.IdentityService/ListIdentities",
@@ -561,16 +558,7 @@ async fn mtls_refuses_a_gateway_without_a_certificate() {
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 
     // Nor can one whose name the site could not record as a writer.
-    let (cert, key) = edge_runtime::tls::site_ca::issue_client_cert(ca_dir, "gate\u{1b}[2Jway")
-        .expect("client cert");
-    let unnamed = Credentials {
-        tls: Some(
-            edge_runtime::tls::client::grpc_client_tls(Some(&security().ca), "ca")
-                .expect("CA")
-                .identity(tonic::transport::Identity::from_pem(cert, key)),
-        ),
-        token: None,
-    };
+    let unnamed = certificate_named(ca_dir, "gate\u{1b}[2Jway");
     let refused = stats_with(store.addr, &unnamed)
         .await
         .expect_err("a control character in the name");
