@@ -330,13 +330,16 @@ impl Store<Sqlite> {
 impl Store<Postgres> {
     /// Makes the space of removed rows reusable (PostgreSQL does not shrink
     /// its files without `VACUUM FULL`, which locks the tables; a plain
-    /// `VACUUM` lets new rows fill the holes, so the tables stop growing). On
-    /// a read connection: the writer's connection stays free for ingest.
+    /// `VACUUM` lets new rows fill the holes, so the tables stop growing),
+    /// and refreshes the planner's statistics after the large change
+    /// pruning made. On a read connection: the writer's connection stays
+    /// free for ingest.
     pub async fn give_back_space(&self, _keep_bytes: i64) -> Result<i64, DbError> {
         // The simple protocol: VACUUM refuses to run in the implicit
         // transaction of a prepared statement.
         sqlx::raw_sql(
-            "VACUUM readings, reading_versions, outbox, readings_by_sensor, unreported_drops",
+            "VACUUM (ANALYZE) readings, reading_versions, outbox, readings_by_sensor, \
+             unreported_drops",
         )
         .execute(self.pools.read())
         .await?;
