@@ -13,9 +13,10 @@ use sqlx::sqlite::{SqliteAutoVacuum, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite};
 
 use super::checkpoint::{self, Checkpointer};
-use super::store::Store;
+use super::store::{NewRow, Store, insert_readings_multi_row};
 use super::{DbConfig, DbError};
 use crate::hlc::WallClock;
+use crate::model::SyncState;
 
 /// How hard SQLite works to make a commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -39,9 +40,28 @@ pub trait Backend: SqlDatabase {
     /// One row, two BIGINT columns: bytes the database occupies, and bytes
     /// free inside it that new rows reuse before it grows (0 when unknown).
     const USAGE_SQL: &'static str;
+
+    /// Inserts one group's new readings of this site (`site_id`), pending:
+    /// the rows only (their versions and outbox entries are copied from
+    /// them after).
+    fn insert_readings<'a>(
+        conn: &'a mut Self::Connection,
+        site_id: &'a str,
+        rows: &'a [NewRow<'a>],
+    ) -> impl Future<Output = Result<(), DbError>> + Send + 'a;
 }
 
 impl Backend for Sqlite {
+    // Statements, not rows, cost in sqlx's SQLite driver: rows batched into
+    // multi-row statements of a few fixed shapes.
+    fn insert_readings<'a>(
+        conn: &'a mut Self::Connection,
+        site_id: &'a str,
+        rows: &'a [NewRow<'a>],
+    ) -> impl Future<Output = Result<(), DbError>> + Send + 'a {
+        insert_readings_multi_row::<Sqlite>(conn, site_id, rows)
+    }
+
     const LOCK_STATE: &'static str = "";
     // Pages in use, not the file size: the file does not shrink after a
     // DELETE (its pages join the freelist, reused first).
@@ -51,6 +71,50 @@ impl Backend for Sqlite {
 }
 
 impl Backend for Postgres {
+    // One statement for the whole group, each column bound as one array:
+    // one parse, one round trip and 12 parameters, where multi-row VALUES
+    // bind 15 per row over several statements.
+    async fn insert_readings<'a>(
+        conn: &'a mut Self::Connection,
+        site_id: &'a str,
+        rows: &'a [NewRow<'a>],
+    ) -> Result<(), DbError> {
+        let mut columns = ReadingColumns::with_capacity(rows.len());
+        for row in rows {
+            columns.push(row)?;
+        }
+        sqlx::query(
+            "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, \
+             humidity, measured_at_us, received_at_us, priority, clock_suspect, content_digest, \
+             version_hlc, version_site_id, sync_state, version_written_by) \
+             SELECT u.seq, u.reading_id, $1, u.sensor_id, u.temperature, u.humidity, \
+             u.measured_at_us, u.received_at_us, u.priority, u.clock_suspect, u.digest, \
+             u.hlc, $1, $2, u.written_by \
+             FROM unnest($3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::FLOAT8[], $7::FLOAT8[], \
+             $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BOOLEAN[], $12::BYTEA[], \
+             $13::BIGINT[], $14::TEXT[]) \
+             AS u(seq, reading_id, sensor_id, temperature, humidity, measured_at_us, \
+             received_at_us, priority, clock_suspect, digest, hlc, written_by)",
+        )
+        .bind(site_id)
+        .bind(SyncState::Pending as i64)
+        .bind(columns.seq)
+        .bind(columns.reading_id)
+        .bind(columns.sensor_id)
+        .bind(columns.temperature)
+        .bind(columns.humidity)
+        .bind(columns.measured_at_us)
+        .bind(columns.received_at_us)
+        .bind(columns.priority)
+        .bind(columns.clock_suspect)
+        .bind(columns.digest)
+        .bind(columns.hlc)
+        .bind(columns.written_by)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
     const LOCK_STATE: &'static str = " FOR UPDATE";
     // The site's tables with their indexes and TOAST, not the whole
     // database (its catalogs are not the site's data). Free space inside
@@ -58,6 +122,58 @@ impl Backend for Postgres {
     const USAGE_SQL: &'static str = "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::BIGINT, 0::BIGINT \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = current_schema() AND c.relkind = 'r'";
+}
+
+/// A group's new readings column by column, as PostgreSQL takes arrays.
+struct ReadingColumns<'a> {
+    seq: Vec<i64>,
+    reading_id: Vec<&'a str>,
+    sensor_id: Vec<&'a str>,
+    temperature: Vec<f64>,
+    humidity: Vec<f64>,
+    measured_at_us: Vec<i64>,
+    received_at_us: Vec<i64>,
+    priority: Vec<i64>,
+    clock_suspect: Vec<bool>,
+    digest: Vec<&'a [u8]>,
+    hlc: Vec<i64>,
+    written_by: Vec<&'a str>,
+}
+
+impl<'a> ReadingColumns<'a> {
+    fn with_capacity(n: usize) -> Self {
+        ReadingColumns {
+            seq: Vec::with_capacity(n),
+            reading_id: Vec::with_capacity(n),
+            sensor_id: Vec::with_capacity(n),
+            temperature: Vec::with_capacity(n),
+            humidity: Vec::with_capacity(n),
+            measured_at_us: Vec::with_capacity(n),
+            received_at_us: Vec::with_capacity(n),
+            priority: Vec::with_capacity(n),
+            clock_suspect: Vec::with_capacity(n),
+            digest: Vec::with_capacity(n),
+            hlc: Vec::with_capacity(n),
+            written_by: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, row: &'a NewRow<'a>) -> Result<(), DbError> {
+        let r = row.reading;
+        self.seq.push(row.seq);
+        self.reading_id.push(&r.id);
+        self.sensor_id.push(&r.sensor_id);
+        self.temperature.push(r.temperature);
+        self.humidity.push(r.humidity);
+        self.measured_at_us.push(r.measured_at_us);
+        self.received_at_us.push(r.received_at_us);
+        self.priority.push(r.priority as i64);
+        self.clock_suspect.push(row.clock_suspect);
+        self.digest.push(&row.digest);
+        self.hlc.push(row.hlc.pack()?);
+        self.written_by.push(&r.written_by);
+        Ok(())
+    }
 }
 
 /// SQLite's page cache per connection, KiB (negative `cache_size`). Enough to
@@ -189,24 +305,56 @@ impl Store<Postgres> {
     /// meanwhile a lease planned on the statistics of an empty outbox scans
     /// and sorts all of it (seconds per lease on a large backlog). ANALYZE
     /// samples a fixed number of rows, so this costs about the same on any
-    /// site. Statistics only speed queries up: a failure is logged, and the
-    /// site starts all the same.
+    /// site.
+    ///
+    /// Only tables holding more than [`ANALYZE_MIN_ROWS`] are analyzed: the
+    /// statistics of an empty table make the planner scan rather than use
+    /// an index, and the store's prepared statements would keep those plans
+    /// while the table fills (a lookup of 512 ids by seq scan, each group).
+    /// A table never analyzed is planned with defaults that favour its
+    /// indexes. Statistics only speed queries up: a failure is logged, and
+    /// the site starts all the same.
     async fn refresh_statistics(&self) {
         let started = std::time::Instant::now();
-        match sqlx::raw_sql(ANALYZE_SITE_TABLES)
-            .execute(self.pools.read())
-            .await
-        {
-            Ok(_) => tracing::debug!(took = ?started.elapsed(), "planner statistics refreshed"),
-            Err(err) => tracing::warn!(
-                error = %err,
-                "could not refresh the planner's statistics; queries may be slow until \
-                 autovacuum analyzes the tables"
-            ),
+        let mut analyzed = Vec::new();
+        for table in ANALYZED_TABLES {
+            let refreshed = async {
+                let held: i64 = sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT {}) AS t",
+                    ANALYZE_MIN_ROWS + 1
+                ))
+                .fetch_one(self.pools.read())
+                .await?;
+                if held > ANALYZE_MIN_ROWS {
+                    sqlx::raw_sql(&format!("ANALYZE {table}"))
+                        .execute(self.pools.read())
+                        .await?;
+                    analyzed.push(table);
+                }
+                Ok::<_, sqlx::Error>(())
+            };
+            if let Err(err) = refreshed.await {
+                tracing::warn!(
+                    table,
+                    error = %err,
+                    "could not refresh the planner's statistics; queries may be slow until \
+                     autovacuum analyzes the table"
+                );
+            }
         }
+        tracing::debug!(took = ?started.elapsed(), ?analyzed, "planner statistics refreshed");
     }
 }
 
 /// The site's tables whose statistics its queries' plans depend on.
-const ANALYZE_SITE_TABLES: &str =
-    "ANALYZE readings, reading_versions, outbox, readings_by_sensor, unreported_drops";
+const ANALYZED_TABLES: [&str; 5] = [
+    "readings",
+    "reading_versions",
+    "outbox",
+    "readings_by_sensor",
+    "unreported_drops",
+];
+
+/// Tables with at most this many rows are left to autovacuum at start-up
+/// (see [`Store::refresh_statistics`]).
+const ANALYZE_MIN_ROWS: i64 = 1_000;

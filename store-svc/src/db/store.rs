@@ -63,13 +63,13 @@ struct Existing {
 }
 
 /// A reading the current group stores, with what the commit assigns it.
-struct NewRow<'a> {
-    reading: &'a NewReading,
-    seq: i64,
-    version_id: i64,
-    hlc: Hlc,
-    digest: Vec<u8>,
-    clock_suspect: bool,
+pub struct NewRow<'a> {
+    pub(super) reading: &'a NewReading,
+    pub(super) seq: i64,
+    pub(super) version_id: i64,
+    pub(super) hlc: Hlc,
+    pub(super) digest: Vec<u8>,
+    pub(super) clock_suspect: bool,
 }
 
 impl<DB: sqlx::Database> Store<DB> {
@@ -420,44 +420,15 @@ where
         Ok(known)
     }
 
-    /// Inserts the readings, their first versions and their outbox entries
-    /// with multi-row INSERTs.
+    /// Inserts the readings (the backend's way: [`Backend::insert_readings`]),
+    /// then their first versions and their outbox entries.
     async fn insert_rows(
         &self,
         conn: &mut DB::Connection,
         rows: &[NewRow<'_>],
         now_us: i64,
     ) -> Result<(), DbError> {
-        let pending = SyncState::Pending as i64;
-        for chunk in shaped_chunks(rows) {
-            let mut sql = String::from(
-                "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
-                 measured_at_us, received_at_us, priority, clock_suspect, content_digest, version_hlc, \
-                 version_site_id, sync_state, version_written_by) VALUES ",
-            );
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 15, "");
-            let mut insert = sqlx::query::<DB>(&sql);
-            for row in chunk {
-                let r = row.reading;
-                insert = insert
-                    .bind(row.seq)
-                    .bind(r.id.as_str())
-                    .bind(self.site_id.as_str())
-                    .bind(r.sensor_id.as_str())
-                    .bind(r.temperature)
-                    .bind(r.humidity)
-                    .bind(r.measured_at_us)
-                    .bind(r.received_at_us)
-                    .bind(r.priority as i64)
-                    .bind(row.clock_suspect)
-                    .bind(row.digest.clone())
-                    .bind(row.hlc.pack()?)
-                    .bind(self.site_id.as_str())
-                    .bind(pending)
-                    .bind(r.written_by.as_str());
-            }
-            insert.execute(&mut *conn).await?;
-        }
+        DB::insert_readings(conn, &self.site_id, rows).await?;
         // Every new row got the next seq and the next version id, so within
         // one group the version id is the seq plus a constant, and the first
         // versions and their outbox entries can be written from the readings
@@ -675,6 +646,47 @@ where
         }
         self.pools.close().await;
     }
+}
+
+/// Inserts new readings of this site (pending) with multi-row INSERTs in
+/// the fixed statement shapes: how SQLite takes them fastest.
+#[edge_sql::sql_bounds]
+pub(super) async fn insert_readings_multi_row<DB: Backend>(
+    conn: &mut DB::Connection,
+    site_id: &str,
+    rows: &[NewRow<'_>],
+) -> Result<(), DbError> {
+    let pending = SyncState::Pending as i64;
+    for chunk in shaped_chunks(rows) {
+        let mut sql = String::from(
+            "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
+             measured_at_us, received_at_us, priority, clock_suspect, content_digest, version_hlc, \
+             version_site_id, sync_state, version_written_by) VALUES ",
+        );
+        push_placeholders::<DB>(&mut sql, 1, chunk.len(), 15, "");
+        let mut insert = sqlx::query::<DB>(&sql);
+        for row in chunk {
+            let r = row.reading;
+            insert = insert
+                .bind(row.seq)
+                .bind(r.id.as_str())
+                .bind(site_id)
+                .bind(r.sensor_id.as_str())
+                .bind(r.temperature)
+                .bind(r.humidity)
+                .bind(r.measured_at_us)
+                .bind(r.received_at_us)
+                .bind(r.priority as i64)
+                .bind(row.clock_suspect)
+                .bind(row.digest.clone())
+                .bind(row.hlc.pack()?)
+                .bind(site_id)
+                .bind(pending)
+                .bind(r.written_by.as_str());
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// [`READING_COLUMNS`], each prefixed with a table alias.
