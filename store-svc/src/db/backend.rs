@@ -13,7 +13,9 @@ use sqlx::sqlite::{SqliteAutoVacuum, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite};
 
 use super::checkpoint::{self, Checkpointer};
-use super::store::{NewRow, Store, insert_readings_multi_row};
+use super::store::{
+    HELD_COLUMNS, HeldRow, NewRow, Store, held_readings_in_lists, insert_readings_multi_row,
+};
 use super::{DbConfig, DbError};
 use crate::hlc::WallClock;
 use crate::model::SyncState;
@@ -49,6 +51,12 @@ pub trait Backend: SqlDatabase {
         site_id: &'a str,
         rows: &'a [NewRow<'a>],
     ) -> impl Future<Output = Result<(), DbError>> + Send + 'a;
+
+    /// The readings already held under `ids` (in no particular order).
+    fn held_readings<'a>(
+        conn: &'a mut Self::Connection,
+        ids: &'a [&'a str],
+    ) -> impl Future<Output = Result<Vec<HeldRow>, DbError>> + Send + 'a;
 }
 
 impl Backend for Sqlite {
@@ -60,6 +68,13 @@ impl Backend for Sqlite {
         rows: &'a [NewRow<'a>],
     ) -> impl Future<Output = Result<(), DbError>> + Send + 'a {
         insert_readings_multi_row::<Sqlite>(conn, site_id, rows)
+    }
+
+    fn held_readings<'a>(
+        conn: &'a mut Self::Connection,
+        ids: &'a [&'a str],
+    ) -> impl Future<Output = Result<Vec<HeldRow>, DbError>> + Send + 'a {
+        held_readings_in_lists::<Sqlite>(conn, ids)
     }
 
     const LOCK_STATE: &'static str = "";
@@ -113,6 +128,19 @@ impl Backend for Postgres {
         .execute(&mut *conn)
         .await?;
         Ok(())
+    }
+
+    // One statement for the whole group: the ids bound as one array.
+    async fn held_readings<'a>(
+        conn: &'a mut Self::Connection,
+        ids: &'a [&'a str],
+    ) -> Result<Vec<HeldRow>, DbError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {HELD_COLUMNS} FROM readings WHERE reading_id = ANY($1::TEXT[])"
+        ))
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?)
     }
 
     const LOCK_STATE: &'static str = " FOR UPDATE";

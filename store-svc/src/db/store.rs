@@ -384,37 +384,20 @@ where
         let mut known = HashMap::with_capacity(readings.len());
         let ids: Vec<&'a str> = readings.iter().map(|r| r.id.as_str()).collect();
         let wanted: HashSet<&'a str> = ids.iter().copied().collect();
-        for chunk in ids.chunks(STATEMENT_ROWS[0]) {
-            // Padded to a fixed shape by repeating the last id (harmless in IN).
-            let shape = padded_shape(chunk.len());
-            let mut sql = String::from(
-                "SELECT reading_id, seq, content_digest, clock_suspect, version_hlc, version_site_id \
-                 FROM readings WHERE reading_id IN ",
-            );
-            push_placeholders::<DB>(&mut sql, 1, 1, shape, "");
-            let mut query = sqlx::query_as::<DB, (String, i64, Vec<u8>, bool, i64, String)>(&sql);
-            for id in chunk.iter().chain(std::iter::repeat_n(
-                &chunk[chunk.len() - 1],
-                shape - chunk.len(),
-            )) {
-                query = query.bind(*id);
-            }
-            let found = query.fetch_all(&mut *conn).await?;
-            for (id, seq, digest, clock_suspect, hlc, site_id) in found {
-                if let Some(key) = wanted.get(id.as_str()) {
-                    known.insert(
-                        *key,
-                        Existing {
-                            seq,
-                            digest,
-                            clock_suspect,
-                            version: VersionStamp {
-                                hlc: Hlc::unpack(hlc),
-                                site_id,
-                            },
+        for (id, seq, digest, clock_suspect, hlc, site_id) in DB::held_readings(conn, &ids).await? {
+            if let Some(key) = wanted.get(id.as_str()) {
+                known.insert(
+                    *key,
+                    Existing {
+                        seq,
+                        digest,
+                        clock_suspect,
+                        version: VersionStamp {
+                            hlc: Hlc::unpack(hlc),
+                            site_id,
                         },
-                    );
-                }
+                    },
+                );
             }
         }
         Ok(known)
@@ -646,6 +629,41 @@ where
         }
         self.pools.close().await;
     }
+}
+
+/// What a group's id lookup returns of a reading already held: its id, seq,
+/// content digest, clock flag and current version (packed HLC, site).
+pub type HeldRow = (String, i64, Vec<u8>, bool, i64, String);
+
+/// The columns of [`HeldRow`], from `readings`.
+pub(super) const HELD_COLUMNS: &str =
+    "reading_id, seq, content_digest, clock_suspect, version_hlc, version_site_id";
+
+/// The readings held under `ids`, looked up with `IN` lists in the fixed
+/// statement shapes (padded by repeating the last id, harmless in `IN`).
+#[edge_sql::sql_bounds]
+pub(super) async fn held_readings_in_lists<DB: Backend>(
+    conn: &mut DB::Connection,
+    ids: &[&str],
+) -> Result<Vec<HeldRow>, DbError>
+where
+    for<'r> HeldRow: FromRow<'r, DB::Row>,
+{
+    let mut held = Vec::new();
+    for chunk in ids.chunks(STATEMENT_ROWS[0]) {
+        let shape = padded_shape(chunk.len());
+        let mut sql = format!("SELECT {HELD_COLUMNS} FROM readings WHERE reading_id IN ");
+        push_placeholders::<DB>(&mut sql, 1, 1, shape, "");
+        let mut query = sqlx::query_as::<DB, HeldRow>(&sql);
+        for id in chunk.iter().chain(std::iter::repeat_n(
+            &chunk[chunk.len() - 1],
+            shape - chunk.len(),
+        )) {
+            query = query.bind(*id);
+        }
+        held.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(held)
 }
 
 /// Inserts new readings of this site (pending) with multi-row INSERTs in
