@@ -25,7 +25,6 @@ use proptest::test_runner::FileFailurePersistence;
 use prost::Message as _;
 use prost_types::Timestamp;
 use tonic::{Code, Status};
-use tonic_types::StatusExt as _;
 
 /// The proto field names of `edge.v1.Reading`.
 const READING_FIELDS: [&str; 6] = [
@@ -408,19 +407,6 @@ fn mutated(bytes: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
-/// Field violations of an INVALID_ARGUMENT status, as `(field, reason)`.
-fn violations(status: &Status) -> Vec<(String, String)> {
-    status
-        .get_details_bad_request()
-        .map(|bad| {
-            bad.field_violations
-                .into_iter()
-                .map(|v| (v.field, v.description))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `cases` per property; failures are kept beside this file
 /// (`validate_props.proptest-regressions`) and replayed first.
 fn config(cases: u32) -> ProptestConfig {
@@ -503,7 +489,7 @@ proptest! {
                 let status = Status::from(err);
                 prop_assert_eq!(status.code(), Code::InvalidArgument);
                 prop_assert!(!status.message().is_empty());
-                let v = violations(&status);
+                let v = edge_runtime::status::field_violations(&status);
                 prop_assert_eq!(v.len(), 1);
                 prop_assert_eq!(v[0].0.as_str(), "readings");
                 prop_assert!(!v[0].1.is_empty());

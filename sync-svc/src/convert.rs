@@ -37,6 +37,9 @@ pub fn record(v: &pb::OutboxVersion) -> VersionRecord {
     }
 }
 
+// The site takes from the feed every writer the cloud contract allows.
+const _: () = assert!(edge_proto::rules::MAX_WRITTEN_BY_CHARS == contract::MAX_WRITTEN_BY_CHARS);
+
 /// A feed version in the store's shape (the inverse of [`record`]). A
 /// writer the site's rules refuse (too long, control characters) is not
 /// believed and not stored, but does not cost the page: the writer is a
