@@ -14,7 +14,8 @@ use sqlx::{Postgres, Sqlite};
 
 use super::checkpoint::{self, Checkpointer};
 use super::store::{
-    HELD_COLUMNS, HeldRow, NewRow, Store, held_readings_in_lists, insert_readings_multi_row,
+    HELD_COLUMNS, HeldRow, NEW_READING_COLUMNS, NewRow, Store, held_readings_in_lists,
+    insert_readings_multi_row,
 };
 use super::{DbConfig, DbError};
 use crate::hlc::WallClock;
@@ -98,10 +99,8 @@ impl Backend for Postgres {
         for row in rows {
             columns.push(row)?;
         }
-        sqlx::query(
-            "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, \
-             humidity, measured_at_us, received_at_us, priority, clock_suspect, content_digest, \
-             version_hlc, version_site_id, sync_state, version_written_by) \
+        sqlx::query(&format!(
+            "INSERT INTO readings ({NEW_READING_COLUMNS}) \
              SELECT u.seq, u.reading_id, $1, u.sensor_id, u.temperature, u.humidity, \
              u.measured_at_us, u.received_at_us, u.priority, u.clock_suspect, u.digest, \
              u.hlc, $1, $2, u.written_by \
@@ -109,8 +108,8 @@ impl Backend for Postgres {
              $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BOOLEAN[], $12::BYTEA[], \
              $13::BIGINT[], $14::TEXT[]) \
              AS u(seq, reading_id, sensor_id, temperature, humidity, measured_at_us, \
-             received_at_us, priority, clock_suspect, digest, hlc, written_by)",
-        )
+             received_at_us, priority, clock_suspect, digest, hlc, written_by)"
+        ))
         .bind(site_id)
         .bind(SyncState::Pending as i64)
         .bind(columns.seq)
@@ -345,7 +344,7 @@ impl Store<Postgres> {
     async fn refresh_statistics(&self) {
         let started = std::time::Instant::now();
         let mut analyzed = Vec::new();
-        for table in ANALYZED_TABLES {
+        for table in DATA_TABLES {
             let refreshed = async {
                 let held: i64 = sqlx::query_scalar(&format!(
                     "SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT {}) AS t",
@@ -374,8 +373,9 @@ impl Store<Postgres> {
     }
 }
 
-/// The site's tables whose statistics its queries' plans depend on.
-const ANALYZED_TABLES: [&str; 5] = [
+/// The site's tables of data (not its state and settings): whose
+/// statistics its queries' plans depend on, and which pruning shrinks.
+pub(super) const DATA_TABLES: [&str; 5] = [
     "readings",
     "reading_versions",
     "outbox",

@@ -8,7 +8,7 @@
 use sqlx::{Postgres, Sqlite};
 
 use super::DbError;
-use super::backend::Backend;
+use super::backend::{Backend, DATA_TABLES};
 use super::faults::WriteOp;
 use super::outbox::{IdChunk, id_chunks};
 use super::sql::SqlBuilder;
@@ -337,12 +337,9 @@ impl Store<Postgres> {
     pub async fn give_back_space(&self, _keep_bytes: i64) -> Result<i64, DbError> {
         // The simple protocol: VACUUM refuses to run in the implicit
         // transaction of a prepared statement.
-        sqlx::raw_sql(
-            "VACUUM (ANALYZE) readings, reading_versions, outbox, readings_by_sensor, \
-             unreported_drops",
-        )
-        .execute(self.pools.read())
-        .await?;
+        sqlx::raw_sql(&format!("VACUUM (ANALYZE) {}", DATA_TABLES.join(", ")))
+            .execute(self.pools.read())
+            .await?;
         Ok(0)
     }
 }

@@ -631,6 +631,12 @@ where
     }
 }
 
+/// The columns a new reading of this site is inserted with, in the order
+/// both backends' inserts bind them.
+pub(super) const NEW_READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, \
+     temperature, humidity, measured_at_us, received_at_us, priority, clock_suspect, \
+     content_digest, version_hlc, version_site_id, sync_state, version_written_by";
+
 /// What a group's id lookup returns of a reading already held: its id, seq,
 /// content digest, clock flag and current version (packed HLC, site).
 pub type HeldRow = (String, i64, Vec<u8>, bool, i64, String);
@@ -676,11 +682,7 @@ pub(super) async fn insert_readings_multi_row<DB: Backend>(
 ) -> Result<(), DbError> {
     let pending = SyncState::Pending as i64;
     for chunk in shaped_chunks(rows) {
-        let mut sql = String::from(
-            "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
-             measured_at_us, received_at_us, priority, clock_suspect, content_digest, version_hlc, \
-             version_site_id, sync_state, version_written_by) VALUES ",
-        );
+        let mut sql = format!("INSERT INTO readings ({NEW_READING_COLUMNS}) VALUES ");
         push_placeholders::<DB>(&mut sql, 1, chunk.len(), 15, "");
         let mut insert = sqlx::query::<DB>(&sql);
         for row in chunk {
