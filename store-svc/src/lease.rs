@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::db::{Database, DbError};
-use crate::outbox::{DueOrder, OutboxEntry, id_runs};
+use crate::outbox::{DueOrder, OutboxEntry, id_runs, merge_runs};
 
 /// Most runs of taken version ids left out of a lease query in SQL.
 const MAX_EXCLUDED_RUNS: usize = 32;
@@ -48,6 +48,10 @@ pub struct LeasedBatch {
     pub entries: Vec<OutboxEntry>,
 }
 
+/// Most runs of settled ids remembered; beyond them the lowest are
+/// forgotten (the scans that would have skipped them read them instead).
+const MAX_SETTLED_RUNS: usize = 1_024;
+
 struct Lease {
     version_ids: Vec<i64>,
     expires: Instant,
@@ -57,6 +61,13 @@ struct Lease {
 struct LeaseTable {
     by_id: HashMap<String, Lease>,
     leased: HashSet<i64>,
+    /// The leased ids that came from the implicit outbox.
+    leased_implicit: HashSet<i64>,
+    /// Runs of ids above the outbox floor known to hold nothing due in the
+    /// implicit outbox, sorted and merged. A hint for the scans, learned
+    /// from them and from completions; never needed for correctness (a
+    /// version it leaves out of one scan is still found by the other end's).
+    settled: Vec<(i64, i64)>,
 }
 
 impl LeaseTable {
@@ -64,8 +75,23 @@ impl LeaseTable {
         if let Some(lease) = self.by_id.remove(lease_id) {
             for id in lease.version_ids {
                 self.leased.remove(&id);
+                self.leased_implicit.remove(&id);
             }
         }
+    }
+
+    /// Remembers settled runs; forgets those at or below `floor`.
+    fn settle(&mut self, runs: impl IntoIterator<Item = (i64, i64)>, floor: Option<i64>) {
+        let mut settled = std::mem::take(&mut self.settled);
+        settled.extend(runs);
+        let mut settled = merge_runs(settled);
+        if let Some(floor) = floor {
+            settled.retain(|&(_, last)| last > floor);
+        }
+        if settled.len() > MAX_SETTLED_RUNS {
+            settled.drain(..settled.len() - MAX_SETTLED_RUNS);
+        }
+        self.settled = settled;
     }
 
     fn expire(&mut self, now: Instant) {
@@ -103,6 +129,7 @@ impl Leases {
         let newest = max * request.newest_share_percent.min(100) as usize / 100;
         let mut picked: Vec<OutboxEntry> = Vec::new();
         let mut seen: HashSet<i64> = HashSet::new();
+        let mut seen_implicit: HashSet<i64> = HashSet::new();
         for (order, want) in [
             (DueOrder::Critical, max),
             (DueOrder::Newest, newest),
@@ -122,7 +149,7 @@ impl Leases {
             } else {
                 (want + taken.len(), Vec::new())
             };
-            let rows = db
+            let mut rows = db
                 .due(
                     order,
                     now_us,
@@ -130,12 +157,37 @@ impl Leases {
                     &exclude,
                 )
                 .await?;
+            // Critical versions all have outbox rows; the other ends merge
+            // the rows with the implicit outbox, in id order.
+            let mut implicit = HashSet::new();
+            if order != DueOrder::Critical {
+                let mut skip: Vec<(i64, i64)> = id_runs(
+                    &table
+                        .leased_implicit
+                        .iter()
+                        .chain(seen_implicit.iter())
+                        .copied()
+                        .collect::<Vec<i64>>(),
+                );
+                skip.extend(table.settled.iter().copied());
+                let found = db.due_implicit(order, want, &merge_runs(skip)).await?;
+                table.settle(found.settled, Some(found.floor));
+                implicit.extend(found.entries.iter().map(|e| e.version_id));
+                rows.extend(found.entries);
+                rows.sort_by_key(|e| e.version_id);
+                if order == DueOrder::Newest {
+                    rows.reverse();
+                }
+            }
             let mut taken = 0;
             for row in rows {
                 if taken == want {
                     break;
                 }
                 if !table.leased.contains(&row.version_id) && seen.insert(row.version_id) {
+                    if implicit.contains(&row.version_id) {
+                        seen_implicit.insert(row.version_id);
+                    }
                     picked.push(row);
                     taken += 1;
                 }
@@ -152,6 +204,7 @@ impl Leases {
         let lease_id = uuid::Uuid::new_v4().to_string();
         let version_ids: Vec<i64> = picked.iter().map(|e| e.version_id).collect();
         table.leased.extend(version_ids.iter().copied());
+        table.leased_implicit.extend(seen_implicit);
         table.by_id.insert(
             lease_id.clone(),
             Lease {
@@ -179,9 +232,24 @@ impl Leases {
         f(id_runs(&leased)).await
     }
 
-    /// Ends a lease (its completion committed). Unknown ids are ignored: the
-    /// lease may have lapsed already.
-    pub async fn release(&self, lease_id: &str) {
-        self.table.lock().await.release(lease_id);
+    /// Ends a lease. Unknown ids are ignored: the lease may have lapsed
+    /// already. `completed`: the ids of a completion that committed. Those
+    /// this lease took from the implicit outbox are no longer in it
+    /// (acknowledged, or given an outbox row), so scans may skip them; ids
+    /// the lease did not hold teach nothing.
+    pub async fn release(&self, lease_id: &str, completed: &[i64]) {
+        let mut table = self.table.lock().await;
+        if let Some(lease) = table.by_id.get(lease_id) {
+            let held: HashSet<i64> = lease.version_ids.iter().copied().collect();
+            let left: Vec<i64> = completed
+                .iter()
+                .copied()
+                .filter(|id| held.contains(id) && table.leased_implicit.contains(id))
+                .collect();
+            if !left.is_empty() {
+                table.settle(id_runs(&left), None);
+            }
+        }
+        table.release(lease_id);
     }
 }

@@ -1,10 +1,14 @@
 //! The sync outbox as sync-svc sees it: versions waiting for the cloud,
 //! leases over batches of them, and what the cloud's answer changes.
 //!
+//! Most versions are in the outbox without a row of their own (see
+//! `crate::db::outbox`): a version above the outbox floor that is neither
+//! acknowledged nor held in an outbox row is due, with no attempts yet.
+//!
 //! Invariants:
-//! - an outbox entry leaves only when the cloud acknowledged exactly that
-//!   version (accepted or duplicate); a later version of the same reading has
-//!   its own entry, so an earlier ack can never mark it synced;
+//! - a version leaves the outbox only when the cloud acknowledged exactly
+//!   that version id (accepted or duplicate); a later version of the same
+//!   reading has its own id, so an earlier ack can never mark it synced;
 //! - transient failures only delay an entry (attempts, next attempt time,
 //!   last error; `stuck` once attempts reach a threshold) and never remove it;
 //! - only a permanent rejection dead-letters an entry; it stays in the outbox
@@ -160,6 +164,22 @@ pub struct Completion {
     pub stuck_after_attempts: i64,
 }
 
+impl Completion {
+    /// Every version id the completion names.
+    pub fn version_ids(&self) -> Vec<i64> {
+        self.synced
+            .iter()
+            .copied()
+            .chain(self.rejected.iter().map(|(id, _)| *id))
+            .chain(
+                self.failed
+                    .iter()
+                    .flat_map(|g| g.version_ids.iter().copied()),
+            )
+            .collect()
+    }
+}
+
 /// What a completion changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CompletionCounts {
@@ -189,9 +209,71 @@ pub fn id_runs(ids: &[i64]) -> Vec<(i64, i64)> {
     runs
 }
 
+/// Runs sorted and merged where they overlap or touch.
+pub fn merge_runs(mut runs: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    runs.retain(|(first, last)| first <= last);
+    runs.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(runs.len());
+    for (first, last) in runs {
+        match merged.last_mut() {
+            Some((_, end)) if first <= end.saturating_add(1) => *end = (*end).max(last),
+            _ => merged.push((first, last)),
+        }
+    }
+    merged
+}
+
+/// The runs of `first..=last` that none of `merged` (sorted, merged runs)
+/// covers, in ascending order.
+pub fn gaps(first: i64, last: i64, merged: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut gaps = Vec::new();
+    let mut next = first;
+    for &(a, b) in merged {
+        if b < next {
+            continue;
+        }
+        if a > last {
+            break;
+        }
+        if a > next {
+            gaps.push((next, a - 1));
+        }
+        if b >= last {
+            return gaps;
+        }
+        next = b + 1;
+    }
+    if next <= last {
+        gaps.push((next, last));
+    }
+    gaps
+}
+
 #[cfg(test)]
 mod tests {
-    use super::id_runs;
+    use super::{gaps, id_runs, merge_runs};
+
+    #[test]
+    fn merged_runs_cover_the_same_ids_once() {
+        assert_eq!(
+            merge_runs(vec![(9, 12), (1, 3), (4, 4), (2, 5), (20, 19), (13, 13)]),
+            vec![(1, 5), (9, 13)]
+        );
+        assert_eq!(merge_runs(Vec::new()), vec![]);
+    }
+
+    #[test]
+    fn gaps_are_what_the_runs_leave_out() {
+        assert_eq!(gaps(1, 10, &[]), vec![(1, 10)]);
+        assert_eq!(
+            gaps(1, 10, &[(3, 4), (7, 7)]),
+            vec![(1, 2), (5, 6), (8, 10)]
+        );
+        assert_eq!(gaps(5, 10, &[(1, 6), (9, 20)]), vec![(7, 8)]);
+        assert_eq!(gaps(5, 10, &[(1, 20)]), vec![]);
+        assert_eq!(gaps(5, 4, &[]), vec![]);
+        assert_eq!(gaps(1, i64::MAX, &[(1, i64::MAX)]), vec![]);
+    }
 
     #[test]
     fn runs_cover_exactly_the_ids() {

@@ -209,10 +209,11 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     stop.cancel();
     task.await.expect("store task").expect("store served");
 
-    // Each new reading's first version continues the old version ids, and has
-    // its own outbox entry.
+    // Each new reading's first version continues the old version ids (the
+    // stats above counted them all unsynced: in the outbox, with or without
+    // a row of their own).
     let check = "SELECT v.reading_seq, v.version_id FROM reading_versions v \
-         JOIN outbox o ON o.version_id = v.version_id WHERE v.reading_seq > 40 ORDER BY 1";
+         WHERE v.reading_seq > 40 AND v.synced_at_us IS NULL ORDER BY 1";
     let versions: Vec<(i64, i64)> = match &db.url {
         Some(url) => {
             let pool = sqlx::PgPool::connect(url).await.expect("postgres");
@@ -278,6 +279,205 @@ fn expected(sensor: &str, new: &[ipb::NewReading], seqs: &[u64]) -> Vec<u64> {
     want.into_iter().map(|(_, seq)| seq).collect()
 }
 on_both_backends!(an_old_database_is_upgraded_and_keeps_serving_its_readings);
+
+/// Fills a database at schema version 8, the last with an outbox row for
+/// every unsynced version: 30 readings, 1-10 synced, 11-30 in the outbox,
+/// 15 of them dead-lettered.
+async fn database_at_version_8(db: &TestDatabase) {
+    let insert_reading = "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, \
+         humidity, measured_at_us, received_at_us, priority, clock_suspect, content_digest, \
+         version_hlc, version_site_id, sync_state) \
+         VALUES ($1, $2, 'site-old', 's-1', 20.5, 50.0, $3, $3, 1, FALSE, $4, $5, 'site-old', $6)";
+    let insert_version = "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, \
+         temperature, humidity, created_at_us, synced_at_us) \
+         VALUES ($1, $1, $2, 'site-old', 20.5, 50.0, $3, $4)";
+    let insert_outbox = "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us, \
+         dead_lettered_at_us) VALUES ($1, 1, $2, 0, $3)";
+    let state = "INSERT INTO site_state (singleton, site_id, next_seq, next_version_id, hlc) \
+         VALUES (1, 'site-old', 31, 31, $1)";
+    let hlc = |seq: i64| ((T0_US / 1_000) << 16) + seq;
+
+    macro_rules! fill {
+        ($pool:expr, $migrator:expr) => {{
+            let pool = $pool;
+            let mut migrator: Migrator = $migrator;
+            migrator.migrations = Cow::Owned(migrator.migrations.iter().take(8).cloned().collect());
+            migrator.run(&pool).await.expect("schema version 8");
+            sqlx::query(state)
+                .bind(hlc(30))
+                .execute(&pool)
+                .await
+                .expect("state");
+            for seq in 1..=30i64 {
+                let at = T0_US + seq;
+                let (state, synced_at, dead_at) = match seq {
+                    1..=10 => (2i64, Some(at), None),
+                    15 => (3, None, Some(at)),
+                    _ => (1, None, None),
+                };
+                sqlx::query(insert_reading)
+                    .bind(seq)
+                    .bind(format!("01900000-0000-7000-8000-{seq:012}"))
+                    .bind(at)
+                    .bind(vec![0u8; 16])
+                    .bind(hlc(seq))
+                    .bind(state)
+                    .execute(&pool)
+                    .await
+                    .expect("reading");
+                sqlx::query(insert_version)
+                    .bind(seq)
+                    .bind(hlc(seq))
+                    .bind(at)
+                    .bind(synced_at)
+                    .execute(&pool)
+                    .await
+                    .expect("version");
+                if synced_at.is_none() {
+                    sqlx::query(insert_outbox)
+                        .bind(seq)
+                        .bind(at)
+                        .bind(dead_at)
+                        .execute(&pool)
+                        .await
+                        .expect("outbox");
+                }
+            }
+            pool.close().await;
+        }};
+    }
+
+    match &db.url {
+        Some(url) => fill!(
+            sqlx::PgPool::connect(url).await.expect("postgres"),
+            sqlx::migrate!("./migrations/postgres")
+        ),
+        None => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(db.data_dir.join("edge.db"))
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+            fill!(
+                sqlx::SqlitePool::connect_with(options)
+                    .await
+                    .expect("sqlite"),
+                sqlx::migrate!("./migrations/sqlite")
+            )
+        }
+    }
+}
+
+/// The outbox of a database written before most versions stopped having an
+/// outbox row: what waited still waits (the dead letter stays one), new
+/// readings join it without rows, and one drain settles both.
+async fn an_outbox_with_a_row_per_version_is_upgraded_in_place(db: &TestDatabase) {
+    database_at_version_8(db).await;
+    let mut config = StoreConfig::new(db.data_dir.clone());
+    config.store_addr = "127.0.0.1:0".parse().expect("address");
+    config.database_url = db.url.clone();
+    config.storage.storage_reserve =
+        store_svc::storage::Reserve::Bytes(edge_testkit::TEST_STORAGE_RESERVE_BYTES);
+    let app = StoreApp::build(
+        &config,
+        &edge_testkit::runtime_args(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("the store migrates and starts");
+    let addr = app.local_addr();
+    let stop = Shutdown::new();
+    let task = tokio::spawn(app.run(stop.clone()));
+    let mut client = StoreClients::connect(format!("http://{addr}")).await;
+
+    let new: Vec<ipb::NewReading> = (31..=35u32)
+        .map(|n| ipb::NewReading {
+            id: format!("01900000-0000-7000-8000-{n:012}"),
+            sensor_id: "s-1".into(),
+            temperature_celsius: 21.0,
+            humidity_percent: 40.0,
+            measured_at: Some(prost_types::Timestamp {
+                seconds: T0_US / 1_000_000,
+                nanos: 0,
+            }),
+            received_at: Some(prost_types::Timestamp {
+                seconds: T0_US / 1_000_000,
+                nanos: 0,
+            }),
+            priority: pb::Priority::Normal as i32,
+            written_by: String::new(),
+        })
+        .collect();
+    client
+        .ingest
+        .append(ipb::AppendRequest { readings: new })
+        .await
+        .expect("append");
+    let before = client
+        .readings
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(
+        (
+            before.unsynced_versions,
+            before.dead_letters,
+            before.synced_versions
+        ),
+        (24, 1, 10)
+    );
+
+    let lease = |client: &mut StoreClients| {
+        let mut sync = client.sync.clone();
+        async move {
+            sync.lease_batch(ipb::LeaseBatchRequest {
+                max_versions: 100,
+                newest_share_percent: 20,
+                lease_duration: Some(prost_types::Duration {
+                    seconds: 60,
+                    nanos: 0,
+                }),
+            })
+            .await
+            .expect("lease")
+            .into_inner()
+        }
+    };
+    let batch = lease(&mut client).await;
+    let mut seqs: Vec<u64> = batch.versions.iter().map(|v| v.seq).collect();
+    seqs.sort_unstable();
+    let want: Vec<u64> = (11..=35).filter(|seq| *seq != 15).collect();
+    assert_eq!(seqs, want, "the old outbox and the new readings");
+    let done = client
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
+            lease_id: batch.lease_id.clone(),
+            synced_version_ids: batch.versions.iter().map(|v| v.version_id).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("complete")
+        .into_inner();
+    assert_eq!(done.synced, 24);
+    assert!(lease(&mut client).await.versions.is_empty());
+    let after = client
+        .readings
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(
+        (
+            after.unsynced_versions,
+            after.dead_letters,
+            after.synced_versions
+        ),
+        (0, 1, 34)
+    );
+    stop.cancel();
+    task.await.expect("store task").expect("store served");
+}
+on_both_backends!(an_outbox_with_a_row_per_version_is_upgraded_in_place);
 
 /// The newest schema version this store knows.
 fn latest(db: &TestDatabase) -> i64 {

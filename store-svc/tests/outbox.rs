@@ -419,6 +419,103 @@ async fn versions_never_sent_are_postponed_without_an_attempt(db: &TestDatabase)
     store.stop().await;
 }
 
+/// A long drain from both ends while readings keep arriving, with failures,
+/// rejections and a restart half-way (which forgets what the leases had
+/// learned about the outbox): every version is handed out until it is
+/// acknowledged or dead-lettered, never again after, and the books add up.
+async fn a_long_drain_hands_out_every_version_until_it_is_settled(db: &TestDatabase) {
+    use std::collections::{HashMap, HashSet};
+    let mut store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    fill(&mut client, 300, 5).await;
+    let mut next_reading = 1_000u32;
+    let mut written = 305usize;
+    let mut synced: HashSet<u64> = HashSet::new();
+    let mut rejected: HashSet<u64> = HashSet::new();
+    let mut failed_once: HashSet<u64> = HashSet::new();
+    let mut leased_times: HashMap<u64, u32> = HashMap::new();
+    let mut synced_counted = 0u64;
+    for round in 0..400u32 {
+        if round == 20 {
+            store.stop().await;
+            store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+                .await
+                .expect("restart");
+            client = store.client.clone();
+        }
+        if round % 3 == 0 && round < 60 {
+            let readings = (0..10)
+                .map(|i| reading(next_reading + i, "s-2", T0_US))
+                .collect();
+            append(&mut client, readings).await;
+            next_reading += 10;
+            written += 10;
+        }
+        let batch = lease(&mut client, 37, 30, 60).await;
+        if batch.versions.is_empty() {
+            break;
+        }
+        let mut request = ipb::CompleteBatchRequest {
+            lease_id: batch.lease_id.clone(),
+            ..Default::default()
+        };
+        let mut failed = Vec::new();
+        for id in ids(&batch) {
+            assert!(
+                !synced.contains(&id) && !rejected.contains(&id),
+                "version {id} handed out again after it was settled"
+            );
+            *leased_times.entry(id).or_default() += 1;
+            if id % 7 == 0 && failed_once.insert(id) {
+                failed.push(id);
+            } else if id % 23 == 0 {
+                rejected.insert(id);
+                request.rejected.push(ipb::RejectedVersion {
+                    version_id: id,
+                    reason: "refused".into(),
+                });
+            } else {
+                synced.insert(id);
+                request.synced_version_ids.push(id);
+            }
+        }
+        if !failed.is_empty() {
+            request.failed.push(ipb::FailedVersions {
+                version_ids: failed,
+                error: "HTTP 503".into(),
+                not_attempted: round % 2 == 0,
+                retry_at: ts(T0_US),
+            });
+        }
+        let done = client
+            .sync
+            .complete_batch(request)
+            .await
+            .expect("complete")
+            .into_inner();
+        synced_counted += done.synced;
+    }
+    assert_eq!(
+        synced.len() + rejected.len(),
+        written,
+        "every version settled"
+    );
+    assert_eq!(synced_counted, synced.len() as u64, "each ack counted once");
+    for (id, times) in &leased_times {
+        let expected = if failed_once.contains(id) { 2 } else { 1 };
+        assert_eq!(*times, expected, "version {id} leased {times} times");
+    }
+    let s = stats(&mut client).await;
+    assert_eq!(
+        (s.unsynced_versions, s.dead_letters, s.synced_versions),
+        (0, rejected.len() as u64, synced.len() as u64)
+    );
+    store.stop().await;
+}
+
+on_both_backends!(a_long_drain_hands_out_every_version_until_it_is_settled);
 on_both_backends!(versions_never_sent_are_postponed_without_an_attempt);
 on_both_backends!(a_wall_clock_stepped_back_does_not_hide_the_backlog);
 on_both_backends!(leases_critical_first_then_oldest_and_never_twice);

@@ -43,6 +43,7 @@ use sqlx::{Postgres, Sqlite};
 pub use backend::Durability;
 use faults::WriteOp;
 pub use identities::IdentityRow;
+pub use outbox::ImplicitDue;
 pub use storage::{DroppedRow, Usage};
 pub use store::Store;
 
@@ -260,6 +261,17 @@ impl Database {
         exclude: &[(i64, i64)],
     ) -> Result<Vec<OutboxEntry>, DbError> {
         dispatch!(self, s => s.due(order, now_us, limit, exclude).await)
+    }
+
+    /// Versions of the implicit outbox, from the end `order` names, except
+    /// the ids in the `skip` runs.
+    pub async fn due_implicit(
+        &self,
+        order: DueOrder,
+        limit: usize,
+        skip: &[(i64, i64)],
+    ) -> Result<ImplicitDue, DbError> {
+        dispatch!(self, s => s.due_implicit(order, limit, skip).await)
     }
 
     /// Applies the cloud's answer for a batch.

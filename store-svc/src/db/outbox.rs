@@ -1,6 +1,20 @@
 //! The outbox's SQL: what is due, what the cloud's answer changes, dead
 //! letters. Written once for both backends, like [`super::store`].
 //!
+//! The outbox has two parts (migration 0009 says why):
+//! - the implicit outbox: every version above `site_state.outbox_floor`
+//!   that is this site's own, not acknowledged, and has no `outbox` row.
+//!   A reading's first version waits here at no cost beyond its own row;
+//! - `outbox` rows, for what needs more than "due, never tried": critical
+//!   readings' versions, amendments, and versions whose push failed or was
+//!   rejected. A completion writes the row ([`Store::complete`]
+//!   materialises implicit versions before recording their failure).
+//!
+//! The floor rises, in each completion's transaction, to just below the
+//! first implicit version still waiting, so scans of the implicit outbox
+//! start near its oldest version. Versions below the floor are acknowledged,
+//! remote, gone, or held in an `outbox` row.
+//!
 //! Sets of version ids arrive mostly as one or two consecutive runs (a lease
 //! draws from an end of the outbox), so statements take `BETWEEN` per run;
 //! scattered ids fall back to padded `IN` lists in the fixed statement shapes.
@@ -15,7 +29,7 @@ use super::sql::SqlBuilder;
 use super::store::Store;
 use crate::model::SyncState;
 use crate::outbox::{
-    Completion, CompletionCounts, DeadLetterEntry, DueOrder, OutboxEntry, id_runs,
+    Completion, CompletionCounts, DeadLetterEntry, DueOrder, OutboxEntry, gaps, id_runs,
 };
 
 /// Columns of [`OutboxEntry`], from `outbox o`, `reading_versions v` and
@@ -29,6 +43,50 @@ const ENTRY_COLUMNS: &str = "o.version_id, r.reading_id, COALESCE(r.origin_seq, 
 /// The joins every entry query needs.
 const ENTRY_FROM: &str = " FROM outbox o JOIN reading_versions v ON v.version_id = o.version_id \
      JOIN readings r ON r.seq = v.reading_seq";
+
+/// Columns of [`OutboxEntry`] for a version of the implicit outbox: never
+/// attempted, enqueued when it was written.
+const IMPLICIT_COLUMNS: &str = "v.version_id, r.reading_id, COALESCE(r.origin_seq, r.seq) AS seq, \
+     r.origin_site_id, r.sensor_id, \
+     v.temperature, v.humidity, r.measured_at_us, r.received_at_us, r.priority, r.clock_suspect, \
+     v.hlc, v.site_id AS version_site_id, CAST(0 AS BIGINT) AS attempts, \
+     v.created_at_us AS enqueued_at_us, CAST(NULL AS TEXT) AS last_error, \
+     v.quality, v.note, v.base_hlc, v.base_site_id, v.written_by";
+
+/// The floor of the implicit outbox, as a scalar subquery.
+pub(super) const OUTBOX_FLOOR: &str = "(SELECT outbox_floor FROM site_state WHERE singleton = 1)";
+
+/// Version `v` (above the floor) waits in the implicit outbox: this site's
+/// own, not acknowledged, no `outbox` row.
+pub(super) const IMPLICIT: &str = "NOT v.remote AND v.synced_at_us IS NULL \
+     AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.version_id = v.version_id)";
+
+/// Version `{alias}` is in the outbox, either part (pending or
+/// dead-lettered): a condition.
+pub(super) fn in_outbox(alias: &str) -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM outbox po WHERE po.version_id = {alias}.version_id) \
+         OR ({alias}.version_id > {OUTBOX_FLOOR} AND NOT {alias}.remote \
+         AND {alias}.synced_at_us IS NULL))"
+    )
+}
+
+/// Most statements one scan of the implicit outbox runs: one per run of
+/// ids it does not skip. More runs than this only shorten the batch.
+const MAX_GAP_QUERIES: usize = 32;
+
+/// What a scan of the implicit outbox found.
+#[derive(Debug, Default)]
+pub struct ImplicitDue {
+    /// Due versions, in the order asked for.
+    pub entries: Vec<OutboxEntry>,
+    /// Runs of ids the scan read through and found nothing due in: they
+    /// never will be again (an acknowledged version stays so; a version
+    /// with an `outbox` row keeps it), so later scans may skip them.
+    pub settled: Vec<(i64, i64)>,
+    /// The floor at the time of the scan.
+    pub floor: i64,
+}
 
 /// Furthest ahead a retry is scheduled (1 h, the longest `Retry-After` a
 /// client honours). Later retry times are clamped to it, so an entry whose
@@ -91,6 +149,39 @@ impl<DB: Backend> SqlBuilder<'_, DB> {
 }
 
 #[edge_sql::sql_bounds]
+impl<DB: Backend> Store<DB> {
+    /// Raises the floor of the implicit outbox to just below its first
+    /// version still waiting (or to the newest version when none waits).
+    /// Reads only what lies between the old floor and that version, each
+    /// version once over the floor's life.
+    pub(super) async fn raise_outbox_floor(
+        &self,
+        conn: &mut DB::Connection,
+    ) -> Result<(), DbError> {
+        let (floor, next_version_id): (i64, i64) = sqlx::query_as(
+            "SELECT outbox_floor, next_version_id FROM site_state WHERE singleton = 1",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let first_waiting: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT v.version_id FROM reading_versions v WHERE v.version_id > $1 AND {IMPLICIT} \
+             ORDER BY v.version_id LIMIT 1"
+        ))
+        .bind(floor)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let raised = first_waiting.map_or(next_version_id - 1, |id| id - 1);
+        if raised > floor {
+            sqlx::query("UPDATE site_state SET outbox_floor = $1 WHERE singleton = 1")
+                .bind(raised)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[edge_sql::sql_bounds]
 impl<DB: Backend> Store<DB>
 where
     for<'r> OutboxEntry: FromRow<'r, DB::Row>,
@@ -138,6 +229,69 @@ where
             .await?)
     }
 
+    /// Up to `limit` versions of the implicit outbox, from the end `order`
+    /// names (`Oldest` or `Newest`), leaving out the ids in the `skip` runs
+    /// (sorted and merged: leased, already picked, or known settled). Reads
+    /// only the runs between them, each through the primary key.
+    pub async fn due_implicit(
+        &self,
+        order: DueOrder,
+        limit: usize,
+        skip: &[(i64, i64)],
+    ) -> Result<ImplicitDue, DbError> {
+        let mut conn = self.pools.read().acquire().await?;
+        // Every id up to the newest one read here was committed before the
+        // scans below start, so what they find missing there stays missing.
+        let (floor, next_version_id): (i64, i64) = sqlx::query_as(
+            "SELECT outbox_floor, next_version_id FROM site_state WHERE singleton = 1",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let mut found = ImplicitDue {
+            floor,
+            ..ImplicitDue::default()
+        };
+        let mut runs = gaps(floor + 1, next_version_id - 1, skip);
+        let newest = order == DueOrder::Newest;
+        if newest {
+            runs.reverse();
+        }
+        for (first, last) in runs.into_iter().take(MAX_GAP_QUERIES) {
+            let want = limit.saturating_sub(found.entries.len());
+            if want == 0 {
+                break;
+            }
+            let mut sql = SqlBuilder::<DB>::default();
+            sql.push(&format!(
+                "SELECT {IMPLICIT_COLUMNS} FROM reading_versions v \
+                 JOIN readings r ON r.seq = v.reading_seq WHERE v.version_id BETWEEN "
+            ));
+            sql.arg(first);
+            sql.push(" AND ");
+            sql.arg(last);
+            sql.push(&format!(" AND {IMPLICIT} ORDER BY v.version_id"));
+            if newest {
+                sql.push(" DESC");
+            }
+            sql.push(" LIMIT ");
+            sql.arg(i64::try_from(want).unwrap_or(i64::MAX));
+            let rows = sql.query_as::<OutboxEntry>()?.fetch_all(&mut *conn).await?;
+            // What the scan read through (all of the run when it ran out)
+            // holds nothing due but the rows it returned.
+            let read = match rows.last() {
+                Some(row) if rows.len() == want && newest => (row.version_id, last),
+                Some(row) if rows.len() == want => (first, row.version_id),
+                _ => (first, last),
+            };
+            let returned: Vec<i64> = rows.iter().map(|row| row.version_id).collect();
+            found
+                .settled
+                .extend(gaps(read.0, read.1, &id_runs(&returned)));
+            found.entries.extend(rows);
+        }
+        Ok(found)
+    }
+
     /// Applies the cloud's answer for a batch in one transaction.
     pub async fn complete(&self, completion: &Completion) -> Result<CompletionCounts, DbError> {
         let now_us = self.clock.now_us();
@@ -149,22 +303,25 @@ where
             self.set_reading_state(&mut tx, &chunk, SyncState::Synced)
                 .await?;
 
+            // Every version in the outbox, either part, is unacknowledged:
+            // what this marks is what leaves it.
             let mut versions = SqlBuilder::<DB>::default();
             versions.push("UPDATE reading_versions SET synced_at_us = ");
             versions.arg(now_us);
             versions.push(" WHERE ");
             versions.id_filter("version_id", &chunk);
-            versions.push(" AND synced_at_us IS NULL");
-            versions.query()?.execute(&mut *tx).await?;
+            versions.push(" AND synced_at_us IS NULL AND NOT remote");
+            counts.synced += DB::rows_affected(&versions.query()?.execute(&mut *tx).await?);
 
             let mut outbox = SqlBuilder::<DB>::default();
             outbox.push("DELETE FROM outbox WHERE ");
             outbox.id_filter("version_id", &chunk);
-            counts.synced += DB::rows_affected(&outbox.query()?.execute(&mut *tx).await?);
+            outbox.query()?.execute(&mut *tx).await?;
         }
 
         for (version_id, reason) in &completion.rejected {
             let chunk = IdChunk::Run(*version_id, *version_id);
+            self.materialise(&mut tx, &chunk).await?;
             let mut outbox = SqlBuilder::<DB>::default();
             outbox.push("UPDATE outbox SET dead_lettered_at_us = ");
             outbox.arg(now_us);
@@ -186,6 +343,9 @@ where
             let retry_at_us = group
                 .retry_at_us
                 .min(now_us.saturating_add(MAX_RETRY_AHEAD_US));
+            for chunk in id_chunks(&group.version_ids) {
+                self.materialise(&mut tx, &chunk).await?;
+            }
             if !group.attempted {
                 // Never sent: only postponed.
                 for chunk in id_chunks(&group.version_ids) {
@@ -222,10 +382,28 @@ where
             }
         }
 
+        self.raise_outbox_floor(&mut tx).await?;
         tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();
         Ok(counts)
+    }
+
+    /// Gives the versions in `chunk` that wait in the implicit outbox an
+    /// `outbox` row, so their failure or rejection can be recorded on it.
+    async fn materialise(&self, conn: &mut DB::Connection, chunk: &IdChunk) -> Result<(), DbError> {
+        let mut sql = SqlBuilder::<DB>::default();
+        sql.push(
+            "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) \
+             SELECT v.version_id, r.priority, v.created_at_us, 0 FROM reading_versions v \
+             JOIN readings r ON r.seq = v.reading_seq WHERE ",
+        );
+        sql.id_filter("v.version_id", chunk);
+        sql.push(&format!(
+            " AND v.version_id > {OUTBOX_FLOOR} AND {IMPLICIT}"
+        ));
+        sql.query()?.execute(&mut *conn).await?;
+        Ok(())
     }
 
     /// Sets the sync state of the readings whose current version is in `chunk`.

@@ -25,6 +25,7 @@ use sqlx::FromRow;
 use super::DbError;
 use super::backend::Backend;
 use super::faults::WriteOp;
+use super::outbox::in_outbox;
 use super::store::{READING_COLUMNS, Store};
 use crate::hlc::Hlc;
 use crate::model::Quality;
@@ -535,12 +536,13 @@ where
             Option<String>,
         );
         let (temperature, humidity, quality, note, unsynced, clock_ahead_ms, written_by): Row =
-            sqlx::query_as(
+            sqlx::query_as(&format!(
                 "SELECT v.temperature, v.humidity, v.quality, v.note, \
-                 (SELECT COUNT(*) FROM outbox o WHERE o.version_id = v.version_id), \
+                 CAST(CASE WHEN {} THEN 1 ELSE 0 END AS BIGINT), \
                  v.clock_ahead_ms, v.written_by \
                  FROM reading_versions v WHERE v.reading_seq = $1 AND v.hlc = $2 AND v.site_id = $3",
-            )
+                in_outbox("v")
+            ))
             .bind(seq)
             .bind(stamp.hlc.pack()?)
             .bind(stamp.site_id.as_str())

@@ -10,7 +10,7 @@ use sqlx::{Postgres, Sqlite};
 use super::DbError;
 use super::backend::{Backend, DATA_TABLES};
 use super::faults::WriteOp;
-use super::outbox::{IdChunk, id_chunks};
+use super::outbox::{IMPLICIT, IdChunk, OUTBOX_FLOOR, id_chunks, in_outbox};
 use super::sql::SqlBuilder;
 use super::store::Store;
 use crate::outbox::id_runs;
@@ -34,8 +34,13 @@ pub struct Usage {
 
 /// Readings that retention or the budget may remove: synced (the current
 /// version acknowledged), with no version still in the outbox.
-const PRUNABLE: &str = "sync_state = 2 AND NOT EXISTS (SELECT 1 FROM reading_versions pv \
-     JOIN outbox po ON po.version_id = pv.version_id WHERE pv.reading_seq = readings.seq)";
+fn prunable() -> String {
+    format!(
+        "sync_state = 2 AND NOT EXISTS (SELECT 1 FROM reading_versions pv \
+         WHERE pv.reading_seq = readings.seq AND {})",
+        in_outbox("pv")
+    )
+}
 
 /// A version dropped unsynced, as the cloud's coverage will be told.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -87,8 +92,9 @@ where
         received_before_us: Option<i64>,
         limit: i64,
     ) -> Result<u64, DbError> {
+        let prunable = prunable();
         let candidates = |sql: &mut SqlBuilder<'_, DB>| {
-            sql.push(PRUNABLE);
+            sql.push(&prunable);
             if let Some(before) = received_before_us {
                 sql.push(" AND received_at_us < ");
                 sql.arg(before);
@@ -174,22 +180,35 @@ where
     ) -> Result<Vec<DroppedRow>, DbError> {
         let now_us = self.clock.now_us();
         let mut tx = self.write_tx(WriteOp::Storage).await?;
-        let mut pick = SqlBuilder::<DB>::default();
-        pick.push("SELECT o.version_id, r.seq, r.reading_id, v.hlc, v.site_id, ");
-        pick.arg(now_us);
-        pick.push(
-            " AS dropped_at_us FROM outbox o JOIN reading_versions v ON v.version_id = o.version_id \
-             JOIN readings r ON r.seq = v.reading_seq WHERE 1 = 1",
-        );
-        for (first, last) in exclude {
-            pick.push(" AND o.version_id NOT BETWEEN ");
-            pick.arg(*first);
-            pick.push(" AND ");
-            pick.arg(*last);
+        // The oldest of either part of the outbox: each part's oldest,
+        // merged.
+        let mut dropped: Vec<DroppedRow> = Vec::new();
+        for from in [
+            "FROM outbox o JOIN reading_versions v ON v.version_id = o.version_id \
+             JOIN readings r ON r.seq = v.reading_seq WHERE 1 = 1"
+                .to_owned(),
+            format!(
+                "FROM reading_versions v JOIN readings r ON r.seq = v.reading_seq \
+                 WHERE v.version_id > {OUTBOX_FLOOR} AND {IMPLICIT}"
+            ),
+        ] {
+            let mut pick = SqlBuilder::<DB>::default();
+            pick.push("SELECT v.version_id, r.seq, r.reading_id, v.hlc, v.site_id, ");
+            pick.arg(now_us);
+            pick.push(" AS dropped_at_us ");
+            pick.push(&from);
+            for (first, last) in exclude {
+                pick.push(" AND v.version_id NOT BETWEEN ");
+                pick.arg(*first);
+                pick.push(" AND ");
+                pick.arg(*last);
+            }
+            pick.push(" ORDER BY v.version_id LIMIT ");
+            pick.arg(limit);
+            dropped.extend(pick.query_as::<DroppedRow>()?.fetch_all(&mut *tx).await?);
         }
-        pick.push(" ORDER BY o.version_id LIMIT ");
-        pick.arg(limit);
-        let dropped: Vec<DroppedRow> = pick.query_as()?.fetch_all(&mut *tx).await?;
+        dropped.sort_by_key(|d| d.version_id);
+        dropped.truncate(usize::try_from(limit).unwrap_or(0));
         if dropped.is_empty() {
             tx.rollback().await?;
             return Ok(dropped);
@@ -253,6 +272,7 @@ where
         .bind(i64::try_from(dropped.len()).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
+        self.raise_outbox_floor(&mut tx).await?;
         tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();

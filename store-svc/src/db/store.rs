@@ -14,12 +14,13 @@ use sqlx::{FromRow, Pool};
 use super::backend::Backend;
 use super::checkpoint::Checkpointer;
 use super::faults::WriteOp;
+use super::outbox::{IMPLICIT, OUTBOX_FLOOR};
 use super::sql::SqlBuilder;
 use super::{DbConfig, DbError};
 use crate::hlc::{Hlc, WallClock};
 use crate::model::{
-    AppendOutcome, Cursor, NewReading, Outcome, ReadingQuery, Stats, StoredReading, SyncState,
-    VersionStamp,
+    AppendOutcome, Cursor, NewReading, Outcome, Priority, ReadingQuery, Stats, StoredReading,
+    SyncState, VersionStamp,
 };
 use edge_sql::statement::{STATEMENT_ROWS, padded_shape, push_placeholders, shaped_chunks};
 use edge_sql::{Pools, WriteConn};
@@ -404,7 +405,7 @@ where
     }
 
     /// Inserts the readings (the backend's way: [`Backend::insert_readings`]),
-    /// then their first versions and their outbox entries.
+    /// then their first versions and the critical ones' outbox rows.
     async fn insert_rows(
         &self,
         conn: &mut DB::Connection,
@@ -434,19 +435,29 @@ where
         versions.readings_in_seq_range(first.seq, last.seq);
         versions.query()?.execute(&mut *conn).await?;
 
-        let mut outbox = SqlBuilder::<DB>::default();
-        outbox.push(
-            "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) \
-             SELECT seq + ",
-        );
-        outbox.arg(version_offset);
-        // Due at once (time 0), not "at now": a wall clock stepped back later
-        // (NTP after a long offline stretch) must not hide the backlog.
-        outbox.push(", priority, ");
-        outbox.arg(now_us);
-        outbox.push(", 0");
-        outbox.readings_in_seq_range(first.seq, last.seq);
-        outbox.query()?.execute(&mut *conn).await?;
+        // The first versions wait in the implicit outbox (see
+        // `super::outbox`), except critical readings', which get an outbox
+        // row so they are found first without a scan.
+        if rows
+            .iter()
+            .any(|row| row.reading.priority == Priority::Critical)
+        {
+            let mut outbox = SqlBuilder::<DB>::default();
+            outbox.push(
+                "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) \
+                 SELECT seq + ",
+            );
+            outbox.arg(version_offset);
+            // Due at once (time 0), not "at now": a wall clock stepped back
+            // later (NTP after a long offline stretch) must not hide them.
+            outbox.push(", priority, ");
+            outbox.arg(now_us);
+            outbox.push(", 0");
+            outbox.readings_in_seq_range(first.seq, last.seq);
+            outbox.push(" AND priority = ");
+            outbox.arg(Priority::Critical as i64);
+            outbox.query()?.execute(&mut *conn).await?;
+        }
         Ok(())
     }
 
@@ -563,10 +574,16 @@ where
         let total_versions = count("SELECT COUNT(*) FROM reading_versions")
             .fetch_one(&mut *conn)
             .await?;
+        let implicit_sql = format!(
+            "SELECT COUNT(*) FROM reading_versions v WHERE v.version_id > {OUTBOX_FLOOR} AND {IMPLICIT}"
+        );
         let unsynced_versions =
             count("SELECT COUNT(*) FROM outbox WHERE dead_lettered_at_us IS NULL")
                 .fetch_one(&mut *conn)
-                .await?;
+                .await?
+                + sqlx::query_scalar::<DB, i64>(&implicit_sql)
+                    .fetch_one(&mut *conn)
+                    .await?;
         let dead_letters =
             count("SELECT COUNT(*) FROM outbox WHERE dead_lettered_at_us IS NOT NULL")
                 .fetch_one(&mut *conn)
@@ -583,15 +600,26 @@ where
             count("SELECT COUNT(*) FROM reading_versions WHERE clock_ahead_ms IS NOT NULL")
                 .fetch_one(&mut *conn)
                 .await?;
-        // The first pending entry by key was enqueued first, found through the
-        // primary key without a scan. (Its enqueue time comes from the wall
-        // clock, which may have stepped back since; the age is indicative.)
-        let oldest_unsynced_us: Option<i64> = sqlx::query_scalar(
+        // The first pending entry by key of either part was enqueued first,
+        // found through its primary key without a scan. (Its enqueue time
+        // comes from the wall clock, which may have stepped back since; the
+        // age is indicative.)
+        let oldest_row: Option<i64> = sqlx::query_scalar(
             "SELECT enqueued_at_us FROM outbox WHERE dead_lettered_at_us IS NULL \
              ORDER BY version_id LIMIT 1",
         )
         .fetch_optional(&mut *conn)
         .await?;
+        let oldest_implicit: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT v.created_at_us FROM reading_versions v \
+             WHERE v.version_id > {OUTBOX_FLOOR} AND {IMPLICIT} ORDER BY v.version_id LIMIT 1"
+        ))
+        .fetch_optional(&mut *conn)
+        .await?;
+        let oldest_unsynced_us = match (oldest_row, oldest_implicit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let (database_bytes, _free_inside): (i64, i64) =
             sqlx::query_as(DB::USAGE_SQL).fetch_one(&mut *conn).await?;
         Ok(Stats {

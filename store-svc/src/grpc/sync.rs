@@ -156,7 +156,14 @@ impl StoreSyncService for SyncGrpc {
         // crate::lease). After a failure nothing is assumed: what the
         // commit did or did not do is read again by the next lease, and a
         // version pushed again is a duplicate at the cloud.
-        self.store.leases.release(&request.lease_id).await;
+        let completed = match &counts {
+            Ok(_) => completion.version_ids(),
+            Err(_) => Vec::new(),
+        };
+        self.store
+            .leases
+            .release(&request.lease_id, &completed)
+            .await;
         let counts = counts.map_err(StoreError::from)?;
         Ok(Response::new(ipb::CompleteBatchResponse {
             synced: counts.synced,

@@ -1,0 +1,22 @@
+-- The outbox without a row per version, so a reading costs one row less
+-- to store. A version is in the outbox while it waits for the cloud; from now
+-- on most versions are in it without a row of their own:
+--
+-- - every version above `site_state.outbox_floor` that is this site's own
+--   (not remote), not acknowledged (`synced_at_us` NULL) and has no
+--   `outbox` row is due, with no attempts yet: the implicit outbox;
+-- - an `outbox` row holds what needs more: a critical reading's versions
+--   (found through `outbox_critical`), amendments, and every version whose
+--   push failed or was rejected (attempts, retry time, dead letter), written
+--   when that happens.
+--
+-- The floor only rises past versions that are acknowledged, held in an
+-- `outbox` row, remote or gone, so below it the `outbox` rows are the whole
+-- outbox. An acknowledgement still names exactly one version id: it can
+-- never mark another version synced.
+--
+-- Every version this database already holds that waits for the cloud has
+-- its `outbox` row, so the floor starts at the newest version: nothing is
+-- rewritten.
+ALTER TABLE site_state ADD COLUMN outbox_floor BIGINT NOT NULL DEFAULT 0;
+UPDATE site_state SET outbox_floor = next_version_id - 1;
