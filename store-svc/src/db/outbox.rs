@@ -71,9 +71,21 @@ pub(super) fn in_outbox(alias: &str) -> String {
     )
 }
 
-/// Most statements one scan of the implicit outbox runs: one per run of
-/// ids it does not skip. More runs than this only shorten the batch.
-const MAX_GAP_QUERIES: usize = 32;
+/// Most statements one scan of the implicit outbox runs. More than this
+/// (ids it may not skip scattered into many runs, or long stretches of
+/// settled ids it has not learned yet) only shorten the batch: the next
+/// scan goes on from what this one learned.
+const MAX_SCAN_QUERIES: usize = 64;
+
+/// Ids one statement of a scan covers at most, per version wanted (and at
+/// least [`MIN_WINDOW`]). The window bounds a statement's work whatever plan
+/// the database picks: PostgreSQL without statistics (after an immediate
+/// shutdown reset them) believes the range nearly empty and reads all of it
+/// to sort, rather than walking the primary key and stopping at the limit.
+const WINDOW_PER_WANTED: i64 = 2;
+
+/// The smallest window.
+const MIN_WINDOW: i64 = 256;
 
 /// What a scan of the implicit outbox found.
 #[derive(Debug, Default)]
@@ -256,38 +268,71 @@ where
         if newest {
             runs.reverse();
         }
-        for (first, last) in runs.into_iter().take(MAX_GAP_QUERIES) {
-            let want = limit.saturating_sub(found.entries.len());
-            if want == 0 {
-                break;
+        let mut statements = 0;
+        'runs: for (run_first, run_last) in runs {
+            let mut window_first = run_first;
+            let mut window_last = run_last;
+            loop {
+                let want = limit.saturating_sub(found.entries.len());
+                if want == 0 || statements == MAX_SCAN_QUERIES {
+                    break 'runs;
+                }
+                statements += 1;
+                let window = i64::try_from(want)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(WINDOW_PER_WANTED)
+                    .max(MIN_WINDOW);
+                let (first, last) = if newest {
+                    (
+                        window_first.max(window_last.saturating_sub(window - 1)),
+                        window_last,
+                    )
+                } else {
+                    (
+                        window_first,
+                        window_last.min(window_first.saturating_add(window - 1)),
+                    )
+                };
+                let mut sql = SqlBuilder::<DB>::default();
+                sql.push(&format!(
+                    "SELECT {IMPLICIT_COLUMNS} FROM reading_versions v \
+                     JOIN readings r ON r.seq = v.reading_seq WHERE v.version_id BETWEEN "
+                ));
+                sql.arg(first);
+                sql.push(" AND ");
+                sql.arg(last);
+                sql.push(&format!(" AND {IMPLICIT} ORDER BY v.version_id"));
+                if newest {
+                    sql.push(" DESC");
+                }
+                sql.push(" LIMIT ");
+                sql.arg(i64::try_from(want).unwrap_or(i64::MAX));
+                let rows = sql.query_as::<OutboxEntry>()?.fetch_all(&mut *conn).await?;
+                // What the statement read through (all of the window when
+                // it ran out) holds nothing due but the rows it returned.
+                let read = match rows.last() {
+                    Some(row) if rows.len() == want && newest => (row.version_id, last),
+                    Some(row) if rows.len() == want => (first, row.version_id),
+                    _ => (first, last),
+                };
+                let returned: Vec<i64> = rows.iter().map(|row| row.version_id).collect();
+                found
+                    .settled
+                    .extend(gaps(read.0, read.1, &id_runs(&returned)));
+                found.entries.extend(rows);
+                // The rest of the run, past this window.
+                if newest {
+                    if first <= window_first {
+                        break;
+                    }
+                    window_last = first - 1;
+                } else {
+                    if last >= window_last {
+                        break;
+                    }
+                    window_first = last + 1;
+                }
             }
-            let mut sql = SqlBuilder::<DB>::default();
-            sql.push(&format!(
-                "SELECT {IMPLICIT_COLUMNS} FROM reading_versions v \
-                 JOIN readings r ON r.seq = v.reading_seq WHERE v.version_id BETWEEN "
-            ));
-            sql.arg(first);
-            sql.push(" AND ");
-            sql.arg(last);
-            sql.push(&format!(" AND {IMPLICIT} ORDER BY v.version_id"));
-            if newest {
-                sql.push(" DESC");
-            }
-            sql.push(" LIMIT ");
-            sql.arg(i64::try_from(want).unwrap_or(i64::MAX));
-            let rows = sql.query_as::<OutboxEntry>()?.fetch_all(&mut *conn).await?;
-            // What the scan read through (all of the run when it ran out)
-            // holds nothing due but the rows it returned.
-            let read = match rows.last() {
-                Some(row) if rows.len() == want && newest => (row.version_id, last),
-                Some(row) if rows.len() == want => (first, row.version_id),
-                _ => (first, last),
-            };
-            let returned: Vec<i64> = rows.iter().map(|row| row.version_id).collect();
-            found
-                .settled
-                .extend(gaps(read.0, read.1, &id_runs(&returned)));
-            found.entries.extend(rows);
         }
         Ok(found)
     }
