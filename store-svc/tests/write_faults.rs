@@ -250,7 +250,39 @@ async fn a_commit_whose_answer_was_lost_is_settled_by_the_retry(db: &TestDatabas
         .map(|seq| (pb::ReadingOutcome::Duplicate as i32, seq))
         .collect();
     assert_eq!(outcomes, want);
-    assert_eq!(stats(&mut client).await.total_readings, 4, "stored once");
+    let s = stats(&mut client).await;
+    assert_eq!(s.total_readings, 4, "stored once");
+    assert_eq!(s.unsynced_versions, 4, "the outbox counted as stored");
+
+    // A completion whose answer was lost: what it committed is what the
+    // outbox says afterwards.
+    let lease = client
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
+            max_versions: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("lease")
+        .into_inner();
+    faults.arm(
+        WriteOp::Complete,
+        FaultPoint::AfterCommit,
+        Fault::Error(connection_lost(db)),
+        1,
+    );
+    client
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
+            lease_id: lease.lease_id.clone(),
+            synced_version_ids: lease.versions.iter().map(|v| v.version_id).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("an unknown outcome is not reported as recorded");
+    assert_eq!(stats(&mut client).await.unsynced_versions, 0);
+    append(&mut client, batch(5, 2)).await;
+    assert_eq!(stats(&mut client).await.unsynced_versions, 2);
     store.stop().await;
 }
 on_both_backends!(a_commit_whose_answer_was_lost_is_settled_by_the_retry);

@@ -31,6 +31,7 @@ use crate::model::SyncState;
 use crate::outbox::{
     Completion, CompletionCounts, DeadLetterEntry, DueOrder, OutboxEntry, gaps, id_runs,
 };
+use edge_sql::WriteConn;
 
 /// Columns of [`OutboxEntry`], from `outbox o`, `reading_versions v` and
 /// `readings r`.
@@ -162,6 +163,49 @@ impl<DB: Backend> SqlBuilder<'_, DB> {
 
 #[edge_sql::sql_bounds]
 impl<DB: Backend> Store<DB> {
+    /// Counts the versions waiting in the implicit outbox (a scan of every
+    /// version above the floor).
+    pub(super) async fn count_implicit(&self, conn: &mut DB::Connection) -> Result<i64, DbError> {
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM reading_versions v WHERE v.version_id > {OUTBOX_FLOOR} AND {IMPLICIT}"
+        ))
+        .fetch_one(&mut *conn)
+        .await?)
+    }
+
+    /// Counts the implicit outbox again, inside the writer's transaction,
+    /// if a failed commit left the count unknown.
+    pub(super) async fn recount_implicit_if_stale(
+        &self,
+        conn: &mut DB::Connection,
+    ) -> Result<(), DbError> {
+        if self.implicit.get().is_none() {
+            let counted = self.count_implicit(conn).await?;
+            self.implicit.set(counted);
+        }
+        Ok(())
+    }
+
+    /// Commits a write that changed the implicit outbox by `delta`
+    /// versions. A failed commit may have happened or not: the count is
+    /// then unknown until the next write counts again.
+    pub(super) async fn commit_changing_implicit(
+        &self,
+        tx: WriteConn<DB>,
+        delta: i64,
+    ) -> Result<(), DbError> {
+        match tx.commit().await {
+            Ok(()) => {
+                self.implicit.add(delta);
+                Ok(())
+            }
+            Err(err) => {
+                self.implicit.forget();
+                Err(err.into())
+            }
+        }
+    }
+
     /// Raises the floor of the implicit outbox to just below its first
     /// version still waiting (or to the newest version when none waits).
     /// Reads only what lies between the old floor and that version, each
@@ -342,6 +386,10 @@ where
         let now_us = self.clock.now_us();
         let mut counts = CompletionCounts::default();
         let mut tx = self.write_tx(WriteOp::Complete).await?;
+        self.recount_implicit_if_stale(&mut tx).await?;
+        // Versions that leave the implicit outbox: acknowledged, or given
+        // an outbox row.
+        let mut left_implicit = 0u64;
 
         for chunk in id_chunks(&completion.synced) {
             // The reading shows synced only if this is its current version.
@@ -356,17 +404,21 @@ where
             versions.push(" WHERE ");
             versions.id_filter("version_id", &chunk);
             versions.push(" AND synced_at_us IS NULL AND NOT remote");
-            counts.synced += DB::rows_affected(&versions.query()?.execute(&mut *tx).await?);
+            let synced = DB::rows_affected(&versions.query()?.execute(&mut *tx).await?);
+            counts.synced += synced;
 
+            // A version with an outbox row is never acknowledged while it
+            // has it: those synced without a row waited implicitly.
             let mut outbox = SqlBuilder::<DB>::default();
             outbox.push("DELETE FROM outbox WHERE ");
             outbox.id_filter("version_id", &chunk);
-            outbox.query()?.execute(&mut *tx).await?;
+            let had_rows = DB::rows_affected(&outbox.query()?.execute(&mut *tx).await?);
+            left_implicit += synced.saturating_sub(had_rows);
         }
 
         for (version_id, reason) in &completion.rejected {
             let chunk = IdChunk::Run(*version_id, *version_id);
-            self.materialise(&mut tx, &chunk).await?;
+            left_implicit += self.materialise(&mut tx, &chunk).await?;
             let mut outbox = SqlBuilder::<DB>::default();
             outbox.push("UPDATE outbox SET dead_lettered_at_us = ");
             outbox.arg(now_us);
@@ -389,7 +441,7 @@ where
                 .retry_at_us
                 .min(now_us.saturating_add(MAX_RETRY_AHEAD_US));
             for chunk in id_chunks(&group.version_ids) {
-                self.materialise(&mut tx, &chunk).await?;
+                left_implicit += self.materialise(&mut tx, &chunk).await?;
             }
             if !group.attempted {
                 // Never sent: only postponed.
@@ -429,14 +481,20 @@ where
 
         self.raise_outbox_floor(&mut tx).await?;
         tx.statements_done().await?;
-        tx.commit().await?;
+        self.commit_changing_implicit(tx, -i64::try_from(left_implicit).unwrap_or(i64::MAX))
+            .await?;
         self.after_write();
         Ok(counts)
     }
 
     /// Gives the versions in `chunk` that wait in the implicit outbox an
     /// `outbox` row, so their failure or rejection can be recorded on it.
-    async fn materialise(&self, conn: &mut DB::Connection, chunk: &IdChunk) -> Result<(), DbError> {
+    /// Returns how many.
+    async fn materialise(
+        &self,
+        conn: &mut DB::Connection,
+        chunk: &IdChunk,
+    ) -> Result<u64, DbError> {
         let mut sql = SqlBuilder::<DB>::default();
         sql.push(
             "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) \
@@ -447,8 +505,7 @@ where
         sql.push(&format!(
             " AND v.version_id > {OUTBOX_FLOOR} AND {IMPLICIT}"
         ));
-        sql.query()?.execute(&mut *conn).await?;
-        Ok(())
+        Ok(DB::rows_affected(&sql.query()?.execute(&mut *conn).await?))
     }
 
     /// Sets the sync state of the readings whose current version is in `chunk`.

@@ -180,10 +180,12 @@ where
     ) -> Result<Vec<DroppedRow>, DbError> {
         let now_us = self.clock.now_us();
         let mut tx = self.write_tx(WriteOp::Storage).await?;
+        self.recount_implicit_if_stale(&mut tx).await?;
         // The oldest of either part of the outbox: each part's oldest,
         // merged.
         let mut dropped: Vec<DroppedRow> = Vec::new();
-        for from in [
+        let mut implicit_ids = std::collections::HashSet::new();
+        for (part, from) in [
             "FROM outbox o JOIN reading_versions v ON v.version_id = o.version_id \
              JOIN readings r ON r.seq = v.reading_seq WHERE 1 = 1"
                 .to_owned(),
@@ -191,7 +193,10 @@ where
                 "FROM reading_versions v JOIN readings r ON r.seq = v.reading_seq \
                  WHERE v.version_id > {OUTBOX_FLOOR} AND {IMPLICIT}"
             ),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let mut pick = SqlBuilder::<DB>::default();
             pick.push("SELECT v.version_id, r.seq, r.reading_id, v.hlc, v.site_id, ");
             pick.arg(now_us);
@@ -205,7 +210,11 @@ where
             }
             pick.push(" ORDER BY v.version_id LIMIT ");
             pick.arg(limit);
-            dropped.extend(pick.query_as::<DroppedRow>()?.fetch_all(&mut *tx).await?);
+            let rows = pick.query_as::<DroppedRow>()?.fetch_all(&mut *tx).await?;
+            if part == 1 {
+                implicit_ids.extend(rows.iter().map(|d| d.version_id));
+            }
+            dropped.extend(rows);
         }
         dropped.sort_by_key(|d| d.version_id);
         dropped.truncate(usize::try_from(limit).unwrap_or(0));
@@ -274,7 +283,12 @@ where
         .await?;
         self.raise_outbox_floor(&mut tx).await?;
         tx.statements_done().await?;
-        tx.commit().await?;
+        let implicit_dropped = dropped
+            .iter()
+            .filter(|d| implicit_ids.contains(&d.version_id))
+            .count();
+        self.commit_changing_implicit(tx, -i64::try_from(implicit_dropped).unwrap_or(i64::MAX))
+            .await?;
         self.after_write();
         Ok(dropped)
     }
