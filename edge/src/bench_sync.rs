@@ -86,10 +86,32 @@ struct Rig {
     cloud: EdgeCloud,
     admin: AdminClient,
     site: EdgeUp,
+    /// The site's PostgreSQL server and database, dropped by [`Rig::stop`].
+    postgres: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
-async fn start_rig(cloud_url: bool, cloud_nice: i32) -> anyhow::Result<Rig> {
+impl Rig {
+    /// Stops the site and the cloud, and drops the site's database.
+    async fn stop(mut self) {
+        let _ = self.site.child.kill().await;
+        let _ = self.cloud.child.kill().await;
+        if let Some((server, name)) = &self.postgres
+            && let Err(err) = edge_testkit::drop_postgres_database(server, name).await
+        {
+            eprintln!("could not drop benchmark database {name}: {err}");
+        }
+    }
+}
+
+/// A site (on a fresh database of `postgres_server` when given, else
+/// SQLite) and a reference cloud, the site pointed at the cloud when
+/// `cloud_url`.
+async fn start_rig(
+    cloud_url: bool,
+    cloud_nice: i32,
+    postgres_server: Option<&str>,
+) -> anyhow::Result<Rig> {
     let exe = std::env::current_exe()?;
     let dir = tempfile::tempdir()?;
     let cloud =
@@ -117,13 +139,22 @@ async fn start_rig(cloud_url: bool, cloud_nice: i32) -> anyhow::Result<Rig> {
             edge_testkit::TEST_SITE_ID.to_owned(),
         ]);
     }
-    let site = edge_testkit::spawn_edge_up_with(&exe, &dir.path().join("site"), None, &args)
+    let postgres = match postgres_server {
+        Some(server) => Some((
+            server.to_owned(),
+            edge_testkit::create_postgres_database(server, "edge_bench_sync").await?,
+        )),
+        None => None,
+    };
+    let url = postgres.as_ref().map(|(_, (url, _))| url.as_str());
+    let site = edge_testkit::spawn_edge_up_with(&exe, &dir.path().join("site"), url, &args)
         .await
         .context("cannot start edge up")?;
     Ok(Rig {
         cloud,
         admin,
         site,
+        postgres: postgres.map(|(server, (_, name))| (server, name)),
         _dir: dir,
     })
 }
@@ -164,80 +195,15 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     println!("| phase | readings/s | p50 ms | p99 ms | notes |");
     println!("|---|---:|---:|---:|---|");
 
-    // 1–3: backlog, ingest alone and while draining, drain alone.
-    let rig = start_rig(true, args.cloud_nice).await?;
-    set_mode(&rig.admin, FaultMode::Refuse).await?;
-    let store = store_client(&rig.site).await?;
-    while stats(&store).await?.unsynced_versions < args.backlog {
-        load::run(
-            &rig.site.ingest_url,
-            &rig.site.credentials,
-            &stream_load(Duration::from_secs(1)),
-        )
-        .await?;
+    // 1–3: backlog, ingest alone and while draining, drain alone, on
+    // SQLite and then, with `--postgres-url`, on PostgreSQL.
+    let servers = std::iter::once(None).chain(args.postgres_url.as_deref().map(Some));
+    for server in servers {
+        drain_phases(args, server).await?;
     }
-    let alone = load::run(
-        &rig.site.ingest_url,
-        &rig.site.credentials,
-        &stream_load(duration),
-    )
-    .await?;
-    let before = stats(&store).await?;
-    row(
-        "ingest alone (cloud dark)",
-        &alone,
-        &format!("backlog {} versions", before.unsynced_versions),
-    );
-
-    set_mode(&rig.admin, FaultMode::Normal).await?;
-    let started = Instant::now();
-    // Wait for the drain to be under way before measuring beside it.
-    while stats(&store).await?.synced_versions == 0 {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(60),
-            "the drain never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let synced_at_start = stats(&store).await?.synced_versions;
-    let beside = load::run(
-        &rig.site.ingest_url,
-        &rig.site.credentials,
-        &stream_load(duration),
-    )
-    .await?;
-    let after = stats(&store).await?;
-    let drained_beside = after.synced_versions - synced_at_start;
-    row(
-        "ingest while draining",
-        &beside,
-        &format!(
-            "{:.0} % of alone; {} versions drained meanwhile ({:.0}/s)",
-            100.0 * beside.readings_per_sec() / alone.readings_per_sec().max(1.0),
-            drained_beside,
-            drained_beside as f64 / beside.elapsed.as_secs_f64()
-        ),
-    );
-
-    let rest = after.unsynced_versions;
-    let started = Instant::now();
-    while stats(&store).await?.unsynced_versions > 0 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let took = started.elapsed();
-    let cloud_stats = rig.admin.stats().await?;
-    println!(
-        "| drain alone | {:.0} | | | {rest} versions in {:.1} s; {} pushes, {} accepted, {} duplicate at the cloud |",
-        rest as f64 / took.as_secs_f64(),
-        took.as_secs_f64(),
-        cloud_stats.pushes,
-        cloud_stats.versions_accepted,
-        cloud_stats.versions_duplicate,
-    );
-    drop(rig);
 
     // 4: ingest latency with no cloud, and beside a black hole.
-    let rig = start_rig(false, args.cloud_nice).await?;
+    let rig = start_rig(false, args.cloud_nice, None).await?;
     let none = load::run(
         &rig.site.ingest_url,
         &rig.site.credentials,
@@ -247,7 +213,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     row("unary c64, no cloud configured", &none, "");
     drop(rig);
 
-    let rig = start_rig(true, args.cloud_nice).await?;
+    let rig = start_rig(true, args.cloud_nice, None).await?;
     let store = store_client(&rig.site).await?;
     let mut sync = edge_proto::v1::sync_service_client::SyncServiceClient::new(
         rig.site.channel(&rig.site.sync_url).await,
@@ -278,5 +244,91 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         ),
     );
     drop(rig.cloud);
+    Ok(())
+}
+
+/// Phases 1–3 on one site: a backlog built with the cloud refusing, ingest
+/// alone, ingest beside the drain, then the drain alone. Rows name the
+/// backend.
+async fn drain_phases(args: &BenchArgs, postgres_server: Option<&str>) -> anyhow::Result<()> {
+    let duration = args.duration;
+    let backend = if postgres_server.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let rig = start_rig(true, args.cloud_nice, postgres_server).await?;
+    set_mode(&rig.admin, FaultMode::Refuse).await?;
+    let store = store_client(&rig.site).await?;
+    while stats(&store).await?.unsynced_versions < args.backlog {
+        load::run(
+            &rig.site.ingest_url,
+            &rig.site.credentials,
+            &stream_load(Duration::from_secs(1)),
+        )
+        .await?;
+    }
+    let alone = load::run(
+        &rig.site.ingest_url,
+        &rig.site.credentials,
+        &stream_load(duration),
+    )
+    .await?;
+    let before = stats(&store).await?;
+    row(
+        &format!("ingest alone (cloud dark), {backend}"),
+        &alone,
+        &format!("backlog {} versions", before.unsynced_versions),
+    );
+
+    set_mode(&rig.admin, FaultMode::Normal).await?;
+    let started = Instant::now();
+    // Wait for the drain to be under way before measuring beside it.
+    while stats(&store).await?.synced_versions == 0 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the drain never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let synced_at_start = stats(&store).await?.synced_versions;
+    let beside = load::run(
+        &rig.site.ingest_url,
+        &rig.site.credentials,
+        &stream_load(duration),
+    )
+    .await?;
+    let after = stats(&store).await?;
+    let drained_beside = after.synced_versions - synced_at_start;
+    row(
+        &format!("ingest while draining, {backend}"),
+        &beside,
+        &format!(
+            "{:.0} % of alone; {} versions drained meanwhile ({:.0}/s)",
+            100.0 * beside.readings_per_sec() / alone.readings_per_sec().max(1.0),
+            drained_beside,
+            drained_beside as f64 / beside.elapsed.as_secs_f64()
+        ),
+    );
+
+    let rest = after.unsynced_versions;
+    let started = Instant::now();
+    // Stats count whole tables: asked for ten times a second, they took a
+    // good share of the site's CPU from the drain they measure. Once a
+    // second costs little and rounds a drain of a minute or more by ~1 %.
+    while stats(&store).await?.unsynced_versions > 0 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let took = started.elapsed();
+    let cloud_stats = rig.admin.stats().await?;
+    println!(
+        "| drain alone, {backend} | {:.0} | | | {rest} versions in {:.1} s; {} pushes, {} accepted, {} duplicate at the cloud |",
+        rest as f64 / took.as_secs_f64(),
+        took.as_secs_f64(),
+        cloud_stats.pushes,
+        cloud_stats.versions_accepted,
+        cloud_stats.versions_duplicate,
+    );
+    rig.stop().await;
     Ok(())
 }

@@ -485,7 +485,8 @@ pub struct SimulateArgs {
 #[derive(Args)]
 pub struct BenchArgs {
     /// PostgreSQL server to benchmark against (each run gets a fresh database
-    /// on it). Unset: PostgreSQL runs are skipped.
+    /// on it): the ingest matrix, and the sync suite's backlog and drain.
+    /// Unset: PostgreSQL runs are skipped.
     #[arg(long, env = "EDGE_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,
     /// Length of each measured run.

@@ -73,8 +73,15 @@ pub struct PostgresSettings {
     pub backup: BackupPolicy,
 }
 
-/// The planner setting every connection sets unless the URL does.
-const RANDOM_PAGE_COST: &str = "random_page_cost";
+/// Run on every new connection: every lookup of ours is by key into tables
+/// the server holds in memory, yet at PostgreSQL's default cost of a random
+/// page (4, a spinning disk's) the planner prefers a sequential scan and a
+/// hash join to a few thousand index lookups, ten times slower for a lease
+/// of 2,000 versions. A session setting, so nothing is sent at connect time
+/// that a pooler could refuse, and only over the default: a cost the
+/// operator set (server, database, role, `PGOPTIONS` or the URL) is kept.
+const PREFER_INDEX_LOOKUPS: &str = "SELECT set_config('random_page_cost', '1.1', false) \
+     WHERE current_setting('random_page_cost') = '4'";
 
 /// Connects to the PostgreSQL database at `url`: a write pool of one
 /// connection (every service serialises its writes), refused unless the
@@ -87,16 +94,9 @@ pub async fn open_postgres<E: OpenFailure>(
     settings: &PostgresSettings,
 ) -> Result<(Pool<Postgres>, Pool<Postgres>), E> {
     let connect = |source| E::connect(Postgres::LABEL, source);
-    let mut options = PgConnectOptions::from_str(url).map_err(connect)?;
-    // Every lookup here is by key into tables the server holds in memory,
-    // yet at PostgreSQL's default cost of a random page (4, a spinning
-    // disk's) the planner prefers a sequential scan and a hash join to a
-    // few thousand index lookups: ten times slower for a lease of 2,000
-    // versions. An operator's own setting in the URL's `options` wins.
-    if !url.contains(RANDOM_PAGE_COST) {
-        options = options.options([(RANDOM_PAGE_COST, "1.1")]);
-    }
+    let options = PgConnectOptions::from_str(url).map_err(connect)?;
     let write = PoolOptions::<Postgres>::new()
+        .after_connect(|conn, _| Box::pin(prefer_index_lookups(conn)))
         .max_connections(1)
         .acquire_timeout(settings.acquire_timeout)
         .connect_with(options.clone())
@@ -110,12 +110,19 @@ pub async fn open_postgres<E: OpenFailure>(
     .await?;
     schema.migrate_postgres(&write, settings.backup).await?;
     let read = PoolOptions::<Postgres>::new()
+        .after_connect(|conn, _| Box::pin(prefer_index_lookups(conn)))
         .max_connections(settings.read_connections.max(1))
         .acquire_timeout(settings.acquire_timeout)
         .connect_with(options)
         .await
         .map_err(connect)?;
     Ok((write, read))
+}
+
+/// See [`PREFER_INDEX_LOOKUPS`].
+async fn prefer_index_lookups(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(PREFER_INDEX_LOOKUPS).execute(conn).await?;
+    Ok(())
 }
 
 /// Implements [`crate::Classify`] and [`OpenFailure`] for a service's

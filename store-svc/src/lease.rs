@@ -64,9 +64,13 @@ struct LeaseTable {
     /// The leased ids that came from the implicit outbox.
     leased_implicit: HashSet<i64>,
     /// Runs of ids above the outbox floor known to hold nothing due in the
-    /// implicit outbox, sorted and merged. A hint for the scans, learned
-    /// from them and from completions; never needed for correctness (a
-    /// version it leaves out of one scan is still found by the other end's).
+    /// implicit outbox, sorted and merged, learned from the scans and from
+    /// completions, so later scans skip them. Both ends' scans skip them,
+    /// so this rests on one rule: a version never returns to the implicit
+    /// outbox once it left it (an acknowledgement is never undone, and an
+    /// outbox row leaves only with the acknowledgement or the version).
+    /// A change that breaks that rule (a re-drive that deletes rows, a
+    /// resync that clears `synced_at_us`) must clear this too.
     settled: Vec<(i64, i64)>,
 }
 

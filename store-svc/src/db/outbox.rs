@@ -187,23 +187,18 @@ impl<DB: Backend> Store<DB> {
     }
 
     /// Commits a write that changed the implicit outbox by `delta`
-    /// versions. A failed commit may have happened or not: the count is
-    /// then unknown until the next write counts again.
+    /// versions. A commit that failed, or whose caller went away while it
+    /// ran (a cancelled gRPC call drops this future), may have happened or
+    /// not: the count is then unknown until the next write counts again.
     pub(super) async fn commit_changing_implicit(
         &self,
         tx: WriteConn<DB>,
         delta: i64,
     ) -> Result<(), DbError> {
-        match tx.commit().await {
-            Ok(()) => {
-                self.implicit.add(delta);
-                Ok(())
-            }
-            Err(err) => {
-                self.implicit.forget();
-                Err(err.into())
-            }
-        }
+        let unknown = self.implicit.unknown_unless_settled();
+        tx.commit().await?;
+        unknown.settle(delta);
+        Ok(())
     }
 
     /// Raises the floor of the implicit outbox to just below its first

@@ -327,6 +327,10 @@ where
         .bind(bound_ms)
         .execute(&mut *tx)
         .await?;
+        // Remote versions take version ids too: a site that only pulls
+        // would otherwise leave them all above the floor, to be read
+        // through by every scan of the implicit outbox.
+        self.raise_outbox_floor(&mut tx).await?;
         tx.statements_done().await?;
         tx.commit().await?;
         self.after_write();

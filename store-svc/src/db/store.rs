@@ -89,6 +89,39 @@ impl ImplicitCount {
     pub(super) fn forget(&self) {
         self.stale.store(true, Ordering::Release);
     }
+
+    /// A guard that marks the count unknown when dropped, unless
+    /// [`PendingChange::settle`] applied the change first: a commit whose
+    /// outcome never became known (failed, or its future dropped) leaves
+    /// the count to be counted again.
+    pub(super) fn unknown_unless_settled(&self) -> PendingChange<'_> {
+        PendingChange {
+            count: self,
+            settled: false,
+        }
+    }
+}
+
+/// See [`ImplicitCount::unknown_unless_settled`].
+pub(super) struct PendingChange<'a> {
+    count: &'a ImplicitCount,
+    settled: bool,
+}
+
+impl PendingChange<'_> {
+    /// The commit succeeded: applies its change.
+    pub(super) fn settle(mut self, delta: i64) {
+        self.count.add(delta);
+        self.settled = true;
+    }
+}
+
+impl Drop for PendingChange<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.count.forget();
+        }
+    }
 }
 
 /// What the database already holds under a reading id.
