@@ -74,7 +74,37 @@ impl Scenario {
 struct Site {
     process: edge_testkit::EdgeUp,
     _dir: tempfile::TempDir,
-    postgres: Option<(String, String)>,
+    postgres: Option<BenchDatabase>,
+}
+
+/// A fresh PostgreSQL database for one benchmark site.
+pub(crate) struct BenchDatabase {
+    server: String,
+    name: String,
+    /// Its URL, for `edge up`.
+    pub(crate) url: String,
+}
+
+impl BenchDatabase {
+    /// A new database on `server` (none without a server: SQLite).
+    pub(crate) async fn create(server: Option<&str>, prefix: &str) -> anyhow::Result<Option<Self>> {
+        let Some(server) = server else {
+            return Ok(None);
+        };
+        let (url, name) = edge_testkit::create_postgres_database(server, prefix).await?;
+        Ok(Some(BenchDatabase {
+            server: server.to_owned(),
+            name,
+            url,
+        }))
+    }
+
+    /// Drops the database; a failure is reported, not fatal.
+    pub(crate) async fn drop(&self) {
+        if let Err(err) = edge_testkit::drop_postgres_database(&self.server, &self.name).await {
+            eprintln!("could not drop benchmark database {}: {err}", self.name);
+        }
+    }
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -98,14 +128,8 @@ async fn start_site(postgres_server: Option<&str>) -> anyhow::Result<Site> {
 
 async fn start_site_with(postgres_server: Option<&str>, extra: &[String]) -> anyhow::Result<Site> {
     let dir = tempfile::tempdir()?;
-    let postgres = match postgres_server {
-        Some(server) => Some((
-            server.to_owned(),
-            edge_testkit::create_postgres_database(server, "edge_bench").await?,
-        )),
-        None => None,
-    };
-    let url = postgres.as_ref().map(|(_, (url, _))| url.as_str());
+    let postgres = BenchDatabase::create(postgres_server, "edge_bench").await?;
+    let url = postgres.as_ref().map(|db| db.url.as_str());
     let process = edge_testkit::spawn_edge_up_with(
         &std::env::current_exe()?,
         &dir.path().join("data"),
@@ -117,7 +141,7 @@ async fn start_site_with(postgres_server: Option<&str>, extra: &[String]) -> any
     Ok(Site {
         process,
         _dir: dir,
-        postgres: postgres.map(|(server, (_, name))| (server, name)),
+        postgres,
     })
 }
 
@@ -128,10 +152,8 @@ impl Site {
 
     async fn stop(mut self) {
         let _ = self.process.child.kill().await;
-        if let Some((server, name)) = &self.postgres
-            && let Err(err) = edge_testkit::drop_postgres_database(server, name).await
-        {
-            eprintln!("could not drop benchmark database {name}: {err}");
+        if let Some(db) = &self.postgres {
+            db.drop().await;
         }
     }
 }

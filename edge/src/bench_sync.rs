@@ -18,6 +18,7 @@
 //!
 //! Prints a Markdown table; never fails for being slow.
 
+use crate::bench::BenchDatabase;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -86,8 +87,8 @@ struct Rig {
     cloud: EdgeCloud,
     admin: AdminClient,
     site: EdgeUp,
-    /// The site's PostgreSQL server and database, dropped by [`Rig::stop`].
-    postgres: Option<(String, String)>,
+    /// The site's PostgreSQL database, dropped by [`Rig::stop`].
+    postgres: Option<BenchDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -96,10 +97,8 @@ impl Rig {
     async fn stop(mut self) {
         let _ = self.site.child.kill().await;
         let _ = self.cloud.child.kill().await;
-        if let Some((server, name)) = &self.postgres
-            && let Err(err) = edge_testkit::drop_postgres_database(server, name).await
-        {
-            eprintln!("could not drop benchmark database {name}: {err}");
+        if let Some(db) = &self.postgres {
+            db.drop().await;
         }
     }
 }
@@ -139,14 +138,8 @@ async fn start_rig(
             edge_testkit::TEST_SITE_ID.to_owned(),
         ]);
     }
-    let postgres = match postgres_server {
-        Some(server) => Some((
-            server.to_owned(),
-            edge_testkit::create_postgres_database(server, "edge_bench_sync").await?,
-        )),
-        None => None,
-    };
-    let url = postgres.as_ref().map(|(_, (url, _))| url.as_str());
+    let postgres = BenchDatabase::create(postgres_server, "edge_bench_sync").await?;
+    let url = postgres.as_ref().map(|db| db.url.as_str());
     let site = edge_testkit::spawn_edge_up_with(&exe, &dir.path().join("site"), url, &args)
         .await
         .context("cannot start edge up")?;
@@ -154,7 +147,7 @@ async fn start_rig(
         cloud,
         admin,
         site,
-        postgres: postgres.map(|(server, (_, name))| (server, name)),
+        postgres,
         _dir: dir,
     })
 }

@@ -41,6 +41,41 @@ fn old_readings() -> Vec<(i64, String, String, i64)> {
         .collect()
 }
 
+/// Runs `$fill` with a pool (`$pool`) on `db`'s database migrated to
+/// schema version `$version` only, then closes the pool: the way an older
+/// store left it, on either backend.
+macro_rules! at_version {
+    ($db:expr, $version:expr, |$pool:ident| $fill:block) => {{
+        let version: usize = $version;
+        match &$db.url {
+            Some(url) => {
+                let $pool = sqlx::PgPool::connect(url).await.expect("postgres");
+                let mut migrator: Migrator = sqlx::migrate!("./migrations/postgres");
+                migrator.migrations =
+                    Cow::Owned(migrator.migrations.iter().take(version).cloned().collect());
+                migrator.run(&$pool).await.expect("the old schema");
+                $fill
+                $pool.close().await;
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename($db.data_dir.join("edge.db"))
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+                let $pool = sqlx::SqlitePool::connect_with(options)
+                    .await
+                    .expect("sqlite");
+                let mut migrator: Migrator = sqlx::migrate!("./migrations/sqlite");
+                migrator.migrations =
+                    Cow::Owned(migrator.migrations.iter().take(version).cloned().collect());
+                migrator.run(&$pool).await.expect("the old schema");
+                $fill
+                $pool.close().await;
+            }
+        }
+    }};
+}
+
 /// Creates the database at schema version 1 only and fills it the way the
 /// version-1 store did.
 async fn database_at_version_1(db: &TestDatabase) {
@@ -56,76 +91,59 @@ async fn database_at_version_1(db: &TestDatabase) {
          VALUES (1, 'site-old', 41, $2, $1)";
     let hlc = |seq: i64| ((T0_US / 1_000) << 16) + seq;
 
-    macro_rules! fill {
-        ($pool:expr, $migrator:expr) => {{
-            let pool = $pool;
-            let mut migrator: Migrator = $migrator;
-            migrator.migrations = Cow::Owned(migrator.migrations.iter().take(1).cloned().collect());
-            migrator.run(&pool).await.expect("schema version 1");
-            sqlx::query(state)
-                .bind(hlc(40))
-                .bind(NEXT_VERSION_ID)
+    at_version!(db, 1, |pool| {
+        sqlx::query(state)
+            .bind(hlc(40))
+            .bind(NEXT_VERSION_ID)
+            .execute(&pool)
+            .await
+            .expect("state");
+        for (seq, id, sensor, at) in old_readings() {
+            sqlx::query(insert_reading)
+                .bind(seq)
+                .bind(id)
+                .bind(sensor)
+                .bind(at)
+                .bind(vec![0u8; 16])
+                .bind(hlc(seq))
                 .execute(&pool)
                 .await
-                .expect("state");
-            for (seq, id, sensor, at) in old_readings() {
-                sqlx::query(insert_reading)
-                    .bind(seq)
-                    .bind(id)
-                    .bind(sensor)
-                    .bind(at)
-                    .bind(vec![0u8; 16])
-                    .bind(hlc(seq))
-                    .execute(&pool)
-                    .await
-                    .expect("reading");
-                sqlx::query(insert_version)
-                    .bind(seq)
-                    .bind(hlc(seq))
-                    .bind(at)
-                    .execute(&pool)
-                    .await
-                    .expect("version");
-                sqlx::query(insert_outbox)
-                    .bind(seq)
-                    .bind(at)
-                    .execute(&pool)
-                    .await
-                    .expect("outbox");
-            }
-            pool.close().await;
-        }};
-    }
-
-    match &db.url {
-        Some(url) => fill!(
-            sqlx::PgPool::connect(url).await.expect("postgres"),
-            sqlx::migrate!("./migrations/postgres")
-        ),
-        None => {
-            let options = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(db.data_dir.join("edge.db"))
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
-            fill!(
-                sqlx::SqlitePool::connect_with(options)
-                    .await
-                    .expect("sqlite"),
-                sqlx::migrate!("./migrations/sqlite")
-            )
+                .expect("reading");
+            sqlx::query(insert_version)
+                .bind(seq)
+                .bind(hlc(seq))
+                .bind(at)
+                .execute(&pool)
+                .await
+                .expect("version");
+            sqlx::query(insert_outbox)
+                .bind(seq)
+                .bind(at)
+                .execute(&pool)
+                .await
+                .expect("outbox");
         }
-    }
+    });
 }
 
-async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDatabase) {
-    database_at_version_1(db).await;
-
+/// The store started on `db` (which it migrates), for site `site_id`, with
+/// the sensor index filled every `sensor_index_batch` readings: its clients,
+/// the signal that stops it, and the task serving it.
+async fn start_upgraded(
+    db: &TestDatabase,
+    site_id: &str,
+    sensor_index_batch: u32,
+) -> (
+    StoreClients,
+    Shutdown,
+    tokio::task::JoinHandle<Result<(), edge_runtime::serve::ServeError>>,
+) {
     let mut config = StoreConfig::new(db.data_dir.clone());
     config.store_addr = "127.0.0.1:0".parse().expect("address");
     config.database_url = db.url.clone();
     config.storage.storage_reserve =
         store_svc::storage::Reserve::Bytes(edge_testkit::TEST_STORAGE_RESERVE_BYTES);
-    config.sensor_index_batch = 10;
+    config.sensor_index_batch = sensor_index_batch;
     let runtime = RuntimeArgs {
         shutdown_grace: Duration::from_secs(5),
         ..edge_testkit::runtime_args()
@@ -133,11 +151,17 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     let app = StoreApp::build(&config, &runtime, Arc::new(SystemClock))
         .await
         .expect("the store migrates and starts");
-    assert_eq!(app.site_id(), "site-old");
+    assert_eq!(app.site_id(), site_id);
     let addr = app.local_addr();
     let stop = Shutdown::new();
     let task = tokio::spawn(app.run(stop.clone()));
-    let mut client = StoreClients::connect(format!("http://{addr}")).await;
+    let client = StoreClients::connect(format!("http://{addr}")).await;
+    (client, stop, task)
+}
+
+async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDatabase) {
+    database_at_version_1(db).await;
+    let (mut client, stop, task) = start_upgraded(db, "site-old", 10).await;
 
     // Before any new write: the migrated readings, all from the index.
     for sensor in ["old-0", "old-1", "old-2"] {
@@ -297,74 +321,48 @@ async fn database_at_version_8(db: &TestDatabase) {
          VALUES (1, 'site-old', 31, 31, $1)";
     let hlc = |seq: i64| ((T0_US / 1_000) << 16) + seq;
 
-    macro_rules! fill {
-        ($pool:expr, $migrator:expr) => {{
-            let pool = $pool;
-            let mut migrator: Migrator = $migrator;
-            migrator.migrations = Cow::Owned(migrator.migrations.iter().take(8).cloned().collect());
-            migrator.run(&pool).await.expect("schema version 8");
-            sqlx::query(state)
-                .bind(hlc(30))
+    at_version!(db, 8, |pool| {
+        sqlx::query(state)
+            .bind(hlc(30))
+            .execute(&pool)
+            .await
+            .expect("state");
+        for seq in 1..=30i64 {
+            let at = T0_US + seq;
+            let (state, synced_at, dead_at) = match seq {
+                1..=10 => (2i64, Some(at), None),
+                15 => (3, None, Some(at)),
+                _ => (1, None, None),
+            };
+            sqlx::query(insert_reading)
+                .bind(seq)
+                .bind(format!("01900000-0000-7000-8000-{seq:012}"))
+                .bind(at)
+                .bind(vec![0u8; 16])
+                .bind(hlc(seq))
+                .bind(state)
                 .execute(&pool)
                 .await
-                .expect("state");
-            for seq in 1..=30i64 {
-                let at = T0_US + seq;
-                let (state, synced_at, dead_at) = match seq {
-                    1..=10 => (2i64, Some(at), None),
-                    15 => (3, None, Some(at)),
-                    _ => (1, None, None),
-                };
-                sqlx::query(insert_reading)
+                .expect("reading");
+            sqlx::query(insert_version)
+                .bind(seq)
+                .bind(hlc(seq))
+                .bind(at)
+                .bind(synced_at)
+                .execute(&pool)
+                .await
+                .expect("version");
+            if synced_at.is_none() {
+                sqlx::query(insert_outbox)
                     .bind(seq)
-                    .bind(format!("01900000-0000-7000-8000-{seq:012}"))
                     .bind(at)
-                    .bind(vec![0u8; 16])
-                    .bind(hlc(seq))
-                    .bind(state)
+                    .bind(dead_at)
                     .execute(&pool)
                     .await
-                    .expect("reading");
-                sqlx::query(insert_version)
-                    .bind(seq)
-                    .bind(hlc(seq))
-                    .bind(at)
-                    .bind(synced_at)
-                    .execute(&pool)
-                    .await
-                    .expect("version");
-                if synced_at.is_none() {
-                    sqlx::query(insert_outbox)
-                        .bind(seq)
-                        .bind(at)
-                        .bind(dead_at)
-                        .execute(&pool)
-                        .await
-                        .expect("outbox");
-                }
+                    .expect("outbox");
             }
-            pool.close().await;
-        }};
-    }
-
-    match &db.url {
-        Some(url) => fill!(
-            sqlx::PgPool::connect(url).await.expect("postgres"),
-            sqlx::migrate!("./migrations/postgres")
-        ),
-        None => {
-            let options = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(db.data_dir.join("edge.db"))
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
-            fill!(
-                sqlx::SqlitePool::connect_with(options)
-                    .await
-                    .expect("sqlite"),
-                sqlx::migrate!("./migrations/sqlite")
-            )
         }
-    }
+    });
 }
 
 /// The outbox of a database written before most versions stopped having an
@@ -372,22 +370,7 @@ async fn database_at_version_8(db: &TestDatabase) {
 /// readings join it without rows, and one drain settles both.
 async fn an_outbox_with_a_row_per_version_is_upgraded_in_place(db: &TestDatabase) {
     database_at_version_8(db).await;
-    let mut config = StoreConfig::new(db.data_dir.clone());
-    config.store_addr = "127.0.0.1:0".parse().expect("address");
-    config.database_url = db.url.clone();
-    config.storage.storage_reserve =
-        store_svc::storage::Reserve::Bytes(edge_testkit::TEST_STORAGE_RESERVE_BYTES);
-    let app = StoreApp::build(
-        &config,
-        &edge_testkit::runtime_args(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect("the store migrates and starts");
-    let addr = app.local_addr();
-    let stop = Shutdown::new();
-    let task = tokio::spawn(app.run(stop.clone()));
-    let mut client = StoreClients::connect(format!("http://{addr}")).await;
+    let (mut client, stop, task) = start_upgraded(db, "site-old", 1_000).await;
 
     let new: Vec<ipb::NewReading> = (31..=35u32)
         .map(|n| ipb::NewReading {
