@@ -78,6 +78,7 @@ pub struct StoreConfig {
     /// Readings the by-sensor index may trail the newest by before a commit
     /// adds them in one sorted batch (queries scan that tail instead). Larger
     /// batches make ingest with many sensors cheaper and the tail longer.
+    /// SQLite only: on PostgreSQL an index on the readings covers them.
     #[arg(long, env = "EDGE_SENSOR_INDEX_BATCH", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
     pub sensor_index_batch: u32,
 

@@ -423,7 +423,10 @@ where
         if !rows.is_empty() {
             self.insert_rows(&mut tx, &rows, now_us).await?;
             let last_seq = next_seq - 1;
-            if last_seq - sensor_indexed_seq >= self.sensor_index_batch {
+            if !DB::SENSOR_BATCHES {
+                // The index on the readings covers them as they go in.
+                sensor_indexed_seq = last_seq;
+            } else if last_seq - sensor_indexed_seq >= self.sensor_index_batch {
                 self.index_sensors(&mut tx, sensor_indexed_seq, last_seq)
                     .await?;
                 sensor_indexed_seq = last_seq;
@@ -584,6 +587,16 @@ where
                 sql.push(&format!(
                     "SELECT {READING_COLUMNS} FROM readings WHERE 1 = 1"
                 ));
+                sql.filters(query, "", "measured_at_us");
+                sql.push(" ORDER BY measured_at_us, seq LIMIT ");
+                sql.arg(limit);
+            }
+            // Through `readings_by_sensor_time`.
+            Some(sensor_id) if !DB::SENSOR_BATCHES => {
+                sql.push(&format!(
+                    "SELECT {READING_COLUMNS} FROM readings WHERE sensor_id = "
+                ));
+                sql.arg(sensor_id.as_str());
                 sql.filters(query, "", "measured_at_us");
                 sql.push(" ORDER BY measured_at_us, seq LIMIT ");
                 sql.arg(limit);
