@@ -172,24 +172,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     }
 
     // New readings after the upgrade continue the old sequence.
-    let new: Vec<ipb::NewReading> = (41..=55u32)
-        .map(|n| ipb::NewReading {
-            id: format!("01900000-0000-7000-8000-{n:012}"),
-            sensor_id: format!("old-{}", n % 3),
-            temperature_celsius: 21.0,
-            humidity_percent: 40.0,
-            measured_at: Some(prost_types::Timestamp {
-                seconds: T0_US / 1_000_000 + i64::from(n),
-                nanos: 0,
-            }),
-            received_at: Some(prost_types::Timestamp {
-                seconds: T0_US / 1_000_000 + i64::from(n),
-                nanos: 0,
-            }),
-            priority: pb::Priority::Normal as i32,
-            written_by: "gateway-9".into(),
-        })
-        .collect();
+    let new: Vec<ipb::NewReading> = (41..=55u32).map(|n| new_reading(n, "gateway-9")).collect();
     let results = client
         .ingest
         .append(ipb::AppendRequest {
@@ -216,12 +199,7 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
         assert_eq!(r.written_by, expected, "{r:?}");
     }
 
-    let stats = client
-        .readings
-        .get_stats(pb::GetStatsRequest {})
-        .await
-        .expect("stats")
-        .into_inner();
+    let stats = stats(&mut client).await;
     assert_eq!(
         (
             stats.total_readings,
@@ -269,6 +247,35 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
         .map(|seq| (seq, seq - 41 + NEXT_VERSION_ID))
         .collect();
     assert_eq!(versions, want);
+}
+
+/// Reading `n` as a store after the upgrade receives it: sensor `old-{n % 3}`,
+/// measured `n` seconds after T0, written by `written_by`.
+fn new_reading(n: u32, written_by: &str) -> ipb::NewReading {
+    let at = prost_types::Timestamp {
+        seconds: T0_US / 1_000_000 + i64::from(n),
+        nanos: 0,
+    };
+    ipb::NewReading {
+        id: format!("01900000-0000-7000-8000-{n:012}"),
+        sensor_id: format!("old-{}", n % 3),
+        temperature_celsius: 21.0,
+        humidity_percent: 40.0,
+        measured_at: Some(at),
+        received_at: Some(at),
+        priority: pb::Priority::Normal as i32,
+        written_by: written_by.into(),
+    }
+}
+
+/// The store's stats.
+async fn stats(client: &mut StoreClients) -> pb::GetStatsResponse {
+    client
+        .readings
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner()
 }
 
 /// Every seq stored for `sensor`, paging 4 at a time.
@@ -372,35 +379,13 @@ async fn an_outbox_with_a_row_per_version_is_upgraded_in_place(db: &TestDatabase
     database_at_version_8(db).await;
     let (mut client, stop, task) = start_upgraded(db, "site-old", 1_000).await;
 
-    let new: Vec<ipb::NewReading> = (31..=35u32)
-        .map(|n| ipb::NewReading {
-            id: format!("01900000-0000-7000-8000-{n:012}"),
-            sensor_id: "s-1".into(),
-            temperature_celsius: 21.0,
-            humidity_percent: 40.0,
-            measured_at: Some(prost_types::Timestamp {
-                seconds: T0_US / 1_000_000,
-                nanos: 0,
-            }),
-            received_at: Some(prost_types::Timestamp {
-                seconds: T0_US / 1_000_000,
-                nanos: 0,
-            }),
-            priority: pb::Priority::Normal as i32,
-            written_by: String::new(),
-        })
-        .collect();
+    let new: Vec<ipb::NewReading> = (31..=35u32).map(|n| new_reading(n, "")).collect();
     client
         .ingest
         .append(ipb::AppendRequest { readings: new })
         .await
         .expect("append");
-    let before = client
-        .readings
-        .get_stats(pb::GetStatsRequest {})
-        .await
-        .expect("stats")
-        .into_inner();
+    let before = stats(&mut client).await;
     assert_eq!(
         (
             before.unsynced_versions,
@@ -443,12 +428,7 @@ async fn an_outbox_with_a_row_per_version_is_upgraded_in_place(db: &TestDatabase
         .into_inner();
     assert_eq!(done.synced, 24);
     assert!(lease(&mut client).await.versions.is_empty());
-    let after = client
-        .readings
-        .get_stats(pb::GetStatsRequest {})
-        .await
-        .expect("stats")
-        .into_inner();
+    let after = stats(&mut client).await;
     assert_eq!(
         (
             after.unsynced_versions,
@@ -746,24 +726,7 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
             expected(sensor, &[], &[])
         );
     }
-    let new: Vec<ipb::NewReading> = (41..=45u32)
-        .map(|n| ipb::NewReading {
-            id: format!("01900000-0000-7000-8000-{n:012}"),
-            sensor_id: format!("old-{}", n % 3),
-            temperature_celsius: 21.0,
-            humidity_percent: 40.0,
-            measured_at: Some(prost_types::Timestamp {
-                seconds: T0_US / 1_000_000 + i64::from(n),
-                nanos: 0,
-            }),
-            received_at: Some(prost_types::Timestamp {
-                seconds: T0_US / 1_000_000 + i64::from(n),
-                nanos: 0,
-            }),
-            priority: pb::Priority::Normal as i32,
-            written_by: String::new(),
-        })
-        .collect();
+    let new: Vec<ipb::NewReading> = (41..=45u32).map(|n| new_reading(n, "")).collect();
     let results = client
         .ingest
         .append(ipb::AppendRequest { readings: new })
@@ -773,12 +736,7 @@ async fn a_migration_killed_midway_is_finished_by_the_next_start(db: &TestDataba
         .results;
     let seqs: Vec<u64> = results.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (41..=45).collect::<Vec<u64>>(), "seqs continue");
-    let stats = client
-        .readings
-        .get_stats(pb::GetStatsRequest {})
-        .await
-        .expect("stats")
-        .into_inner();
+    let stats = stats(&mut client).await;
     assert_eq!((stats.total_readings, stats.unsynced_versions), (45, 45));
     let (status, log) = store.signal(nix::sys::signal::Signal::SIGTERM).await;
     assert!(status.success(), "{log}");
