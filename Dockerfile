@@ -8,12 +8,16 @@
 #
 #   docker build -t edge-mesh/edge:0.1.0 .
 #
-# protoc comes from a build dependency (protoc-bin-vendored) and SQLite is
-# compiled in, so the build stage needs only the Rust toolchain and gcc.
+# protoc comes from a build dependency (protoc-bin-vendored), and SQLite and
+# jemalloc are compiled in, so the build stage needs the Rust toolchain, gcc
+# and make (jemalloc's build runs its configure script and make).
 
 ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
