@@ -130,6 +130,11 @@ async fn every_failure_of_an_append_stores_nothing_and_the_next_one_starts_clean
             acked,
             "{point:?} {fault:?}: nothing of the failed write is visible"
         );
+        assert_eq!(
+            stats(&mut client).await.unsynced_versions,
+            acked.len() as u64,
+            "{point:?} {fault:?}: the outbox counted from what is stored"
+        );
         if code == Code::ResourceExhausted {
             assert!(
                 refused.message().contains("disk is full")
@@ -152,6 +157,10 @@ async fn every_failure_of_an_append_stores_nothing_and_the_next_one_starts_clean
         }
         let s = storage(&mut client).await;
         assert!(!s.full, "a write that commits ends the refusal");
+        assert_eq!(
+            stats(&mut client).await.unsynced_versions,
+            acked.len() as u64
+        );
     }
     assert_eq!(faults.injected(), cases.len() as u64);
     assert!(storage(&mut client).await.refused_seconds > 0.0);
@@ -312,6 +321,20 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         synced_version_ids: lease.versions.iter().map(|v| v.version_id).collect(),
         ..Default::default()
     };
+    // A statement that fails, then a COMMIT whose connection is lost.
+    faults.arm(
+        WriteOp::Complete,
+        FaultPoint::Statement,
+        Fault::Error("XX000"),
+        1,
+    );
+    let failed = client
+        .sync
+        .complete_batch(complete.clone())
+        .await
+        .expect_err("not recorded");
+    assert_eq!(failed.code(), Code::Internal);
+    assert_eq!(stats(&mut client).await.unsynced_versions, 10);
     faults.arm(
         WriteOp::Complete,
         FaultPoint::Commit,
@@ -424,7 +447,7 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         .await
         .expect("applied on the retry");
     assert_eq!(cursor(&mut client).await, 42);
-    assert_eq!(faults.injected(), 3);
+    assert_eq!(faults.injected(), 4);
     store.stop().await;
 }
 on_both_backends!(failed_outbox_amend_and_pull_writes_change_nothing);
