@@ -201,6 +201,19 @@ impl<DB: Backend> Store<DB> {
         Ok(())
     }
 
+    /// The outbox floor and the next version id: the implicit outbox is
+    /// what waits between them.
+    pub(super) async fn outbox_bounds(
+        &self,
+        conn: &mut DB::Connection,
+    ) -> Result<(i64, i64), DbError> {
+        Ok(sqlx::query_as(
+            "SELECT outbox_floor, next_version_id FROM site_state WHERE singleton = 1",
+        )
+        .fetch_one(&mut *conn)
+        .await?)
+    }
+
     /// Raises the floor of the implicit outbox to just below its first
     /// version still waiting (or to the newest version when none waits).
     /// Reads only what lies between the old floor and that version, each
@@ -209,11 +222,7 @@ impl<DB: Backend> Store<DB> {
         &self,
         conn: &mut DB::Connection,
     ) -> Result<(), DbError> {
-        let (floor, next_version_id): (i64, i64) = sqlx::query_as(
-            "SELECT outbox_floor, next_version_id FROM site_state WHERE singleton = 1",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+        let (floor, next_version_id): (i64, i64) = self.outbox_bounds(conn).await?;
         let first_waiting: Option<i64> = sqlx::query_scalar(&format!(
             "SELECT v.version_id FROM reading_versions v WHERE v.version_id > $1 AND {IMPLICIT} \
              ORDER BY v.version_id LIMIT 1"
@@ -293,11 +302,7 @@ where
         let mut conn = self.pools.read().acquire().await?;
         // Every id up to the newest one read here was committed before the
         // scans below start, so what they find missing there stays missing.
-        let (floor, next_version_id): (i64, i64) = sqlx::query_as(
-            "SELECT outbox_floor, next_version_id FROM site_state WHERE singleton = 1",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+        let (floor, next_version_id): (i64, i64) = self.outbox_bounds(&mut conn).await?;
         let mut found = ImplicitDue {
             floor,
             ..ImplicitDue::default()
