@@ -20,6 +20,10 @@ use sqlx::migrate::Migrator;
 use store_svc::hlc::SystemClock;
 use store_svc::{StoreApp, StoreConfig};
 
+mod common;
+
+use common::stats;
+
 /// 2026-11-23T00:00:00Z.
 const T0_US: i64 = 1_795_392_000_000_000;
 
@@ -266,16 +270,6 @@ fn new_reading(n: u32, written_by: &str) -> ipb::NewReading {
         priority: pb::Priority::Normal as i32,
         written_by: written_by.into(),
     }
-}
-
-/// The store's stats.
-async fn stats(client: &mut StoreClients) -> pb::GetStatsResponse {
-    client
-        .readings
-        .get_stats(pb::GetStatsRequest {})
-        .await
-        .expect("stats")
-        .into_inner()
 }
 
 /// Every seq stored for `sensor`, paging 4 at a time.
