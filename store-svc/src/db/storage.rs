@@ -186,8 +186,7 @@ where
         // The oldest of either part of the outbox: each part's oldest,
         // merged.
         let mut dropped: Vec<DroppedRow> = Vec::new();
-        let mut implicit_ids = std::collections::HashSet::new();
-        for (part, from) in [
+        for from in [
             "FROM outbox o JOIN reading_versions v ON v.version_id = o.version_id \
              JOIN readings r ON r.seq = v.reading_seq WHERE 1 = 1"
                 .to_owned(),
@@ -195,10 +194,7 @@ where
                 "FROM reading_versions v JOIN readings r ON r.seq = v.reading_seq \
                  WHERE v.version_id > {OUTBOX_FLOOR} AND {IMPLICIT}"
             ),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        ] {
             let mut pick = SqlBuilder::<DB>::default();
             pick.push("SELECT v.version_id, r.seq, r.reading_id, v.hlc, v.site_id, ");
             pick.arg(now_us);
@@ -212,11 +208,7 @@ where
             }
             pick.push(" ORDER BY v.version_id LIMIT ");
             pick.arg(limit);
-            let rows = pick.query_as::<DroppedRow>()?.fetch_all(&mut *tx).await?;
-            if part == 1 {
-                implicit_ids.extend(rows.iter().map(|d| d.version_id));
-            }
-            dropped.extend(rows);
+            dropped.extend(pick.query_as::<DroppedRow>()?.fetch_all(&mut *tx).await?);
         }
         dropped.sort_by_key(|d| d.version_id);
         dropped.truncate(usize::try_from(limit).unwrap_or(0));
@@ -246,14 +238,22 @@ where
             insert.execute(&mut *tx).await?;
         }
         let version_ids: Vec<i64> = dropped.iter().map(|d| d.version_id).collect();
+        // The dropped versions without an outbox row waited implicitly.
+        let mut had_rows = 0;
         for table in ["outbox", "reading_versions"] {
             for chunk in id_chunks(&version_ids) {
                 let mut sql = SqlBuilder::<DB>::default();
                 sql.push(&format!("DELETE FROM {table} WHERE "));
                 sql.id_filter("version_id", &chunk);
-                sql.query()?.execute(&mut *tx).await?;
+                let deleted = DB::rows_affected(&sql.query()?.execute(&mut *tx).await?);
+                if table == "outbox" {
+                    had_rows += deleted;
+                }
             }
         }
+        let implicit_dropped = u64::try_from(dropped.len())
+            .unwrap_or(u64::MAX)
+            .saturating_sub(had_rows);
         // Readings left without any version: every reading has one until
         // it is pruned (with all of them) or dropped.
         let seqs: Vec<i64> = dropped.iter().map(|d| d.seq).collect();
@@ -287,10 +287,6 @@ where
         .await?;
         self.raise_outbox_floor(&mut tx).await?;
         tx.statements_done().await?;
-        let implicit_dropped = dropped
-            .iter()
-            .filter(|d| implicit_ids.contains(&d.version_id))
-            .count();
         self.commit_changing_implicit(tx, -i64::try_from(implicit_dropped).unwrap_or(i64::MAX))
             .await?;
         self.after_write();
