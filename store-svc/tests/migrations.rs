@@ -215,11 +215,12 @@ async fn an_old_database_is_upgraded_and_keeps_serving_its_readings(db: &TestDat
     stop.cancel();
     task.await.expect("store task").expect("store served");
 
-    // Each new reading's first version continues the old version ids (the
-    // stats above counted them all unsynced: in the outbox, with or without
-    // a row of their own).
-    let check = "SELECT v.reading_seq, v.version_id FROM reading_versions v \
-         WHERE v.reading_seq > 40 AND v.synced_at_us IS NULL ORDER BY 1";
+    // Each new reading's first version continues the old version ids, held
+    // in the reading's row and numbered by its run (the stats above counted
+    // them all unsynced, in the outbox without a row of their own).
+    let check = "SELECT r.seq, r.seq - fr.seq_from + fr.version_from FROM readings r \
+         JOIN first_version_runs fr ON r.seq BETWEEN fr.seq_from AND fr.seq_to \
+         WHERE r.seq > 40 AND r.first_implicit AND r.sync_state = 1 ORDER BY 1";
     let versions: Vec<(i64, i64)> = match &db.url {
         Some(url) => {
             let pool = sqlx::PgPool::connect(url).await.expect("postgres");

@@ -110,7 +110,7 @@ impl Backend for Postgres {
             "INSERT INTO readings ({NEW_READING_COLUMNS}) \
              SELECT u.seq, u.reading_id, $1, u.sensor_id, u.temperature, u.humidity, \
              u.measured_at_us, u.received_at_us, u.priority, u.clock_suspect, u.digest, \
-             u.hlc, $1, $2, u.written_by \
+             u.hlc, $1, $2, u.written_by, TRUE \
              FROM unnest($3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::FLOAT8[], $7::FLOAT8[], \
              $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BOOLEAN[], $12::BYTEA[], \
              $13::BIGINT[], $14::TEXT[]) \

@@ -23,6 +23,7 @@
 mod backend;
 mod checkpoint;
 pub mod faults;
+mod first_versions;
 mod identities;
 mod outbox;
 mod revision;

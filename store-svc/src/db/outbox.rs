@@ -164,13 +164,15 @@ impl<DB: Backend> SqlBuilder<'_, DB> {
 #[edge_sql::sql_bounds]
 impl<DB: Backend> Store<DB> {
     /// Counts the versions waiting in the implicit outbox (a scan of every
-    /// version above the floor).
+    /// version above the floor, and of the readings above it).
     pub(super) async fn count_implicit(&self, conn: &mut DB::Connection) -> Result<i64, DbError> {
-        Ok(sqlx::query_scalar(&format!(
+        let with_rows: i64 = sqlx::query_scalar(&format!(
             "SELECT COUNT(*) FROM reading_versions v WHERE v.version_id > {OUTBOX_FLOOR} AND {IMPLICIT}"
         ))
         .fetch_one(&mut *conn)
-        .await?)
+        .await?;
+        let (floor, _) = self.outbox_bounds(conn).await?;
+        Ok(with_rows + self.count_waiting_firsts(conn, floor).await?)
     }
 
     /// Counts the implicit outbox again, inside the writer's transaction,
@@ -230,6 +232,10 @@ impl<DB: Backend> Store<DB> {
         .bind(floor)
         .fetch_optional(&mut *conn)
         .await?;
+        let first_waiting = match (first_waiting, self.first_waiting_first(conn, floor).await?) {
+            (Some(a), Some((b, _))) => Some(a.min(b)),
+            (a, b) => a.or(b.map(|(id, _)| id)),
+        };
         let raised = first_waiting.map_or(next_version_id - 1, |id| id - 1);
         if raised > floor {
             sqlx::query("UPDATE site_state SET outbox_floor = $1 WHERE singleton = 1")
@@ -351,7 +357,18 @@ where
                 }
                 sql.push(" LIMIT ");
                 sql.arg(i64::try_from(want).unwrap_or(i64::MAX));
-                let rows = sql.query_as::<OutboxEntry>()?.fetch_all(&mut *conn).await?;
+                let mut rows = sql.query_as::<OutboxEntry>()?.fetch_all(&mut *conn).await?;
+                // The implicit first versions in the window: the first
+                // `want` of both parts are the window's first `want`.
+                rows.extend(
+                    self.due_firsts(&mut conn, first, last, want, newest)
+                        .await?,
+                );
+                rows.sort_by_key(|row| row.version_id);
+                if newest {
+                    rows.reverse();
+                }
+                rows.truncate(want);
                 // What the statement read through (all of the window when
                 // it ran out) holds nothing due but the rows it returned.
                 let read = match rows.last() {
@@ -415,9 +432,18 @@ where
             let had_rows = DB::rows_affected(&outbox.query()?.execute(&mut *tx).await?);
             left_implicit += synced.saturating_sub(had_rows);
         }
+        // Implicit first versions: the readings the ids map to. An id
+        // maps to one reading only, so nothing else is marked.
+        for chunk in id_chunks(&self.seqs_of_firsts(&mut tx, &completion.synced).await?) {
+            let synced = self.acknowledge_firsts(&mut tx, &chunk).await?;
+            counts.synced += synced;
+            left_implicit += synced;
+        }
 
         for (version_id, reason) in &completion.rejected {
             let chunk = IdChunk::Run(*version_id, *version_id);
+            self.materialise_firsts_of(&mut tx, &[*version_id], now_us)
+                .await?;
             left_implicit += self.materialise(&mut tx, &chunk).await?;
             let mut outbox = SqlBuilder::<DB>::default();
             outbox.push("UPDATE outbox SET dead_lettered_at_us = ");
@@ -440,6 +466,8 @@ where
             let retry_at_us = group
                 .retry_at_us
                 .min(now_us.saturating_add(MAX_RETRY_AHEAD_US));
+            self.materialise_firsts_of(&mut tx, &group.version_ids, now_us)
+                .await?;
             for chunk in id_chunks(&group.version_ids) {
                 left_implicit += self.materialise(&mut tx, &chunk).await?;
             }
@@ -485,6 +513,32 @@ where
             .await?;
         self.after_write();
         Ok(counts)
+    }
+
+    /// The seqs of the readings whose implicit first versions are among
+    /// `ids` (acknowledged or not).
+    async fn seqs_of_firsts(
+        &self,
+        conn: &mut DB::Connection,
+        ids: &[i64],
+    ) -> Result<Vec<i64>, DbError> {
+        let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        Ok(self.first_runs(conn, *first, *last).await?.seqs_of(ids))
+    }
+
+    /// Gives those of `ids` that are implicit first versions their rows.
+    async fn materialise_firsts_of(
+        &self,
+        conn: &mut DB::Connection,
+        ids: &[i64],
+        now_us: i64,
+    ) -> Result<(), DbError> {
+        for chunk in id_chunks(&self.seqs_of_firsts(conn, ids).await?) {
+            self.materialise_firsts(conn, &chunk, now_us).await?;
+        }
+        Ok(())
     }
 
     /// Gives the versions in `chunk` that wait in the implicit outbox an

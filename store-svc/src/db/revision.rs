@@ -25,7 +25,7 @@ use sqlx::FromRow;
 use super::DbError;
 use super::backend::Backend;
 use super::faults::WriteOp;
-use super::outbox::in_outbox;
+use super::outbox::{IdChunk, id_chunks, in_outbox};
 use super::store::{READING_COLUMNS, Store};
 use crate::hlc::Hlc;
 use crate::model::Quality;
@@ -141,6 +141,10 @@ where
             tx.rollback().await?;
             return Err(DbError::UnknownReading(amendment.reading_id.clone()));
         };
+        // The row is about to hold the amendment: the first version it may
+        // still hold gets its own row.
+        self.materialise_firsts(&mut tx, &IdChunk::Run(seq, seq), now_us)
+            .await?;
         // The highest stamp of the reading: its versions held, and the one
         // its row names as current (a version the storage policy dropped
         // unsynced is gone from the versions but still current).
@@ -242,7 +246,7 @@ where
         let announced_ms = announced.map(|b| i64::try_from(b.as_ms()).unwrap_or(i64::MAX));
         let bound_ms = announced_ms.or(stored_bound);
         let mut clock = self.load_clock(persisted, bound_ms, now_us);
-        let mut held = self.histories(&mut tx, versions, policy).await?;
+        let mut held = self.histories(&mut tx, versions, policy, now_us).await?;
         let mut outcome = ApplyOutcome {
             bound: clock.bound(),
             bound_changed: announced.is_some() && announced_ms != stored_bound,
@@ -371,12 +375,15 @@ where
     }
 
     /// The histories of the readings a page names that the site holds: two
-    /// statements per chunk of readings, never one per version.
+    /// statements per chunk of readings, never one per version. Their
+    /// implicit first versions get their rows first: what the page applies
+    /// may change the readings' rows, which hold them.
     async fn histories(
         &self,
         conn: &mut DB::Connection,
         versions: &[RemoteVersion],
         policy: Policy,
+        now_us: i64,
     ) -> Result<HashMap<String, Held>, DbError> {
         let mut ids: Vec<&str> = versions.iter().map(|v| v.reading_id.as_str()).collect();
         ids.sort_unstable();
@@ -392,7 +399,12 @@ where
             seqs.extend(query.fetch_all(&mut *conn).await?);
         }
         let mut versions_of: HashMap<i64, Vec<Version>> = HashMap::new();
-        let keys: Vec<i64> = seqs.keys().copied().collect();
+        let mut keys: Vec<i64> = seqs.keys().copied().collect();
+        keys.sort_unstable();
+        let own: Vec<i64> = keys.iter().copied().filter(|seq| *seq > 0).collect();
+        for chunk in id_chunks(&own) {
+            self.materialise_firsts(conn, &chunk, now_us).await?;
+        }
         for chunk in keys.chunks(LOOKUP_CHUNK) {
             let mut sql = String::from(
                 "SELECT reading_seq, hlc, site_id, base_hlc, base_site_id FROM reading_versions \

@@ -10,6 +10,7 @@ use sqlx::{Postgres, Sqlite};
 use super::DbError;
 use super::backend::{Backend, DATA_TABLES};
 use super::faults::WriteOp;
+use super::first_versions::{FIRST_VERSION_ID, FIRST_WAITING};
 use super::outbox::{IMPLICIT, IdChunk, OUTBOX_FLOOR, id_chunks, in_outbox};
 use super::sql::SqlBuilder;
 use super::store::Store;
@@ -148,7 +149,14 @@ where
         );
         in_range(&mut versions);
         versions.push(")");
-        let removed = DB::rows_affected(&versions.query()?.execute(&mut *tx).await?);
+        let mut removed = DB::rows_affected(&versions.query()?.execute(&mut *tx).await?);
+
+        // Implicit first versions go with their readings.
+        let mut firsts = SqlBuilder::<DB>::default();
+        firsts.push("SELECT COUNT(*) FROM readings WHERE first_implicit AND ");
+        in_range(&mut firsts);
+        let (firsts,): (i64,) = firsts.query_as()?.fetch_one(&mut *tx).await?;
+        removed += u64::try_from(firsts).unwrap_or(0);
 
         let mut readings = SqlBuilder::<DB>::default();
         readings.push("DELETE FROM readings WHERE ");
@@ -186,6 +194,8 @@ where
         // The oldest of either part of the outbox: each part's oldest,
         // merged.
         let mut dropped: Vec<DroppedRow> = Vec::new();
+        let (floor, _) = self.outbox_bounds(&mut tx).await?;
+        let firsts_from = self.first_seq_above(&mut tx, floor).await?;
         for from in [
             "FROM outbox o JOIN reading_versions v ON v.version_id = o.version_id \
              JOIN readings r ON r.seq = v.reading_seq WHERE 1 = 1"
@@ -210,6 +220,25 @@ where
             pick.arg(limit);
             dropped.extend(pick.query_as::<DroppedRow>()?.fetch_all(&mut *tx).await?);
         }
+        // Implicit first versions, in seq order, which is their id order.
+        let mut pick = SqlBuilder::<DB>::default();
+        pick.push(&format!(
+            "SELECT {FIRST_VERSION_ID} AS version_id, r.seq, r.reading_id, \
+             r.version_hlc AS hlc, r.version_site_id AS site_id, "
+        ));
+        pick.arg(now_us);
+        pick.push(" AS dropped_at_us FROM readings r WHERE r.seq >= ");
+        pick.arg(firsts_from);
+        pick.push(&format!(" AND {FIRST_WAITING}"));
+        for (first, last) in exclude {
+            pick.push(&format!(" AND {FIRST_VERSION_ID} NOT BETWEEN "));
+            pick.arg(*first);
+            pick.push(" AND ");
+            pick.arg(*last);
+        }
+        pick.push(" ORDER BY r.seq LIMIT ");
+        pick.arg(limit);
+        dropped.extend(pick.query_as::<DroppedRow>()?.fetch_all(&mut *tx).await?);
         dropped.sort_by_key(|d| d.version_id);
         dropped.truncate(usize::try_from(limit).unwrap_or(0));
         if dropped.is_empty() {

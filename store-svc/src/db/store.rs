@@ -14,7 +14,7 @@ use sqlx::{FromRow, Pool};
 use super::backend::Backend;
 use super::checkpoint::Checkpointer;
 use super::faults::WriteOp;
-use super::outbox::{IMPLICIT, OUTBOX_FLOOR};
+use super::outbox::{IMPLICIT, OUTBOX_FLOOR, id_chunks};
 use super::sql::SqlBuilder;
 use super::{DbConfig, DbError};
 use crate::hlc::{Hlc, WallClock};
@@ -489,8 +489,10 @@ where
         Ok(known)
     }
 
-    /// Inserts the readings (the backend's way: [`Backend::insert_readings`]),
-    /// then their first versions and the critical ones' outbox rows.
+    /// Inserts the readings (the backend's way: [`Backend::insert_readings`])
+    /// with their first versions implicit (see [`super::first_versions`]),
+    /// then gives the critical ones' first versions their rows and outbox
+    /// rows.
     async fn insert_rows(
         &self,
         conn: &mut DB::Connection,
@@ -499,34 +501,24 @@ where
     ) -> Result<(), DbError> {
         DB::insert_readings(conn, &self.site_id, rows).await?;
         // Every new row got the next seq and the next version id, so within
-        // one group the version id is the seq plus a constant, and the first
-        // versions and their outbox entries can be written from the readings
-        // just inserted: one statement each, nothing bound per row.
+        // one group the version id is the seq plus a constant: one run.
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return Ok(());
         };
         let version_offset = first.version_id - first.seq;
         debug_assert!(rows.iter().all(|r| r.version_id - r.seq == version_offset));
-        let mut versions = SqlBuilder::<DB>::default();
-        versions.push(
-            "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
-             humidity, written_by, created_at_us) SELECT seq + ",
-        );
-        versions.arg(version_offset);
-        versions.push(
-            ", seq, version_hlc, version_site_id, temperature, humidity, version_written_by, ",
-        );
-        versions.arg(now_us);
-        versions.readings_in_seq_range(first.seq, last.seq);
-        versions.query()?.execute(&mut *conn).await?;
+        self.extend_first_runs(conn, first.seq, last.seq, first.version_id)
+            .await?;
 
-        // The first versions wait in the implicit outbox (see
-        // `super::outbox`), except critical readings', which get an outbox
-        // row so they are found first without a scan.
-        if rows
-            .iter()
-            .any(|row| row.reading.priority == Priority::Critical)
-        {
+        // Critical readings' first versions get an outbox row, so they are
+        // found first without a scan, and so a row of their own: an outbox
+        // row names a version that has one. Written from the readings just
+        // inserted: one statement each, nothing bound per row.
+        let critical = first_critical_seqs(rows);
+        if !critical.is_empty() {
+            for chunk in id_chunks(&critical) {
+                self.materialise_firsts(conn, &chunk, now_us).await?;
+            }
             let mut outbox = SqlBuilder::<DB>::default();
             outbox.push(
                 "INSERT INTO outbox (version_id, priority, enqueued_at_us, next_attempt_at_us) \
@@ -666,12 +658,17 @@ where
         .fetch_one(&mut *conn)
         .await?;
         let count = |sql: &'static str| sqlx::query_scalar::<DB, i64>(sql);
-        let total_readings = count("SELECT COUNT(*) FROM readings")
-            .fetch_one(&mut *conn)
-            .await?;
+        // Implicit first versions are counted with their readings.
+        let (total_readings, implicit_firsts): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN first_implicit THEN 1 ELSE 0 END), 0) \
+             FROM readings",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         let total_versions = count("SELECT COUNT(*) FROM reading_versions")
             .fetch_one(&mut *conn)
-            .await?;
+            .await?
+            + implicit_firsts;
         let implicit = match self.implicit.get() {
             Some(implicit) => implicit,
             None => self.count_implicit(&mut conn).await?,
@@ -713,10 +710,15 @@ where
         ))
         .fetch_optional(&mut *conn)
         .await?;
-        let oldest_unsynced_us = match (oldest_row, oldest_implicit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let (floor, _) = self.outbox_bounds(&mut conn).await?;
+        let oldest_first = self
+            .first_waiting_first(&mut conn, floor)
+            .await?
+            .map(|(_, received_at_us)| received_at_us);
+        let oldest_unsynced_us = [oldest_row, oldest_implicit, oldest_first]
+            .into_iter()
+            .flatten()
+            .min();
         let (database_bytes, _free_inside): (i64, i64) =
             sqlx::query_as(DB::USAGE_SQL).fetch_one(&mut *conn).await?;
         Ok(Stats {
@@ -756,11 +758,20 @@ where
     }
 }
 
+/// The seqs of the critical readings among `rows`.
+fn first_critical_seqs(rows: &[NewRow<'_>]) -> Vec<i64> {
+    rows.iter()
+        .filter(|row| row.reading.priority == Priority::Critical)
+        .map(|row| row.seq)
+        .collect()
+}
+
 /// The columns a new reading of this site is inserted with, in the order
-/// both backends' inserts bind them.
+/// both backends' inserts bind them; the last, `first_implicit`, is always
+/// TRUE, written as a literal (see [`super::first_versions`]).
 pub(super) const NEW_READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, \
      temperature, humidity, measured_at_us, received_at_us, priority, clock_suspect, \
-     content_digest, version_hlc, version_site_id, sync_state, version_written_by";
+     content_digest, version_hlc, version_site_id, sync_state, version_written_by, first_implicit";
 
 /// What a group's id lookup returns of a reading already held: its id, seq,
 /// content digest, clock flag and current version (packed HLC, site).
@@ -808,7 +819,7 @@ pub(super) async fn insert_readings_multi_row<DB: Backend>(
     let pending = SyncState::Pending as i64;
     for chunk in shaped_chunks(rows) {
         let mut sql = format!("INSERT INTO readings ({NEW_READING_COLUMNS}) VALUES ");
-        push_placeholders::<DB>(&mut sql, 1, chunk.len(), 15, "");
+        push_placeholders::<DB>(&mut sql, 1, chunk.len(), 15, ", TRUE");
         let mut insert = sqlx::query::<DB>(&sql);
         for row in chunk {
             let r = row.reading;
