@@ -309,7 +309,10 @@ on_both_backends!(an_old_database_is_upgraded_and_keeps_serving_its_readings);
 /// Fills a database at schema version 8, the last with an outbox row for
 /// every unsynced version: 30 readings, 1-10 synced, 11-30 in the outbox,
 /// 15 of them dead-lettered.
-async fn database_at_version_8(db: &TestDatabase) {
+/// 30 readings written at schema `version` (8 or later): 1–10 synced, 15
+/// dead-lettered, the rest waiting. At schema 8 every waiting version has an
+/// outbox row; from schema 9 on (`outbox_floor`) they wait without one.
+async fn database_at_version(db: &TestDatabase, version: usize) {
     let insert_reading = "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, \
          humidity, measured_at_us, received_at_us, priority, clock_suspect, content_digest, \
          version_hlc, version_site_id, sync_state) \
@@ -323,12 +326,19 @@ async fn database_at_version_8(db: &TestDatabase) {
          VALUES (1, 'site-old', 31, 31, $1)";
     let hlc = |seq: i64| ((T0_US / 1_000) << 16) + seq;
 
-    at_version!(db, 8, |pool| {
+    let rows_for_all = version < 9;
+    at_version!(db, version, |pool| {
         sqlx::query(state)
             .bind(hlc(30))
             .execute(&pool)
             .await
             .expect("state");
+        if !rows_for_all {
+            sqlx::query("UPDATE site_state SET outbox_floor = 10")
+                .execute(&pool)
+                .await
+                .expect("floor");
+        }
         for seq in 1..=30i64 {
             let at = T0_US + seq;
             let (state, synced_at, dead_at) = match seq {
@@ -354,7 +364,7 @@ async fn database_at_version_8(db: &TestDatabase) {
                 .execute(&pool)
                 .await
                 .expect("version");
-            if synced_at.is_none() {
+            if synced_at.is_none() && (rows_for_all || dead_at.is_some()) {
                 sqlx::query(insert_outbox)
                     .bind(seq)
                     .bind(at)
@@ -371,7 +381,22 @@ async fn database_at_version_8(db: &TestDatabase) {
 /// outbox row: what waited still waits (the dead letter stays one), new
 /// readings join it without rows, and one drain settles both.
 async fn an_outbox_with_a_row_per_version_is_upgraded_in_place(db: &TestDatabase) {
-    database_at_version_8(db).await;
+    upgraded_outbox_drains(db, 8).await;
+}
+on_both_backends!(an_outbox_with_a_row_per_version_is_upgraded_in_place);
+
+/// The outbox of a database of the previous schema, whose first versions
+/// still have rows of their own (waiting without outbox rows): they keep
+/// waiting beside the new readings, whose first versions have none.
+async fn first_versions_with_rows_are_upgraded_in_place(db: &TestDatabase) {
+    upgraded_outbox_drains(db, usize::try_from(latest(db) - 1).expect("a version")).await;
+}
+on_both_backends!(first_versions_with_rows_are_upgraded_in_place);
+
+/// Upgrades [`database_at_version`]`(version)`, appends readings 31–35 and
+/// drains everything that waits.
+async fn upgraded_outbox_drains(db: &TestDatabase, version: usize) {
+    database_at_version(db, version).await;
     let (mut client, stop, task) = start_upgraded(db, "site-old", 1_000).await;
 
     let new: Vec<ipb::NewReading> = (31..=35u32).map(|n| new_reading(n, "")).collect();
@@ -435,7 +460,6 @@ async fn an_outbox_with_a_row_per_version_is_upgraded_in_place(db: &TestDatabase
     stop.cancel();
     task.await.expect("store task").expect("store served");
 }
-on_both_backends!(an_outbox_with_a_row_per_version_is_upgraded_in_place);
 
 /// The newest schema version this store knows.
 fn latest(db: &TestDatabase) -> i64 {

@@ -515,6 +515,107 @@ async fn a_long_drain_hands_out_every_version_until_it_is_settled(db: &TestDatab
     store.stop().await;
 }
 
+/// A reading's first version has no row of its own until something needs
+/// one, and its id comes from a run of consecutive readings. Amendments
+/// take ids between runs: every id must still name one version, and an
+/// acknowledgement mark exactly that one, across runs, restarts and
+/// failures.
+async fn first_versions_keep_their_own_ids_across_amendments(db: &TestDatabase) {
+    let clock = TestClock::at(T0_US);
+    let store = RunningStore::start(db, clock.clone(), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    fill(&mut client, 3, 0).await;
+    // Reading 2 amended: its first version gets a row, the amendment the
+    // next id; the readings appended after it start a new run.
+    client
+        .operations
+        .amend(pb::AmendRequest {
+            reading_id: reading(2, "s-1", T0_US).id,
+            note: Some("checked".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("amend");
+    let more = (4..=6)
+        .map(|i| reading(i, "s-1", T0_US + i64::from(i)))
+        .collect();
+    append(&mut client, more).await;
+
+    let batch = lease(&mut client, 10, 0, 60).await;
+    let leased: Vec<(u64, u64)> = batch
+        .versions
+        .iter()
+        .map(|v| (v.version_id, v.seq))
+        .collect();
+    assert_eq!(
+        leased,
+        vec![(1, 1), (2, 2), (3, 3), (4, 2), (5, 4), (6, 5), (7, 6)],
+        "each version id names one version, in the order written"
+    );
+    assert_eq!(batch.versions[3].note, "checked");
+    assert!(
+        batch.versions[1].note.is_empty(),
+        "the first version as written"
+    );
+
+    // Acknowledged: reading 3's first version, reading 2's amendment,
+    // reading 4's first version (the first of the second run); version 1
+    // failed; id 8 names nothing.
+    let done = client
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
+            lease_id: batch.lease_id.clone(),
+            synced_version_ids: vec![3, 4, 5, 8],
+            failed: vec![ipb::FailedVersions {
+                version_ids: vec![1],
+                error: "HTTP 503".into(),
+                not_attempted: false,
+                retry_at: ts(T0_US + 60_000_000),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect("complete")
+        .into_inner();
+    assert_eq!((done.synced, done.failed), (3, 1));
+    assert_eq!(
+        state_of(&mut client, pb::SyncState::Synced).await,
+        vec![2, 3, 4],
+        "reading 2's current version (the amendment) is acknowledged"
+    );
+    assert_eq!(stats(&mut client).await.unsynced_versions, 4);
+    store.stop().await;
+
+    // After a restart (the count taken again from the database) the same
+    // versions wait, and no other.
+    let store = RunningStore::start(db, clock.clone(), Some("site-a"))
+        .await
+        .expect("restart");
+    let mut client = store.client.clone();
+    assert_eq!(stats(&mut client).await.unsynced_versions, 4);
+    let due: Vec<(u64, u64)> = lease(&mut client, 10, 0, 60)
+        .await
+        .versions
+        .iter()
+        .map(|v| (v.version_id, v.seq))
+        .collect();
+    assert_eq!(due, vec![(2, 2), (6, 5), (7, 6)]);
+    clock.set(T0_US + 60_000_000);
+    let retried = lease(&mut client, 10, 0, 60).await;
+    assert_eq!(ids(&retried), vec![1]);
+    assert_eq!(
+        (
+            retried.versions[0].attempts,
+            retried.versions[0].last_error.as_str()
+        ),
+        (1, "HTTP 503")
+    );
+    store.stop().await;
+}
+
+on_both_backends!(first_versions_keep_their_own_ids_across_amendments);
 on_both_backends!(a_long_drain_hands_out_every_version_until_it_is_settled);
 on_both_backends!(versions_never_sent_are_postponed_without_an_attempt);
 on_both_backends!(a_wall_clock_stepped_back_does_not_hide_the_backlog);

@@ -12,9 +12,11 @@
 //! - a reading id is stored once; a retry is a duplicate, a reuse with other
 //!   content a conflict, and neither changes what is stored;
 //! - `seq` is assigned at commit, gap-free and increasing, from `site_state`;
-//! - every write is a version stamped (reading, HLC, site) with one outbox
-//!   entry; a reading's new version is stamped above every version of it
-//!   held ([`edge_versioning::NodeClock`]);
+//! - every write is a version stamped (reading, HLC, site) that waits in
+//!   the outbox until the cloud acknowledges exactly its version id (a
+//!   reading's first version held in its row: [`first_versions`]); a
+//!   reading's new version is stamped above every version of it held
+//!   ([`edge_versioning::NodeClock`]);
 //! - `site_state.hlc` is the site's clock after the write, never further
 //!   ahead of the wall clock than the clock-skew bound in force (the one the
 //!   cloud announced, kept in `site_state`, else `--max-clock-skew`);
