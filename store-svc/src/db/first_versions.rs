@@ -21,7 +21,10 @@ use super::outbox::IdChunk;
 use super::sql::SqlBuilder;
 use super::store::Store;
 use crate::model::SyncState;
-use crate::outbox::OutboxEntry;
+use crate::outbox::{OutboxEntry, id_runs};
+
+/// Above this many runs of ids, a batch's runs are read in one range.
+const MAX_RUN_LOOKUPS: usize = 16;
 
 /// Reading `r`'s first version is implicit and waits for the cloud.
 pub(super) const FIRST_WAITING: &str = "r.first_implicit AND r.sync_state = 1";
@@ -84,17 +87,39 @@ impl FirstRun {
 pub(super) struct FirstRuns(Vec<FirstRun>);
 
 impl FirstRuns {
-    /// The seqs whose first versions are among `ids` (sorted, any order
-    /// in), in seq order. An id of a version with a row of its own (an
-    /// amendment, a pulled version) lies between runs and maps to nothing.
+    /// The run that would hold version `id`: the last starting at or
+    /// below it.
+    fn run_of_version(&self, id: i64) -> Option<&FirstRun> {
+        let after = self.0.partition_point(|run| run.version_from <= id);
+        after.checked_sub(1).map(|i| &self.0[i])
+    }
+
+    /// The seqs whose first versions are among `ids` (any order), in seq
+    /// order. An id of a version with a row of its own (an amendment, a
+    /// pulled version) lies between runs and maps to nothing.
     pub(super) fn seqs_of(&self, ids: &[i64]) -> Vec<i64> {
         let mut seqs: Vec<i64> = ids
             .iter()
-            .filter_map(|id| self.0.iter().find_map(|run| run.seq_of(*id)))
+            .filter_map(|id| self.run_of_version(*id)?.seq_of(*id))
             .collect();
         seqs.sort_unstable();
         seqs.dedup();
         seqs
+    }
+
+    /// The first version id of reading `seq`, if a run holds it.
+    fn version_of(&self, seq: i64) -> Option<i64> {
+        let after = self.0.partition_point(|run| run.seq_from <= seq);
+        let run = &self.0[after.checked_sub(1)?];
+        (seq <= run.seq_to).then(|| seq + run.offset())
+    }
+
+    /// The readings whose first versions have ids in `first..=last`, as
+    /// one span of seqs (runs follow each other in seq order with no gap:
+    /// every reading appended here is in one), or `None`.
+    pub(super) fn seq_span(&self, first: i64, last: i64) -> Option<(i64, i64)> {
+        let ranges = self.seq_ranges(first, last);
+        Some((ranges.first()?.0, ranges.last()?.1))
     }
 
     /// For the ids `first..=last`: each run's share as the seqs it covers
@@ -138,8 +163,35 @@ impl<DB: Backend> Store<DB> {
         ))
     }
 
+    /// The runs holding any of `ids`: read per run of consecutive ids
+    /// (a batch is mostly one or two), so a batch spanning the backlog
+    /// does not read every run in between.
+    pub(super) async fn first_runs_of(
+        &self,
+        conn: &mut DB::Connection,
+        ids: &[i64],
+    ) -> Result<FirstRuns, DbError> {
+        let spans = id_runs(ids);
+        let spans = if spans.len() > MAX_RUN_LOOKUPS {
+            match (ids.iter().min(), ids.iter().max()) {
+                (Some(first), Some(last)) => vec![(*first, *last)],
+                _ => Vec::new(),
+            }
+        } else {
+            spans
+        };
+        let mut runs = Vec::new();
+        for (first, last) in spans {
+            runs.extend(self.first_runs(conn, first, last).await?.0);
+        }
+        runs.sort_by_key(|run| run.version_from);
+        runs.dedup();
+        Ok(FirstRuns(runs))
+    }
+
     /// The lowest seq whose first version id lies above `version_id` (the
-    /// readings a scan of implicit first versions above it starts at).
+    /// readings a scan of implicit first versions above it starts at);
+    /// `i64::MAX` when there are none.
     pub(super) async fn first_seq_above(
         &self,
         conn: &mut DB::Connection,
@@ -152,14 +204,18 @@ impl<DB: Backend> Store<DB> {
         .bind(version_id)
         .fetch_optional(&mut *conn)
         .await?;
-        Ok(match run.map(FirstRun::from) {
-            Some(run) => match run.seq_of(version_id) {
+        if let Some(run) = run.map(FirstRun::from) {
+            return Ok(match run.seq_of(version_id) {
                 Some(seq) => seq + 1,
                 None => run.seq_to + 1,
-            },
-            // Every run lies above: so does every implicit first version.
-            None => 1,
-        })
+            });
+        }
+        // Every run lies above: the scan starts at the first (readings
+        // older than every run have rows of their own).
+        let first: Option<i64> = sqlx::query_scalar("SELECT MIN(seq_from) FROM first_version_runs")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(first.unwrap_or(i64::MAX))
     }
 
     /// Records that readings `seq_from..=seq_to`, appended with first
@@ -197,14 +253,22 @@ impl<DB: Backend> Store<DB> {
     }
 
     /// Gives the implicit first versions of the readings in `seqs` their
-    /// rows, as they are (an acknowledged one synced at `now_us`). Returns
-    /// how many. Each stays in the outbox, or out of it, as it was.
+    /// rows, as they are (an acknowledged one synced at `now_us`, the time
+    /// of its acknowledgement not being kept), or only those still waiting
+    /// when `waiting_only`. Returns how many. Each stays in the outbox, or
+    /// out of it, as it was.
     pub(super) async fn materialise_firsts(
         &self,
         conn: &mut DB::Connection,
         seqs: &IdChunk,
         now_us: i64,
+        waiting_only: bool,
     ) -> Result<u64, DbError> {
+        let which = if waiting_only {
+            " AND r.first_implicit AND r.sync_state = 1"
+        } else {
+            " AND r.first_implicit"
+        };
         let mut insert = SqlBuilder::<DB>::default();
         insert.push(&format!(
             "INSERT INTO reading_versions (version_id, reading_seq, hlc, site_id, temperature, \
@@ -217,13 +281,13 @@ impl<DB: Backend> Store<DB> {
         insert.arg(now_us);
         insert.push(" END, r.quality, r.note FROM readings r WHERE ");
         insert.id_filter("r.seq", seqs);
-        insert.push(" AND r.first_implicit");
+        insert.push(which);
         let written = DB::rows_affected(&insert.query()?.execute(&mut *conn).await?);
         if written > 0 {
             let mut flag = SqlBuilder::<DB>::default();
             flag.push("UPDATE readings SET first_implicit = FALSE WHERE ");
-            flag.id_filter("seq", seqs);
-            flag.push(" AND first_implicit");
+            flag.id_filter("readings.seq", seqs);
+            flag.push(&which.replace("r.", "readings."));
             flag.query()?.execute(&mut *conn).await?;
         }
         Ok(written)
@@ -261,19 +325,30 @@ impl<DB: Backend> Store<DB> {
         .await?)
     }
 
-    /// The first implicit first version waiting above version `floor`: its
-    /// id and when its reading was received.
+    /// The first implicit first version waiting above version `floor` and
+    /// below version `below` (when given: a version known to wait, so the
+    /// scan stops there): its id and when its reading was received here
+    /// (the time it has waited since).
     pub(super) async fn first_waiting_first(
         &self,
         conn: &mut DB::Connection,
         floor: i64,
+        below: Option<i64>,
     ) -> Result<Option<(i64, i64)>, DbError> {
         let from = self.first_seq_above(conn, floor).await?;
+        let to = match below {
+            Some(id) => self.first_seq_above(conn, id - 1).await?,
+            None => i64::MAX,
+        };
+        if from >= to {
+            return Ok(None);
+        }
         Ok(sqlx::query_as(&format!(
             "SELECT {FIRST_VERSION_ID}, r.received_at_us FROM readings r \
-             WHERE r.seq >= $1 AND {FIRST_WAITING} ORDER BY r.seq LIMIT 1"
+             WHERE r.seq >= $1 AND r.seq < $2 AND {FIRST_WAITING} ORDER BY r.seq LIMIT 1"
         ))
         .bind(from)
+        .bind(to)
         .fetch_optional(&mut *conn)
         .await?)
     }
@@ -285,7 +360,8 @@ where
     for<'r> OutboxEntry: FromRow<'r, DB::Row>,
 {
     /// Up to `limit` implicit first versions waiting with ids in
-    /// `first..=last`, in id order (descending when `newest`).
+    /// `first..=last`, in id order (descending when `newest`): one
+    /// statement over the readings those ids name, whatever the runs.
     pub(super) async fn due_firsts(
         &self,
         conn: &mut DB::Connection,
@@ -294,35 +370,32 @@ where
         limit: usize,
         newest: bool,
     ) -> Result<Vec<OutboxEntry>, DbError> {
-        let mut ranges = self
-            .first_runs(conn, first, last)
-            .await?
-            .seq_ranges(first, last);
+        let runs = self.first_runs(conn, first, last).await?;
+        let Some((seq_from, seq_to)) = runs.seq_span(first, last) else {
+            return Ok(Vec::new());
+        };
+        let mut sql = SqlBuilder::<DB>::default();
+        // The version id is the run's business: filled in below.
+        sql.push(&format!(
+            "SELECT r.seq AS version_id, {FIRST_COLUMNS} FROM readings r WHERE r.seq BETWEEN "
+        ));
+        sql.arg(seq_from);
+        sql.push(" AND ");
+        sql.arg(seq_to);
+        sql.push(&format!(" AND {FIRST_WAITING} ORDER BY r.seq"));
         if newest {
-            ranges.reverse();
+            sql.push(" DESC");
         }
-        let mut found = Vec::new();
-        for (seq_from, seq_to, offset) in ranges {
-            let want = limit.saturating_sub(found.len());
-            if want == 0 {
-                break;
-            }
-            let mut sql = SqlBuilder::<DB>::default();
-            sql.push("SELECT r.seq + ");
-            sql.arg(offset);
-            sql.push(&format!(
-                " AS version_id, {FIRST_COLUMNS} FROM readings r WHERE r.seq BETWEEN "
-            ));
-            sql.arg(seq_from);
-            sql.push(" AND ");
-            sql.arg(seq_to);
-            sql.push(&format!(" AND {FIRST_WAITING} ORDER BY r.seq"));
-            if newest {
-                sql.push(" DESC");
-            }
-            sql.push(" LIMIT ");
-            sql.arg(i64::try_from(want).unwrap_or(i64::MAX));
-            found.extend(sql.query_as::<OutboxEntry>()?.fetch_all(&mut *conn).await?);
+        sql.push(" LIMIT ");
+        sql.arg(i64::try_from(limit).unwrap_or(i64::MAX));
+        let mut found = sql.query_as::<OutboxEntry>()?.fetch_all(&mut *conn).await?;
+        for entry in &mut found {
+            // Every seq of the span is in one of the runs read.
+            entry.version_id = runs
+                .version_of(entry.version_id)
+                .ok_or(DbError::Inconsistent(
+                    "a reading outside every run of its span",
+                ))?;
         }
         Ok(found)
     }
@@ -358,5 +431,17 @@ mod tests {
     fn a_range_of_ids_becomes_each_runs_seqs() {
         assert_eq!(runs().seq_ranges(5, 14), vec![(5, 10, 0), (11, 13, 1)]);
         assert_eq!(runs().seq_ranges(11, 11), vec![]);
+    }
+
+    #[test]
+    fn a_seq_finds_its_version_and_a_window_its_readings() {
+        let runs = runs();
+        assert_eq!(runs.version_of(1), Some(1));
+        assert_eq!(runs.version_of(11), Some(12));
+        assert_eq!(runs.version_of(21), None);
+        assert_eq!(runs.version_of(0), None);
+        assert_eq!(runs.seq_span(5, 14), Some((5, 13)));
+        assert_eq!(runs.seq_span(11, 11), None);
+        assert_eq!(runs.seq_span(22, 30), None);
     }
 }

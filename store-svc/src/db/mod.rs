@@ -120,6 +120,10 @@ pub enum DbError {
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    /// What the database holds contradicts a rule every write keeps (a
+    /// bug, or a database changed by hand): the operation is refused.
+    #[error("the site database contradicts itself: {0}")]
+    Inconsistent(&'static str),
 }
 
 pub use edge_sql::{Classify, Failure};

@@ -232,10 +232,12 @@ impl<DB: Backend> Store<DB> {
         .bind(floor)
         .fetch_optional(&mut *conn)
         .await?;
-        let first_waiting = match (first_waiting, self.first_waiting_first(conn, floor).await?) {
-            (Some(a), Some((b, _))) => Some(a.min(b)),
-            (a, b) => a.or(b.map(|(id, _)| id)),
-        };
+        // Implicit first versions: only below the version found waiting.
+        let first_waiting = self
+            .first_waiting_first(conn, floor, first_waiting)
+            .await?
+            .map(|(id, _)| id)
+            .or(first_waiting);
         let raised = first_waiting.map_or(next_version_id - 1, |id| id - 1);
         if raised > floor {
             sqlx::query("UPDATE site_state SET outbox_floor = $1 WHERE singleton = 1")
@@ -305,7 +307,13 @@ where
         limit: usize,
         skip: &[(i64, i64)],
     ) -> Result<ImplicitDue, DbError> {
-        let mut conn = self.pools.read().acquire().await?;
+        // One snapshot for the whole scan: a version that moves from the
+        // readings' rows to a row of its own (an amendment committing
+        // between two statements) is then seen in exactly one part.
+        let mut conn = self.pools.read().begin().await?;
+        if let Some(snapshot) = DB::SNAPSHOT {
+            sqlx::query(snapshot).execute(&mut *conn).await?;
+        }
         // Every id up to the newest one read here was committed before the
         // scans below start, so what they find missing there stays missing.
         let (floor, next_version_id): (i64, i64) = self.outbox_bounds(&mut conn).await?;
@@ -395,6 +403,7 @@ where
                 }
             }
         }
+        conn.commit().await?;
         Ok(found)
     }
 
@@ -522,13 +531,12 @@ where
         conn: &mut DB::Connection,
         ids: &[i64],
     ) -> Result<Vec<i64>, DbError> {
-        let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
-            return Ok(Vec::new());
-        };
-        Ok(self.first_runs(conn, *first, *last).await?.seqs_of(ids))
+        Ok(self.first_runs_of(conn, ids).await?.seqs_of(ids))
     }
 
-    /// Gives those of `ids` that are implicit first versions their rows.
+    /// Gives those of `ids` that are implicit first versions still waiting
+    /// their rows (a late failure of one acknowledged meanwhile changes
+    /// nothing).
     async fn materialise_firsts_of(
         &self,
         conn: &mut DB::Connection,
@@ -536,7 +544,7 @@ where
         now_us: i64,
     ) -> Result<(), DbError> {
         for chunk in id_chunks(&self.seqs_of_firsts(conn, ids).await?) {
-            self.materialise_firsts(conn, &chunk, now_us).await?;
+            self.materialise_firsts(conn, &chunk, now_us, true).await?;
         }
         Ok(())
     }

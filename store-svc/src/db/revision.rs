@@ -143,7 +143,7 @@ where
         };
         // The row is about to hold the amendment: the first version it may
         // still hold gets its own row.
-        self.materialise_firsts(&mut tx, &IdChunk::Run(seq, seq), now_us)
+        self.materialise_firsts(&mut tx, &IdChunk::Run(seq, seq), now_us, false)
             .await?;
         // The highest stamp of the reading: its versions held, and the one
         // its row names as current (a version the storage policy dropped
@@ -403,7 +403,7 @@ where
         keys.sort_unstable();
         let own: Vec<i64> = keys.iter().copied().filter(|seq| *seq > 0).collect();
         for chunk in id_chunks(&own) {
-            self.materialise_firsts(conn, &chunk, now_us).await?;
+            self.materialise_firsts(conn, &chunk, now_us, false).await?;
         }
         for chunk in keys.chunks(LOOKUP_CHUNK) {
             let mut sql = String::from(

@@ -231,10 +231,13 @@ where
         pick.arg(firsts_from);
         pick.push(&format!(" AND {FIRST_WAITING}"));
         for (first, last) in exclude {
-            pick.push(&format!(" AND {FIRST_VERSION_ID} NOT BETWEEN "));
-            pick.arg(*first);
-            pick.push(" AND ");
-            pick.arg(*last);
+            let runs = self.first_runs(&mut tx, *first, *last).await?;
+            if let Some((seq_from, seq_to)) = runs.seq_span(*first, *last) {
+                pick.push(" AND r.seq NOT BETWEEN ");
+                pick.arg(seq_from);
+                pick.push(" AND ");
+                pick.arg(seq_to);
+            }
         }
         pick.push(" ORDER BY r.seq LIMIT ");
         pick.arg(limit);

@@ -517,7 +517,7 @@ where
         let critical = first_critical_seqs(rows);
         if !critical.is_empty() {
             for chunk in id_chunks(&critical) {
-                self.materialise_firsts(conn, &chunk, now_us).await?;
+                self.materialise_firsts(conn, &chunk, now_us, true).await?;
             }
             let mut outbox = SqlBuilder::<DB>::default();
             outbox.push(
@@ -704,17 +704,18 @@ where
         )
         .fetch_optional(&mut *conn)
         .await?;
-        let oldest_implicit: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT v.created_at_us FROM reading_versions v \
+        let oldest_implicit: Option<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT v.version_id, v.created_at_us FROM reading_versions v \
              WHERE v.version_id > {OUTBOX_FLOOR} AND {IMPLICIT} ORDER BY v.version_id LIMIT 1"
         ))
         .fetch_optional(&mut *conn)
         .await?;
         let (floor, _) = self.outbox_bounds(&mut conn).await?;
         let oldest_first = self
-            .first_waiting_first(&mut conn, floor)
+            .first_waiting_first(&mut conn, floor, oldest_implicit.map(|(id, _)| id))
             .await?
             .map(|(_, received_at_us)| received_at_us);
+        let oldest_implicit = oldest_implicit.map(|(_, created_at_us)| created_at_us);
         let oldest_unsynced_us = [oldest_row, oldest_implicit, oldest_first]
             .into_iter()
             .flatten()
