@@ -162,6 +162,7 @@ where
         readings.push("DELETE FROM readings WHERE ");
         in_range(&mut readings);
         readings.query()?.execute(&mut *tx).await?;
+        self.forget_first_runs(&mut tx).await?;
 
         let removed_i64 = i64::try_from(removed).unwrap_or(i64::MAX);
         sqlx::query(
@@ -176,6 +177,21 @@ where
         tx.commit().await?;
         self.after_write();
         Ok(removed)
+    }
+
+    /// Forgets the runs of first versions whose readings are all gone
+    /// (pruning goes oldest first), so the runs stay as few as the readings
+    /// kept need. An id of a forgotten run maps to no reading, as it would
+    /// anyway: none is left.
+    async fn forget_first_runs(&self, conn: &mut DB::Connection) -> Result<(), DbError> {
+        sqlx::query(
+            "DELETE FROM first_version_runs WHERE seq_to < COALESCE(\
+             (SELECT MIN(seq) FROM readings WHERE seq > 0), \
+             (SELECT next_seq FROM site_state WHERE singleton = 1))",
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     /// Drops up to `limit` of the oldest versions still in the outbox
