@@ -348,8 +348,35 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         .expect_err("not recorded");
     assert_eq!(failed.code(), Code::Unavailable);
     assert_eq!(stats(&mut client).await.unsynced_versions, 10);
-    // Nothing is assumed about the failed completion: its lease is gone and
-    // the outbox, read again, hands the same versions out at once.
+    // A completion reporting failed pushes gives those first versions rows
+    // of their own before recording the attempt: a failed statement undoes
+    // that too, so no attempt is counted below.
+    faults.arm(
+        WriteOp::Complete,
+        FaultPoint::Statement,
+        Fault::Error("XX000"),
+        1,
+    );
+    let failed = client
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
+            lease_id: String::new(),
+            synced_version_ids: Vec::new(),
+            failed: vec![ipb::FailedVersions {
+                version_ids: complete.synced_version_ids[..3].to_vec(),
+                error: "HTTP 503".into(),
+                not_attempted: false,
+                retry_at: ts(T0_US + 60_000_000),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect_err("not recorded");
+    assert_eq!(failed.code(), Code::Internal);
+    assert_eq!(stats(&mut client).await.unsynced_versions, 10);
+    // Nothing is assumed about the failed completions: their lease is gone
+    // and the outbox, read again, hands the same versions out at once, none
+    // of them attempted.
     let again = client
         .sync
         .lease_batch(ipb::LeaseBatchRequest {
@@ -367,6 +394,7 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
             .collect::<Vec<_>>(),
         complete.synced_version_ids
     );
+    assert!(again.versions.iter().all(|v| v.attempts == 0), "{again:?}");
     let done = client
         .sync
         .complete_batch(ipb::CompleteBatchRequest {
@@ -447,7 +475,7 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         .await
         .expect("applied on the retry");
     assert_eq!(cursor(&mut client).await, 42);
-    assert_eq!(faults.injected(), 4);
+    assert_eq!(faults.injected(), 5);
     store.stop().await;
 }
 on_both_backends!(failed_outbox_amend_and_pull_writes_change_nothing);
