@@ -449,10 +449,11 @@ where
             left_implicit += synced;
         }
 
+        let rejected: Vec<i64> = completion.rejected.iter().map(|(id, _)| *id).collect();
+        self.materialise_firsts_of(&mut tx, &rejected, now_us)
+            .await?;
         for (version_id, reason) in &completion.rejected {
             let chunk = IdChunk::Run(*version_id, *version_id);
-            self.materialise_firsts_of(&mut tx, &[*version_id], now_us)
-                .await?;
             left_implicit += self.materialise(&mut tx, &chunk).await?;
             let mut outbox = SqlBuilder::<DB>::default();
             outbox.push("UPDATE outbox SET dead_lettered_at_us = ");
