@@ -73,6 +73,25 @@ async fn stats(
         .into_inner())
 }
 
+/// The site's unsynced versions, asked again until it answers (a database
+/// restarted by `--before-drain` fails calls for a moment), for at most a
+/// minute.
+async fn unsynced_once_answering(
+    store: &ReadingsServiceClient<AuthedChannel>,
+) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match stats(store).await {
+            Ok(stats) => return Ok(stats.unsynced_versions),
+            Err(err) if Instant::now() < deadline => {
+                eprintln!("stats not answered yet: {err:#}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => return Err(err.context("the site stopped answering stats")),
+        }
+    }
+}
+
 async fn set_mode(admin: &AdminClient, mode: FaultMode) -> anyhow::Result<()> {
     admin
         .set_faults(&Faults {
@@ -304,18 +323,32 @@ async fn drain_phases(args: &BenchArgs, postgres_server: Option<&str>) -> anyhow
         ),
     );
 
-    let rest = after.unsynced_versions;
+    let mut rest = after.unsynced_versions;
+    let mut phase = format!("drain alone, {backend}");
+    if let Some(command) = &args.before_drain {
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .status()
+            .await
+            .with_context(|| format!("cannot run `{command}`"))?;
+        anyhow::ensure!(status.success(), "`{command}` failed: {status}");
+        phase = format!("{phase}, after `{command}`");
+        // What is left once the site answers again (pushes kept draining
+        // while the command ran).
+        rest = unsynced_once_answering(&store).await?;
+    }
     let started = Instant::now();
     // Stats count whole tables: asked for ten times a second, they took a
     // good share of the site's CPU from the drain they measure. Once a
     // second costs little and rounds a drain of a minute or more by ~1 %.
-    while stats(&store).await?.unsynced_versions > 0 {
+    while unsynced_once_answering(&store).await? > 0 {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let took = started.elapsed();
     let cloud_stats = rig.admin.stats().await?;
     println!(
-        "| drain alone, {backend} | {:.0} | | | {rest} versions in {:.1} s; {} pushes, {} accepted, {} duplicate at the cloud |",
+        "| {phase} | {:.0} | | | {rest} versions in {:.1} s; {} pushes, {} accepted, {} duplicate at the cloud |",
         rest as f64 / took.as_secs_f64(),
         took.as_secs_f64(),
         cloud_stats.pushes,

@@ -507,6 +507,13 @@ pub struct BenchArgs {
     /// priority, sharing the CPU with the site as loopback does.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub cloud_nice: i32,
+    /// `--suite sync`: a shell command run just before each backend's
+    /// drain-alone phase, to measure the drain right after a fault, for example
+    /// `pg_ctlcluster 15 main restart -m immediate` (PostgreSQL then starts
+    /// without planner statistics). The phase waits out the site's errors
+    /// meanwhile.
+    #[arg(long)]
+    pub before_drain: Option<String>,
 }
 
 /// A benchmark suite.

@@ -26,6 +26,12 @@ pub trait OpenFailure: From<DurabilityError> + From<MigrateError> {
     fn data_dir(path: PathBuf, source: std::io::Error) -> Self;
 }
 
+/// Rows a SQLite connection's worker thread hands over before it waits for
+/// the caller to take them. sqlx's default (50) makes the worker and the
+/// caller wake each other every 50 rows, which for a lease or a page of
+/// thousands of rows costs more than reading them.
+const ROW_BUFFER: usize = 4_096;
+
 /// The SQLite database named by `url`, else `file_name` in `data_dir`
 /// (created if needed), with the settings every service's connections
 /// share: created if missing, WAL, `synchronous` as given, a 10 s busy
@@ -54,7 +60,8 @@ pub fn sqlite_options<E: OpenFailure>(
         .synchronous(synchronous)
         .busy_timeout(Duration::from_secs(10))
         .pragma("cache_size", (-cache_kib).to_string())
-        .pragma("temp_store", "MEMORY"))
+        .pragma("temp_store", "MEMORY")
+        .row_buffer_size(ROW_BUFFER))
 }
 
 /// How a service runs on PostgreSQL.
