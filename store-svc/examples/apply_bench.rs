@@ -29,8 +29,8 @@ use store_svc::model::Quality;
 use store_svc::model::{NewReading, Priority};
 use store_svc::revision::{Amendment, RemoteVersion, Values};
 
-/// Readings appended per transaction while setting up.
-const SETUP_GROUP: usize = 4_000;
+mod common;
+use common::{SETUP_GROUP, sample_readings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -71,18 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let mut readings: Vec<(NewReading, Stamp)> = Vec::with_capacity(total);
     while readings.len() < total {
         let now = clock.now_us();
-        let group: Vec<NewReading> = (readings.len()..total.min(readings.len() + SETUP_GROUP))
-            .map(|i| NewReading {
-                id: uuid::Uuid::now_v7().hyphenated().to_string(),
-                sensor_id: format!("sensor-{}", i % 1_000),
-                temperature: 20.0 + (i % 10) as f64,
-                humidity: 50.0,
-                measured_at_us: now,
-                received_at_us: now,
-                priority: Priority::Normal,
-                written_by: "gateway-1".into(),
-            })
-            .collect();
+        let group = sample_readings(readings.len(), total.min(readings.len() + SETUP_GROUP), now);
         let refs: Vec<&NewReading> = group.iter().collect();
         let outcomes = db.append(&refs).await?;
         for (reading, outcome) in group.into_iter().zip(outcomes) {

@@ -17,11 +17,11 @@ use store_svc::StoreConfig;
 use store_svc::db::Database;
 use store_svc::hlc::{SystemClock, WallClock};
 use store_svc::lease::{LeaseRequest, Leases};
-use store_svc::model::{NewReading, Priority};
+use store_svc::model::NewReading;
 use store_svc::outbox::Completion;
 
-/// Readings appended per transaction while building the backlog.
-const SETUP_GROUP: usize = 4_000;
+mod common;
+use common::{SETUP_GROUP, sample_readings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -54,18 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let mut appended = 0;
     while appended < backlog {
         let now = clock.now_us();
-        let group: Vec<NewReading> = (appended..backlog.min(appended + SETUP_GROUP))
-            .map(|i| NewReading {
-                id: uuid::Uuid::now_v7().hyphenated().to_string(),
-                sensor_id: format!("sensor-{}", i % 1_000),
-                temperature: 20.0 + (i % 10) as f64,
-                humidity: 50.0,
-                measured_at_us: now,
-                received_at_us: now,
-                priority: Priority::Normal,
-                written_by: "gateway-1".into(),
-            })
-            .collect();
+        let group = sample_readings(appended, backlog.min(appended + SETUP_GROUP), now);
         let refs: Vec<&NewReading> = group.iter().collect();
         db.append(&refs).await?;
         appended += group.len();
