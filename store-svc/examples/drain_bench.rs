@@ -60,6 +60,12 @@ async fn main() -> anyhow::Result<()> {
         appended += group.len();
     }
 
+    // What the books cost over this backlog: sync-svc and the gauges ask
+    // for them every few seconds.
+    let t = Instant::now();
+    db.stats().await?;
+    let stats_ms = t.elapsed().as_secs_f64() * 1_000.0;
+
     let leases = Leases::default();
     let request = LeaseRequest {
         max_versions: batch,
@@ -98,7 +104,8 @@ async fn main() -> anyhow::Result<()> {
     let per_cycle = |d: Duration| d.as_secs_f64() * 1_000.0 / cycles.max(1) as f64;
     println!(
         "{} backlog {backlog}, batches of {batch} ({newest_share} % newest): \
-         {:.0} versions/s; per batch {:.2} ms leasing, {:.2} ms completing",
+         {:.0} versions/s; per batch {:.2} ms leasing, {:.2} ms completing; \
+         stats over the whole backlog {stats_ms:.1} ms",
         db.backend(),
         drained as f64 / elapsed.as_secs_f64(),
         per_cycle(leasing),

@@ -658,17 +658,19 @@ where
         .fetch_one(&mut *conn)
         .await?;
         let count = |sql: &'static str| sqlx::query_scalar::<DB, i64>(sql);
-        // Implicit first versions are counted with their readings.
-        let (total_readings, implicit_firsts): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN first_implicit THEN 1 ELSE 0 END), 0) \
-             FROM readings",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+        // Implicit first versions are counted with their readings: every
+        // reading but those whose first version has a row (a partial
+        // index), so no row is read for its flag.
+        let total_readings = count("SELECT COUNT(*) FROM readings")
+            .fetch_one(&mut *conn)
+            .await?;
+        let materialised = count("SELECT COUNT(*) FROM readings WHERE NOT first_implicit")
+            .fetch_one(&mut *conn)
+            .await?;
         let total_versions = count("SELECT COUNT(*) FROM reading_versions")
             .fetch_one(&mut *conn)
             .await?
-            + implicit_firsts;
+            + (total_readings - materialised);
         let implicit = match self.implicit.get() {
             Some(implicit) => implicit,
             None => self.count_implicit(&mut conn).await?,
