@@ -296,6 +296,22 @@ async fn a_commit_whose_answer_was_lost_is_settled_by_the_retry(db: &TestDatabas
 }
 on_both_backends!(a_commit_whose_answer_was_lost_is_settled_by_the_retry);
 
+/// A completion made to fail once at `point` with `fault`: its error.
+async fn failed_completion(
+    client: &mut StoreClients,
+    faults: &WriteFaults,
+    point: FaultPoint,
+    fault: Fault,
+    request: ipb::CompleteBatchRequest,
+) -> tonic::Status {
+    faults.arm(WriteOp::Complete, point, fault, 1);
+    client
+        .sync
+        .complete_batch(request)
+        .await
+        .expect_err("not recorded")
+}
+
 /// The outbox, an amendment and a page of the change feed: a failed write
 /// changes nothing (the state read back afterwards is the state before), and
 /// the same request again applies once.
@@ -322,44 +338,35 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
         ..Default::default()
     };
     // A statement that fails, then a COMMIT whose connection is lost.
-    faults.arm(
-        WriteOp::Complete,
+    let failed = failed_completion(
+        &mut client,
+        &faults,
         FaultPoint::Statement,
         Fault::Error("XX000"),
-        1,
-    );
-    let failed = client
-        .sync
-        .complete_batch(complete.clone())
-        .await
-        .expect_err("not recorded");
+        complete.clone(),
+    )
+    .await;
     assert_eq!(failed.code(), Code::Internal);
     assert_eq!(stats(&mut client).await.unsynced_versions, 10);
-    faults.arm(
-        WriteOp::Complete,
+    let failed = failed_completion(
+        &mut client,
+        &faults,
         FaultPoint::Commit,
         Fault::Error(connection_lost(db)),
-        1,
-    );
-    let failed = client
-        .sync
-        .complete_batch(complete.clone())
-        .await
-        .expect_err("not recorded");
+        complete.clone(),
+    )
+    .await;
     assert_eq!(failed.code(), Code::Unavailable);
     assert_eq!(stats(&mut client).await.unsynced_versions, 10);
     // A completion reporting failed pushes gives those first versions rows
     // of their own before recording the attempt: a failed statement undoes
     // that too, so no attempt is counted below.
-    faults.arm(
-        WriteOp::Complete,
+    let failed = failed_completion(
+        &mut client,
+        &faults,
         FaultPoint::Statement,
         Fault::Error("XX000"),
-        1,
-    );
-    let failed = client
-        .sync
-        .complete_batch(ipb::CompleteBatchRequest {
+        ipb::CompleteBatchRequest {
             lease_id: String::new(),
             synced_version_ids: Vec::new(),
             failed: vec![ipb::FailedVersions {
@@ -369,9 +376,9 @@ async fn failed_outbox_amend_and_pull_writes_change_nothing(db: &TestDatabase) {
                 retry_at: ts(T0_US + 60_000_000),
             }],
             ..Default::default()
-        })
-        .await
-        .expect_err("not recorded");
+        },
+    )
+    .await;
     assert_eq!(failed.code(), Code::Internal);
     assert_eq!(stats(&mut client).await.unsynced_versions, 10);
     // Nothing is assumed about the failed completions: their lease is gone
