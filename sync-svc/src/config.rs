@@ -42,8 +42,10 @@ pub struct SyncConfig {
     #[arg(long, env = "EDGE_PUSH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub push_timeout: Duration,
 
-    /// Versions per pushed batch (1 to 10000).
-    #[arg(long, env = "EDGE_SYNC_BATCH_SIZE", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// Most versions per pushed batch (1 to 10000). The drain halves its
+    /// batches after a push that took over half the push timeout, down to
+    /// 100, and doubles them back after fast ones.
+    #[arg(long, env = "EDGE_SYNC_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub sync_batch_size: u32,
 
     /// Pushes in flight at once (1 to 64). The drain never takes more, so
@@ -161,7 +163,7 @@ impl SyncConfig {
             link: CloudLinkArgs::new(),
             cloud_api: CloudApi::Batch,
             push_timeout: Duration::from_secs(30),
-            sync_batch_size: 2000,
+            sync_batch_size: 5000,
             sync_concurrency: 2,
             sync_newest_share: 10,
             sync_yield: true,

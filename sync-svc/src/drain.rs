@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::backoff::Backoff;
+use crate::batch_size::BatchSize;
 use crate::config::{CloudApi, SyncConfig};
 use crate::convert::record;
 use crate::metrics::SyncMetrics;
@@ -90,6 +91,8 @@ pub struct Drain {
     pub(crate) status: StatusBoard,
     pub(crate) metrics: SyncMetrics,
     pub(crate) backoff: Backoff,
+    /// Versions per lease in batch mode.
+    batch_size: BatchSize,
     global: Mutex<Global>,
     /// Completions reach the store one at a time.
     completions: Semaphore,
@@ -118,6 +121,7 @@ impl Drain {
                 initial: config.backoff_initial,
                 max: config.backoff_max,
             },
+            batch_size: BatchSize::new(config.sync_batch_size, config.push_timeout),
             store,
             cloud,
             prober,
@@ -147,7 +151,7 @@ impl Drain {
     /// posted, or another worker would post them again.
     fn lease_size(&self) -> u32 {
         match self.config.cloud_api {
-            CloudApi::Batch => self.config.sync_batch_size,
+            CloudApi::Batch => self.batch_size.current(),
             CloudApi::Simple => {
                 let fit = self.config.lease_duration.as_millis()
                     / self.config.push_timeout.as_millis().max(1);
@@ -220,6 +224,7 @@ impl Drain {
                     continue;
                 }
             };
+            self.batch_size.ingest_busy(lease.ingest_busy_percent);
             if lease.versions.is_empty() {
                 // Nothing due: idle, unless what is left waits out the
                 // retry delay of a failed push.
@@ -357,9 +362,13 @@ impl Drain {
             self.metrics.attempts.add(1, &[]);
             let started = Instant::now();
             let answer = self.cloud.push(&self.site_id, &key, &batch).await;
-            self.metrics
-                .push_seconds
-                .record(started.elapsed().as_secs_f64(), &[]);
+            let took = started.elapsed();
+            self.metrics.push_seconds.record(took.as_secs_f64(), &[]);
+            let answered = answer
+                .as_ref()
+                .map_or_else(|err| err.status().is_some(), |_| true);
+            let size = self.batch_size.observe(took, answered);
+            self.metrics.batch_size.record(u64::from(size), &[]);
             match answer {
                 Ok(answer) => {
                     self.metrics.successes.add(1, &[]);

@@ -6,6 +6,8 @@
 //!   backoff, the live share);
 //! - [`drain`]: lease → push → record, splitting refused batches, backing
 //!   off on failures; the workers;
+//! - [`batch_size`]: how many versions a lease asks for, adapted to what
+//!   the link carries;
 //! - [`convert`]: the store's protobuf shapes to the contract's records and
 //!   back;
 //! - [`compat`]: the same for a cloud that only has the one-reading API;
@@ -25,6 +27,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod batch_size;
 pub mod cli;
 pub mod compat;
 pub mod config;

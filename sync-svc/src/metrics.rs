@@ -34,6 +34,9 @@ pub struct SyncMetrics {
     /// `sync_conflict_policy_mismatch`: 1 while this site's configured rule
     /// differs from the one the cloud announces (the site follows the cloud).
     pub policy_mismatch: Gauge<u64>,
+    /// `sync_batch_size`: versions the next lease asks for (adapted to the
+    /// link, at most `--sync-batch-size`).
+    pub batch_size: Gauge<u64>,
 }
 
 impl SyncMetrics {
@@ -99,6 +102,12 @@ impl SyncMetrics {
                 .u64_gauge("sync_conflict_policy_mismatch")
                 .with_description(
                     "1 while the site's configured conflict policy differs from the one the cloud announces",
+                )
+                .build(),
+            batch_size: meter
+                .u64_gauge("sync_batch_size")
+                .with_description(
+                    "Versions the next lease asks for: --sync-batch-size, halved after slow pushes",
                 )
                 .build(),
         }

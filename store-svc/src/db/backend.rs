@@ -211,9 +211,17 @@ impl<'a> ReadingColumns<'a> {
     }
 }
 
-/// SQLite's page cache per connection, KiB (negative `cache_size`). Enough to
-/// keep the id index hot for random gateway ids without growing RSS at idle.
+/// SQLite's page cache of the writer, KiB (negative `cache_size`). Enough
+/// to keep the id index hot for random gateway ids without growing RSS at
+/// idle.
 const SQLITE_CACHE_KIB: i64 = 16 * 1024;
+
+/// The page cache of each read connection, KiB. Reads walk the backlog once
+/// (a lease, a count) rather than probe the same pages again, and the
+/// operating system caches the file for all of them: a cache the writer's
+/// size on each of them would only add its size to the RSS of a draining
+/// site, connection by connection.
+const SQLITE_READ_CACHE_KIB: i64 = 4 * 1024;
 
 impl Store<Sqlite> {
     /// Opens (creating if needed) the SQLite database and migrates it.
@@ -267,7 +275,12 @@ impl Store<Sqlite> {
         let checkpointer = Checkpointer::start(&options).await.map_err(connect)?;
         let read = PoolOptions::<Sqlite>::new()
             .max_connections(config.read_connections.max(1))
-            .connect_with(options.clone().read_only(true))
+            .connect_with(
+                options
+                    .clone()
+                    .read_only(true)
+                    .pragma("cache_size", (-SQLITE_READ_CACHE_KIB).to_string()),
+            )
             .await
             .map_err(connect)?;
         let mut store = Store::init(write, read, Some(checkpointer), config, clock).await?;
