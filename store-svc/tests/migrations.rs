@@ -393,18 +393,129 @@ async fn first_versions_with_rows_are_upgraded_in_place(db: &TestDatabase) {
 }
 on_both_backends!(first_versions_with_rows_are_upgraded_in_place);
 
-/// Upgrades [`database_at_version`]`(version)`, appends readings 31–35 and
-/// drains everything that waits.
-async fn upgraded_outbox_drains(db: &TestDatabase, version: usize) {
-    database_at_version(db, version).await;
-    let (mut client, stop, task) = start_upgraded(db, "site-old", 1_000).await;
-
+/// Appends readings 31–35 (new ones, after an upgrade).
+async fn append_31_to_35(client: &mut StoreClients) {
     let new: Vec<ipb::NewReading> = (31..=35u32).map(|n| new_reading(n, "")).collect();
     client
         .ingest
         .append(ipb::AppendRequest { readings: new })
         .await
         .expect("append");
+}
+
+/// Leases up to 100 versions, a fifth of them the newest.
+async fn lease_all(client: &mut StoreClients) -> ipb::LeaseBatchResponse {
+    client
+        .sync
+        .lease_batch(ipb::LeaseBatchRequest {
+            max_versions: 100,
+            newest_share_percent: 20,
+            lease_duration: Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect("lease")
+        .into_inner()
+}
+
+/// Acknowledges every version of `batch`; returns how many the store
+/// counted synced.
+async fn acknowledge_all(client: &mut StoreClients, batch: &ipb::LeaseBatchResponse) -> u64 {
+    client
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
+            lease_id: batch.lease_id.clone(),
+            synced_version_ids: batch.versions.iter().map(|v| v.version_id).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("complete")
+        .into_inner()
+        .synced
+}
+
+/// A database of the previous schema whose readings keep their first
+/// versions in their rows, ten of them acknowledged the way that schema
+/// recorded it (the row's sync state): after the upgrade, which records
+/// acknowledgements as runs instead, those ten still read synced and are
+/// never handed out again, and the other twenty drain with new readings.
+async fn implicit_first_versions_acknowledged_in_their_rows_are_upgraded_in_place(
+    db: &TestDatabase,
+) {
+    let version = usize::try_from(latest(db) - 1).expect("a version");
+    let hlc = |seq: i64| ((T0_US / 1_000) << 16) + seq;
+    at_version!(db, version, |pool| {
+        sqlx::query(
+            "INSERT INTO site_state (singleton, site_id, next_seq, next_version_id, hlc) \
+             VALUES (1, 'site-old', 31, 31, $1)",
+        )
+        .bind(hlc(30))
+        .execute(&pool)
+        .await
+        .expect("state");
+        sqlx::query(
+            "INSERT INTO first_version_runs (seq_from, seq_to, version_from) VALUES (1, 30, 1)",
+        )
+        .execute(&pool)
+        .await
+        .expect("run");
+        for seq in 1..=30i64 {
+            let at = T0_US + seq;
+            sqlx::query(
+                "INSERT INTO readings (seq, reading_id, origin_site_id, sensor_id, temperature, \
+                 humidity, measured_at_us, received_at_us, priority, clock_suspect, \
+                 content_digest, version_hlc, version_site_id, sync_state, first_implicit) \
+                 VALUES ($1, $2, 'site-old', 's-1', 20.5, 50.0, $3, $3, 1, FALSE, $4, $5, \
+                 'site-old', $6, TRUE)",
+            )
+            .bind(seq)
+            .bind(format!("01900000-0000-7000-8000-{seq:012}"))
+            .bind(at)
+            .bind(vec![0u8; 16])
+            .bind(hlc(seq))
+            .bind(if seq <= 10 { 2i64 } else { 1 })
+            .execute(&pool)
+            .await
+            .expect("reading");
+        }
+    });
+    let (mut client, stop, task) = start_upgraded(db, "site-old", 1_000).await;
+    append_31_to_35(&mut client).await;
+    let before = stats(&mut client).await;
+    assert_eq!((before.unsynced_versions, before.synced_versions), (25, 10));
+    let synced: Vec<u64> = query_all(
+        &mut client,
+        pb::QueryReadingsRequest {
+            sync_state: pb::SyncState::Synced as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .into_iter()
+    .map(|r| r.seq)
+    .collect();
+    assert_eq!(synced, (1..=10).collect::<Vec<u64>>());
+
+    let batch = lease_all(&mut client).await;
+    let mut seqs: Vec<u64> = batch.versions.iter().map(|v| v.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (11..=35).collect::<Vec<u64>>());
+    assert_eq!(acknowledge_all(&mut client, &batch).await, 25);
+    let after = stats(&mut client).await;
+    assert_eq!((after.unsynced_versions, after.synced_versions), (0, 35));
+    stop.cancel();
+    task.await.expect("store task").expect("store served");
+}
+on_both_backends!(implicit_first_versions_acknowledged_in_their_rows_are_upgraded_in_place);
+
+/// Upgrades [`database_at_version`]`(version)`, appends readings 31–35 and
+/// drains everything that waits.
+async fn upgraded_outbox_drains(db: &TestDatabase, version: usize) {
+    database_at_version(db, version).await;
+    let (mut client, stop, task) = start_upgraded(db, "site-old", 1_000).await;
+    append_31_to_35(&mut client).await;
     let before = stats(&mut client).await;
     assert_eq!(
         (
@@ -415,39 +526,13 @@ async fn upgraded_outbox_drains(db: &TestDatabase, version: usize) {
         (24, 1, 10)
     );
 
-    let lease = |client: &mut StoreClients| {
-        let mut sync = client.sync.clone();
-        async move {
-            sync.lease_batch(ipb::LeaseBatchRequest {
-                max_versions: 100,
-                newest_share_percent: 20,
-                lease_duration: Some(prost_types::Duration {
-                    seconds: 60,
-                    nanos: 0,
-                }),
-            })
-            .await
-            .expect("lease")
-            .into_inner()
-        }
-    };
-    let batch = lease(&mut client).await;
+    let batch = lease_all(&mut client).await;
     let mut seqs: Vec<u64> = batch.versions.iter().map(|v| v.seq).collect();
     seqs.sort_unstable();
     let want: Vec<u64> = (11..=35).filter(|seq| *seq != 15).collect();
     assert_eq!(seqs, want, "the old outbox and the new readings");
-    let done = client
-        .sync
-        .complete_batch(ipb::CompleteBatchRequest {
-            lease_id: batch.lease_id.clone(),
-            synced_version_ids: batch.versions.iter().map(|v| v.version_id).collect(),
-            ..Default::default()
-        })
-        .await
-        .expect("complete")
-        .into_inner();
-    assert_eq!(done.synced, 24);
-    assert!(lease(&mut client).await.versions.is_empty());
+    assert_eq!(acknowledge_all(&mut client, &batch).await, 24);
+    assert!(lease_all(&mut client).await.versions.is_empty());
     let after = stats(&mut client).await;
     assert_eq!(
         (

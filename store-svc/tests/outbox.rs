@@ -615,7 +615,96 @@ async fn first_versions_keep_their_own_ids_across_amendments(db: &TestDatabase) 
     store.stop().await;
 }
 
+/// Acknowledged first versions are recorded as runs of seqs, not on their
+/// readings' rows. Acknowledging two separate stretches (the oldest share
+/// and the newest share of one lease) must show exactly those readings
+/// synced, in queries and in the sync-state filter, never hand them out
+/// again, and keep an amended one's first version synced while its new
+/// version waits.
+async fn acknowledged_stretches_read_synced_and_stay_out_of_leases(db: &TestDatabase) {
+    use std::collections::HashMap;
+    let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    fill(&mut client, 100, 0).await;
+    // 30 oldest and 10 newest.
+    let batch = lease(&mut client, 40, 25, 60).await;
+    let id_of: HashMap<u64, u64> = batch
+        .versions
+        .iter()
+        .map(|v| (v.seq, v.version_id))
+        .collect();
+    let acked: Vec<u64> = (11..=20).chain(91..=100).collect();
+    let done = client
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
+            lease_id: batch.lease_id.clone(),
+            synced_version_ids: acked.iter().map(|seq| id_of[seq]).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("complete")
+        .into_inner();
+    assert_eq!(done.synced, 20);
+
+    let waiting: Vec<u64> = (1..=10).chain(21..=90).collect();
+    assert_eq!(state_of(&mut client, pb::SyncState::Synced).await, acked);
+    assert_eq!(state_of(&mut client, pb::SyncState::Pending).await, waiting);
+    let s = stats(&mut client).await;
+    assert_eq!((s.unsynced_versions, s.synced_versions), (80, 20));
+
+    // Amending an acknowledged reading: its first version stays synced,
+    // the amendment waits.
+    client
+        .operations
+        .amend(pb::AmendRequest {
+            reading_id: format!("01900000-0000-7000-8000-{:012}", 15),
+            note: Some("recalibrated".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("amend");
+    let s = stats(&mut client).await;
+    assert_eq!((s.unsynced_versions, s.synced_versions), (81, 20));
+    assert!(
+        state_of(&mut client, pb::SyncState::Pending)
+            .await
+            .contains(&15)
+    );
+
+    // Everything else is handed out once, nothing acknowledged is.
+    let rest = lease(&mut client, 1_000, 10, 60).await;
+    let mut leased = seqs(&rest);
+    leased.sort_unstable();
+    let mut expected = waiting.clone();
+    expected.push(15);
+    expected.sort_unstable();
+    assert_eq!(leased, expected);
+    let done = client
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
+            lease_id: rest.lease_id.clone(),
+            synced_version_ids: ids(&rest),
+            ..Default::default()
+        })
+        .await
+        .expect("complete")
+        .into_inner();
+    assert_eq!(done.synced, 81);
+    let s = stats(&mut client).await;
+    assert_eq!((s.unsynced_versions, s.synced_versions), (0, 101));
+    assert!(
+        state_of(&mut client, pb::SyncState::Pending)
+            .await
+            .is_empty()
+    );
+    assert!(lease(&mut client, 1_000, 10, 60).await.versions.is_empty());
+    store.stop().await;
+}
+
 on_both_backends!(first_versions_keep_their_own_ids_across_amendments);
+on_both_backends!(acknowledged_stretches_read_synced_and_stay_out_of_leases);
 on_both_backends!(a_long_drain_hands_out_every_version_until_it_is_settled);
 on_both_backends!(versions_never_sent_are_postponed_without_an_attempt);
 on_both_backends!(a_wall_clock_stepped_back_does_not_hide_the_backlog);

@@ -3,21 +3,24 @@
 //! `first_implicit` says why and how they are numbered).
 //!
 //! A reading appended here with no critical priority starts with its first
-//! version *implicit*: the row's current values are the version's, its
-//! sync state says whether the cloud acknowledged it, and its version id is
-//! `seq - seq_from + version_from` of the [`FirstRun`] holding its seq. The
-//! rest of the store sees such a version in three places only: the implicit
-//! outbox (leases, counts, the floor, drops), acknowledgements (which set
-//! the reading synced) and pruning (which counts it). Every other write that
-//! touches the version, or changes the row's values away from it, first
-//! gives it its row ([`Store::materialise_firsts`]), after which it is an
-//! ordinary version.
+//! version *implicit*: the row's current values are the version's, and its
+//! version id is `seq - seq_from + version_from` of the [`FirstRun`] holding
+//! its seq. It is acknowledged when its seq lies in a run of
+//! `acknowledged_first_runs` (or, acknowledged before those runs existed,
+//! when its row's sync state says synced): an acknowledgement records a run
+//! of seqs rather than rewriting each reading's row. The rest of the store
+//! sees such a version in four places only: the implicit outbox (leases,
+//! counts, the floor, drops), acknowledgements, the sync state a query
+//! shows ([`sync_state_of`]) and pruning. Every other write that touches the
+//! version, or changes the row's values away from it, first gives it its
+//! row ([`Store::materialise_firsts`]), after which it is an ordinary
+//! version.
 
 use sqlx::FromRow;
 
 use super::DbError;
 use super::backend::Backend;
-use super::outbox::IdChunk;
+use super::outbox::{IdChunk, id_chunks};
 use super::sql::SqlBuilder;
 use super::store::Store;
 use crate::model::SyncState;
@@ -26,8 +29,122 @@ use crate::outbox::{OutboxEntry, id_runs};
 /// Above this many runs of ids, a batch's runs are read in one range.
 const MAX_RUN_LOOKUPS: usize = 16;
 
-/// Reading `r`'s first version is implicit and waits for the cloud.
-pub(super) const FIRST_WAITING: &str = "r.first_implicit AND r.sync_state = 1";
+/// The first window of seqs [`Store::first_waiting_first`] reads.
+const FIRST_WINDOW: i64 = 512;
+
+/// Most acknowledged runs a scan of readings names as ranges to leave out;
+/// with more it asks the runs' table row by row.
+const MAX_SKIPPED_RUNS: usize = 16;
+
+/// Reading `r`'s first version is implicit and its row does not say it was
+/// acknowledged: it waits unless an acknowledged run holds its seq.
+const FIRST_NOT_SYNCED_IN_ROW: &str = "r.first_implicit AND r.sync_state = 1";
+
+/// Reading `{alias}`'s implicit first version was acknowledged after
+/// acknowledgements became runs: an acknowledged run holds its seq (one
+/// probe of the runs' primary key).
+pub(super) fn first_acknowledged(alias: &str) -> String {
+    format!(
+        "({alias}.first_implicit AND COALESCE((SELECT a.seq_to FROM acknowledged_first_runs a \
+         WHERE a.seq_from <= {alias}.seq ORDER BY a.seq_from DESC LIMIT 1), {alias}.seq - 1) \
+         >= {alias}.seq)"
+    )
+}
+
+/// Reading `{alias}`'s first version is implicit and waits for the cloud,
+/// as a condition that probes the acknowledged runs per row (scans of many
+/// readings leave the runs out as ranges instead: [`Acknowledged`]).
+pub(super) fn first_waiting(alias: &str) -> String {
+    format!(
+        "({alias}.first_implicit AND {alias}.sync_state = 1 AND NOT {})",
+        first_acknowledged(alias)
+    )
+}
+
+/// Reading `{alias}`'s sync state: its row's, or synced when an
+/// acknowledged run holds its implicit first version.
+pub(super) fn sync_state_of(alias: &str) -> String {
+    format!(
+        "(CASE WHEN {} THEN {} ELSE {alias}.sync_state END)",
+        first_acknowledged(alias),
+        SyncState::Synced as i64
+    )
+}
+
+/// What a scan of readings `from..=to` for waiting implicit first versions
+/// leaves out: the acknowledged runs at either end trimmed off the range,
+/// those inside named as ranges, or, when there are too many of them, a
+/// probe per row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Acknowledged {
+    from: i64,
+    to: i64,
+    inside: Vec<(i64, i64)>,
+    /// More runs than [`MAX_SKIPPED_RUNS`]: probe each row instead.
+    many: bool,
+}
+
+impl Acknowledged {
+    /// From the runs overlapping `from..=to` in seq order (`complete`
+    /// when that is all of them, else only the first ones).
+    fn within(mut from: i64, mut to: i64, runs: &[(i64, i64)], complete: bool) -> Self {
+        let mut runs: &[(i64, i64)] = runs;
+        while let Some(((run_from, run_to), rest)) = runs.split_first() {
+            if *run_from > from {
+                break;
+            }
+            from = from.max(run_to.saturating_add(1));
+            runs = rest;
+        }
+        if complete {
+            while let Some(((run_from, run_to), rest)) = runs.split_last() {
+                if *run_to < to {
+                    break;
+                }
+                to = to.min(run_from.saturating_sub(1));
+                runs = rest;
+            }
+        }
+        let inside: Vec<(i64, i64)> = runs
+            .iter()
+            .copied()
+            .filter(|(run_from, run_to)| *run_to >= from && *run_from <= to)
+            .collect();
+        let many = !complete || inside.len() > MAX_SKIPPED_RUNS;
+        Acknowledged {
+            from,
+            to,
+            inside: if many { Vec::new() } else { inside },
+            many,
+        }
+    }
+
+    /// Nothing left to scan.
+    pub(super) fn is_empty(&self) -> bool {
+        self.from > self.to
+    }
+}
+
+impl<DB: Backend> SqlBuilder<'_, DB> {
+    /// ` AND …`: reading `r` lies in the scanned range and its implicit
+    /// first version waits.
+    pub(super) fn waiting_firsts(&mut self, scan: &Acknowledged) {
+        self.push(" AND r.seq BETWEEN ");
+        self.arg(scan.from);
+        self.push(" AND ");
+        self.arg(scan.to);
+        self.push(&format!(" AND {FIRST_NOT_SYNCED_IN_ROW}"));
+        if scan.many {
+            self.push(&format!(" AND NOT {}", first_acknowledged("r")));
+        }
+        for (from, to) in &scan.inside {
+            self.push(" AND r.seq NOT BETWEEN ");
+            self.arg(*from);
+            self.push(" AND ");
+            self.arg(*to);
+        }
+    }
+}
 
 /// The version id of reading `r`'s first version, from its run, as a
 /// scalar subquery (one probe of the runs' primary key).
@@ -252,6 +369,74 @@ impl<DB: Backend> Store<DB> {
         Ok(())
     }
 
+    /// The acknowledged runs a scan of readings `from..=to` leaves out.
+    pub(super) async fn acknowledged_in(
+        &self,
+        conn: &mut DB::Connection,
+        from: i64,
+        to: i64,
+    ) -> Result<Acknowledged, DbError> {
+        if from > to {
+            return Ok(Acknowledged::within(from, to, &[], true));
+        }
+        // The run holding `from`, if any, and the runs starting inside.
+        let mut runs: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT seq_from, seq_to FROM acknowledged_first_runs \
+             WHERE seq_from BETWEEN COALESCE((SELECT MAX(seq_from) \
+             FROM acknowledged_first_runs WHERE seq_from <= $1), $1) AND $2 \
+             ORDER BY seq_from LIMIT $3",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(i64::try_from(MAX_SKIPPED_RUNS).unwrap_or(i64::MAX) + 3)
+        .fetch_all(&mut *conn)
+        .await?;
+        let complete = runs.len() < MAX_SKIPPED_RUNS + 3;
+        runs.retain(|(_, run_to)| *run_to >= from);
+        Ok(Acknowledged::within(from, to, &runs, complete))
+    }
+
+    /// Records that the implicit first versions of readings `from..=to`
+    /// (those that have one) are acknowledged: one run, merged with the
+    /// runs it overlaps or touches. The readings' rows are not rewritten.
+    async fn record_acknowledged(
+        &self,
+        conn: &mut DB::Connection,
+        from: i64,
+        to: i64,
+    ) -> Result<(), DbError> {
+        // The run before `from`, and every run starting up to `to + 1`
+        // (runs never overlap, so only the one before can end early).
+        let touching: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT seq_from, seq_to FROM acknowledged_first_runs \
+             WHERE seq_from BETWEEN COALESCE((SELECT MAX(seq_from) \
+             FROM acknowledged_first_runs WHERE seq_from < $1), $1) AND $2 \
+             ORDER BY seq_from",
+        )
+        .bind(from)
+        .bind(to.saturating_add(1))
+        .fetch_all(&mut *conn)
+        .await?;
+        let touching: Vec<(i64, i64)> = touching
+            .into_iter()
+            .filter(|(_, run_to)| *run_to >= from.saturating_sub(1))
+            .collect();
+        let (merged_from, merged_to) = merged_run(from, to, &touching);
+        if let (Some(first), Some(last)) = (touching.first(), touching.last()) {
+            sqlx::query("DELETE FROM acknowledged_first_runs WHERE seq_from BETWEEN $1 AND $2")
+                .bind(first.0)
+                .bind(last.0)
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query("INSERT INTO acknowledged_first_runs (seq_from, seq_to) VALUES ($1, $2)")
+            .bind(merged_from)
+            .bind(merged_to)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     /// Gives the implicit first versions of the readings in `seqs` their
     /// rows, as they are (an acknowledged one synced at `now_us`, the time
     /// of its acknowledgement not being kept), or only those still waiting
@@ -264,10 +449,12 @@ impl<DB: Backend> Store<DB> {
         now_us: i64,
         waiting_only: bool,
     ) -> Result<u64, DbError> {
-        let which = if waiting_only {
-            " AND r.first_implicit AND r.sync_state = 1"
-        } else {
-            " AND r.first_implicit"
+        let which = |alias: &str| {
+            if waiting_only {
+                format!(" AND {}", first_waiting(alias))
+            } else {
+                format!(" AND {alias}.first_implicit")
+            }
         };
         let mut insert = SqlBuilder::<DB>::default();
         insert.push(&format!(
@@ -275,39 +462,60 @@ impl<DB: Backend> Store<DB> {
              humidity, written_by, created_at_us, synced_at_us, quality, note) \
              SELECT {FIRST_VERSION_ID}, r.seq, r.version_hlc, r.version_site_id, r.temperature, \
              r.humidity, r.version_written_by, r.received_at_us, \
-             CASE WHEN r.sync_state = {} THEN ",
+             CASE WHEN {} = {} THEN ",
+            sync_state_of("r"),
             SyncState::Synced as i64
         ));
         insert.arg(now_us);
         insert.push(" END, r.quality, r.note FROM readings r WHERE ");
         insert.id_filter("r.seq", seqs);
-        insert.push(which);
+        insert.push(&which("r"));
         let written = DB::rows_affected(&insert.query()?.execute(&mut *conn).await?);
         if written > 0 {
+            // The row takes over the version's sync state as the flag
+            // clears (an acknowledged run speaks only for implicit ones).
             let mut flag = SqlBuilder::<DB>::default();
-            flag.push("UPDATE readings SET first_implicit = FALSE WHERE ");
+            flag.push(&format!(
+                "UPDATE readings SET first_implicit = FALSE, sync_state = {} WHERE ",
+                sync_state_of("readings")
+            ));
             flag.id_filter("readings.seq", seqs);
-            flag.push(&which.replace("r.", "readings."));
+            flag.push(&which("readings"));
             flag.query()?.execute(&mut *conn).await?;
         }
         Ok(written)
     }
 
-    /// Marks the implicit first versions of the readings in `seqs`
-    /// acknowledged, those still waiting. Returns how many.
+    /// Marks the implicit first versions of the readings `seqs` (sorted,
+    /// distinct) acknowledged, as runs of seqs: no reading's row is
+    /// rewritten. Returns how many were still waiting.
     pub(super) async fn acknowledge_firsts(
         &self,
         conn: &mut DB::Connection,
-        seqs: &IdChunk,
+        seqs: &[i64],
     ) -> Result<u64, DbError> {
-        let mut sql = SqlBuilder::<DB>::default();
-        sql.push("UPDATE readings SET sync_state = ");
-        sql.arg(SyncState::Synced as i64);
-        sql.push(" WHERE ");
-        sql.id_filter("seq", seqs);
-        sql.push(" AND first_implicit AND sync_state = ");
-        sql.arg(SyncState::Pending as i64);
-        Ok(DB::rows_affected(&sql.query()?.execute(&mut *conn).await?))
+        let mut waiting = 0;
+        for chunk in id_chunks(seqs) {
+            let mut count = SqlBuilder::<DB>::default();
+            count.push("SELECT COUNT(*) FROM readings r WHERE ");
+            count.id_filter("r.seq", &chunk);
+            match chunk {
+                IdChunk::Run(from, to) => {
+                    let scan = self.acknowledged_in(conn, from, to).await?;
+                    if scan.is_empty() {
+                        continue;
+                    }
+                    count.waiting_firsts(&scan);
+                }
+                IdChunk::List(_) => count.push(&format!(" AND {}", first_waiting("r"))),
+            }
+            let (counted,): (i64,) = count.query_as()?.fetch_one(&mut *conn).await?;
+            waiting += u64::try_from(counted).unwrap_or(0);
+        }
+        for (from, to) in id_runs(seqs) {
+            self.record_acknowledged(conn, from, to).await?;
+        }
+        Ok(waiting)
     }
 
     /// Counts the implicit first versions waiting above version `floor`.
@@ -317,18 +525,28 @@ impl<DB: Backend> Store<DB> {
         floor: i64,
     ) -> Result<i64, DbError> {
         let from = self.first_seq_above(conn, floor).await?;
-        Ok(sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM readings r WHERE r.seq >= $1 AND {FIRST_WAITING}"
-        ))
-        .bind(from)
-        .fetch_one(&mut *conn)
-        .await?)
+        let scan = self.acknowledged_in(conn, from, i64::MAX).await?;
+        if scan.is_empty() {
+            return Ok(0);
+        }
+        let mut sql = SqlBuilder::<DB>::default();
+        sql.push("SELECT COUNT(*) FROM readings r WHERE 1 = 1");
+        sql.waiting_firsts(&scan);
+        let (count,): (i64,) = sql.query_as()?.fetch_one(&mut *conn).await?;
+        Ok(count)
     }
 
     /// The first implicit first version waiting above version `floor` and
     /// below version `below` (when given: a version known to wait, so the
     /// scan stops there): its id and when its reading was received here
     /// (the time it has waited since).
+    ///
+    /// The readings are scanned in windows of seqs, doubling from
+    /// [`FIRST_WINDOW`], so a statement reads a bounded number of rows
+    /// whatever plan the database picks: PostgreSQL with stale statistics
+    /// reads all of a range and sorts it rather than walking the primary
+    /// key to the first match, and the range above the floor is the whole
+    /// backlog.
     pub(super) async fn first_waiting_first(
         &self,
         conn: &mut DB::Connection,
@@ -336,21 +554,35 @@ impl<DB: Backend> Store<DB> {
         below: Option<i64>,
     ) -> Result<Option<(i64, i64)>, DbError> {
         let from = self.first_seq_above(conn, floor).await?;
+        let next_seq: i64 =
+            sqlx::query_scalar("SELECT next_seq FROM site_state WHERE singleton = 1")
+                .fetch_one(&mut *conn)
+                .await?;
         let to = match below {
-            Some(id) => self.first_seq_above(conn, id - 1).await?,
-            None => i64::MAX,
+            Some(id) => self.first_seq_above(conn, id - 1).await?.min(next_seq),
+            None => next_seq,
         };
-        if from >= to {
-            return Ok(None);
+        let mut window_from = from;
+        let mut window = FIRST_WINDOW;
+        while window_from < to {
+            let window_to = window_from.saturating_add(window - 1).min(to - 1);
+            let scan = self.acknowledged_in(conn, window_from, window_to).await?;
+            if !scan.is_empty() {
+                let mut sql = SqlBuilder::<DB>::default();
+                sql.push(&format!(
+                    "SELECT {FIRST_VERSION_ID}, r.received_at_us FROM readings r WHERE 1 = 1"
+                ));
+                sql.waiting_firsts(&scan);
+                sql.push(" ORDER BY r.seq LIMIT 1");
+                let found: Option<(i64, i64)> = sql.query_as()?.fetch_optional(&mut *conn).await?;
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+            window_from = window_to.saturating_add(1);
+            window = window.saturating_mul(2);
         }
-        Ok(sqlx::query_as(&format!(
-            "SELECT {FIRST_VERSION_ID}, r.received_at_us FROM readings r \
-             WHERE r.seq >= $1 AND r.seq < $2 AND {FIRST_WAITING} ORDER BY r.seq LIMIT 1"
-        ))
-        .bind(from)
-        .bind(to)
-        .fetch_optional(&mut *conn)
-        .await?)
+        Ok(None)
     }
 }
 
@@ -374,15 +606,17 @@ where
         let Some((seq_from, seq_to)) = runs.seq_span(first, last) else {
             return Ok(Vec::new());
         };
+        let scan = self.acknowledged_in(conn, seq_from, seq_to).await?;
+        if scan.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut sql = SqlBuilder::<DB>::default();
         // The version id is the run's business: filled in below.
         sql.push(&format!(
-            "SELECT r.seq AS version_id, {FIRST_COLUMNS} FROM readings r WHERE r.seq BETWEEN "
+            "SELECT r.seq AS version_id, {FIRST_COLUMNS} FROM readings r WHERE 1 = 1"
         ));
-        sql.arg(seq_from);
-        sql.push(" AND ");
-        sql.arg(seq_to);
-        sql.push(&format!(" AND {FIRST_WAITING} ORDER BY r.seq"));
+        sql.waiting_firsts(&scan);
+        sql.push(" ORDER BY r.seq");
         if newest {
             sql.push(" DESC");
         }
@@ -401,9 +635,60 @@ where
     }
 }
 
+/// The run recording `from..=to` acknowledged together with the runs it
+/// overlaps or touches (in seq order).
+fn merged_run(from: i64, to: i64, touching: &[(i64, i64)]) -> (i64, i64) {
+    touching
+        .iter()
+        .fold((from, to), |(lo, hi), (run_from, run_to)| {
+            (lo.min(*run_from), hi.max(*run_to))
+        })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{FirstRun, FirstRuns};
+    use super::{Acknowledged, FirstRun, FirstRuns, MAX_SKIPPED_RUNS, merged_run};
+
+    #[test]
+    fn runs_at_the_ends_of_a_scan_shorten_it_and_runs_inside_are_skipped() {
+        // Acknowledged: 1-100 (the oldest), 150-160, 300-400 (the newest).
+        let runs = [(1, 100), (150, 160), (300, 400)];
+        let scan = Acknowledged::within(50, 350, &runs, true);
+        assert_eq!(
+            scan,
+            Acknowledged {
+                from: 101,
+                to: 299,
+                inside: vec![(150, 160)],
+                many: false
+            }
+        );
+        // A range inside one run has nothing left to scan.
+        assert!(Acknowledged::within(20, 80, &runs[..1], true).is_empty());
+        // With only the first runs known, the end is not trimmed and every
+        // row is probed.
+        let partial = Acknowledged::within(50, 350, &runs[..2], false);
+        assert_eq!((partial.from, partial.to, partial.many), (101, 350, true));
+        assert!(partial.inside.is_empty());
+    }
+
+    #[test]
+    fn too_many_runs_inside_a_scan_are_probed_row_by_row() {
+        let runs: Vec<(i64, i64)> = (0..=MAX_SKIPPED_RUNS as i64)
+            .map(|i| (10 + 3 * i, 10 + 3 * i))
+            .collect();
+        let scan = Acknowledged::within(1, 1000, &runs, true);
+        assert!(scan.many);
+        assert!(scan.inside.is_empty());
+        assert_eq!((scan.from, scan.to), (1, 1000));
+    }
+
+    #[test]
+    fn a_recorded_run_swallows_the_runs_it_touches() {
+        assert_eq!(merged_run(5, 9, &[]), (5, 9));
+        assert_eq!(merged_run(5, 9, &[(1, 4), (10, 20)]), (1, 20));
+        assert_eq!(merged_run(5, 9, &[(3, 12)]), (3, 12));
+    }
 
     fn runs() -> FirstRuns {
         // Readings 1–10 have versions 1–10; version 11 is an amendment;

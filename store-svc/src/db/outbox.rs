@@ -443,11 +443,10 @@ where
         }
         // Implicit first versions: the readings the ids map to. An id
         // maps to one reading only, so nothing else is marked.
-        for chunk in id_chunks(&self.seqs_of_firsts(&mut tx, &completion.synced).await?) {
-            let synced = self.acknowledge_firsts(&mut tx, &chunk).await?;
-            counts.synced += synced;
-            left_implicit += synced;
-        }
+        let seqs = self.seqs_of_firsts(&mut tx, &completion.synced).await?;
+        let synced = self.acknowledge_firsts(&mut tx, &seqs).await?;
+        counts.synced += synced;
+        left_implicit += synced;
 
         let rejected: Vec<i64> = completion.rejected.iter().map(|(id, _)| *id).collect();
         self.materialise_firsts_of(&mut tx, &rejected, now_us)

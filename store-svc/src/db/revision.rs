@@ -26,7 +26,7 @@ use super::DbError;
 use super::backend::Backend;
 use super::faults::WriteOp;
 use super::outbox::{IdChunk, id_chunks, in_outbox};
-use super::store::{READING_COLUMNS, Store};
+use super::store::{Store, reading_columns};
 use crate::hlc::Hlc;
 use crate::model::Quality;
 use crate::model::{StoredReading, SyncState};
@@ -204,7 +204,8 @@ where
             .execute(&mut *tx)
             .await?;
         let reading: StoredReading = sqlx::query_as(&format!(
-            "SELECT {READING_COLUMNS} FROM readings WHERE seq = $1"
+            "SELECT {} FROM readings WHERE seq = $1",
+            reading_columns("readings")
         ))
         .bind(seq)
         .fetch_one(&mut *tx)

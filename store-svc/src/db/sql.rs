@@ -6,6 +6,7 @@ use sqlx::{Arguments as _, Encode, FromRow, IntoArguments, Type};
 
 use super::DbError;
 use super::backend::Backend;
+use super::first_versions::sync_state_of;
 use crate::model::ReadingQuery;
 
 /// A bind value of a query built at run time.
@@ -68,8 +69,12 @@ impl<'a, DB: Backend> SqlBuilder<'a, DB> {
         }
         // Only a reading's own table has sync_state; `s.` rows join `r.`.
         if let Some(state) = query.sync_state {
-            let table = if prefix == "s." { "r." } else { prefix };
-            self.push(&format!(" AND {table}sync_state = "));
+            let table = match prefix {
+                "" => "readings",
+                "s." => "r",
+                alias => alias.trim_end_matches('.'),
+            };
+            self.push(&format!(" AND {} = ", sync_state_of(table)));
             self.arg(state as i64);
         }
         if let Some(after) = query.after {

@@ -10,7 +10,7 @@ use sqlx::{Postgres, Sqlite};
 use super::DbError;
 use super::backend::{Backend, DATA_TABLES};
 use super::faults::WriteOp;
-use super::first_versions::{FIRST_VERSION_ID, FIRST_WAITING};
+use super::first_versions::{FIRST_VERSION_ID, first_waiting};
 use super::outbox::{IMPLICIT, IdChunk, OUTBOX_FLOOR, id_chunks, in_outbox};
 use super::sql::SqlBuilder;
 use super::store::Store;
@@ -33,8 +33,11 @@ pub struct Usage {
     pub live_versions: i64,
 }
 
-/// Readings that retention or the budget may remove: synced (the current
-/// version acknowledged), with no version still in the outbox.
+/// Readings that retention or the budget may remove whose row says synced
+/// (the current version acknowledged), with no version still in the
+/// outbox; found through the partial index of synced rows. The others are
+/// the readings whose implicit first version an acknowledged run holds
+/// (their only version): [`Store::prune_candidates`] reads those run by run.
 fn prunable() -> String {
     format!(
         "sync_state = 2 AND NOT EXISTS (SELECT 1 FROM reading_versions pv \
@@ -93,75 +96,55 @@ where
         received_before_us: Option<i64>,
         limit: i64,
     ) -> Result<u64, DbError> {
-        let prunable = prunable();
-        let candidates = |sql: &mut SqlBuilder<'_, DB>| {
-            sql.push(&prunable);
-            if let Some(before) = received_before_us {
-                sql.push(" AND received_at_us < ");
-                sql.arg(before);
-            }
-        };
         let mut tx = self.write_tx(WriteOp::Storage).await?;
-        // The candidates are the first `limit` by seq, so every candidate up
-        // to the last one's seq: the statements below name them that way.
-        let mut last = SqlBuilder::<DB>::default();
-        last.push("SELECT MAX(seq) FROM (SELECT seq FROM readings WHERE ");
-        candidates(&mut last);
-        last.push(" ORDER BY seq LIMIT ");
-        last.arg(limit);
-        last.push(") oldest");
-        let (upto,): (Option<i64>,) = last.query_as()?.fetch_one(&mut *tx).await?;
-        let Some(upto) = upto else {
+        let seqs = self
+            .prune_candidates(&mut tx, received_before_us, limit)
+            .await?;
+        if seqs.is_empty() {
             tx.rollback().await?;
             return Ok(0);
-        };
-        let in_range = |sql: &mut SqlBuilder<'_, DB>| {
-            sql.push("seq <= ");
-            sql.arg(upto);
-            sql.push(" AND ");
-            candidates(sql);
-        };
-
-        if DB::SENSOR_BATCHES {
-            let mut by_sensor = SqlBuilder::<DB>::default();
-            by_sensor.push(
-                "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
-                 (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
-            );
-            in_range(&mut by_sensor);
-            by_sensor.push(")");
-            by_sensor.query()?.execute(&mut *tx).await?;
         }
+        let chunks = id_chunks(&seqs);
+        let mut removed = 0;
+        let mut remote = 0;
+        let mut firsts = 0;
+        for chunk in &chunks {
+            if DB::SENSOR_BATCHES {
+                let mut by_sensor = SqlBuilder::<DB>::default();
+                by_sensor.push(
+                    "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
+                     (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
+                );
+                by_sensor.id_filter("seq", chunk);
+                by_sensor.push(")");
+                by_sensor.query()?.execute(&mut *tx).await?;
+            }
 
-        // Versions pulled from the cloud are not on this site's books.
-        let mut remote = SqlBuilder::<DB>::default();
-        remote.push(
-            "SELECT COUNT(*) FROM reading_versions WHERE remote AND reading_seq IN \
-             (SELECT seq FROM readings WHERE ",
-        );
-        in_range(&mut remote);
-        remote.push(")");
-        let (remote,): (i64,) = remote.query_as()?.fetch_one(&mut *tx).await?;
+            // Versions pulled from the cloud are not on this site's books.
+            let mut pulled = SqlBuilder::<DB>::default();
+            pulled.push("SELECT COUNT(*) FROM reading_versions WHERE remote AND ");
+            pulled.id_filter("reading_seq", chunk);
+            let (pulled,): (i64,) = pulled.query_as()?.fetch_one(&mut *tx).await?;
+            remote += pulled;
 
-        let mut versions = SqlBuilder::<DB>::default();
-        versions.push(
-            "DELETE FROM reading_versions WHERE reading_seq IN (SELECT seq FROM readings WHERE ",
-        );
-        in_range(&mut versions);
-        versions.push(")");
-        let mut removed = DB::rows_affected(&versions.query()?.execute(&mut *tx).await?);
+            let mut versions = SqlBuilder::<DB>::default();
+            versions.push("DELETE FROM reading_versions WHERE ");
+            versions.id_filter("reading_seq", chunk);
+            removed += DB::rows_affected(&versions.query()?.execute(&mut *tx).await?);
 
-        // Implicit first versions go with their readings.
-        let mut firsts = SqlBuilder::<DB>::default();
-        firsts.push("SELECT COUNT(*) FROM readings WHERE first_implicit AND ");
-        in_range(&mut firsts);
-        let (firsts,): (i64,) = firsts.query_as()?.fetch_one(&mut *tx).await?;
+            // Implicit first versions go with their readings.
+            let mut implicit = SqlBuilder::<DB>::default();
+            implicit.push("SELECT COUNT(*) FROM readings WHERE first_implicit AND ");
+            implicit.id_filter("seq", chunk);
+            let (implicit,): (i64,) = implicit.query_as()?.fetch_one(&mut *tx).await?;
+            firsts += implicit;
+
+            let mut readings = SqlBuilder::<DB>::default();
+            readings.push("DELETE FROM readings WHERE ");
+            readings.id_filter("seq", chunk);
+            readings.query()?.execute(&mut *tx).await?;
+        }
         removed += u64::try_from(firsts).unwrap_or(0);
-
-        let mut readings = SqlBuilder::<DB>::default();
-        readings.push("DELETE FROM readings WHERE ");
-        in_range(&mut readings);
-        readings.query()?.execute(&mut *tx).await?;
         self.forget_first_runs(&mut tx).await?;
 
         let removed_i64 = i64::try_from(removed).unwrap_or(i64::MAX);
@@ -179,18 +162,151 @@ where
         Ok(removed)
     }
 
-    /// Forgets the runs of first versions whose readings are all gone
-    /// (pruning goes oldest first), so the runs stay as few as the readings
-    /// kept need. An id of a forgotten run maps to no reading, as it would
-    /// anyway: none is left.
+    /// The seqs of the `limit` oldest prunable readings, in seq order: the
+    /// oldest whose row says synced (through the partial index of them),
+    /// merged with the oldest whose implicit first version an acknowledged
+    /// run holds (read run by run, oldest run first, each a range of the
+    /// primary key).
+    ///
+    /// With `received_before_us` (retention) only readings older than the
+    /// first one, in seq order, received at or after it: seqs follow
+    /// arrival, so that is where the young readings start
+    /// ([`Store::young_from`]). A reading stamped old by a wall clock that
+    /// stepped back waits until those before it age too.
+    /// Without that bound a retention pass over a site whose readings are
+    /// all young would read every synced reading, in the writer's
+    /// transaction, every few seconds.
+    async fn prune_candidates(
+        &self,
+        conn: &mut DB::Connection,
+        received_before_us: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<i64>, DbError> {
+        let young_from = match received_before_us {
+            None => None,
+            Some(before) => Some(self.young_from(conn, before).await?),
+        };
+        let received_before = |sql: &mut SqlBuilder<'_, DB>| {
+            if let (Some(before), Some(young)) = (received_before_us, young_from) {
+                sql.push(" AND received_at_us < ");
+                sql.arg(before);
+                sql.push(" AND seq < ");
+                sql.arg(young);
+            }
+        };
+        let mut synced = SqlBuilder::<DB>::default();
+        synced.push("SELECT seq FROM readings WHERE ");
+        synced.push(&prunable());
+        received_before(&mut synced);
+        synced.push(" ORDER BY seq LIMIT ");
+        synced.arg(limit);
+        let mut seqs: Vec<i64> = synced
+            .query_as::<(i64,)>()?
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|(seq,)| seq)
+            .collect();
+        let wanted = usize::try_from(limit).unwrap_or(0);
+        let mut acknowledged: Vec<i64> = Vec::new();
+        let mut after = i64::MIN;
+        'runs: loop {
+            let runs: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT seq_from, seq_to FROM acknowledged_first_runs WHERE seq_from > $1 \
+                 ORDER BY seq_from LIMIT 16",
+            )
+            .bind(after)
+            .fetch_all(&mut *conn)
+            .await?;
+            if runs.is_empty() {
+                break;
+            }
+            for (from, to) in runs {
+                after = from;
+                let left = wanted.saturating_sub(acknowledged.len());
+                // Enough found, or every reading of this run and the later
+                // ones is newer than `limit` readings found already.
+                let beyond = seqs.len() >= wanted && seqs.last().is_some_and(|last| *last < from);
+                let too_young = young_from.is_some_and(|young| from >= young);
+                if left == 0 || beyond || too_young {
+                    break 'runs;
+                }
+                let mut held = SqlBuilder::<DB>::default();
+                held.push("SELECT seq FROM readings WHERE seq BETWEEN ");
+                held.arg(from);
+                held.push(" AND ");
+                held.arg(to);
+                held.push(" AND first_implicit");
+                received_before(&mut held);
+                held.push(" ORDER BY seq LIMIT ");
+                held.arg(i64::try_from(left).unwrap_or(i64::MAX));
+                acknowledged.extend(
+                    held.query_as::<(i64,)>()?
+                        .fetch_all(&mut *conn)
+                        .await?
+                        .into_iter()
+                        .map(|(seq,)| seq),
+                );
+            }
+        }
+        seqs.extend(acknowledged);
+        seqs.sort_unstable();
+        seqs.dedup();
+        seqs.truncate(wanted);
+        Ok(seqs)
+    }
+
+    /// A seq below which this site's readings were received before
+    /// `before_us`, found by bisecting the primary key (a point lookup per
+    /// step, about twenty for a million readings) on the order in which
+    /// readings arrive; `i64::MAX` when every reading is that old.
+    async fn young_from(&self, conn: &mut DB::Connection, before_us: i64) -> Result<i64, DbError> {
+        let (first, last): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM readings WHERE seq > 0")
+                .fetch_one(&mut *conn)
+                .await?;
+        let (Some(mut old_below), Some(last)) = (first, last) else {
+            return Ok(i64::MAX);
+        };
+        // Readings below `old_below` are old; the first young one, if any,
+        // lies below `young_below`.
+        let mut young_below = last.saturating_add(1);
+        while old_below < young_below {
+            let mid = old_below + (young_below - old_below) / 2;
+            let at: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT seq, received_at_us FROM readings WHERE seq >= $1 ORDER BY seq LIMIT 1",
+            )
+            .bind(mid)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match at {
+                Some((seq, received_at_us)) if received_at_us < before_us => old_below = seq + 1,
+                // Young, or no reading from `mid` on: none of `mid..seq`
+                // exists, so `mid` bounds the old ones as well as `seq`.
+                _ => young_below = mid,
+            }
+        }
+        Ok(if old_below > last {
+            i64::MAX
+        } else {
+            old_below
+        })
+    }
+
+    /// Forgets the runs of first versions, and the acknowledged runs,
+    /// whose readings are all gone (pruning goes oldest first), so the runs
+    /// stay as few as the readings kept need. An id of a forgotten run maps
+    /// to no reading, as it would anyway: none is left.
     async fn forget_first_runs(&self, conn: &mut DB::Connection) -> Result<(), DbError> {
-        sqlx::query(
-            "DELETE FROM first_version_runs WHERE seq_to < COALESCE(\
-             (SELECT MIN(seq) FROM readings WHERE seq > 0), \
-             (SELECT next_seq FROM site_state WHERE singleton = 1))",
-        )
-        .execute(&mut *conn)
-        .await?;
+        for table in ["first_version_runs", "acknowledged_first_runs"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE seq_to < COALESCE(\
+                 (SELECT MIN(seq) FROM readings WHERE seq > 0), \
+                 (SELECT next_seq FROM site_state WHERE singleton = 1))"
+            ))
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(())
     }
 
@@ -245,7 +361,7 @@ where
         pick.arg(now_us);
         pick.push(" AS dropped_at_us FROM readings r WHERE r.seq >= ");
         pick.arg(firsts_from);
-        pick.push(&format!(" AND {FIRST_WAITING}"));
+        pick.push(&format!(" AND {}", first_waiting("r")));
         for (first, last) in exclude {
             let runs = self.first_runs(&mut tx, *first, *last).await?;
             if let Some((seq_from, seq_to)) = runs.seq_span(*first, *last) {

@@ -14,6 +14,7 @@ use sqlx::{FromRow, Pool};
 use super::backend::Backend;
 use super::checkpoint::Checkpointer;
 use super::faults::WriteOp;
+use super::first_versions::sync_state_of;
 use super::outbox::{IMPLICIT, OUTBOX_FLOOR, id_chunks};
 use super::sql::SqlBuilder;
 use super::{DbConfig, DbError};
@@ -25,10 +26,24 @@ use crate::model::{
 use edge_sql::statement::{STATEMENT_ROWS, padded_shape, push_placeholders, shaped_chunks};
 use edge_sql::{Pools, WriteConn};
 
-/// Columns a query returns, in [`StoredReading`]'s order.
-pub(super) const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
+/// Columns a query returns, in [`StoredReading`]'s order, but for the sync
+/// state ([`reading_columns`]).
+const READING_COLUMNS: &str = "seq, reading_id, origin_site_id, sensor_id, temperature, humidity, \
      measured_at_us, received_at_us, priority, clock_suspect, version_hlc, version_site_id, sync_state, \
      quality, note, origin_seq, version_clock_ahead_ms, version_written_by";
+
+/// [`READING_COLUMNS`] of the readings table `alias`, the sync state as the
+/// books see it ([`sync_state_of`]: an acknowledged run may hold it).
+pub(super) fn reading_columns(alias: &str) -> String {
+    READING_COLUMNS
+        .split(", ")
+        .map(|column| match column {
+            "sync_state" => format!("{} AS sync_state", sync_state_of(alias)),
+            column => format!("{alias}.{column}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 // The widest multi-row statement (a foreign reading, 18 columns) stays
 // within both backends' bind limits.
@@ -577,7 +592,8 @@ where
         match &query.sensor_id {
             None => {
                 sql.push(&format!(
-                    "SELECT {READING_COLUMNS} FROM readings WHERE 1 = 1"
+                    "SELECT {} FROM readings WHERE 1 = 1",
+                    reading_columns("readings")
                 ));
                 sql.filters(query, "", "measured_at_us");
                 sql.push(" ORDER BY measured_at_us, seq LIMIT ");
@@ -586,7 +602,8 @@ where
             // Through `readings_by_sensor_time`.
             Some(sensor_id) if !DB::SENSOR_BATCHES => {
                 sql.push(&format!(
-                    "SELECT {READING_COLUMNS} FROM readings WHERE sensor_id = "
+                    "SELECT {} FROM readings WHERE sensor_id = ",
+                    reading_columns("readings")
                 ));
                 sql.arg(sensor_id.as_str());
                 sql.filters(query, "", "measured_at_us");
@@ -598,16 +615,17 @@ where
                 // `+measured_at_us`, so the planner scans it by seq (at most a
                 // couple of batches) rather than walking the time index.
                 sql.push(&format!(
-                    "WITH tail AS MATERIALIZED (SELECT {READING_COLUMNS} FROM readings \
+                    "WITH tail AS MATERIALIZED (SELECT {} FROM readings \
                      WHERE seq > (SELECT sensor_indexed_seq FROM site_state WHERE singleton = 1) \
-                     AND sensor_id = "
+                     AND sensor_id = ",
+                    reading_columns("readings")
                 ));
                 sql.arg(sensor_id.as_str());
                 sql.filters(query, "", "+measured_at_us");
                 sql.push(&format!(
                     ") SELECT * FROM (SELECT {} FROM readings_by_sensor s \
                      JOIN readings r ON r.seq = s.seq WHERE s.sensor_id = ",
-                    qualified_columns("r")
+                    reading_columns("r")
                 ));
                 sql.arg(sensor_id.as_str());
                 sql.filters(query, "s.", "s.measured_at_us");
@@ -846,13 +864,4 @@ pub(super) async fn insert_readings_multi_row<DB: Backend>(
         insert.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// [`READING_COLUMNS`], each prefixed with a table alias.
-fn qualified_columns(alias: &str) -> String {
-    READING_COLUMNS
-        .split(", ")
-        .map(|column| format!("{alias}.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
