@@ -379,7 +379,21 @@ impl<DB: Backend> Store<DB> {
         if from > to {
             return Ok(Acknowledged::within(from, to, &[], true));
         }
-        // The run holding `from`, if any, and the runs starting inside.
+        let limit = MAX_SKIPPED_RUNS + 3;
+        let (runs, complete) = self.acknowledged_runs(conn, from, to, limit).await?;
+        Ok(Acknowledged::within(from, to, &runs, complete))
+    }
+
+    /// The acknowledged runs holding any seq of `from..=to`, in seq order:
+    /// the one holding `from`, if any, and those starting inside. At most
+    /// `limit` of them are read; `true` when that was all of them.
+    async fn acknowledged_runs(
+        &self,
+        conn: &mut DB::Connection,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<(Vec<(i64, i64)>, bool), DbError> {
         let mut runs: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT seq_from, seq_to FROM acknowledged_first_runs \
              WHERE seq_from BETWEEN COALESCE((SELECT MAX(seq_from) \
@@ -388,12 +402,12 @@ impl<DB: Backend> Store<DB> {
         )
         .bind(from)
         .bind(to)
-        .bind(i64::try_from(MAX_SKIPPED_RUNS).unwrap_or(i64::MAX) + 3)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&mut *conn)
         .await?;
-        let complete = runs.len() < MAX_SKIPPED_RUNS + 3;
+        let complete = runs.len() < limit;
         runs.retain(|(_, run_to)| *run_to >= from);
-        Ok(Acknowledged::within(from, to, &runs, complete))
+        Ok((runs, complete))
     }
 
     /// Records that the implicit first versions of readings `from..=to`
@@ -405,22 +419,16 @@ impl<DB: Backend> Store<DB> {
         from: i64,
         to: i64,
     ) -> Result<(), DbError> {
-        // The run before `from`, and every run starting up to `to + 1`
-        // (runs never overlap, so only the one before can end early).
-        let touching: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT seq_from, seq_to FROM acknowledged_first_runs \
-             WHERE seq_from BETWEEN COALESCE((SELECT MAX(seq_from) \
-             FROM acknowledged_first_runs WHERE seq_from < $1), $1) AND $2 \
-             ORDER BY seq_from",
-        )
-        .bind(from)
-        .bind(to.saturating_add(1))
-        .fetch_all(&mut *conn)
-        .await?;
-        let touching: Vec<(i64, i64)> = touching
-            .into_iter()
-            .filter(|(_, run_to)| *run_to >= from.saturating_sub(1))
-            .collect();
+        // Every run holding a seq of `from - 1..=to + 1`: those it overlaps
+        // or touches.
+        let (touching, _) = self
+            .acknowledged_runs(
+                conn,
+                from.saturating_sub(1),
+                to.saturating_add(1),
+                usize::MAX,
+            )
+            .await?;
         let (merged_from, merged_to) = merged_run(from, to, &touching);
         if let (Some(first), Some(last)) = (touching.first(), touching.last()) {
             sqlx::query("DELETE FROM acknowledged_first_runs WHERE seq_from BETWEEN $1 AND $2")
