@@ -705,6 +705,102 @@ async fn acknowledged_stretches_read_synced_and_stay_out_of_leases(db: &TestData
 
 on_both_backends!(first_versions_keep_their_own_ids_across_amendments);
 on_both_backends!(acknowledged_stretches_read_synced_and_stay_out_of_leases);
+
+/// Completes lease `lease_id` with `version_ids` synced; how many were
+/// newly marked.
+async fn acknowledge(client: &mut StoreClients, lease_id: &str, version_ids: Vec<u64>) -> u64 {
+    client
+        .sync
+        .complete_batch(ipb::CompleteBatchRequest {
+            lease_id: lease_id.to_owned(),
+            synced_version_ids: version_ids,
+            ..Default::default()
+        })
+        .await
+        .expect("complete")
+        .into_inner()
+        .synced
+}
+
+/// One completion acknowledging what a drain's batches look like: long
+/// stretches broken by critical readings (rows of their own) and by
+/// readings another push holds, plus scattered seqs. Exactly the
+/// acknowledged readings read synced; every other one is handed out again.
+async fn one_completion_marks_only_its_own_among_critical_and_leased_readings(db: &TestDatabase) {
+    use std::collections::HashMap;
+    let store = RunningStore::start(db, TestClock::at(T0_US), Some("site-a"))
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    // Readings 1–300; every tenth critical.
+    let readings: Vec<ipb::NewReading> = (1..=300)
+        .map(|i| {
+            let mut r = reading(i, "s-1", T0_US + i64::from(i));
+            if i % 10 == 0 {
+                r.priority = pb::Priority::Critical as i32;
+            }
+            r
+        })
+        .collect();
+    append(&mut client, readings).await;
+    let batch = lease(&mut client, 1_000, 0, 60).await;
+    assert_eq!(batch.versions.len(), 300);
+    let id_of: HashMap<u64, u64> = batch
+        .versions
+        .iter()
+        .map(|v| (v.seq, v.version_id))
+        .collect();
+
+    // 1–150 less 33, 34 and 57 (another push has them); every other seq
+    // of 201–240 (the rest wait between them); 260, 280 (critical) and
+    // 271, 295 (scattered).
+    let acked: Vec<u64> = (1..=150)
+        .filter(|seq| ![33, 34, 57].contains(seq))
+        .chain((201..=240).step_by(2))
+        .chain([260, 271, 280, 295])
+        .collect();
+    let synced = acknowledge(
+        &mut client,
+        &batch.lease_id,
+        acked.iter().map(|seq| id_of[seq]).collect(),
+    )
+    .await;
+    assert_eq!(synced, acked.len() as u64);
+
+    let waiting: Vec<u64> = (1..=300).filter(|seq| !acked.contains(seq)).collect();
+    assert_eq!(state_of(&mut client, pb::SyncState::Synced).await, acked);
+    assert_eq!(state_of(&mut client, pb::SyncState::Pending).await, waiting);
+    let s = stats(&mut client).await;
+    assert_eq!(
+        (s.unsynced_versions, s.synced_versions),
+        (waiting.len() as u64, acked.len() as u64)
+    );
+
+    // The same acknowledgement again changes nothing.
+    let again = lease(&mut client, 1_000, 0, 60).await;
+    let mut leased = seqs(&again);
+    leased.sort_unstable();
+    assert_eq!(leased, waiting);
+    let synced = acknowledge(
+        &mut client,
+        &again.lease_id,
+        acked.iter().map(|seq| id_of[seq]).collect(),
+    )
+    .await;
+    assert_eq!(synced, 0);
+    assert_eq!(state_of(&mut client, pb::SyncState::Pending).await, waiting);
+
+    // The rest, acknowledged, leave nothing behind.
+    let rest = lease(&mut client, 1_000, 0, 60).await;
+    let synced = acknowledge(&mut client, &rest.lease_id, ids(&rest)).await;
+    assert_eq!(synced, waiting.len() as u64);
+    let s = stats(&mut client).await;
+    assert_eq!((s.unsynced_versions, s.synced_versions), (0, 300));
+    assert!(lease(&mut client, 1_000, 0, 60).await.versions.is_empty());
+    store.stop().await;
+}
+
+on_both_backends!(one_completion_marks_only_its_own_among_critical_and_leased_readings);
 on_both_backends!(a_long_drain_hands_out_every_version_until_it_is_settled);
 on_both_backends!(versions_never_sent_are_postponed_without_an_attempt);
 on_both_backends!(a_wall_clock_stepped_back_does_not_hide_the_backlog);

@@ -16,6 +16,7 @@
 //! row ([`Store::materialise_firsts`]), after which it is an ordinary
 //! version.
 
+use edge_sql::statement::shaped_chunks;
 use sqlx::FromRow;
 
 use super::DbError;
@@ -24,13 +25,22 @@ use super::outbox::{IdChunk, id_chunks};
 use super::sql::SqlBuilder;
 use super::store::Store;
 use crate::model::SyncState;
-use crate::outbox::{OutboxEntry, id_runs};
+use crate::outbox::{OutboxEntry, id_runs, merge_runs};
 
 /// Above this many runs of ids, a batch's runs are read in one range.
 const MAX_RUN_LOOKUPS: usize = 16;
 
 /// The first window of seqs [`Store::first_waiting_first`] reads.
 const FIRST_WINDOW: i64 = 512;
+
+/// Most seqs between two acknowledged in one batch that a recorded run
+/// bridges (when none of them waits): critical readings and the like break
+/// a batch's seqs into stretches, and a run per stretch would cost three
+/// statements each.
+const MAX_BRIDGED_GAP: i64 = 256;
+
+/// Fewest seqs of a span read as a span; fewer are asked after in a list.
+const MIN_SPAN: usize = 4;
 
 /// Most acknowledged runs a scan of readings names as ranges to leave out;
 /// with more it asks the runs' table row by row.
@@ -225,7 +235,7 @@ impl FirstRuns {
     }
 
     /// The first version id of reading `seq`, if a run holds it.
-    fn version_of(&self, seq: i64) -> Option<i64> {
+    pub(super) fn version_of(&self, seq: i64) -> Option<i64> {
         let after = self.0.partition_point(|run| run.seq_from <= seq);
         let run = &self.0[after.checked_sub(1)?];
         (seq <= run.seq_to).then(|| seq + run.offset())
@@ -410,41 +420,6 @@ impl<DB: Backend> Store<DB> {
         Ok((runs, complete))
     }
 
-    /// Records that the implicit first versions of readings `from..=to`
-    /// (those that have one) are acknowledged: one run, merged with the
-    /// runs it overlaps or touches. The readings' rows are not rewritten.
-    async fn record_acknowledged(
-        &self,
-        conn: &mut DB::Connection,
-        from: i64,
-        to: i64,
-    ) -> Result<(), DbError> {
-        // Every run holding a seq of `from - 1..=to + 1`: those it overlaps
-        // or touches.
-        let (touching, _) = self
-            .acknowledged_runs(
-                conn,
-                from.saturating_sub(1),
-                to.saturating_add(1),
-                usize::MAX,
-            )
-            .await?;
-        let (merged_from, merged_to) = merged_run(from, to, &touching);
-        if let (Some(first), Some(last)) = (touching.first(), touching.last()) {
-            sqlx::query("DELETE FROM acknowledged_first_runs WHERE seq_from BETWEEN $1 AND $2")
-                .bind(first.0)
-                .bind(last.0)
-                .execute(&mut *conn)
-                .await?;
-        }
-        sqlx::query("INSERT INTO acknowledged_first_runs (seq_from, seq_to) VALUES ($1, $2)")
-            .bind(merged_from)
-            .bind(merged_to)
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
-    }
-
     /// Gives the implicit first versions of the readings in `seqs` their
     /// rows, as they are (an acknowledged one synced at `now_us`, the time
     /// of its acknowledgement not being kept), or only those still waiting
@@ -496,34 +471,125 @@ impl<DB: Backend> Store<DB> {
 
     /// Marks the implicit first versions of the readings `seqs` (sorted,
     /// distinct) acknowledged, as runs of seqs: no reading's row is
-    /// rewritten. Returns how many were still waiting.
+    /// rewritten. Returns the seqs of those that were still waiting (in
+    /// order): their versions have no rows, in `reading_versions` or the
+    /// outbox, for the rest of the completion to mark.
+    ///
+    /// The seqs of one batch come in stretches broken by readings that are
+    /// not part of it (critical ones, which have rows of their own; ones
+    /// leased by another push). A run per stretch would cost three
+    /// statements each, so seqs close together are taken as one span
+    /// ([`ack_spans`]): its waiting readings are read once, and the span is
+    /// recorded as the fewest runs that leave out every reading still
+    /// waiting that the batch does not acknowledge. A run may hold readings
+    /// with no implicit first version: it speaks only for implicit ones.
+    /// Scattered seqs (a batch's critical readings, one in a hundred) are
+    /// asked after in lists instead, and only those that wait get runs.
     pub(super) async fn acknowledge_firsts(
         &self,
         conn: &mut DB::Connection,
         seqs: &[i64],
-    ) -> Result<u64, DbError> {
-        let mut waiting = 0;
-        for chunk in id_chunks(seqs) {
-            let mut count = SqlBuilder::<DB>::default();
-            count.push("SELECT COUNT(*) FROM readings r WHERE ");
-            count.id_filter("r.seq", &chunk);
-            match chunk {
-                IdChunk::Run(from, to) => {
-                    let scan = self.acknowledged_in(conn, from, to).await?;
-                    if scan.is_empty() {
-                        continue;
-                    }
-                    count.waiting_firsts(&scan);
-                }
-                IdChunk::List(_) => count.push(&format!(" AND {}", first_waiting("r"))),
+    ) -> Result<Vec<i64>, DbError> {
+        let mut acknowledged = Vec::new();
+        let mut scattered = Vec::new();
+        for span in ack_spans(seqs) {
+            let (Some(&from), Some(&to)) = (span.first(), span.last()) else {
+                continue;
+            };
+            if !is_dense(span) {
+                scattered.extend_from_slice(span);
+                continue;
             }
-            let (counted,): (i64,) = count.query_as()?.fetch_one(&mut *conn).await?;
-            waiting += u64::try_from(counted).unwrap_or(0);
+            let touching = self.touching_runs(conn, from, to).await?;
+            let scan = Acknowledged::within(from, to, &touching, true);
+            let mut still_waiting: Vec<(i64,)> = Vec::new();
+            if !scan.is_empty() {
+                let mut sql = SqlBuilder::<DB>::default();
+                sql.push("SELECT r.seq FROM readings r WHERE 1 = 1");
+                sql.waiting_firsts(&scan);
+                sql.push(" ORDER BY r.seq");
+                still_waiting = sql.query_as()?.fetch_all(&mut *conn).await?;
+            }
+            let still_waiting: Vec<i64> = still_waiting.into_iter().map(|(seq,)| seq).collect();
+            let (waited, runs) = runs_leaving_out(span, &still_waiting);
+            acknowledged.extend(waited);
+            self.replace_acknowledged(conn, &touching, &runs).await?;
         }
-        for (from, to) in id_runs(seqs) {
-            self.record_acknowledged(conn, from, to).await?;
+        if !scattered.is_empty() {
+            let mut waited = Vec::new();
+            for chunk in id_chunks(&scattered) {
+                let mut sql = SqlBuilder::<DB>::default();
+                sql.push("SELECT r.seq FROM readings r WHERE ");
+                sql.id_filter("r.seq", &chunk);
+                sql.push(&format!(" AND {}", first_waiting("r")));
+                let rows = sql.query_as::<(i64,)>()?.fetch_all(&mut *conn).await?;
+                waited.extend(rows.into_iter().map(|(seq,)| seq));
+            }
+            // Only neighbours share a run: what lies between scattered
+            // seqs was not read.
+            for (from, to) in id_runs(&waited) {
+                let touching = self.touching_runs(conn, from, to).await?;
+                self.replace_acknowledged(conn, &touching, &[(from, to)])
+                    .await?;
+            }
+            acknowledged.extend(waited);
+            acknowledged.sort_unstable();
+            acknowledged.dedup();
         }
-        Ok(waiting)
+        Ok(acknowledged)
+    }
+
+    /// Every acknowledged run holding a seq of `from - 1..=to + 1`: those
+    /// a new run `from..=to` overlaps or touches, in seq order.
+    async fn touching_runs(
+        &self,
+        conn: &mut DB::Connection,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, i64)>, DbError> {
+        let (touching, _) = self
+            .acknowledged_runs(
+                conn,
+                from.saturating_sub(1),
+                to.saturating_add(1),
+                usize::MAX,
+            )
+            .await?;
+        Ok(touching)
+    }
+
+    /// Replaces the acknowledged runs `touching` (in seq order, as read)
+    /// by themselves merged with `runs`.
+    async fn replace_acknowledged(
+        &self,
+        conn: &mut DB::Connection,
+        touching: &[(i64, i64)],
+        runs: &[(i64, i64)],
+    ) -> Result<(), DbError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        if let (Some(first), Some(last)) = (touching.first(), touching.last()) {
+            sqlx::query("DELETE FROM acknowledged_first_runs WHERE seq_from BETWEEN $1 AND $2")
+                .bind(first.0)
+                .bind(last.0)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let merged = merge_runs(touching.iter().chain(runs).copied().collect());
+        for chunk in shaped_chunks(&merged) {
+            let mut insert = SqlBuilder::<DB>::default();
+            insert.push("INSERT INTO acknowledged_first_runs (seq_from, seq_to) VALUES ");
+            for (i, (from, to)) in chunk.iter().enumerate() {
+                insert.push(if i == 0 { "(" } else { ", (" });
+                insert.arg(*from);
+                insert.push(", ");
+                insert.arg(*to);
+                insert.push(")");
+            }
+            insert.query()?.execute(&mut *conn).await?;
+        }
+        Ok(())
     }
 
     /// Counts the implicit first versions waiting above version `floor`.
@@ -643,19 +709,73 @@ where
     }
 }
 
-/// The run recording `from..=to` acknowledged together with the runs it
-/// overlaps or touches (in seq order).
-fn merged_run(from: i64, to: i64, touching: &[(i64, i64)]) -> (i64, i64) {
-    touching
-        .iter()
-        .fold((from, to), |(lo, hi), (run_from, run_to)| {
-            (lo.min(*run_from), hi.max(*run_to))
-        })
+/// Splits sorted, distinct seqs into spans read in one statement each: the
+/// next seq joins a span when at most [`MAX_BRIDGED_GAP`] seqs lie between
+/// it and the span's last, and the span stays within twice its seqs plus
+/// that gap, so a span's statement reads a bounded number of readings.
+fn ack_spans(seqs: &[i64]) -> Vec<&[i64]> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for i in 1..seqs.len() {
+        let gap = seqs[i] - seqs[i - 1] - 1;
+        let width = seqs[i] - seqs[start] + 1;
+        let members = i64::try_from(i - start + 1).unwrap_or(i64::MAX);
+        if gap > MAX_BRIDGED_GAP || width > members.saturating_mul(2) + MAX_BRIDGED_GAP {
+            spans.push(&seqs[start..i]);
+            start = i;
+        }
+    }
+    if start < seqs.len() {
+        spans.push(&seqs[start..]);
+    }
+    spans
+}
+
+/// Whether a span's readings are worth reading all of: at least
+/// [`MIN_SPAN`] seqs, and at least half of the seqs it covers.
+fn is_dense(span: &[i64]) -> bool {
+    let (Some(first), Some(last)) = (span.first(), span.last()) else {
+        return false;
+    };
+    let members = i64::try_from(span.len()).unwrap_or(i64::MAX);
+    span.len() >= MIN_SPAN && last - first < members.saturating_mul(2)
+}
+
+/// For a span of acknowledged seqs (sorted, distinct) and the seqs of its
+/// readings still waiting (sorted), those of the span's that were waiting,
+/// and the runs recording them: from one such seq to another, split
+/// wherever a reading waits that the span does not acknowledge. The span's
+/// other seqs (readings with rows of their own, or acknowledged already)
+/// need no run, and a run may bridge them.
+fn runs_leaving_out(span: &[i64], waiting: &[i64]) -> (Vec<i64>, Vec<(i64, i64)>) {
+    let mut acknowledged = Vec::new();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    let mut waiting = waiting.iter().copied().peekable();
+    let mut left_out = false;
+    for &seq in span {
+        // Readings waiting below `seq` that the span leaves waiting.
+        while waiting.next_if(|other| *other < seq).is_some() {
+            left_out = true;
+        }
+        if waiting.next_if_eq(&seq).is_none() {
+            continue;
+        }
+        acknowledged.push(seq);
+        match runs.last_mut() {
+            Some((_, last)) if !left_out => *last = seq,
+            _ => runs.push((seq, seq)),
+        }
+        left_out = false;
+    }
+    (acknowledged, runs)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Acknowledged, FirstRun, FirstRuns, MAX_SKIPPED_RUNS, merged_run};
+    use super::{
+        Acknowledged, FirstRun, FirstRuns, MAX_BRIDGED_GAP, MAX_SKIPPED_RUNS, ack_spans, is_dense,
+        runs_leaving_out,
+    };
 
     #[test]
     fn runs_at_the_ends_of_a_scan_shorten_it_and_runs_inside_are_skipped() {
@@ -692,10 +812,58 @@ mod tests {
     }
 
     #[test]
-    fn a_recorded_run_swallows_the_runs_it_touches() {
-        assert_eq!(merged_run(5, 9, &[]), (5, 9));
-        assert_eq!(merged_run(5, 9, &[(1, 4), (10, 20)]), (1, 20));
-        assert_eq!(merged_run(5, 9, &[(3, 12)]), (3, 12));
+    fn seqs_close_together_share_a_span_and_far_ones_do_not() {
+        let mut seqs: Vec<i64> = (1..=100).collect();
+        // A gap of 3 critical readings, then more of the batch.
+        seqs.extend(104..=200);
+        // Far above: the live share of the same batch.
+        seqs.extend(100_000..=100_010);
+        let spans = ack_spans(&seqs);
+        assert_eq!(spans.len(), 2);
+        assert_eq!((spans[0][0], spans[0][spans[0].len() - 1]), (1, 200));
+        assert_eq!(
+            (spans[1][0], spans[1][spans[1].len() - 1]),
+            (100_000, 100_010)
+        );
+        assert!(ack_spans(&[]).is_empty());
+    }
+
+    #[test]
+    fn critical_readings_alone_are_scattered_not_a_span() {
+        // One reading in a hundred: what a batch's critical share looks like.
+        let critical: Vec<i64> = (0..50).map(|i| 24 + i * 100).collect();
+        assert!(ack_spans(&critical).iter().all(|span| !is_dense(span)));
+        let stretch: Vec<i64> = (1..=100).chain(102..=200).collect();
+        assert!(is_dense(&stretch));
+        assert!(!is_dense(&[7, 8]));
+    }
+
+    #[test]
+    fn sparse_seqs_do_not_make_a_wide_span() {
+        // Gaps each within the bridged gap, but few seqs for the width.
+        let seqs: Vec<i64> = (0..50).map(|i| i * MAX_BRIDGED_GAP).collect();
+        for span in ack_spans(&seqs) {
+            let width = span[span.len() - 1] - span[0] + 1;
+            assert!(width <= 2 * span.len() as i64 + MAX_BRIDGED_GAP, "{span:?}");
+        }
+    }
+
+    #[test]
+    fn a_span_is_split_only_where_a_reading_it_leaves_waits() {
+        // 5 and 6 are not acknowledged: 5 waits (leased elsewhere), 6 is
+        // critical (no implicit first version) and does not split.
+        let span = [1, 2, 3, 4, 7, 8, 10];
+        let waiting = [1, 2, 4, 5, 7, 8, 10];
+        let (acknowledged, runs) = runs_leaving_out(&span, &waiting);
+        // 3 was acknowledged already: not counted again, and bridged.
+        assert_eq!(acknowledged, vec![1, 2, 4, 7, 8, 10]);
+        assert_eq!(runs, vec![(1, 4), (7, 10)]);
+        // Nothing of the span waits (their versions have rows): no run.
+        let (acknowledged, runs) = runs_leaving_out(&span, &[]);
+        assert_eq!((acknowledged, runs), (vec![], vec![]));
+        // Alternate readings acknowledged, the others left waiting.
+        let (acknowledged, runs) = runs_leaving_out(&[2, 4], &[1, 2, 3, 4, 5]);
+        assert_eq!((acknowledged, runs), (vec![2, 4], vec![(2, 2), (4, 4)]));
     }
 
     fn runs() -> FirstRuns {

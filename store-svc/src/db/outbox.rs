@@ -417,7 +417,29 @@ where
         // an outbox row.
         let mut left_implicit = 0u64;
 
-        for chunk in id_chunks(&completion.synced) {
+        // Implicit first versions: the readings the ids map to. An id
+        // maps to one reading only, so nothing else is marked.
+        let runs = self.first_runs_of(&mut tx, &completion.synced).await?;
+        let seqs = runs.seqs_of(&completion.synced);
+        let acknowledged = self.acknowledge_firsts(&mut tx, &seqs).await?;
+        let synced = acknowledged.len() as u64;
+        counts.synced += synced;
+        left_implicit += synced;
+        // The rest have rows to mark: the versions just acknowledged had
+        // none (usually the whole batch).
+        let mut implicit: Vec<i64> = acknowledged
+            .iter()
+            .filter_map(|seq| runs.version_of(*seq))
+            .collect();
+        implicit.sort_unstable();
+        let with_rows: Vec<i64> = completion
+            .synced
+            .iter()
+            .copied()
+            .filter(|id| implicit.binary_search(id).is_err())
+            .collect();
+
+        for chunk in id_chunks(&with_rows) {
             // The reading shows synced only if this is its current version.
             self.set_reading_state(&mut tx, &chunk, SyncState::Synced)
                 .await?;
@@ -441,12 +463,6 @@ where
             let had_rows = DB::rows_affected(&outbox.query()?.execute(&mut *tx).await?);
             left_implicit += synced.saturating_sub(had_rows);
         }
-        // Implicit first versions: the readings the ids map to. An id
-        // maps to one reading only, so nothing else is marked.
-        let seqs = self.seqs_of_firsts(&mut tx, &completion.synced).await?;
-        let synced = self.acknowledge_firsts(&mut tx, &seqs).await?;
-        counts.synced += synced;
-        left_implicit += synced;
 
         let rejected: Vec<i64> = completion.rejected.iter().map(|(id, _)| *id).collect();
         self.materialise_firsts_of(&mut tx, &rejected, now_us)
