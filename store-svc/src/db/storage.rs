@@ -261,10 +261,15 @@ where
     /// step, about twenty for a million readings) on the order in which
     /// readings arrive; `i64::MAX` when every reading is that old.
     async fn young_from(&self, conn: &mut DB::Connection, before_us: i64) -> Result<i64, DbError> {
-        let (first, last): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM readings WHERE seq > 0")
-                .fetch_one(&mut *conn)
-                .await?;
+        // Two subqueries, not `SELECT MIN(seq), MAX(seq)`: SQLite finds a
+        // lone MIN or MAX at one end of the index, but reads every row for
+        // both at once (150 ms for a million readings, every pass).
+        let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MIN(seq) FROM readings WHERE seq > 0), \
+             (SELECT MAX(seq) FROM readings WHERE seq > 0)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         let (Some(mut old_below), Some(last)) = (first, last) else {
             return Ok(i64::MAX);
         };
