@@ -5,20 +5,12 @@ mod common;
 
 use common::{TestCloud, batch, error_body, json, token};
 use edge_cloud_link::contract::{
-    Coverage, MAX_COVERAGE_GAPS, SIMPLE_READINGS_PATH, SeqRange, SimpleCreated, SimpleReading,
-    UnsentAck, UnsentEntry, UnsentReport, UnsentStatus, unsent_path,
+    MAX_COVERAGE_GAPS, SIMPLE_READINGS_PATH, SeqRange, SimpleCreated, SimpleReading, UnsentAck,
+    UnsentEntry, UnsentReport, UnsentStatus, unsent_path,
 };
 use edge_testkit::{TestDatabase, on_both_backends};
 
 const SITE: &str = "mine-7";
-
-async fn coverage(cloud: &TestCloud) -> Coverage {
-    cloud
-        .admin
-        .coverage(&cloud.url, SITE, &token(SITE))
-        .await
-        .expect("coverage")
-}
 
 fn unsent(seq: u64, status: UnsentStatus) -> UnsentEntry {
     let v = common::version(SITE, seq);
@@ -44,7 +36,7 @@ async fn report(cloud: &TestCloud, entries: Vec<UnsentEntry>) -> reqwest::Respon
 
 async fn coverage_counts_contiguous_seqs_and_lists_gaps(db: &TestDatabase) {
     let cloud = TestCloud::start(db).await;
-    let empty = coverage(&cloud).await;
+    let empty = cloud.coverage(SITE).await;
     assert_eq!(
         (
             empty.highest_contiguous_seq,
@@ -55,7 +47,7 @@ async fn coverage_counts_contiguous_seqs_and_lists_gaps(db: &TestDatabase) {
     );
 
     cloud.push_ok(SITE, "a", &batch(SITE, 1..=10)).await;
-    let c = coverage(&cloud).await;
+    let c = cloud.coverage(SITE).await;
     assert_eq!(
         (c.highest_contiguous_seq, c.max_seq, c.held_seqs, c.versions),
         (10, 10, 10, 10)
@@ -63,7 +55,7 @@ async fn coverage_counts_contiguous_seqs_and_lists_gaps(db: &TestDatabase) {
     assert!(c.gaps.is_empty() && !c.gaps_truncated);
 
     cloud.push_ok(SITE, "b", &batch(SITE, [13, 14, 20])).await;
-    let c = coverage(&cloud).await;
+    let c = cloud.coverage(SITE).await;
     assert_eq!(
         (c.highest_contiguous_seq, c.max_seq, c.held_seqs),
         (10, 20, 13)
@@ -87,7 +79,7 @@ async fn coverage_counts_contiguous_seqs_and_lists_gaps(db: &TestDatabase) {
         .push_ok(SITE, "fill", &batch(SITE, [11, 12, 15, 16, 17, 18, 19]))
         .await;
     cloud.push_ok(SITE, "long", &batch(SITE, 21..=3_000)).await;
-    let c = coverage(&cloud).await;
+    let c = cloud.coverage(SITE).await;
     assert_eq!(
         (c.highest_contiguous_seq, c.max_seq, c.held_seqs),
         (3_000, 3_000, 3_000)
@@ -122,7 +114,7 @@ async fn unsent_reports_fill_gaps_and_held_wins(db: &TestDatabase) {
     assert_eq!(response.status(), 200);
     let ack: UnsentAck = json(response).await;
     assert_eq!(ack.recorded, 3);
-    let c = coverage(&cloud).await;
+    let c = cloud.coverage(SITE).await;
     assert_eq!(
         (
             c.highest_contiguous_seq,
@@ -143,7 +135,7 @@ async fn unsent_reports_fill_gaps_and_held_wins(db: &TestDatabase) {
         200
     );
     cloud.push_ok(SITE, "b", &batch(SITE, [3])).await;
-    let c = coverage(&cloud).await;
+    let c = cloud.coverage(SITE).await;
     assert_eq!((c.held_seqs, c.rejected_seqs, c.dropped_seqs), (4, 0, 1));
     assert_eq!(cloud.admin.stats().await.expect("stats").unsent_reports, 2);
 
@@ -171,7 +163,7 @@ async fn many_gaps_are_truncated(db: &TestDatabase) {
         .map(|i| 2 * i + 1)
         .collect();
     cloud.push_ok(SITE, "odd", &batch(SITE, seqs)).await;
-    let c = coverage(&cloud).await;
+    let c = cloud.coverage(SITE).await;
     assert_eq!(c.gaps.len(), MAX_COVERAGE_GAPS);
     assert!(c.gaps_truncated);
     assert_eq!(c.gaps[0], SeqRange { first: 2, last: 2 });

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use common::{TestCloud, batch};
 use edge_cloud::{CloudApp, CloudArgs};
+use edge_cloud_link::contract::{Coverage, SeqRange};
 use edge_testkit::{Backend, TestDatabase, on_both_backends};
 
 const SITE: &str = "camp-3";
@@ -107,6 +108,97 @@ async fn a_cloud_database_from_a_newer_edge_is_refused_untouched(db: &TestDataba
     assert!(!args.data_dir.join("backups").exists());
 }
 on_both_backends!(a_cloud_database_from_a_newer_edge_is_refused_untouched);
+
+/// Books the schema before runs wrote (a row per held seq), to upgrade:
+/// held 1–100 and 103–150, 101 rejected, 200 dropped, the watermark at 101.
+const ROW_PER_SEQ_BOOKS: &str = "\
+    INSERT INTO site_books (site_id, contiguous_upto, versions_written) VALUES ('camp-3', 101, 148); \
+    INSERT INTO seq_coverage (site_id, seq, status, reason) VALUES \
+    ('camp-3', 101, 'rejected', 'a bad humidity'), ('camp-3', 200, 'dropped', 'storage full')";
+
+/// Held, rejected and dropped seqs, the highest seq and the highest
+/// contiguous one.
+fn counts(books: &Coverage) -> (u64, u64, u64, u64, u64) {
+    (
+        books.held_seqs,
+        books.rejected_seqs,
+        books.dropped_seqs,
+        books.max_seq,
+        books.highest_contiguous_seq,
+    )
+}
+
+/// A populated database of the schema that booked each held seq in a row
+/// of its own is upgraded in place to runs, on both backends: the books
+/// read the same afterwards and go on from there.
+async fn held_seqs_booked_a_row_each_are_upgraded_to_runs(db: &TestDatabase) {
+    let args = TestCloud::args(db);
+    std::fs::create_dir_all(&args.data_dir).expect("data dir");
+    let previous = |mut migrator: sqlx::migrate::Migrator| {
+        migrator.migrations = Cow::Owned(migrator.iter().take(5).cloned().collect());
+        migrator
+    };
+    let held: Vec<String> = (1..=100)
+        .chain(103..=150)
+        .map(|seq| format!("('{SITE}', {seq}, 'held')"))
+        .collect();
+    let books = format!(
+        "INSERT INTO seq_coverage (site_id, seq, status) VALUES {}; {ROW_PER_SEQ_BOOKS}",
+        held.join(", ")
+    );
+    match &args.database_url {
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.expect("postgres");
+            let schema = previous(sqlx::migrate!("./migrations/postgres"));
+            schema.run(&pool).await.expect("schema 5");
+            sqlx::raw_sql(&books).execute(&pool).await.expect("books");
+            pool.close().await;
+        }
+        None => {
+            let pool = sqlite(&args.data_dir.join("cloud.db")).await;
+            let schema = previous(sqlx::migrate!("./migrations/sqlite"));
+            schema.run(&pool).await.expect("schema 5");
+            sqlx::raw_sql(&books).execute(&pool).await.expect("books");
+            pool.close().await;
+        }
+    }
+
+    let cloud = TestCloud::start_with(args.clone()).await;
+    let books = cloud.coverage(SITE).await;
+    assert_eq!(counts(&books), (148, 1, 1, 200, 101));
+    assert_eq!(
+        books.gaps,
+        vec![
+            SeqRange {
+                first: 102,
+                last: 102
+            },
+            SeqRange {
+                first: 151,
+                last: 199
+            }
+        ]
+    );
+
+    // Filling the gaps joins the upgraded runs; seqs held already stay
+    // held once, and the rejected and dropped ones, pushed after all,
+    // become held.
+    cloud
+        .push_ok(
+            SITE,
+            "after-upgrade",
+            &batch(SITE, (100..=103).chain(151..=200)),
+        )
+        .await;
+    let books = cloud.coverage(SITE).await;
+    assert_eq!(counts(&books), (200, 0, 0, 200, 200));
+    assert!(books.gaps.is_empty(), "{:?}", books.gaps);
+    cloud.stop().await;
+    let all: Vec<i64> = applied(&args).await.into_iter().map(|(v, _)| v).collect();
+    assert_eq!(all, (1..=latest(db)).collect::<Vec<i64>>());
+}
+
+on_both_backends!(held_seqs_booked_a_row_each_are_upgraded_to_runs);
 
 /// Every message in `err`'s chain of sources, one per line.
 fn anyhow_like(err: &(dyn std::error::Error + 'static)) -> String {

@@ -44,6 +44,7 @@ pub mod failure;
 pub mod faults;
 pub mod migrate;
 pub mod open;
+pub mod runs;
 pub mod statement;
 pub mod write;
 

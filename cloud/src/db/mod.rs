@@ -37,6 +37,7 @@
 //! - the push counter only grows, across restarts.
 
 mod backend;
+mod books;
 mod listings;
 mod readings;
 mod schema;

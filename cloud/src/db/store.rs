@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_cloud_link::contract::{
-    Coverage, MAX_COVERAGE_GAPS, PushResponse, SeqRange, SimpleReading, UnsentReport, UnsentStatus,
-    VersionRecord, VersionResult, VersionStatus,
+    Coverage, PushResponse, SimpleReading, UnsentReport, UnsentStatus, VersionRecord,
+    VersionResult, VersionStatus,
 };
 use edge_versioning::{Hlc, Policy, SkewBound, WallClock};
 use sqlx::Pool;
 
 use super::backend::Backend;
+use super::books;
 use super::sql::shaped_chunks;
 use super::{DbError, PushOutcome, Skew};
 use crate::batch::{CheckedBatch, bookable_seq};
@@ -259,26 +260,24 @@ impl<DB: Backend> Store<DB> {
             .iter()
             .map(|(v, _)| (v.origin_site_id.as_str(), v.seq as i64))
             .collect();
-        let held: Vec<(&str, i64)> = held.into_iter().collect();
-        for chunk in shaped_chunks(&held) {
-            let mut sql = String::from("INSERT INTO seq_coverage (site_id, seq, status) VALUES ");
-            push_placeholders::<DB>(&mut sql, 1, chunk.len(), 2, ", 'held'");
-            sql.push_str(
-                " ON CONFLICT (site_id, seq) DO UPDATE SET status = 'held', reason = NULL \
-                 WHERE seq_coverage.status <> 'held'",
-            );
-            let mut insert = sqlx::query::<DB>(&sql);
-            for &(origin, seq) in chunk {
-                insert = insert.bind(origin).bind(seq);
-            }
-            insert.execute(&mut *conn).await?;
+        let mut held_by_origin: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for &(origin, seq) in &held {
+            held_by_origin.entry(origin).or_default().push(seq);
         }
-        let rejected: BTreeMap<i64, &str> = batch
+        for (origin, seqs) in &held_by_origin {
+            books::book_held::<DB>(&mut *conn, origin, seqs).await?;
+        }
+        let mut rejected: BTreeMap<i64, &str> = batch
             .versions
             .iter()
             .zip(&batch.rejections)
             .filter_map(|(v, reason)| Some((bookable_seq(site, v)?, reason.as_deref()?)))
             .collect();
+        // A seq held already (by another version) stays held.
+        let seqs: Vec<i64> = rejected.keys().copied().collect();
+        for seq in books::held_among::<DB>(&mut *conn, site, &seqs).await? {
+            rejected.remove(&seq);
+        }
         let rejected: Vec<(i64, &str)> = rejected.into_iter().collect();
         for chunk in shaped_chunks(&rejected) {
             let mut sql =
@@ -291,13 +290,9 @@ impl<DB: Backend> Store<DB> {
             }
             insert.execute(&mut *conn).await?;
         }
-        let origins: BTreeSet<&str> = held
-            .iter()
-            .map(|(origin, _)| *origin)
-            .chain([site])
-            .collect();
+        let origins: BTreeSet<&str> = held_by_origin.keys().copied().chain([site]).collect();
         for origin in origins {
-            advance_watermark::<DB>(&mut *conn, origin).await?;
+            books::advance_watermark::<DB>(&mut *conn, origin).await?;
         }
 
         // The answer, stored with the versions so a replay gets exactly it.
@@ -375,9 +370,15 @@ impl<DB: Backend> Store<DB> {
                 ))
             })
             .collect();
-        let entries: Vec<_> = entries.into_iter().collect();
         let mut tx = self.write_tx("unsent").await?;
         let conn: &mut DB::Connection = &mut tx;
+        // A held seq stays held, whatever is reported about it.
+        let mut entries = entries;
+        let seqs: Vec<i64> = entries.keys().copied().collect();
+        for seq in books::held_among::<DB>(&mut *conn, site, &seqs).await? {
+            entries.remove(&seq);
+        }
+        let entries: Vec<_> = entries.into_iter().collect();
         for chunk in shaped_chunks(&entries) {
             let mut sql =
                 String::from("INSERT INTO seq_coverage (site_id, seq, status, reason) VALUES ");
@@ -396,7 +397,7 @@ impl<DB: Backend> Store<DB> {
             }
             insert.execute(&mut *conn).await?;
         }
-        advance_watermark::<DB>(&mut *conn, site).await?;
+        books::advance_watermark::<DB>(&mut *conn, site).await?;
         tx.statements_done().await?;
         tx.commit().await?;
         Ok(report.entries.len() as u64)
@@ -409,73 +410,9 @@ impl<DB: Backend> Store<DB> {
         if let Some(snapshot) = DB::SNAPSHOT {
             sqlx::query::<DB>(snapshot).execute(&mut *conn).await?;
         }
-        // `versions_written`: the versions the site wrote (whoever pushed
-        // them), which is what the site counts as synced.
-        let mut sql = String::from(
-            "SELECT contiguous_upto, versions_written FROM site_books WHERE site_id = ",
-        );
-        DB::placeholder(&mut sql, 1);
-        let (watermark, versions): (i64, i64) = sqlx::query_as::<DB, (i64, i64)>(&sql)
-            .bind(site)
-            .fetch_optional(&mut *conn)
-            .await?
-            .unwrap_or((0, 0));
-        // One pass, no sort.
-        let mut sql = String::from(
-            "SELECT COALESCE(SUM(CASE WHEN status = 'held' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN status = 'dropped' THEN 1 ELSE 0 END), 0), \
-             COALESCE(MAX(seq), 0) FROM seq_coverage WHERE site_id = ",
-        );
-        DB::placeholder(&mut sql, 1);
-        let (held, rejected, dropped, max_seq): (i64, i64, i64, i64) =
-            sqlx::query_as::<DB, (i64, i64, i64, i64)>(&sql)
-                .bind(site)
-                .fetch_one(&mut *conn)
-                .await?;
-        // Gaps: wherever a seq above the watermark does not follow the
-        // previous accounted one (the first follows the watermark itself).
-        let mut sql = String::from(
-            "SELECT prev + 1, seq - 1 FROM (SELECT seq, COALESCE(LAG(seq) OVER (ORDER BY seq), ",
-        );
-        DB::placeholder(&mut sql, 1);
-        sql.push_str(") AS prev FROM seq_coverage WHERE site_id = ");
-        DB::placeholder(&mut sql, 2);
-        sql.push_str(" AND seq > ");
-        DB::placeholder(&mut sql, 3);
-        sql.push_str(") AS accounted WHERE seq > prev + 1 ORDER BY seq LIMIT ");
-        DB::placeholder(&mut sql, 4);
-        let gap_rows: Vec<(i64, i64)> = sqlx::query_as::<DB, (i64, i64)>(&sql)
-            .bind(watermark)
-            .bind(site)
-            .bind(watermark)
-            .bind(MAX_COVERAGE_GAPS as i64 + 1)
-            .fetch_all(&mut *conn)
-            .await?;
+        let coverage = books::coverage::<DB>(&mut *conn, site).await?;
         tx.commit().await?;
-
-        let max_seq = max_seq as u64;
-        let gaps_truncated = gap_rows.len() > MAX_COVERAGE_GAPS;
-        let gaps: Vec<SeqRange> = gap_rows
-            .into_iter()
-            .take(MAX_COVERAGE_GAPS)
-            .map(|(first, last)| SeqRange {
-                first: first as u64,
-                last: last as u64,
-            })
-            .collect();
-        let highest_contiguous_seq = gaps.first().map_or(max_seq, |gap| gap.first - 1);
-        Ok(Coverage {
-            site_id: site.to_owned(),
-            highest_contiguous_seq,
-            max_seq,
-            held_seqs: held as u64,
-            versions: versions as u64,
-            rejected_seqs: rejected as u64,
-            dropped_seqs: dropped as u64,
-            gaps,
-            gaps_truncated,
-        })
+        Ok(coverage)
     }
 
     /// Stores one simple-API reading and returns its id.
@@ -497,65 +434,6 @@ impl<DB: Backend> Store<DB> {
         conn.release();
         Ok(id)
     }
-}
-
-/// Moves the site's contiguous watermark up past every accounted seq that
-/// follows it. Reads only from the watermark up to the first gap, in pages
-/// that start small, so a push behind a long-standing gap costs one short
-/// read; over a site's life every seq is passed once.
-#[edge_sql::sql_bounds]
-async fn advance_watermark<DB: Backend>(
-    conn: &mut DB::Connection,
-    site: &str,
-) -> Result<(), DbError> {
-    let mut sql = String::from("SELECT contiguous_upto FROM site_books WHERE site_id = ");
-    DB::placeholder(&mut sql, 1);
-    let stored: Option<i64> = sqlx::query_as::<DB, (i64,)>(&sql)
-        .bind(site)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|(w,)| w);
-    let mut watermark = stored.unwrap_or(0);
-    let mut sql = String::from("SELECT seq FROM seq_coverage WHERE site_id = ");
-    DB::placeholder(&mut sql, 1);
-    sql.push_str(" AND seq > ");
-    DB::placeholder(&mut sql, 2);
-    sql.push_str(" ORDER BY seq LIMIT ");
-    DB::placeholder(&mut sql, 3);
-    let mut page: i64 = 16;
-    loop {
-        let seqs: Vec<(i64,)> = sqlx::query_as::<DB, (i64,)>(&sql)
-            .bind(site)
-            .bind(watermark)
-            .bind(page)
-            .fetch_all(&mut *conn)
-            .await?;
-        let mut followed = 0;
-        for (seq,) in &seqs {
-            if *seq != watermark + 1 {
-                break;
-            }
-            watermark = *seq;
-            followed += 1;
-        }
-        if followed < seqs.len() || (seqs.len() as i64) < page {
-            break;
-        }
-        page = (page * 4).min(16_384);
-    }
-    if stored != Some(watermark) {
-        let mut sql = String::from("INSERT INTO site_books (site_id, contiguous_upto) VALUES ");
-        push_placeholders::<DB>(&mut sql, 1, 1, 2, "");
-        sql.push_str(
-            " ON CONFLICT (site_id) DO UPDATE SET contiguous_upto = excluded.contiguous_upto",
-        );
-        sqlx::query::<DB>(&sql)
-            .bind(site)
-            .bind(watermark)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
 }
 
 /// Takes the next cloud-wide push number; locks the `cloud_state` row, and

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use edge_cloud::{AdminClient, CloudApp, CloudArgs, CloudError};
 use edge_cloud_link::contract::{
-    ErrorBody, Hlc, IDEMPOTENCY_KEY_HEADER, Priority, PushBatch, PushResponse, VersionRecord,
-    VersionStamp, batches_path,
+    Coverage, ErrorBody, Hlc, IDEMPOTENCY_KEY_HEADER, Priority, PushBatch, PushResponse,
+    VersionRecord, VersionStamp, batches_path,
 };
 use edge_cloud_link::{ClientConfig, CloudClient};
 use edge_testkit::TestDatabase;
@@ -170,6 +170,14 @@ impl TestCloud {
     }
 
     /// Posts `batch` and expects `200` with one result per version.
+    /// `site`'s coverage, asked for as the site does.
+    pub async fn coverage(&self, site: &str) -> Coverage {
+        self.admin
+            .coverage(&self.url, site, &token(site))
+            .await
+            .expect("coverage")
+    }
+
     pub async fn push_ok(&self, site: &str, key: &str, batch: &PushBatch) -> PushResponse {
         let response = self.push(site, key, batch).await;
         assert_eq!(
