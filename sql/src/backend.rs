@@ -38,6 +38,19 @@ pub trait SqlDatabase: FaultableBackend {
     /// transactions already do (WAL: from their first read on); PostgreSQL's
     /// default, READ COMMITTED, takes a new one per statement.
     const SNAPSHOT: Option<&'static str>;
+    /// `INSERT …` that skips rows conflicting with a unique key, as a
+    /// prefix (before `INTO`) and a suffix (after the rows).
+    ///
+    /// SQLite: `INSERT OR IGNORE`, not `ON CONFLICT DO NOTHING`. A
+    /// multi-row statement that may abort half-way keeps a statement
+    /// journal, a copy of every page it changes, to undo its own rows; an
+    /// upsert clause covers only unique keys, so a NOT NULL or CHECK failure
+    /// could still abort, while `OR IGNORE` covers every constraint and the
+    /// statement never aborts (a 5,000-row insert with three indexes: about
+    /// a third faster). It also skips a row that breaks NOT NULL or CHECK:
+    /// where every row must land, compare the rows inserted with the rows
+    /// given.
+    const INSERT_SKIPPING: (&'static str, &'static str);
     /// Writes the placeholder for the `n`th bind parameter (from 1).
     fn placeholder(sql: &mut String, n: usize);
     /// Rows a statement inserted or changed (an inherent method of each
@@ -48,6 +61,7 @@ pub trait SqlDatabase: FaultableBackend {
 impl SqlDatabase for Sqlite {
     const LABEL: &'static str = "sqlite";
     const SNAPSHOT: Option<&'static str> = None;
+    const INSERT_SKIPPING: (&'static str, &'static str) = ("INSERT OR IGNORE", "");
     // Plain `?`: SQLite resolves named and numbered parameters (`$1`, `?1`) by
     // a linear scan per parameter, which makes a 10,000-parameter INSERT
     // quadratic; anonymous ones are bound by position for free.
@@ -63,6 +77,7 @@ impl SqlDatabase for Postgres {
     const LABEL: &'static str = "postgres";
     const SNAPSHOT: Option<&'static str> =
         Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    const INSERT_SKIPPING: (&'static str, &'static str) = ("INSERT", " ON CONFLICT DO NOTHING");
     fn placeholder(sql: &mut String, n: usize) {
         use std::fmt::Write as _;
         let _ = write!(sql, "${n}");

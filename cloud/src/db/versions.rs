@@ -163,14 +163,16 @@ impl<DB: Backend> Store<DB> {
     ) -> Result<u64, DbError> {
         let mut inserted = 0;
         for chunk in shaped_chunks(records) {
-            let mut sql = String::from(
-                "INSERT INTO versions (site_id, origin_site_id, seq, reading_id, hlc_physical_ms, \
+            let (insert, skipping) = DB::INSERT_SKIPPING;
+            let mut sql = format!(
+                "{insert} INTO versions (site_id, origin_site_id, seq, reading_id, hlc_physical_ms, \
                  hlc_logical, version_site_id, sensor_id, temperature, humidity, measured_at_us, \
                  received_at_us, priority, clock_suspect, push, quality, note, base_physical_ms, \
                  base_logical, base_site_id, clock_ahead_ms, written_by) VALUES ",
             );
             push_placeholders::<DB>(&mut sql, 1, chunk.len(), VERSION_COLUMNS, "");
-            sql.push_str(" ON CONFLICT DO NOTHING");
+            // The caller checks that every row landed.
+            sql.push_str(skipping);
             let mut insert = sqlx::query::<DB>(&sql);
             for (v, ahead_ms) in chunk {
                 let (base_physical, base_logical, base_site) = match &v.base {

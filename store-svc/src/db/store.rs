@@ -561,15 +561,17 @@ where
         from: i64,
         to: i64,
     ) -> Result<(), DbError> {
+        let (insert, skipping) = DB::INSERT_SKIPPING;
         let mut sql = SqlBuilder::<DB>::default();
-        sql.push(
-            "INSERT INTO readings_by_sensor (sensor_id, measured_at_us, seq) \
-             SELECT sensor_id, measured_at_us, seq",
-        );
+        sql.push(&format!(
+            "{insert} INTO readings_by_sensor (sensor_id, measured_at_us, seq) \
+             SELECT sensor_id, measured_at_us, seq"
+        ));
         sql.readings_in_seq_range(from + 1, to);
         // Derived rows: one already there (a restored or repaired database) is
         // the same row, and must not stop ingest.
-        sql.push(" ORDER BY sensor_id, measured_at_us, seq ON CONFLICT DO NOTHING");
+        sql.push(" ORDER BY sensor_id, measured_at_us, seq");
+        sql.push(skipping);
         sql.query()?.execute(&mut *conn).await?;
         Ok(())
     }
@@ -838,9 +840,15 @@ pub(super) async fn insert_readings_multi_row<DB: Backend>(
     rows: &[NewRow<'_>],
 ) -> Result<(), DbError> {
     let pending = SyncState::Pending as i64;
+    let (insert, skipping) = DB::INSERT_SKIPPING;
     for chunk in shaped_chunks(rows) {
-        let mut sql = format!("INSERT INTO readings ({NEW_READING_COLUMNS}) VALUES ");
+        // Skipping, not failing, on a conflict: a statement that cannot
+        // abort needs no journal of its own on SQLite (see
+        // `INSERT_SKIPPING`). Every row must land, so a row skipped (an id
+        // stored meanwhile, which the writer rules out) fails the group.
+        let mut sql = format!("{insert} INTO readings ({NEW_READING_COLUMNS}) VALUES ");
         push_placeholders::<DB>(&mut sql, 1, chunk.len(), 15, ", TRUE");
+        sql.push_str(skipping);
         let mut insert = sqlx::query::<DB>(&sql);
         for row in chunk {
             let r = row.reading;
@@ -861,7 +869,12 @@ pub(super) async fn insert_readings_multi_row<DB: Backend>(
                 .bind(pending)
                 .bind(r.written_by.as_str());
         }
-        insert.execute(&mut *conn).await?;
+        let inserted = DB::rows_affected(&insert.execute(&mut *conn).await?);
+        if inserted != chunk.len() as u64 {
+            return Err(DbError::Inconsistent(
+                "a new reading's row was not inserted (its id or seq is taken)",
+            ));
+        }
     }
     Ok(())
 }
