@@ -39,6 +39,7 @@
 extern crate self as edge_sql;
 
 pub mod backend;
+pub mod checkpoint;
 pub mod durability;
 pub mod failure;
 pub mod faults;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use edge_sql::checkpoint::{self, Checkpointer};
 use edge_sql::statement::push_list;
 use edge_sql::{PostgresSettings, SqlDatabase};
 use sqlx::pool::PoolOptions;
@@ -55,12 +56,6 @@ impl Backend for Postgres {
 /// SQLite page cache per connection, KiB: keeps the version key index hot.
 const SQLITE_CACHE_KIB: i64 = 32 * 1024;
 
-/// WAL pages (4 KiB each) between automatic checkpoints: 64 MiB.
-const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
-
-/// The WAL file is truncated to this size after a checkpoint.
-const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
-
 impl Store<Sqlite> {
     /// Opens (creating if needed) the SQLite database and migrates it.
     pub(super) async fn open_sqlite(
@@ -79,14 +74,21 @@ impl Store<Sqlite> {
             SqliteSynchronous::Full,
             SQLITE_CACHE_KIB,
         )?;
-        // Checkpoint less often than SQLite's default of every 1,000 pages
-        // (4 MB): one 5,000-version push writes about that much, so the
-        // default would checkpoint (write and fsync the main file) inside
-        // nearly every push. The WAL file is truncated back after a checkpoint.
+        // Checkpoints run on a connection of their own after pushes
+        // (edge-sql's checkpoint module says why and how): one
+        // 5,000-version push writes about 4 MB of WAL, and SQLite's default
+        // would checkpoint (write and fsync the main file) inside nearly
+        // every push. The writer's own checkpoint stays as a ceiling.
         let write_options = connect_options
             .clone()
-            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string());
+            .pragma(
+                "wal_autocheckpoint",
+                checkpoint::WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+            )
+            .pragma(
+                "journal_size_limit",
+                checkpoint::WAL_SIZE_LIMIT_BYTES.to_string(),
+            );
         // One write connection: SQLite has one writer at a time anyway, and a
         // pool of one serialises the cloud's transactions in arrival order.
         let file = connect_options.get_filename().to_owned();
@@ -98,6 +100,9 @@ impl Store<Sqlite> {
         super::schema::SCHEMA
             .migrate_sqlite(&write, &file, options.migration_backup)
             .await?;
+        let checkpointer = Checkpointer::start(&connect_options)
+            .await
+            .map_err(connect)?;
         let read = PoolOptions::<Sqlite>::new()
             .max_connections(options.read_connections.max(1))
             .connect_with(connect_options.read_only(true))
@@ -108,6 +113,7 @@ impl Store<Sqlite> {
             read,
             versioning,
             options.write_faults.clone(),
+            Some(checkpointer),
         ))
     }
 }
@@ -138,6 +144,7 @@ impl Store<Postgres> {
             read,
             versioning,
             options.write_faults.clone(),
+            None,
         ))
     }
 }

@@ -25,6 +25,7 @@ use super::sql::shaped_chunks;
 use super::{DbError, PushOutcome, Skew};
 use crate::batch::{CheckedBatch, bookable_seq};
 use crate::resolve::{CloudClock, Offered, Readings, hlc_of};
+use edge_sql::checkpoint::Checkpointer;
 use edge_sql::statement::push_placeholders;
 use edge_sql::{Pools, WriteConn, WriteFaults};
 
@@ -90,6 +91,9 @@ pub(crate) struct Store<DB: sqlx::Database> {
     /// never reused (see [`edge_sql::write`]).
     pub(super) pools: Pools<DB>,
     pub(super) versioning: Versioning,
+    /// SQLite's WAL checkpoints, off the pushes' commits; `None` on
+    /// PostgreSQL.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl<DB: sqlx::Database> Store<DB> {
@@ -98,10 +102,21 @@ impl<DB: sqlx::Database> Store<DB> {
         read: Pool<DB>,
         versioning: Versioning,
         faults: Option<Arc<WriteFaults>>,
+        checkpointer: Option<Checkpointer>,
     ) -> Self {
         Store {
             pools: Pools::new(write, read, faults),
             versioning,
+            checkpointer,
+        }
+    }
+
+    /// After a commit that wrote much (a push): lets the SQLite
+    /// checkpointer copy the new WAL frames. Smaller writes leave theirs to
+    /// the next push's, or to the writer's own checkpoint.
+    fn after_write(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
         }
     }
 
@@ -133,9 +148,13 @@ impl<DB: sqlx::Database> Store<DB> {
         self.versioning.max_clock_skew
     }
 
-    /// Closes both pools, waiting for connections in use.
+    /// Closes both pools, waiting for connections in use, then stops the
+    /// checkpointer.
     pub async fn close(&self) {
         self.pools.close().await;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop().await;
+        }
     }
 }
 
@@ -337,6 +356,7 @@ impl<DB: Backend> Store<DB> {
             .await?;
         tx.statements_done().await?;
         tx.commit().await?;
+        self.after_write();
         if !accepted.is_empty() {
             log_fall_back(&clock, persisted_clock, self.versioning.max_clock_skew);
         }

@@ -12,7 +12,6 @@ use sqlx::pool::PoolOptions;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteSynchronous};
 use sqlx::{Postgres, Sqlite};
 
-use super::checkpoint::{self, Checkpointer};
 use super::store::{
     HELD_COLUMNS, HeldRow, NEW_READING_COLUMNS, NewRow, Store, held_readings_in_lists,
     insert_readings_multi_row,
@@ -20,6 +19,7 @@ use super::store::{
 use super::{DbConfig, DbError};
 use crate::hlc::WallClock;
 use crate::model::SyncState;
+use edge_sql::checkpoint::{self, Checkpointer};
 
 /// How hard SQLite works to make a commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

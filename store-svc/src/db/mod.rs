@@ -23,7 +23,6 @@
 //!   versions received beyond it are stored with how far ahead they were.
 
 mod backend;
-mod checkpoint;
 pub mod faults;
 mod first_versions;
 mod identities;

@@ -12,7 +12,6 @@ use edge_versioning::{NodeClock, SkewBound};
 use sqlx::{FromRow, Pool};
 
 use super::backend::Backend;
-use super::checkpoint::Checkpointer;
 use super::faults::WriteOp;
 use super::first_versions::sync_state_of;
 use super::outbox::{IMPLICIT, OUTBOX_FLOOR, id_chunks};
@@ -23,6 +22,7 @@ use crate::model::{
     AppendOutcome, Cursor, NewReading, Outcome, Priority, ReadingQuery, Stats, StoredReading,
     SyncState, VersionStamp,
 };
+use edge_sql::checkpoint::Checkpointer;
 use edge_sql::statement::{STATEMENT_ROWS, padded_shape, push_placeholders, shaped_chunks};
 use edge_sql::{Pools, WriteConn};
 

@@ -1,4 +1,5 @@
-//! SQLite WAL checkpoints on their own connection, off the write path.
+//! SQLite WAL checkpoints on their own connection, off the write path, for
+//! the site's store and the reference cloud alike.
 //!
 //! By default SQLite checkpoints inside the commit that pushes the WAL past
 //! 1,000 pages, on the committing connection: the writer would stop taking
@@ -25,15 +26,15 @@ use tokio_util::sync::CancellationToken;
 
 /// WAL pages (4 KiB each) at which the writer checkpoints itself. 16,384
 /// pages bounds the WAL at about 64 MiB.
-pub(super) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// Bytes the WAL file is trimmed to after it rewinds.
-pub(super) const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+pub const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The background checkpoint task. Dropping it (a store that failed to
 /// finish opening) stops the task too; [`Checkpointer::stop`] also waits for
 /// it.
-pub(super) struct Checkpointer {
+pub struct Checkpointer {
     committed: std::sync::Arc<Notify>,
     stop: CancellationToken,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -42,10 +43,10 @@ pub(super) struct Checkpointer {
 impl Checkpointer {
     /// Shortest pause between two checkpoints. Pages rewritten by several
     /// commits in the meantime are copied once.
-    pub(super) const INTERVAL: Duration = Duration::from_millis(200);
+    pub const INTERVAL: Duration = Duration::from_millis(200);
 
     /// Opens the checkpoint connection and starts the task.
-    pub(super) async fn start(options: &SqliteConnectOptions) -> Result<Checkpointer, sqlx::Error> {
+    pub async fn start(options: &SqliteConnectOptions) -> Result<Checkpointer, sqlx::Error> {
         let conn = options.connect().await?;
         let committed = std::sync::Arc::new(Notify::new());
         let stop = CancellationToken::new();
@@ -58,12 +59,12 @@ impl Checkpointer {
     }
 
     /// Tells the task a commit added frames to the WAL.
-    pub(super) fn committed(&self) {
+    pub fn committed(&self) {
         self.committed.notify_one();
     }
 
     /// Stops the task and closes its connection.
-    pub(super) async fn stop(&self) {
+    pub async fn stop(&self) {
         self.stop.cancel();
         let task = self.task.lock().ok().and_then(|mut task| task.take());
         if let Some(task) = task {
