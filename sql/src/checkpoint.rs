@@ -31,6 +31,18 @@ pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// Bytes the WAL file is trimmed to after it rewinds.
 pub const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The writer's connection options: its own checkpoint only as the
+/// ceiling [`WRITER_AUTOCHECKPOINT_PAGES`], and the WAL trimmed back to
+/// [`WAL_SIZE_LIMIT_BYTES`] after it rewinds.
+pub fn writer_options(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .pragma(
+            "wal_autocheckpoint",
+            WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+        )
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES.to_string())
+}
+
 /// The background checkpoint task. Dropping it (a store that failed to
 /// finish opening) stops the task too; [`Checkpointer::stop`] also waits for
 /// it.

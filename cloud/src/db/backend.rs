@@ -79,16 +79,7 @@ impl Store<Sqlite> {
         // 5,000-version push writes about 4 MB of WAL, and SQLite's default
         // would checkpoint (write and fsync the main file) inside nearly
         // every push. The writer's own checkpoint stays as a ceiling.
-        let write_options = connect_options
-            .clone()
-            .pragma(
-                "wal_autocheckpoint",
-                checkpoint::WRITER_AUTOCHECKPOINT_PAGES.to_string(),
-            )
-            .pragma(
-                "journal_size_limit",
-                checkpoint::WAL_SIZE_LIMIT_BYTES.to_string(),
-            );
+        let write_options = checkpoint::writer_options(connect_options.clone());
         // One write connection: SQLite has one writer at a time anyway, and a
         // pool of one serialises the cloud's transactions in arrival order.
         let file = connect_options.get_filename().to_owned();

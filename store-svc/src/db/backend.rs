@@ -249,23 +249,15 @@ impl Store<Sqlite> {
         // a single connection makes group commit the only write path.
         let write = PoolOptions::<Sqlite>::new()
             .max_connections(1)
-            .connect_with(
+            .connect_with(checkpoint::writer_options(
                 options
                     .clone()
                     // Space freed by pruning goes back to the file system
                     // in the background (`PRAGMA incremental_vacuum`), never
                     // in a commit. Set on the writer only, which creates
                     // the tables (a read-only connection cannot set it).
-                    .auto_vacuum(SqliteAutoVacuum::Incremental)
-                    .pragma(
-                        "wal_autocheckpoint",
-                        checkpoint::WRITER_AUTOCHECKPOINT_PAGES.to_string(),
-                    )
-                    .pragma(
-                        "journal_size_limit",
-                        checkpoint::WAL_SIZE_LIMIT_BYTES.to_string(),
-                    ),
-            )
+                    .auto_vacuum(SqliteAutoVacuum::Incremental),
+            ))
             .await
             .map_err(connect)?;
         super::schema::SCHEMA
