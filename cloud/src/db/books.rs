@@ -76,25 +76,17 @@ pub(super) async fn held_among<DB: Backend>(
     site: &str,
     seqs: &[i64],
 ) -> Result<Vec<i64>, DbError> {
-    let (Some(&from), Some(&to)) = (seqs.first(), seqs.last()) else {
-        return Ok(Vec::new());
-    };
     // Reports and rejections are small; their seqs may lie far apart, so
-    // each run of them asks for the runs it overlaps.
+    // they are grouped as a push's are, one read of the runs per group.
     let mut held = Vec::new();
-    let report_runs = if to - from < MAX_SHARED_GAP {
-        vec![(from, to)]
-    } else {
-        id_runs(seqs)
-    };
-    for (first, last) in report_runs {
+    for group in groups(&id_runs(seqs)) {
+        let (Some(&(first, _)), Some(&(_, last))) = (group.first(), group.last()) else {
+            continue;
+        };
         let runs = runs_within::<DB>(conn, site, first, last).await?;
-        held.extend(
-            seqs.iter()
-                .copied()
-                .filter(|seq| (first..=last).contains(seq))
-                .filter(|seq| runs.iter().any(|(a, b)| (a..=b).contains(&seq))),
-        );
+        held.extend(seqs.iter().copied().filter(|seq| {
+            (first..=last).contains(seq) && runs.iter().any(|(a, b)| (a..=b).contains(&seq))
+        }));
     }
     Ok(held)
 }
