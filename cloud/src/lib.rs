@@ -56,7 +56,7 @@ pub use admin::{
 pub use app::{CloudApp, CloudError};
 pub use client::{AdminClient, AdminClientError, ErrorBodyOrText};
 pub use config::CloudArgs;
-pub use db::{DbError, SiteTokenRow};
+pub use db::{DbError, FEED_WINDOW, SiteTokenRow};
 pub use faults::{FaultMode, Faults, InvalidFaults};
 pub use sites::SiteToken;
 pub use sites_command::{SitesAction, SitesArgs, SitesError};

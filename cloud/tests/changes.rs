@@ -273,3 +273,65 @@ async fn the_feed_validates_its_parameters(db: &TestDatabase) {
     cloud.stop().await;
 }
 on_both_backends!(the_feed_validates_its_parameters);
+
+async fn a_shared_sensor_behind_windows_of_other_versions_is_reached_page_by_page(
+    db: &TestDatabase,
+) {
+    let cloud = TestCloud::start(db).await;
+    // B's readings: one of the shared sensor, then more than two feed
+    // windows of its other sensors, then the shared sensor again.
+    let first = reading(B, 1, SHARED);
+    let others = 2 * usize::try_from(edge_cloud::FEED_WINDOW).expect("fits") + 10;
+    let last = reading(B, others as u64 + 2, SHARED);
+    push(&cloud, B, "first", vec![first.clone()]).await;
+    let mut seq = 2;
+    for (i, chunk) in (0..others).collect::<Vec<_>>().chunks(10_000).enumerate() {
+        let versions = chunk
+            .iter()
+            .map(|_| {
+                seq += 1;
+                reading(B, seq - 1, "b-only")
+            })
+            .collect();
+        push(&cloud, B, &format!("others-{i}"), versions).await;
+    }
+    push(&cloud, B, "last", vec![last.clone()]).await;
+
+    // A follows the shared sensor from the start: every page looks at most
+    // a window of row ids, a window where nothing matches still moves the
+    // cursor on (and says there is more), and both readings arrive.
+    let shared = vec![SHARED.to_owned()];
+    let pages = pull_all(&cloud, A, 100, &shared).await;
+    let got: Vec<VersionRecord> = pages.iter().flat_map(|p| p.versions.clone()).collect();
+    assert_eq!(keys(&got), vec![key(&first), key(&last)]);
+    let mut after = 0;
+    for page in &pages {
+        assert!(
+            page.next_cursor > after && page.next_cursor - after <= edge_cloud::FEED_WINDOW as u64,
+            "a page moves the cursor by at most a window: {after} -> {}",
+            page.next_cursor
+        );
+        after = page.next_cursor;
+    }
+    assert!(
+        pages.iter().any(|p| p.versions.is_empty() && p.more),
+        "a window of B's other sensors alone: {:?}",
+        pages
+            .iter()
+            .map(|p| (p.versions.len(), p.next_cursor, p.more))
+            .collect::<Vec<_>>()
+    );
+    // The end of the feed: the cursor stays put.
+    let client = cloud.client_for(A);
+    let end = client.changes(A, after, 100, &shared).await.expect("end");
+    assert_eq!(
+        (end.versions.len(), end.next_cursor, end.more),
+        (0, after, false)
+    );
+
+    // Without shared sensors the feed holds none of B's readings, at once.
+    let page = client.changes(A, 0, 100, &[]).await.expect("own feed");
+    assert!(page.versions.is_empty() && !page.more);
+    cloud.stop().await;
+}
+on_both_backends!(a_shared_sensor_behind_windows_of_other_versions_is_reached_page_by_page);

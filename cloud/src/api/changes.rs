@@ -39,7 +39,14 @@ pub(super) async fn changes(
         .changes(&site_id, after, feed.limit, &feed.sensors)
         .await?;
     let (versions, last_id, cut) = within_bytes(page.versions, MAX_PAGE_BYTES);
-    let next_cursor = last_id
+    // A page cut for its size ends at its last version; one that holds
+    // every match up to an id beyond (shared sensors) ends there.
+    let reached = if cut {
+        last_id
+    } else {
+        last_id.max(page.covered_to)
+    };
+    let next_cursor = reached
         .and_then(|id| u64::try_from(id).ok())
         .map_or(feed.after, |id| id.max(feed.after));
     Ok(Json(ChangesPage {

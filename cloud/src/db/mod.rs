@@ -57,6 +57,7 @@ use sqlx::{Postgres, Sqlite};
 
 use crate::batch::CheckedBatch;
 use crate::stored::{StoredConflict, StoredSimpleReading, StoredVersion};
+pub use readings::FEED_WINDOW;
 pub use sites::SiteTokenRow;
 pub(crate) use sites::{Issued, Replace};
 pub(crate) use store::{Store, Versioning};
@@ -201,8 +202,12 @@ pub(crate) struct Amendment {
 pub(crate) struct FeedPage {
     /// The versions with their row ids, by row id.
     pub versions: Vec<(i64, VersionRecord)>,
-    /// More versions match beyond this page.
+    /// More versions may match beyond this page.
     pub more: bool,
+    /// When the page holds every match up to a row id beyond its last
+    /// version (a feed that follows shared sensors and was not cut by its
+    /// limit): that id, the next page's cursor.
+    pub covered_to: Option<i64>,
 }
 
 /// One page of a listing, with the cursor of the next page.

@@ -9,6 +9,11 @@ use super::backend::Backend;
 use super::store::{Store, log_fall_back};
 use super::versions::{CURRENT_JOIN, IS_CURRENT, RECORD_COLUMN_COUNT, RECORD_COLUMNS};
 use super::{Amendment, DbError, FeedPage};
+
+/// Most row ids one page of a feed that follows shared sensors reads past
+/// its cursor (see [`Store::changes`]): a bounded scan, a few milliseconds,
+/// however far behind the site is and however rare its sensors are.
+pub const FEED_WINDOW: i64 = 20_000;
 use crate::amend::amended;
 use crate::resolve::{HeldVersion, Offered, Readings, stamp_of, version_of};
 use edge_sql::statement::push_param;
@@ -146,13 +151,20 @@ impl<DB: Backend> Store<DB> {
     /// `after`, of readings the site originated or of the `sensors` it
     /// shares, never one the site wrote itself; at most `limit`, by id.
     ///
-    /// Each branch of the union walks one index range in id order and stops
-    /// after `limit + 1` rows, so a page costs about its size however far
-    /// behind the site is: the readings it originated through the partial
-    /// index holding only versions written by someone other than the origin
-    /// (the condition repeats the index's so the planners pick it), each
-    /// shared sensor through `(sensor_id, id)` (one branch per sensor: a
-    /// single `sensor_id IN (…)` range would be read whole and sorted).
+    /// The readings the site originated are read through the partial index
+    /// holding only versions written by someone other than the origin (the
+    /// condition repeats the index's so the planners pick it): that branch
+    /// stops after `limit + 1` rows, however far behind the site is.
+    ///
+    /// Shared sensors have no index: one over `(sensor_id, id)` cost every
+    /// push a random B-tree insert per version (a page per sensor written),
+    /// for a feed few sites ask for. A page that follows sensors instead
+    /// reads the row ids above `after` in order, at most [`FEED_WINDOW`] of
+    /// them and none above the newest id committed before the page is read
+    /// (ids follow commit order, so a version committed later has a larger
+    /// id and is not skipped). Both branches stop at that horizon, so the
+    /// page holds every match up to it and the cursor may move there
+    /// ([`FeedPage::covered_to`]) even when nothing in the window matched.
     pub async fn changes(
         &self,
         site: &str,
@@ -161,6 +173,18 @@ impl<DB: Backend> Store<DB> {
         sensors: &[String],
     ) -> Result<FeedPage, DbError> {
         let take = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+        let mut conn = self.pools.read().acquire().await?;
+        // Read before the page: what commits after it has a larger id.
+        let window = if sensors.is_empty() {
+            None
+        } else {
+            let newest: Option<i64> =
+                sqlx::query_scalar::<DB, Option<i64>>("SELECT MAX(id) FROM versions")
+                    .fetch_one(&mut *conn)
+                    .await?;
+            let newest = newest.unwrap_or(0).max(after);
+            Some((newest.min(after.saturating_add(FEED_WINDOW)), newest))
+        };
         let mut next = 1;
         let mut sql = format!(
             "SELECT v.id, {RECORD_COLUMNS} FROM versions v WHERE v.id IN (\
@@ -169,40 +193,65 @@ impl<DB: Backend> Store<DB> {
         push_param::<DB>(&mut sql, &mut next);
         sql.push_str(" AND version_site_id <> origin_site_id AND id > ");
         push_param::<DB>(&mut sql, &mut next);
+        if window.is_some() {
+            sql.push_str(" AND id <= ");
+            push_param::<DB>(&mut sql, &mut next);
+        }
         sql.push_str(" ORDER BY id LIMIT ");
         push_param::<DB>(&mut sql, &mut next);
         sql.push_str(") AS originated");
-        for i in 0..sensors.len() {
-            sql.push_str(" UNION SELECT id FROM (SELECT id FROM versions WHERE sensor_id = ");
+        if window.is_some() {
+            sql.push_str(" UNION SELECT id FROM (SELECT id FROM versions WHERE id > ");
+            push_param::<DB>(&mut sql, &mut next);
+            sql.push_str(" AND id <= ");
             push_param::<DB>(&mut sql, &mut next);
             sql.push_str(" AND version_site_id <> ");
             push_param::<DB>(&mut sql, &mut next);
-            sql.push_str(" AND id > ");
+            sql.push_str(" AND sensor_id IN (");
+            for i in 0..sensors.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                push_param::<DB>(&mut sql, &mut next);
+            }
+            sql.push_str(") ORDER BY id LIMIT ");
             push_param::<DB>(&mut sql, &mut next);
-            sql.push_str(" ORDER BY id LIMIT ");
-            push_param::<DB>(&mut sql, &mut next);
-            sql.push_str(&format!(") AS shared_{i}"));
+            sql.push_str(") AS shared");
         }
         sql.push_str(") ORDER BY v.id LIMIT ");
         push_param::<DB>(&mut sql, &mut next);
 
-        let mut query = sqlx::query::<DB>(&sql).bind(site).bind(after).bind(take);
-        for sensor in sensors {
-            query = query
-                .bind(sensor.as_str())
-                .bind(site)
-                .bind(after)
-                .bind(take);
+        let mut query = sqlx::query::<DB>(&sql).bind(site).bind(after);
+        if let Some((horizon, _)) = window {
+            query = query.bind(horizon);
         }
-        let mut conn = self.pools.read().acquire().await?;
+        query = query.bind(take);
+        if let Some((horizon, _)) = window {
+            query = query.bind(after).bind(horizon).bind(site);
+            for sensor in sensors {
+                query = query.bind(sensor.as_str());
+            }
+            query = query.bind(take);
+        }
         let rows = query.bind(take).fetch_all(&mut *conn).await?;
-        let more = rows.len() > limit;
+        let full = rows.len() > limit;
         let versions = rows
             .iter()
             .take(limit)
             .map(|row| Ok((row.try_get::<i64, _>(0)?, Self::record_at(row, 1)?)))
             .collect::<Result<Vec<_>, DbError>>()?;
-        Ok(FeedPage { versions, more })
+        Ok(match window {
+            Some((horizon, newest)) if !full => FeedPage {
+                versions,
+                more: horizon < newest,
+                covered_to: Some(horizon),
+            },
+            _ => FeedPage {
+                versions,
+                more: full,
+                covered_to: None,
+            },
+        })
     }
 
     /// Every version of one reading, in storage order.
