@@ -89,6 +89,12 @@ pub(crate) fn gunzip_limited(raw: &[u8], limit: usize) -> Result<Bytes, ApiError
 /// the field by its path in the body (`versions[3].seq`), in `field` and in
 /// the message, as the contract's `ErrorBody.field` promises.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Tracking the path costs an allocation per key visited (a push of
+    // 5,000 versions is some 100,000 keys), so only a body that fails is
+    // parsed again to name where.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
