@@ -195,7 +195,9 @@ pub struct ChangesPage {
     /// Pass as `after` for the next page. Never smaller than the `after`
     /// sent; it may move past versions the site was not given (filtered out).
     pub next_cursor: u64,
-    /// More versions are waiting beyond this page.
+    /// More versions may be waiting beyond this page: ask again from
+    /// `next_cursor`. A page may be empty and still say so (a feed that
+    /// names shared sensors is read a window of row ids at a time).
     pub more: bool,
     /// The deployment's conflict rule (`lww`, `cloud-wins`, `edge-wins`):
     /// every site applies what the cloud announces.

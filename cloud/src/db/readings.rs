@@ -9,14 +9,14 @@ use super::backend::Backend;
 use super::store::{Store, log_fall_back};
 use super::versions::{CURRENT_JOIN, IS_CURRENT, RECORD_COLUMN_COUNT, RECORD_COLUMNS};
 use super::{Amendment, DbError, FeedPage};
-
-/// Most row ids one page of a feed that follows shared sensors reads past
-/// its cursor (see [`Store::changes`]): a bounded scan, a few milliseconds,
-/// however far behind the site is and however rare its sensors are.
-pub const FEED_WINDOW: i64 = 20_000;
 use crate::amend::amended;
 use crate::resolve::{HeldVersion, Offered, Readings, stamp_of, version_of};
 use edge_sql::statement::push_param;
+
+/// Most row ids one page of a feed that follows shared sensors reads past
+/// its cursor (see [`Store::changes`]): a bounded scan, however far behind
+/// the site is and however rare its sensors are.
+pub const FEED_WINDOW: i64 = 20_000;
 
 #[edge_sql::sql_bounds]
 impl<DB: Backend> Store<DB> {
@@ -154,7 +154,8 @@ impl<DB: Backend> Store<DB> {
     /// The readings the site originated are read through the partial index
     /// holding only versions written by someone other than the origin (the
     /// condition repeats the index's so the planners pick it): that branch
-    /// stops after `limit + 1` rows, however far behind the site is.
+    /// stops after `limit + 1` rows, however far behind the site is, when
+    /// the site follows no sensors.
     ///
     /// Shared sensors have no index: one over `(sensor_id, id)` cost every
     /// push a random B-tree insert per version (a page per sensor written),
@@ -165,6 +166,8 @@ impl<DB: Backend> Store<DB> {
     /// id and is not skipped). Both branches stop at that horizon, so the
     /// page holds every match up to it and the cursor may move there
     /// ([`FeedPage::covered_to`]) even when nothing in the window matched.
+    /// The cost moves from every push to the pulls of the sites that follow
+    /// sensors: each reads every version written once, a window per page.
     pub async fn changes(
         &self,
         site: &str,
