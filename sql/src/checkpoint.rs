@@ -5,13 +5,13 @@
 //! 1,000 pages, on the committing connection: the writer would stop taking
 //! appends while it copies pages into the database file and fsyncs it. Here a
 //! background task on a separate connection runs `PASSIVE` checkpoints after
-//! commits (at most every [`Checkpointer::INTERVAL`]), so the copying runs in
+//! commits (at most every `Checkpointer::INTERVAL`), so the copying runs in
 //! parallel with the next group commit. `PASSIVE` never blocks the writer.
 //!
 //! A WAL only rewinds when a write transaction starts while every frame is
 //! already copied; under sustained load the writer starts its next group at
 //! once, so the WAL could grow without bound. The writer therefore keeps its
-//! own automatic checkpoint at [`WRITER_AUTOCHECKPOINT_PAGES`] as a ceiling:
+//! own automatic checkpoint at `WRITER_AUTOCHECKPOINT_PAGES` as a ceiling:
 //! when reached, it copies the few frames the background task has not (the
 //! rest are done) and the WAL rewinds. `journal_size_limit` then trims the
 //! file back.
@@ -26,14 +26,14 @@ use tokio_util::sync::CancellationToken;
 
 /// WAL pages (4 KiB each) at which the writer checkpoints itself. 16,384
 /// pages bounds the WAL at about 64 MiB.
-pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// Bytes the WAL file is trimmed to after it rewinds.
-pub const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+const WAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The writer's connection options: its own checkpoint only as the
-/// ceiling [`WRITER_AUTOCHECKPOINT_PAGES`], and the WAL trimmed back to
-/// [`WAL_SIZE_LIMIT_BYTES`] after it rewinds.
+/// ceiling of about 64 MiB of WAL, and the WAL trimmed back to that size
+/// after it rewinds.
 pub fn writer_options(options: SqliteConnectOptions) -> SqliteConnectOptions {
     options
         .pragma(
@@ -55,7 +55,7 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// Shortest pause between two checkpoints. Pages rewritten by several
     /// commits in the meantime are copied once.
-    pub const INTERVAL: Duration = Duration::from_millis(200);
+    const INTERVAL: Duration = Duration::from_millis(200);
 
     /// Opens the checkpoint connection and starts the task.
     pub async fn start(options: &SqliteConnectOptions) -> Result<Checkpointer, sqlx::Error> {
