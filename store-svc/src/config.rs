@@ -47,7 +47,8 @@ pub struct StoreConfig {
     #[arg(long, env = "EDGE_SQLITE_SYNC", value_enum, default_value_t = Durability::Full)]
     pub sqlite_sync: Durability,
 
-    /// Database connections for queries and stats (writes use one more).
+    /// Database connections for queries and stats (writes use one more). On
+    /// PostgreSQL the by-sensor index's batches are copied on one of them.
     #[arg(long, env = "EDGE_DB_READ_CONNECTIONS", default_value_t = 4)]
     pub db_read_connections: u32,
 
@@ -75,10 +76,11 @@ pub struct StoreConfig {
     #[arg(long, env = "EDGE_MAX_CLOCK_SKEW", default_value = "1h", value_parser = humantime::parse_duration)]
     pub max_clock_skew: Duration,
 
-    /// Readings the by-sensor index may trail the newest by before a commit
-    /// adds them in one sorted batch (queries scan that tail instead). Larger
-    /// batches make ingest with many sensors cheaper and the tail longer.
-    /// SQLite only: on PostgreSQL an index on the readings covers them.
+    /// Readings the by-sensor index may trail the newest by before they are
+    /// added in one sorted batch (queries scan that tail instead): on SQLite
+    /// by the commit that reaches it, on PostgreSQL by a task beside the
+    /// writer. Larger batches make ingest with many sensors cheaper and the
+    /// tail longer.
     #[arg(long, env = "EDGE_SENSOR_INDEX_BATCH", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
     pub sensor_index_batch: u32,
 

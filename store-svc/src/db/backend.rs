@@ -43,12 +43,11 @@ pub trait Backend: SqlDatabase {
     /// One row, two BIGINT columns: bytes the database occupies, and bytes
     /// free inside it that new rows reuse before it grows (0 when unknown).
     const USAGE_SQL: &'static str;
-    /// Whether readings by sensor are copied into `readings_by_sensor` in
-    /// sorted batches (SQLite, where an index by sensor rewrote a page per
-    /// active sensor in every commit), rather than found through the index
-    /// `readings_by_sensor_time` on the readings (PostgreSQL; its
-    /// migration 0010 says why).
-    const SENSOR_BATCHES: bool;
+    /// Whether batches of the sensor index are copied by a task of their
+    /// own beside the writer (PostgreSQL), rather than by the writer in
+    /// the append that reaches a batch (SQLite, where writes are serial
+    /// anyway): see [`super::sensor_index`].
+    const SENSOR_INDEX_BESIDE_WRITER: bool;
 
     /// Inserts one group's new readings of this site (`site_id`), pending:
     /// the rows only (their versions and outbox entries are copied from
@@ -85,7 +84,7 @@ impl Backend for Sqlite {
     }
 
     const LOCK_STATE: &'static str = "";
-    const SENSOR_BATCHES: bool = true;
+    const SENSOR_INDEX_BESIDE_WRITER: bool = false;
     // Pages in use, not the file size: the file does not shrink after a
     // DELETE (its pages join the freelist, reused first).
     const USAGE_SQL: &'static str = "SELECT (p.page_count - f.freelist_count) * s.page_size, \
@@ -150,7 +149,7 @@ impl Backend for Postgres {
     }
 
     const LOCK_STATE: &'static str = " FOR UPDATE";
-    const SENSOR_BATCHES: bool = false;
+    const SENSOR_INDEX_BESIDE_WRITER: bool = true;
     // The site's tables with their indexes and TOAST, not the whole
     // database (its catalogs are not the site's data). Free space inside
     // them is not visible without extensions: see `crate::storage`.
@@ -388,10 +387,14 @@ impl Store<Postgres> {
 
 /// The site's tables of data (not its state and settings): whose
 /// statistics its queries' plans depend on, and which pruning shrinks.
-/// PostgreSQL's (which has no `readings_by_sensor`): only its statistics
-/// and vacuuming are the store's to run.
-pub(super) const DATA_TABLES: [&str; 4] =
-    ["readings", "reading_versions", "outbox", "unreported_drops"];
+/// PostgreSQL's: only its statistics and vacuuming are the store's to run.
+pub(super) const DATA_TABLES: [&str; 5] = [
+    "readings",
+    "reading_versions",
+    "outbox",
+    "unreported_drops",
+    "readings_by_sensor",
+];
 
 /// Tables with at most this many rows are left to autovacuum at start-up
 /// (see [`Store::refresh_statistics`]).

@@ -29,6 +29,7 @@ mod identities;
 mod outbox;
 mod revision;
 mod schema;
+mod sensor_index;
 mod sql;
 mod storage;
 mod store;
@@ -182,8 +183,8 @@ pub struct DbConfig {
     pub suspect_ahead: Duration,
     /// A measured_at this far before the site's now is flagged clock_suspect.
     pub suspect_behind: Duration,
-    /// Readings the sensor index may trail the newest by before a commit
-    /// catches it up in one sorted batch.
+    /// Readings the sensor index may trail the newest by before they are
+    /// copied in one sorted batch (see `sensor_index`).
     pub sensor_index_batch: u32,
     /// Whether SQLite is backed up before pending migrations change it.
     pub migration_backup: edge_sql::BackupPolicy,

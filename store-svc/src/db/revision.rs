@@ -706,9 +706,6 @@ where
                     .bind(remote.written_by.clone());
             }
             insert.execute(&mut *conn).await?;
-            if !DB::SENSOR_BATCHES {
-                continue;
-            }
             let mut sql = String::from(
                 "INSERT INTO readings_by_sensor (sensor_id, measured_at_us, seq) VALUES ",
             );

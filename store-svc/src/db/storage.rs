@@ -109,16 +109,14 @@ where
         let mut remote = 0;
         let mut firsts = 0;
         for chunk in &chunks {
-            if DB::SENSOR_BATCHES {
-                let mut by_sensor = SqlBuilder::<DB>::default();
-                by_sensor.push(
-                    "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
-                     (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
-                );
-                by_sensor.id_filter("seq", chunk);
-                by_sensor.push(")");
-                by_sensor.query()?.execute(&mut *tx).await?;
-            }
+            let mut by_sensor = SqlBuilder::<DB>::default();
+            by_sensor.push(
+                "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
+                 (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
+            );
+            by_sensor.id_filter("seq", chunk);
+            by_sensor.push(")");
+            by_sensor.query()?.execute(&mut *tx).await?;
 
             // Versions pulled from the cloud are not on this site's books.
             let mut pulled = SqlBuilder::<DB>::default();
@@ -430,17 +428,15 @@ where
             " AND NOT EXISTS (SELECT 1 FROM reading_versions v WHERE v.reading_seq = readings.seq)";
         for (first, last) in id_runs(&seqs) {
             let chunk = IdChunk::Run(first, last);
-            if DB::SENSOR_BATCHES {
-                let mut by_sensor = SqlBuilder::<DB>::default();
-                by_sensor.push(
-                    "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
-                     (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
-                );
-                by_sensor.id_filter("seq", &chunk);
-                by_sensor.push(orphan);
-                by_sensor.push(")");
-                by_sensor.query()?.execute(&mut *tx).await?;
-            }
+            let mut by_sensor = SqlBuilder::<DB>::default();
+            by_sensor.push(
+                "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
+                 (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
+            );
+            by_sensor.id_filter("seq", &chunk);
+            by_sensor.push(orphan);
+            by_sensor.push(")");
+            by_sensor.query()?.execute(&mut *tx).await?;
 
             let mut readings = SqlBuilder::<DB>::default();
             readings.push("DELETE FROM readings WHERE ");

@@ -15,6 +15,7 @@ use super::backend::Backend;
 use super::faults::WriteOp;
 use super::first_versions::sync_state_of;
 use super::outbox::{IMPLICIT, OUTBOX_FLOOR, id_chunks};
+use super::sensor_index::{SensorIndexer, index_range};
 use super::sql::SqlBuilder;
 use super::{DbConfig, DbError};
 use crate::hlc::{Hlc, WallClock};
@@ -68,6 +69,8 @@ pub struct Store<DB: sqlx::Database> {
     /// Readings above the sensor index's high mark (`sensor_indexed_seq`),
     /// as of the last commit.
     sensor_index_lag: AtomicI64,
+    /// PostgreSQL only: copies the sensor index's batches beside the writer.
+    sensor_indexer: Option<SensorIndexer>,
     /// Versions waiting in the implicit outbox, as of the last commit.
     pub(super) implicit: ImplicitCount,
 }
@@ -280,6 +283,9 @@ where
         .fetch_one(&mut *write.acquire().await?)
         .await?;
         let as_us = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let sensor_index_batch = i64::from(config.sensor_index_batch.max(1));
+        let sensor_indexer = DB::SENSOR_INDEX_BESIDE_WRITER
+            .then(|| SensorIndexer::start(read.clone(), sensor_index_batch));
         let store = Store {
             pools: Pools::new(write, read, config.write_faults.clone()),
             checkpointer,
@@ -289,8 +295,9 @@ where
             suspect_ahead_us: as_us(config.suspect_ahead),
             suspect_behind_us: as_us(config.suspect_behind),
             max_clock_skew: config.max_clock_skew,
-            sensor_index_batch: i64::from(config.sensor_index_batch.max(1)),
+            sensor_index_batch,
             sensor_index_lag: AtomicI64::new(sensor_index_lag),
+            sensor_indexer,
             implicit: ImplicitCount::default(),
         };
         store.recover_clock().await?;
@@ -332,7 +339,12 @@ where
     /// Rows of the sensor index that committing `rows` more readings writes:
     /// every reading not yet indexed when the group reaches the batch size,
     /// else none (a guess between commits: the next commit may be a retry).
+    /// None where the batches are copied beside the writer: they are
+    /// measured once written, like any other growth.
     pub fn index_rows_due(&self, rows: usize) -> i64 {
+        if self.sensor_indexer.is_some() {
+            return 0;
+        }
         let due =
             self.sensor_index_lag.load(Ordering::Relaxed) + i64::try_from(rows).unwrap_or(i64::MAX);
         if due >= self.sensor_index_batch {
@@ -435,16 +447,19 @@ where
             next_version_id += 1;
         }
 
+        let mut index_due = false;
         if !rows.is_empty() {
             self.insert_rows(&mut tx, &rows, now_us).await?;
             let last_seq = next_seq - 1;
-            if !DB::SENSOR_BATCHES {
-                // The index on the readings covers them as they go in.
-                sensor_indexed_seq = last_seq;
-            } else if last_seq - sensor_indexed_seq >= self.sensor_index_batch {
-                self.index_sensors(&mut tx, sensor_indexed_seq, last_seq)
-                    .await?;
-                sensor_indexed_seq = last_seq;
+            if last_seq - sensor_indexed_seq >= self.sensor_index_batch {
+                if self.sensor_indexer.is_some() {
+                    // Copied beside the writer once this commits; the mark
+                    // is written back as read.
+                    index_due = true;
+                } else {
+                    index_range::<DB>(&mut tx, sensor_indexed_seq, last_seq).await?;
+                    sensor_indexed_seq = last_seq;
+                }
             }
             sqlx::query(
                 "UPDATE site_state SET next_seq = $1, next_version_id = $2, hlc = $3, \
@@ -472,6 +487,9 @@ where
         }
         self.sensor_index_lag
             .store(next_seq - 1 - sensor_indexed_seq, Ordering::Relaxed);
+        if index_due && let Some(indexer) = &self.sensor_indexer {
+            indexer.due();
+        }
         self.after_write();
         Ok(outcomes)
     }
@@ -553,29 +571,6 @@ where
         Ok(())
     }
 
-    /// Copies readings `(from, to]` into `readings_by_sensor`, sorted by its
-    /// key so each of its pages is written once per batch.
-    async fn index_sensors(
-        &self,
-        conn: &mut DB::Connection,
-        from: i64,
-        to: i64,
-    ) -> Result<(), DbError> {
-        let (insert, skipping) = DB::INSERT_SKIPPING;
-        let mut sql = SqlBuilder::<DB>::default();
-        sql.push(&format!(
-            "{insert} INTO readings_by_sensor (sensor_id, measured_at_us, seq) \
-             SELECT sensor_id, measured_at_us, seq"
-        ));
-        sql.readings_in_seq_range(from + 1, to);
-        // Derived rows: one already there (a restored or repaired database) is
-        // the same row, and must not stop ingest.
-        sql.push(" ORDER BY sensor_id, measured_at_us, seq");
-        sql.push(skipping);
-        sql.query()?.execute(&mut *conn).await?;
-        Ok(())
-    }
-
     /// One page of readings ordered by (measured_at, seq), and the cursor to
     /// continue from when more rows follow.
     ///
@@ -601,24 +596,18 @@ where
                 sql.push(" ORDER BY measured_at_us, seq LIMIT ");
                 sql.arg(limit);
             }
-            // Through `readings_by_sensor_time`.
-            Some(sensor_id) if !DB::SENSOR_BATCHES => {
-                sql.push(&format!(
-                    "SELECT {} FROM readings WHERE sensor_id = ",
-                    reading_columns("readings")
-                ));
-                sql.arg(sensor_id.as_str());
-                sql.filters(query, "", "measured_at_us");
-                sql.push(" ORDER BY measured_at_us, seq LIMIT ");
-                sql.arg(limit);
-            }
             Some(sensor_id) => {
                 // The tail is materialised and its time filters are written
                 // `+measured_at_us`, so the planner scans it by seq (at most a
-                // couple of batches) rather than walking the time index.
+                // couple of batches) rather than walking the time index. Its
+                // seqs are bounded on both sides: PostgreSQL takes a range of
+                // two unknown bounds for a narrow one and reads it through
+                // the primary key, where `seq >` one bound alone is guessed
+                // at a third of the table and read by a full scan.
                 sql.push(&format!(
                     "WITH tail AS MATERIALIZED (SELECT {} FROM readings \
                      WHERE seq > (SELECT sensor_indexed_seq FROM site_state WHERE singleton = 1) \
+                     AND seq < (SELECT next_seq FROM site_state WHERE singleton = 1) \
                      AND sensor_id = ",
                     reading_columns("readings")
                 ));
@@ -772,10 +761,13 @@ where
         })
     }
 
-    /// Closes both pools.
+    /// Stops the background tasks and closes both pools.
     pub async fn close(&self) {
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.stop().await;
+        }
+        if let Some(indexer) = &self.sensor_indexer {
+            indexer.stop().await;
         }
         self.pools.close().await;
     }

@@ -1,0 +1,176 @@
+//! Readings by sensor: `readings_by_sensor`, filled in batches sorted by its
+//! key once the newest readings are a batch past its high mark
+//! (`site_state.sensor_indexed_seq`), so each of its pages is written once
+//! per batch rather than once per commit (SQLite migration 0002 says why).
+//!
+//! Who copies a batch differs:
+//! - on SQLite, the writer, in the append that reaches the batch: there is
+//!   one writer anyway;
+//! - on PostgreSQL, the [`SensorIndexer`], on a connection of its own beside
+//!   the writer (PostgreSQL migration 0014 says why). Nothing needs the
+//!   batch in the append's transaction: a query by sensor reads the table
+//!   up to the mark and the readings above it in one statement (one
+//!   snapshot), and a batch commits with the mark it raises, so a reading
+//!   is seen exactly once whichever side of the mark it is on.
+//!
+//! A reading pruned while its batch is being copied may leave a row here
+//! naming a seq that no longer exists. Queries join the table to the
+//! readings, so such a row is never shown; pruning takes the oldest
+//! readings, and the batches the newest, so it takes a retention of
+//! seconds to meet one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Connection, Pool};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::DbError;
+use super::backend::Backend;
+use super::sql::SqlBuilder;
+
+/// Copies readings `(from, to]` into `readings_by_sensor`, sorted by its
+/// key so each of its pages is written once per batch.
+#[edge_sql::sql_bounds]
+pub(super) async fn index_range<DB: Backend>(
+    conn: &mut DB::Connection,
+    from: i64,
+    to: i64,
+) -> Result<(), DbError> {
+    let (insert, skipping) = DB::INSERT_SKIPPING;
+    let mut sql = SqlBuilder::<DB>::default();
+    sql.push(&format!(
+        "{insert} INTO readings_by_sensor (sensor_id, measured_at_us, seq) \
+         SELECT sensor_id, measured_at_us, seq"
+    ));
+    sql.readings_in_seq_range(from + 1, to);
+    // Derived rows: one already there (a restored or repaired database) is
+    // the same row, and must not stop ingest.
+    sql.push(" ORDER BY sensor_id, measured_at_us, seq");
+    sql.push(skipping);
+    sql.query()?.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Copies batches into `readings_by_sensor` beside the writer, on a
+/// connection of the read pool taken for each transaction, whenever the
+/// writer says one is due (and again a second after a failure): see the
+/// module's documentation.
+pub(super) struct SensorIndexer {
+    due: Arc<Notify>,
+    stop: CancellationToken,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SensorIndexer {
+    /// How long the indexer waits after a failure before it tries again,
+    /// unless the writer says another batch is due first.
+    const RETRY: Duration = Duration::from_secs(1);
+
+    /// Most batches one transaction copies: a long backlog (a store that
+    /// stopped mid-copy, or an indexer that kept failing) is caught up in
+    /// transactions of bounded length.
+    const BATCHES_PER_TRANSACTION: i64 = 4;
+
+    /// Starts the task: it catches up at once, then on each [`Self::due`].
+    #[edge_sql::sql_bounds]
+    pub(super) fn start<DB: Backend>(pool: Pool<DB>, batch: i64) -> Self {
+        let due = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(pool, batch, due.clone(), stop.clone()));
+        SensorIndexer {
+            due,
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    /// A commit left a batch or more above the mark.
+    pub(super) fn due(&self) {
+        self.due.notify_one();
+    }
+
+    /// Stops the task, waiting for the transaction under way to end (its
+    /// commit; stopping is checked between transactions).
+    pub(super) async fn stop(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SensorIndexer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[edge_sql::sql_bounds]
+async fn run<DB: Backend>(pool: Pool<DB>, batch: i64, due: Arc<Notify>, stop: CancellationToken) {
+    let mut failing = false;
+    loop {
+        let copied = catch_up(&pool, batch, &stop).await;
+        match copied {
+            Ok(()) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("the sensor index is copied again");
+                }
+            }
+            Err(err) if !failing => {
+                failing = true;
+                tracing::warn!(
+                    error = %err,
+                    "copying readings into the sensor index failed; queries by sensor scan \
+                     the readings not yet copied until it works again"
+                );
+            }
+            Err(err) => tracing::debug!(error = %err, "copying into the sensor index failed again"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = due.notified() => {}
+            () = tokio::time::sleep(SensorIndexer::RETRY), if failing => {}
+        }
+    }
+}
+
+/// Copies batches until less than one waits above the mark, or the task
+/// is stopping (checked between transactions).
+#[edge_sql::sql_bounds]
+async fn catch_up<DB: Backend>(
+    pool: &Pool<DB>,
+    batch: i64,
+    stop: &CancellationToken,
+) -> Result<(), DbError> {
+    while !stop.is_cancelled() {
+        let mut conn = pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let (mark, newest): (i64, i64) = sqlx::query_as(
+            "SELECT sensor_indexed_seq, next_seq - 1 FROM site_state WHERE singleton = 1",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if newest - mark < batch {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        let to = newest.min(mark.saturating_add(batch * SensorIndexer::BATCHES_PER_TRANSACTION));
+        index_range::<DB>(&mut *tx, mark, to).await?;
+        // Raised, never lowered. The writer holds this row from reading it
+        // to its commit and writes back the mark it read, so this waits for
+        // the append under way and the next append sees the new mark.
+        sqlx::query(
+            "UPDATE site_state SET sensor_indexed_seq = $1 \
+             WHERE singleton = 1 AND sensor_indexed_seq < $1",
+        )
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
