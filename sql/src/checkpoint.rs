@@ -18,11 +18,9 @@
 
 use std::time::Duration;
 
+use crate::task::{BackgroundTask, FailureReport, Signals};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// WAL pages (4 KiB each) at which the writer checkpoints itself. 16,384
 /// pages bounds the WAL at about 64 MiB.
@@ -47,9 +45,7 @@ pub fn writer_options(options: SqliteConnectOptions) -> SqliteConnectOptions {
 /// finish opening) stops the task too; [`Checkpointer::stop`] also waits for
 /// it.
 pub struct Checkpointer {
-    committed: std::sync::Arc<Notify>,
-    stop: CancellationToken,
-    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    task: BackgroundTask,
 }
 
 impl Checkpointer {
@@ -60,70 +56,44 @@ impl Checkpointer {
     /// Opens the checkpoint connection and starts the task.
     pub async fn start(options: &SqliteConnectOptions) -> Result<Checkpointer, sqlx::Error> {
         let conn = options.connect().await?;
-        let committed = std::sync::Arc::new(Notify::new());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(conn, committed.clone(), stop.clone()));
         Ok(Checkpointer {
-            committed,
-            stop,
-            task: std::sync::Mutex::new(Some(task)),
+            task: BackgroundTask::spawn(|signals| run(conn, signals)),
         })
     }
 
     /// Tells the task a commit added frames to the WAL.
     pub fn committed(&self) {
-        self.committed.notify_one();
+        self.task.wake();
     }
 
     /// Stops the task and closes its connection.
     pub async fn stop(&self) {
-        self.stop.cancel();
-        let task = self.task.lock().ok().and_then(|mut task| task.take());
-        if let Some(task) = task {
-            let _ = task.await;
-        }
+        self.task.stop().await;
     }
 }
 
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn run(
-    mut conn: SqliteConnection,
-    committed: std::sync::Arc<Notify>,
-    stop: CancellationToken,
-) {
-    // Failures are logged once until a checkpoint works again (a full disk
-    // fails every one of them).
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = committed.notified() => {}
-        }
-        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&mut conn)
-            .await
-        {
-            Ok((_busy, wal_frames, copied)) => {
-                tracing::trace!(wal_frames, copied, "WAL checkpoint");
-                if std::mem::take(&mut failing) {
-                    tracing::info!("WAL checkpoints work again");
-                }
-            }
-            Err(err) if !failing => {
-                failing = true;
-                tracing::warn!(error = %err, "WAL checkpoint failed; the writer's own checkpoint still bounds the WAL")
-            }
-            Err(err) => tracing::debug!(error = %err, "WAL checkpoint failed again"),
-        }
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = tokio::time::sleep(Checkpointer::INTERVAL) => {}
+async fn run(mut conn: SqliteConnection, signals: Signals) {
+    let mut report = FailureReport::default();
+    while signals.woken(None).await {
+        report.record(
+            checkpoint(&mut conn).await,
+            "WAL checkpoint failed; the writer's own checkpoint still bounds the WAL",
+            "WAL checkpoints work again",
+        );
+        if !signals.paused(Checkpointer::INTERVAL).await {
+            break;
         }
     }
     let _ = conn.close().await;
+}
+
+/// Copies what it can of the WAL into the database, never waiting for the
+/// writer.
+async fn checkpoint(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let (_busy, wal_frames, copied) =
+        sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(conn)
+            .await?;
+    tracing::trace!(wal_frames, copied, "WAL checkpoint");
+    Ok(())
 }

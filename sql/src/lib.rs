@@ -29,7 +29,10 @@
 //!   durability and migrated first), with a service's error built through
 //!   [`db_error_by_variants!`];
 //! - [`statement`]: multi-row statements in a few fixed shapes, and
-//!   placeholders numbered in the order their values bind.
+//!   placeholders numbered in the order their values bind;
+//! - [`checkpoint`] and [`task`]: work beside the writer (SQLite's WAL
+//!   checkpoints; any task a writer's commits wake), stopped with the
+//!   store, reporting a failure once.
 //!
 //! It holds no service logic and no schema of its own: each service keeps
 //! its migrations and its queries, and a trait of its own on top of
@@ -47,6 +50,7 @@ pub mod migrate;
 pub mod open;
 pub mod runs;
 pub mod statement;
+pub mod task;
 pub mod write;
 
 pub use backend::{BackendKind, OnBackend, Pools, SqlDatabase};

@@ -22,7 +22,7 @@ use store_svc::{StoreApp, StoreConfig};
 
 mod common;
 
-use common::stats;
+use common::{sqlite_file, stats};
 
 /// 2026-11-23T00:00:00Z.
 const T0_US: i64 = 1_795_392_000_000_000;
@@ -568,35 +568,6 @@ fn site_upgrade(migrator: &sqlx::migrate::Migrator) -> edge_sql::Upgrade<'_> {
         backup_flag: "--migration-backup",
         backup_env: "EDGE_MIGRATION_BACKUP",
     }
-}
-
-/// The SQLite database file of `db`.
-fn sqlite_file(db: &TestDatabase) -> std::path::PathBuf {
-    db.data_dir.join("edge.db")
-}
-
-/// Runs `body` with a pool of `db`'s backend, then closes the pool.
-macro_rules! with_pool {
-    ($db:expr, |$pool:ident| $body:expr) => {
-        match &$db.url {
-            Some(url) => {
-                let $pool = sqlx::PgPool::connect(url).await.expect("postgres");
-                let result = $body;
-                $pool.close().await;
-                result
-            }
-            None => {
-                let $pool = sqlx::SqlitePool::connect_with(
-                    sqlx::sqlite::SqliteConnectOptions::new().filename(sqlite_file($db)),
-                )
-                .await
-                .expect("sqlite");
-                let result = $body;
-                $pool.close().await;
-                result
-            }
-        }
-    };
 }
 
 /// The applied migrations, as sqlx records them.

@@ -270,31 +270,10 @@ async fn sensor_index_caught_up(db: &TestDatabase, batch: i64) {
         std::time::Duration::from_secs(30),
         "the sensor index to catch up",
         || async {
-            let lag: i64 = match &db.url {
-                Some(url) => {
-                    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
-                        .await
-                        .expect("connect");
-                    sqlx::query_scalar(sql)
-                        .fetch_one(&mut conn)
-                        .await
-                        .expect("lag")
-                }
-                None => {
-                    let path = db.data_dir.join("edge.db");
-                    let options = sqlx::sqlite::SqliteConnectOptions::new()
-                        .filename(&path)
-                        .read_only(true);
-                    let mut conn =
-                        <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
-                            .await
-                            .expect("connect");
-                    sqlx::query_scalar(sql)
-                        .fetch_one(&mut conn)
-                        .await
-                        .expect("lag")
-                }
-            };
+            let lag: i64 = with_pool!(db, |pool| sqlx::query_scalar(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("lag"));
             (lag < batch).then_some(())
         },
     )

@@ -19,13 +19,10 @@
 //! readings, and the batches the newest, so it takes a retention of
 //! seconds to meet one.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use edge_sql::task::{BackgroundTask, FailureReport, Signals};
 use sqlx::{Connection, Pool};
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::DbError;
 use super::backend::Backend;
@@ -59,9 +56,7 @@ pub(super) async fn index_range<DB: Backend>(
 /// writer says one is due (and again a second after a failure): see the
 /// module's documentation.
 pub(super) struct SensorIndexer {
-    due: Arc<Notify>,
-    stop: CancellationToken,
-    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    task: BackgroundTask,
 }
 
 impl SensorIndexer {
@@ -77,63 +72,36 @@ impl SensorIndexer {
     /// Starts the task: it catches up at once, then on each [`Self::due`].
     #[edge_sql::sql_bounds]
     pub(super) fn start<DB: Backend>(pool: Pool<DB>, batch: i64) -> Self {
-        let due = Arc::new(Notify::new());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(pool, batch, due.clone(), stop.clone()));
         SensorIndexer {
-            due,
-            stop,
-            task: std::sync::Mutex::new(Some(task)),
+            task: BackgroundTask::spawn(move |signals| run(pool, batch, signals)),
         }
     }
 
     /// A commit left a batch or more above the mark.
     pub(super) fn due(&self) {
-        self.due.notify_one();
+        self.task.wake();
     }
 
     /// Stops the task, waiting for the transaction under way to end (its
     /// commit; stopping is checked between transactions).
     pub(super) async fn stop(&self) {
-        self.stop.cancel();
-        let task = self.task.lock().ok().and_then(|mut task| task.take());
-        if let Some(task) = task {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for SensorIndexer {
-    fn drop(&mut self) {
-        self.stop.cancel();
+        self.task.stop().await;
     }
 }
 
 #[edge_sql::sql_bounds]
-async fn run<DB: Backend>(pool: Pool<DB>, batch: i64, due: Arc<Notify>, stop: CancellationToken) {
-    let mut failing = false;
+async fn run<DB: Backend>(pool: Pool<DB>, batch: i64, signals: Signals) {
+    let mut report = FailureReport::default();
     loop {
-        let copied = catch_up(&pool, batch, &stop).await;
-        match copied {
-            Ok(()) => {
-                if std::mem::take(&mut failing) {
-                    tracing::info!("the sensor index is copied again");
-                }
-            }
-            Err(err) if !failing => {
-                failing = true;
-                tracing::warn!(
-                    error = %err,
-                    "copying readings into the sensor index failed; queries by sensor scan \
-                     the readings not yet copied until it works again"
-                );
-            }
-            Err(err) => tracing::debug!(error = %err, "copying into the sensor index failed again"),
-        }
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = due.notified() => {}
-            () = tokio::time::sleep(SensorIndexer::RETRY), if failing => {}
+        report.record(
+            catch_up(&pool, batch, &signals).await,
+            "copying readings into the sensor index failed; queries by sensor scan the \
+             readings not yet copied until it works again",
+            "the sensor index is copied again",
+        );
+        let retry = report.failing().then_some(SensorIndexer::RETRY);
+        if !signals.woken(retry).await {
+            break;
         }
     }
 }
@@ -144,9 +112,9 @@ async fn run<DB: Backend>(pool: Pool<DB>, batch: i64, due: Arc<Notify>, stop: Ca
 async fn catch_up<DB: Backend>(
     pool: &Pool<DB>,
     batch: i64,
-    stop: &CancellationToken,
+    signals: &Signals,
 ) -> Result<(), DbError> {
-    while !stop.is_cancelled() {
+    while !signals.stopping() {
         let mut conn = pool.acquire().await?;
         let mut tx = conn.begin().await?;
         let (mark, newest): (i64, i64) = sqlx::query_as(

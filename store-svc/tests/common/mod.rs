@@ -140,3 +140,34 @@ pub async fn stats(client: &mut StoreClients) -> pb::GetStatsResponse {
         .expect("stats")
         .into_inner()
 }
+
+/// The site's SQLite database file in `db`'s data directory.
+pub fn sqlite_file(db: &TestDatabase) -> std::path::PathBuf {
+    db.data_dir.join("edge.db")
+}
+
+/// Runs `body` with a pool of `db`'s backend, then closes the pool.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match &$db.url {
+            Some(url) => {
+                let $pool = sqlx::PgPool::connect(url).await.expect("postgres");
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+            None => {
+                let $pool = sqlx::SqlitePool::connect_with(
+                    sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename($crate::common::sqlite_file($db)),
+                )
+                .await
+                .expect("sqlite");
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+        }
+    };
+}
