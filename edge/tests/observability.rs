@@ -176,6 +176,11 @@ async fn metrics_after_a_known_workload_count_what_was_ingested_and_synced() {
         "nothing left to drain"
     );
     assert!(v("storage_bytes", &[]) > 0.0);
+    assert_eq!(
+        v("sensor_index_lag_readings", &[]),
+        stored,
+        "fewer readings than a batch: none copied into the by-sensor index yet"
+    );
     // The process.
     assert!(v("process_resident_memory_bytes", &[]) > 1_000_000.0);
     assert!(v("process_open_fds", &[]) > 3.0);

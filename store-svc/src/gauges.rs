@@ -1,6 +1,7 @@
 //! The store's books as Prometheus gauges (docs/architecture.md, Metrics;
 //! owner store-svc): `unsynced_readings`, `oldest_unsynced_age_seconds`,
-//! `dead_letters`, `stuck_versions`, `storage_bytes`; the storage budget's
+//! `dead_letters`, `stuck_versions`, `storage_bytes`,
+//! `sensor_index_lag_readings`; the storage budget's
 //! `storage_budget_bytes`, `storage_free_disk_bytes`, `storage_reserve_bytes`,
 //! `storage_room_bytes`, `storage_full`, `unreported_drops`; the counters
 //! `readings_pruned_total` and `readings_dropped_total` (versions, kept in the
@@ -67,6 +68,12 @@ fn register(
         "stuck_versions",
         "Unsynced versions that failed repeatedly (still retried)",
         |s| s.stuck_versions,
+    );
+    gauge(
+        "sensor_index_lag_readings",
+        "Readings not yet copied into the by-sensor index, which queries by sensor scan instead \
+         (up to --sensor-index-batch; more means the copying fails)",
+        |s| s.sensor_index_lag,
     );
     gauge(
         "unreported_drops",

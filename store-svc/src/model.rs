@@ -446,6 +446,10 @@ pub struct Stats {
     pub backend: &'static str,
     /// Readings stored.
     pub total_readings: i64,
+    /// Readings above the by-sensor index's high mark, which queries by
+    /// sensor scan rather than look up: up to a batch, more only while the
+    /// batches are not copied (PostgreSQL's copying task failing).
+    pub sensor_index_lag: i64,
     /// Versions stored.
     pub total_versions: i64,
     /// Outbox entries not acknowledged, dead letters excluded.

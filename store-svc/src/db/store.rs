@@ -653,16 +653,17 @@ where
         if let Some(snapshot) = DB::SNAPSHOT {
             sqlx::query(snapshot).execute(&mut *conn).await?;
         }
-        let (next_seq, hlc, pruned_versions, dropped_versions, remote_versions, announced): (
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            Option<i64>,
-        ) = sqlx::query_as(
+        let (
+            next_seq,
+            hlc,
+            pruned_versions,
+            dropped_versions,
+            remote_versions,
+            announced,
+            sensor_indexed_seq,
+        ): (i64, i64, i64, i64, i64, Option<i64>, i64) = sqlx::query_as(
             "SELECT next_seq, hlc, pruned_versions, dropped_versions, remote_versions, \
-                 max_clock_skew_ms FROM site_state WHERE singleton = 1",
+                 max_clock_skew_ms, sensor_indexed_seq FROM site_state WHERE singleton = 1",
         )
         .fetch_one(&mut *conn)
         .await?;
@@ -737,6 +738,7 @@ where
             site_id: self.site_id.clone(),
             backend: DB::LABEL,
             total_readings,
+            sensor_index_lag: next_seq - 1 - sensor_indexed_seq,
             total_versions,
             unsynced_versions,
             dead_letters,
