@@ -262,24 +262,6 @@ async fn queries_page_through_everything_with_filters(db: &TestDatabase) {
     }
 }
 
-/// Waits until fewer than `batch` readings lie above the by-sensor index's
-/// high mark, read from the database itself.
-async fn sensor_index_caught_up(db: &TestDatabase, batch: i64) {
-    let sql = "SELECT next_seq - 1 - sensor_indexed_seq FROM site_state WHERE singleton = 1";
-    edge_testkit::eventually(
-        std::time::Duration::from_secs(30),
-        "the sensor index to catch up",
-        || async {
-            let lag: i64 = with_pool!(db, |pool| sqlx::query_scalar(sql)
-                .fetch_one(&pool)
-                .await
-                .expect("lag"));
-            (lag < batch).then_some(())
-        },
-    )
-    .await;
-}
-
 /// The by-sensor index trails the newest readings by up to a batch; a query
 /// by sensor must return exactly what a full scan would, in order, wherever
 /// the boundary between indexed rows and the unindexed tail falls, and across

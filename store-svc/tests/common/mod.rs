@@ -171,3 +171,21 @@ macro_rules! with_pool {
         }
     };
 }
+
+/// Waits until fewer than `batch` readings lie above the by-sensor index's
+/// high mark, read from the database itself.
+pub async fn sensor_index_caught_up(db: &TestDatabase, batch: i64) {
+    let sql = "SELECT next_seq - 1 - sensor_indexed_seq FROM site_state WHERE singleton = 1";
+    edge_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "the sensor index to catch up",
+        || async {
+            let lag: i64 = with_pool!(db, |pool| sqlx::query_scalar(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("lag"));
+            (lag < batch).then_some(())
+        },
+    )
+    .await;
+}
