@@ -26,6 +26,7 @@ use sqlx::{Connection, Pool};
 
 use super::DbError;
 use super::backend::Backend;
+use super::outbox::IdChunk;
 use super::sql::SqlBuilder;
 
 /// Copies readings `(from, to]` into `readings_by_sensor`, sorted by its
@@ -47,6 +48,27 @@ pub(super) async fn index_range<DB: Backend>(
     // the same row, and must not stop ingest.
     sql.push(" ORDER BY sensor_id, measured_at_us, seq");
     sql.push(skipping);
+    sql.query()?.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Removes the `readings_by_sensor` rows of the readings `chunk` names
+/// (those that also meet `condition`, SQL on `readings` starting ` AND`, or
+/// all of them when it is empty), before the readings themselves go.
+#[edge_sql::sql_bounds]
+pub(super) async fn unindex_readings<DB: Backend>(
+    conn: &mut DB::Connection,
+    chunk: &IdChunk,
+    condition: &str,
+) -> Result<(), DbError> {
+    let mut sql = SqlBuilder::<DB>::default();
+    sql.push(
+        "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
+         (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
+    );
+    sql.id_filter("seq", chunk);
+    sql.push(condition);
+    sql.push(")");
     sql.query()?.execute(&mut *conn).await?;
     Ok(())
 }

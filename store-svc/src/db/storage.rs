@@ -12,6 +12,7 @@ use super::backend::{Backend, DATA_TABLES};
 use super::faults::WriteOp;
 use super::first_versions::{FIRST_VERSION_ID, first_waiting};
 use super::outbox::{IMPLICIT, IdChunk, OUTBOX_FLOOR, id_chunks, in_outbox};
+use super::sensor_index::unindex_readings;
 use super::sql::SqlBuilder;
 use super::store::Store;
 use crate::outbox::id_runs;
@@ -109,14 +110,7 @@ where
         let mut remote = 0;
         let mut firsts = 0;
         for chunk in &chunks {
-            let mut by_sensor = SqlBuilder::<DB>::default();
-            by_sensor.push(
-                "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
-                 (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
-            );
-            by_sensor.id_filter("seq", chunk);
-            by_sensor.push(")");
-            by_sensor.query()?.execute(&mut *tx).await?;
+            unindex_readings::<DB>(&mut tx, chunk, "").await?;
 
             // Versions pulled from the cloud are not on this site's books.
             let mut pulled = SqlBuilder::<DB>::default();
@@ -428,15 +422,7 @@ where
             " AND NOT EXISTS (SELECT 1 FROM reading_versions v WHERE v.reading_seq = readings.seq)";
         for (first, last) in id_runs(&seqs) {
             let chunk = IdChunk::Run(first, last);
-            let mut by_sensor = SqlBuilder::<DB>::default();
-            by_sensor.push(
-                "DELETE FROM readings_by_sensor WHERE (sensor_id, measured_at_us, seq) IN \
-                 (SELECT sensor_id, measured_at_us, seq FROM readings WHERE ",
-            );
-            by_sensor.id_filter("seq", &chunk);
-            by_sensor.push(orphan);
-            by_sensor.push(")");
-            by_sensor.query()?.execute(&mut *tx).await?;
+            unindex_readings::<DB>(&mut tx, &chunk, orphan).await?;
 
             let mut readings = SqlBuilder::<DB>::default();
             readings.push("DELETE FROM readings WHERE ");
