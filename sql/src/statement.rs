@@ -13,6 +13,12 @@ use crate::backend::SqlDatabase;
 /// [`chunks_of_shapes`]; every set ends in 1, so every row count is covered.
 pub const STATEMENT_ROWS: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
 
+/// The row counts of statements that bind one value per row (`IN` lists of
+/// ids): larger than [`STATEMENT_ROWS`], since such a statement stays far
+/// below the bind limit, and each statement saved is a round trip to the
+/// driver's worker thread.
+pub const LIST_ROWS: [usize; 13] = [4096, 2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
+
 /// The most bind parameters one statement may carry on both backends:
 /// SQLite's limit (PostgreSQL allows 65,535).
 pub const MAX_BIND_PARAMETERS: usize = 32_766;
@@ -49,9 +55,16 @@ pub fn chunks_of_shapes<'r, T>(
 /// beyond the largest): a list of `len` values padded to it, by repeating
 /// one, keeps to the fixed shapes.
 pub fn padded_shape(len: usize) -> usize {
-    STATEMENT_ROWS
-        .into_iter()
+    padded_shape_of(len, &STATEMENT_ROWS)
+}
+
+/// The smallest of `shapes` (largest first) that holds `len` rows, as
+/// [`padded_shape`] does for [`STATEMENT_ROWS`].
+pub fn padded_shape_of(len: usize, shapes: &[usize]) -> usize {
+    shapes
+        .iter()
         .rev()
+        .copied()
         .find(|size| *size >= len)
         .unwrap_or(len)
 }
@@ -148,5 +161,8 @@ mod tests {
         assert_eq!(padded_shape(600), 600);
         assert!(fits_bind_limit(&STATEMENT_ROWS, 63));
         assert!(!fits_bind_limit(&STATEMENT_ROWS, 64));
+        assert_eq!(padded_shape_of(600, &LIST_ROWS), 1024);
+        assert_eq!(padded_shape_of(5000, &LIST_ROWS), 5000);
+        assert!(fits_bind_limit(&LIST_ROWS, 7));
     }
 }

@@ -248,6 +248,11 @@ impl Store<Sqlite> {
         // a single connection makes group commit the only write path.
         let write = PoolOptions::<Sqlite>::new()
             .max_connections(1)
+            // No ping before each write: it is a round trip to the
+            // connection's worker thread per group commit, and a SQLite
+            // connection does not go stale the way a network one does; a
+            // write that fails closes it anyway (see `edge_sql::write`).
+            .test_before_acquire(false)
             .connect_with(checkpoint::writer_options(
                 options
                     .clone()

@@ -24,7 +24,9 @@ use crate::model::{
     SyncState, VersionStamp,
 };
 use edge_sql::checkpoint::Checkpointer;
-use edge_sql::statement::{STATEMENT_ROWS, padded_shape, push_placeholders, shaped_chunks};
+use edge_sql::statement::{
+    LIST_ROWS, STATEMENT_ROWS, padded_shape_of, push_placeholders, shaped_chunks,
+};
 use edge_sql::{Pools, WriteConn};
 
 /// Columns a query returns, in [`StoredReading`]'s order, but for the sync
@@ -799,7 +801,8 @@ pub(super) const HELD_COLUMNS: &str =
     "reading_id, seq, content_digest, clock_suspect, version_hlc, version_site_id";
 
 /// The readings held under `ids`, looked up with `IN` lists in the fixed
-/// statement shapes (padded by repeating the last id, harmless in `IN`).
+/// statement shapes for lists (padded by repeating the last id, harmless in
+/// `IN`).
 #[edge_sql::sql_bounds]
 pub(super) async fn held_readings_in_lists<DB: Backend>(
     conn: &mut DB::Connection,
@@ -809,8 +812,8 @@ where
     for<'r> HeldRow: FromRow<'r, DB::Row>,
 {
     let mut held = Vec::new();
-    for chunk in ids.chunks(STATEMENT_ROWS[0]) {
-        let shape = padded_shape(chunk.len());
+    for chunk in ids.chunks(LIST_ROWS[0]) {
+        let shape = padded_shape_of(chunk.len(), &LIST_ROWS);
         let mut sql = format!("SELECT {HELD_COLUMNS} FROM readings WHERE reading_id IN ");
         push_placeholders::<DB>(&mut sql, 1, 1, shape, "");
         let mut query = sqlx::query_as::<DB, HeldRow>(&sql);
