@@ -454,6 +454,7 @@ async fn another_sites_reading_is_stored_under_its_origin(db: &TestDatabase) {
     assert_eq!(s.last_seq, 1, "this site's seqs stay its own");
     assert_eq!(s.unsynced_versions, 1);
     assert_eq!(s.synced_versions, 0, "a pulled version is not this site's");
+    assert_eq!(s.total_readings, 2, "theirs is held here too");
 
     // Amending it here queues a version of site-b's reading, seq 42.
     amend(

@@ -310,6 +310,11 @@ async fn drop_oldest_unsynced_drops_exactly_the_oldest_and_counts_each(db: &Test
     // Exactly the oldest are gone: what is left is the newest, contiguous.
     let seqs = stored_seqs(&mut client).await;
     assert_eq!(seqs, (s.dropped_versions + 1..=total).collect::<Vec<_>>());
+    assert_eq!(
+        after.total_readings,
+        seqs.len() as u64,
+        "the books count what is held"
+    );
     assert_eq!(after.unsynced_versions + s.dropped_versions, total);
     // Each drop is listed for the cloud, with its reading, until forgotten.
     assert_eq!(s.unreported_drops, s.dropped_versions);
@@ -461,6 +466,7 @@ async fn retention_prunes_old_synced_versions_only(db: &TestDatabase) {
     want.extend(&new_seqs);
     assert_eq!(seqs, want);
     assert_eq!(after.synced_versions, 1_500);
+    assert_eq!(after.total_readings, 1_000, "the books count what is held");
     store.stop().await;
 }
 on_both_backends!(retention_prunes_old_synced_versions_only);

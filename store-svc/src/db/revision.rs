@@ -321,8 +321,8 @@ where
         outcome.cursor = stored_cursor.max(next_cursor);
         sqlx::query(
             "UPDATE site_state SET next_version_id = $1, hlc = $2, next_foreign_seq = $3, \
-             pull_cursor = $4, remote_versions = remote_versions + $5, max_clock_skew_ms = $6 \
-             WHERE singleton = 1",
+             pull_cursor = $4, remote_versions = remote_versions + $5, max_clock_skew_ms = $6, \
+             readings_held = readings_held + $7 WHERE singleton = 1",
         )
         .bind(version_id)
         .bind(clock.hlc().pack()?)
@@ -330,6 +330,7 @@ where
         .bind(outcome.cursor)
         .bind(i64::try_from(outcome.applied).unwrap_or(i64::MAX))
         .bind(bound_ms)
+        .bind(i64::try_from(writes.foreign.len()).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         // Remote versions take version ids too: a site that only pulls

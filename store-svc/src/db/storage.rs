@@ -109,6 +109,7 @@ where
         let mut removed = 0;
         let mut remote = 0;
         let mut firsts = 0;
+        let mut readings_removed = 0;
         for chunk in &chunks {
             unindex_readings::<DB>(&mut tx, chunk, "").await?;
 
@@ -134,7 +135,7 @@ where
             let mut readings = SqlBuilder::<DB>::default();
             readings.push("DELETE FROM readings WHERE ");
             readings.id_filter("seq", chunk);
-            readings.query()?.execute(&mut *tx).await?;
+            readings_removed += DB::rows_affected(&readings.query()?.execute(&mut *tx).await?);
         }
         removed += u64::try_from(firsts).unwrap_or(0);
         self.forget_first_runs(&mut tx).await?;
@@ -142,10 +143,12 @@ where
         let removed_i64 = i64::try_from(removed).unwrap_or(i64::MAX);
         sqlx::query(
             "UPDATE site_state SET pruned_versions = pruned_versions + $1, \
-             remote_versions = remote_versions - $2 WHERE singleton = 1",
+             remote_versions = remote_versions - $2, readings_held = readings_held - $3 \
+             WHERE singleton = 1",
         )
         .bind(removed_i64 - remote)
         .bind(remote)
+        .bind(i64::try_from(readings_removed).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         tx.statements_done().await?;
@@ -420,6 +423,7 @@ where
         let seqs: Vec<i64> = dropped.iter().map(|d| d.seq).collect();
         let orphan =
             " AND NOT EXISTS (SELECT 1 FROM reading_versions v WHERE v.reading_seq = readings.seq)";
+        let mut readings_removed = 0;
         for (first, last) in id_runs(&seqs) {
             let chunk = IdChunk::Run(first, last);
             unindex_readings::<DB>(&mut tx, &chunk, orphan).await?;
@@ -428,12 +432,14 @@ where
             readings.push("DELETE FROM readings WHERE ");
             readings.id_filter("seq", &chunk);
             readings.push(orphan);
-            readings.query()?.execute(&mut *tx).await?;
+            readings_removed += DB::rows_affected(&readings.query()?.execute(&mut *tx).await?);
         }
         sqlx::query(
-            "UPDATE site_state SET dropped_versions = dropped_versions + $1 WHERE singleton = 1",
+            "UPDATE site_state SET dropped_versions = dropped_versions + $1, \
+             readings_held = readings_held - $2 WHERE singleton = 1",
         )
         .bind(i64::try_from(dropped.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(readings_removed).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         self.raise_outbox_floor(&mut tx).await?;

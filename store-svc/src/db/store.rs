@@ -465,12 +465,14 @@ where
             }
             sqlx::query(
                 "UPDATE site_state SET next_seq = $1, next_version_id = $2, hlc = $3, \
-                 sensor_indexed_seq = $4 WHERE singleton = 1",
+                 sensor_indexed_seq = $4, readings_held = readings_held + $5 \
+                 WHERE singleton = 1",
             )
             .bind(next_seq)
             .bind(next_version_id)
             .bind(clock.hlc().pack()?)
             .bind(sensor_indexed_seq)
+            .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await?;
         }
@@ -663,19 +665,21 @@ where
             remote_versions,
             announced,
             sensor_indexed_seq,
-        ): (i64, i64, i64, i64, i64, Option<i64>, i64) = sqlx::query_as(
+            total_readings,
+        ): (i64, i64, i64, i64, i64, Option<i64>, i64, i64) = sqlx::query_as(
             "SELECT next_seq, hlc, pruned_versions, dropped_versions, remote_versions, \
-                 max_clock_skew_ms, sensor_indexed_seq FROM site_state WHERE singleton = 1",
+                 max_clock_skew_ms, sensor_indexed_seq, readings_held \
+                 FROM site_state WHERE singleton = 1",
         )
         .fetch_one(&mut *conn)
         .await?;
         let count = |sql: &'static str| sqlx::query_scalar::<DB, i64>(sql);
-        // Implicit first versions are counted with their readings: every
-        // reading but those whose first version has a row (a partial
-        // index), so no row is read for its flag.
-        let total_readings = count("SELECT COUNT(*) FROM readings")
-            .fetch_one(&mut *conn)
-            .await?;
+        // The readings are counted by the writes that add and remove them
+        // (`readings_held`), not row by row: a full count grows with the
+        // table and runs at every refresh of the gauges. Implicit first
+        // versions are counted with their readings: every reading but those
+        // whose first version has a row (a partial index), so no row is
+        // read for its flag.
         let materialised = count("SELECT COUNT(*) FROM readings WHERE NOT first_implicit")
             .fetch_one(&mut *conn)
             .await?;
