@@ -385,11 +385,12 @@ async fn an_outbox_with_a_row_per_version_is_upgraded_in_place(db: &TestDatabase
 }
 on_both_backends!(an_outbox_with_a_row_per_version_is_upgraded_in_place);
 
-/// The outbox of a database of the previous schema, whose first versions
-/// still have rows of their own (waiting without outbox rows): they keep
-/// waiting beside the new readings, whose first versions have none.
+/// The outbox of a database of the schema before implicit first versions,
+/// whose first versions still have rows of their own (waiting without
+/// outbox rows): they keep waiting beside the new readings, whose first
+/// versions have none.
 async fn first_versions_with_rows_are_upgraded_in_place(db: &TestDatabase) {
-    upgraded_outbox_drains(db, usize::try_from(latest(db) - 1).expect("a version")).await;
+    upgraded_outbox_drains(db, version_before(db, "implicit first versions")).await;
 }
 on_both_backends!(first_versions_with_rows_are_upgraded_in_place);
 
@@ -436,15 +437,15 @@ async fn acknowledge_all(client: &mut StoreClients, batch: &ipb::LeaseBatchRespo
         .synced
 }
 
-/// A database of the previous schema whose readings keep their first
-/// versions in their rows, ten of them acknowledged the way that schema
-/// recorded it (the row's sync state): after the upgrade, which records
-/// acknowledgements as runs instead, those ten still read synced and are
-/// never handed out again, and the other twenty drain with new readings.
+/// A database of the schema before acknowledged runs, whose readings keep
+/// their first versions in their rows, ten of them acknowledged the way
+/// that schema recorded it (the row's sync state): after the upgrade, which
+/// records acknowledgements as runs instead, those ten still read synced and
+/// are never handed out again, and the other twenty drain with new readings.
 async fn implicit_first_versions_acknowledged_in_their_rows_are_upgraded_in_place(
     db: &TestDatabase,
 ) {
-    let version = usize::try_from(latest(db) - 1).expect("a version");
+    let version = version_before(db, "acknowledged first runs");
     let hlc = |seq: i64| ((T0_US / 1_000) << 16) + seq;
     at_version!(db, version, |pool| {
         sqlx::query(
@@ -546,17 +547,33 @@ async fn upgraded_outbox_drains(db: &TestDatabase, version: usize) {
     task.await.expect("store task").expect("store served");
 }
 
-/// The newest schema version this store knows.
-fn latest(db: &TestDatabase) -> i64 {
-    let migrator = match db.url {
+/// The site's migrations on `db`'s backend.
+fn migrator(db: &TestDatabase) -> sqlx::migrate::Migrator {
+    match db.url {
         Some(_) => sqlx::migrate!("./migrations/postgres"),
         None => sqlx::migrate!("./migrations/sqlite"),
-    };
-    migrator
+    }
+}
+
+/// The newest schema version this store knows.
+fn latest(db: &TestDatabase) -> i64 {
+    migrator(db)
         .iter()
         .map(|m| m.version)
         .max()
         .expect("migrations")
+}
+
+/// The schema version just before the migration named `description` (its
+/// file name's words): a test of that upgrade keeps starting there however
+/// many migrations follow.
+fn version_before(db: &TestDatabase, description: &str) -> usize {
+    let migration = migrator(db)
+        .iter()
+        .find(|m| m.description == description)
+        .map(|m| m.version)
+        .unwrap_or_else(|| panic!("no migration named {description:?}"));
+    usize::try_from(migration - 1).expect("a version")
 }
 
 /// How the store upgrades the site database, for a binary knowing `migrator`.

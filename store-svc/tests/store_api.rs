@@ -105,6 +105,72 @@ async fn a_retry_stores_nothing_twice_and_a_reused_id_is_a_conflict(db: &TestDat
     }
 }
 
+/// Once a group held none of its ids, the next is inserted without looking
+/// them up: one that holds a stored id is written again, looked up, with
+/// nothing of the first try left behind (no seq skipped, nothing twice).
+async fn a_held_id_among_new_ones_is_answered_and_leaves_no_gap(db: &TestDatabase) {
+    let store = RunningStore::start(db, TestClock::at(T0_US), None)
+        .await
+        .expect("start");
+    let mut client = store.client.clone();
+    let outcome = |r: &ipb::AppendResult| (pb::ReadingOutcome::try_from(r.outcome), r.seq);
+    let stored = |seq| (Ok(pb::ReadingOutcome::Stored), seq);
+    let duplicate = |seq| (Ok(pb::ReadingOutcome::Duplicate), seq);
+    for (first, last) in [(1, 3), (4, 5)] {
+        let fresh: Vec<_> = (first..=last).map(|n| reading(n, "s-1", T0_US)).collect();
+        let results = append(&mut client, fresh).await;
+        let got: Vec<_> = results.iter().map(outcome).collect();
+        let want: Vec<_> = (first..=last).map(|n| stored(u64::from(n))).collect();
+        assert_eq!(got, want);
+    }
+    let mut changed = reading(3, "s-1", T0_US);
+    changed.temperature_celsius = 99.0;
+    let mixed = vec![
+        reading(6, "s-1", T0_US),
+        reading(2, "s-1", T0_US),
+        changed,
+        reading(7, "s-1", T0_US),
+        reading(6, "s-1", T0_US),
+    ];
+    let got: Vec<_> = append(&mut client, mixed)
+        .await
+        .iter()
+        .map(outcome)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            stored(6),
+            duplicate(2),
+            (Ok(pb::ReadingOutcome::Conflict), 3),
+            stored(7),
+            duplicate(6),
+        ]
+    );
+    for n in [8, 9] {
+        let got: Vec<_> = append(&mut client, vec![reading(n, "s-1", T0_US)])
+            .await
+            .iter()
+            .map(outcome)
+            .collect();
+        assert_eq!(got, [stored(u64::from(n))], "no seq skipped");
+    }
+    let s = stats(&mut client).await;
+    assert_eq!(
+        (s.total_readings, s.unsynced_versions, s.last_seq),
+        (9, 9, 9)
+    );
+    let all = query_all(&mut client, pb::QueryReadingsRequest::default()).await;
+    let seqs: Vec<u64> = all.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
+    assert_eq!(
+        all[2].temperature_celsius,
+        reading(3, "s-1", T0_US).temperature_celsius,
+        "the conflicting write changed nothing"
+    );
+    store.stop().await;
+}
+
 async fn concurrent_appends_share_commits_and_seq_stays_gap_free(db: &TestDatabase) {
     {
         let store = RunningStore::start(db, TestClock::at(T0_US), None)
@@ -588,6 +654,7 @@ async fn text_the_database_cannot_hold_is_refused_by_name(db: &TestDatabase) {
 on_both_backends!(text_the_database_cannot_hold_is_refused_by_name);
 on_both_backends!(appended_readings_read_back_with_site_seq_and_version);
 on_both_backends!(a_retry_stores_nothing_twice_and_a_reused_id_is_a_conflict);
+on_both_backends!(a_held_id_among_new_ones_is_answered_and_leaves_no_gap);
 on_both_backends!(concurrent_appends_share_commits_and_seq_stays_gap_free);
 on_both_backends!(queries_page_through_everything_with_filters);
 on_both_backends!(sensor_queries_cover_indexed_rows_and_the_unindexed_tail);

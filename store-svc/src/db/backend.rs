@@ -56,7 +56,7 @@ pub trait Backend: SqlDatabase {
         conn: &'a mut Self::Connection,
         site_id: &'a str,
         rows: &'a [NewRow<'a>],
-    ) -> impl Future<Output = Result<(), DbError>> + Send + 'a;
+    ) -> impl Future<Output = Result<bool, DbError>> + Send + 'a;
 
     /// The readings already held under `ids` (in no particular order).
     fn held_readings<'a>(
@@ -72,7 +72,7 @@ impl Backend for Sqlite {
         conn: &'a mut Self::Connection,
         site_id: &'a str,
         rows: &'a [NewRow<'a>],
-    ) -> impl Future<Output = Result<(), DbError>> + Send + 'a {
+    ) -> impl Future<Output = Result<bool, DbError>> + Send + 'a {
         insert_readings_multi_row::<Sqlite>(conn, site_id, rows)
     }
 
@@ -95,17 +95,20 @@ impl Backend for Sqlite {
 impl Backend for Postgres {
     // One statement for the whole group, each column bound as one array:
     // one parse, one round trip and 12 parameters, where multi-row VALUES
-    // bind 15 per row over several statements.
+    // bind 15 per row over several statements. A taken id or seq fails the
+    // statement (and so the transaction) with a unique violation: answered
+    // false, for the caller to roll back. Not `ON CONFLICT DO NOTHING`,
+    // which would check each unique index once more before inserting.
     async fn insert_readings<'a>(
         conn: &'a mut Self::Connection,
         site_id: &'a str,
         rows: &'a [NewRow<'a>],
-    ) -> Result<(), DbError> {
+    ) -> Result<bool, DbError> {
         let mut columns = ReadingColumns::with_capacity(rows.len());
         for row in rows {
             columns.push(row)?;
         }
-        sqlx::query(&format!(
+        let inserted = sqlx::query(&format!(
             "INSERT INTO readings ({NEW_READING_COLUMNS}) \
              SELECT u.seq, u.reading_id, $1, u.sensor_id, u.temperature, u.humidity, \
              u.measured_at_us, u.received_at_us, u.priority, u.clock_suspect, u.digest, \
@@ -131,8 +134,12 @@ impl Backend for Postgres {
         .bind(columns.hlc)
         .bind(columns.written_by)
         .execute(&mut *conn)
-        .await?;
-        Ok(())
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => Ok(false),
+            Err(err) => Err(err.into()),
+        }
     }
 
     // One statement for the whole group: the ids bound as one array.
