@@ -49,8 +49,10 @@ pub struct SyncConfig {
     pub sync_batch_size: u32,
 
     /// Pushes in flight at once (1 to 64). The drain never takes more, so
-    /// ingest keeps the rest of the site's capacity.
-    #[arg(long, env = "EDGE_SYNC_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// ingest keeps the rest of the site's capacity. Three drained fastest on
+    /// a two-core site (BENCHMARKS.md), each yielding while ingest keeps
+    /// the store busy (`--sync-yield`).
+    #[arg(long, env = "EDGE_SYNC_CONCURRENCY", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub sync_concurrency: u32,
 
     /// Percent of every batch taken from the newest unsynced readings (0 to
@@ -164,7 +166,7 @@ impl SyncConfig {
             cloud_api: CloudApi::Batch,
             push_timeout: Duration::from_secs(30),
             sync_batch_size: 5000,
-            sync_concurrency: 2,
+            sync_concurrency: 3,
             sync_newest_share: 10,
             sync_yield: true,
             backoff_initial: Duration::from_secs(1),
