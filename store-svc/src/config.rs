@@ -79,9 +79,10 @@ pub struct StoreConfig {
     /// Readings the by-sensor index may trail the newest by before they are
     /// added in one sorted batch (queries scan that tail instead): on SQLite
     /// by the commit that reaches it, on PostgreSQL by a task beside the
-    /// writer. Larger batches make ingest with many sensors cheaper and the
-    /// tail longer.
-    #[arg(long, env = "EDGE_SENSOR_INDEX_BATCH", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1..))]
+    /// writer. Larger batches make ingest with many sensors cheaper (each
+    /// sensor's index page is rewritten once per batch) and the tail longer
+    /// (a query by sensor reads up to that many recent readings).
+    #[arg(long, env = "EDGE_SENSOR_INDEX_BATCH", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
     pub sensor_index_batch: u32,
 
     /// How often the backlog gauges (`unsynced_readings`, `dead_letters`, …)
@@ -142,7 +143,7 @@ impl StoreConfig {
             clock_suspect_ahead: Duration::from_secs(300),
             clock_suspect_behind: Duration::from_secs(30 * 86_400),
             max_clock_skew: edge_versioning::DEFAULT_MAX_CLOCK_SKEW,
-            sensor_index_batch: 16_384,
+            sensor_index_batch: 65_536,
             gauge_interval: Duration::from_secs(10),
             storage: StorageArgs::default(),
             accept_postgres_durability_risk: false,
