@@ -170,6 +170,99 @@ async fn every_failure_of_an_append_stores_nothing_and_the_next_one_starts_clean
 }
 on_both_backends!(every_failure_of_an_append_stores_nothing_and_the_next_one_starts_clean);
 
+/// A group holding an id already stored is rolled back after its first
+/// try (ids not looked up) and written again with its ids looked up: a
+/// failure of that second try is answered as such and leaves nothing of
+/// either try; the call again then stores the new readings right after the
+/// last seq and answers the held one as a duplicate.
+async fn a_failure_after_a_held_id_sent_the_group_back_stores_nothing(db: &TestDatabase) {
+    let faults = Arc::new(WriteFaults::default());
+    let store = start(db, &faults).await;
+    let mut client = store.client.clone();
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    // Stores new readings numbered `first..first + n`: a group whose ids
+    // were all new, so the next is inserted without looking its ids up.
+    async fn store_new(
+        client: &mut StoreClients,
+        acked: &mut Vec<(u64, String)>,
+        first: u32,
+        n: u32,
+    ) {
+        let readings = batch(first, n);
+        for (result, reading) in append(client, readings.clone()).await.iter().zip(&readings) {
+            assert_eq!(result.outcome, pb::ReadingOutcome::Stored as i32);
+            assert_eq!(result.seq, acked.len() as u64 + 1, "gap-free");
+            acked.push((result.seq, reading.id.clone()));
+        }
+    }
+    store_new(&mut client, &mut acked, 1, 5).await;
+    let mut mixed = batch(100, 3);
+    mixed.push(batch(1, 1).remove(0));
+    // The first try fails on the held id before these points: each fault
+    // strikes the second try, the one with its ids looked up.
+    let cases = [
+        (
+            FaultPoint::Statement,
+            Fault::Error(disk_full(db)),
+            Code::ResourceExhausted,
+        ),
+        (
+            FaultPoint::Commit,
+            Fault::Error(connection_lost(db)),
+            Code::Unavailable,
+        ),
+        (
+            FaultPoint::Commit,
+            Fault::RolledBackUnderneath,
+            Code::ResourceExhausted,
+        ),
+    ];
+    for (case, (point, fault, code)) in (0u32..).zip(cases) {
+        store_new(&mut client, &mut acked, 10 + case, 1).await;
+        faults.arm(WriteOp::Append, point, fault, 1);
+        let refused = client
+            .ingest
+            .append(ipb::AppendRequest {
+                readings: mixed.clone(),
+            })
+            .await
+            .expect_err("the failed write is not acknowledged");
+        assert_eq!(refused.code(), code, "{point:?} {fault:?}: {refused:?}");
+        assert_eq!(held(&mut client).await, acked, "{point:?} {fault:?}");
+        let s = stats(&mut client).await;
+        let n = acked.len() as u64;
+        assert_eq!(
+            (s.total_readings, s.unsynced_versions, s.last_seq),
+            (n, n, n),
+            "{point:?} {fault:?}: the books as stored"
+        );
+    }
+    assert_eq!(faults.injected(), cases.len() as u64);
+    store_new(&mut client, &mut acked, 20, 1).await;
+    let last = acked.len() as u64;
+    let results = append(&mut client, mixed.clone()).await;
+    let got: Vec<(i32, u64)> = results.iter().map(|r| (r.outcome, r.seq)).collect();
+    let stored = pb::ReadingOutcome::Stored as i32;
+    assert_eq!(
+        got,
+        [
+            (stored, last + 1),
+            (stored, last + 2),
+            (stored, last + 3),
+            (pb::ReadingOutcome::Duplicate as i32, 1)
+        ]
+    );
+    acked.extend(
+        (last + 1..)
+            .zip(&mixed[..3])
+            .map(|(seq, r)| (seq, r.id.clone())),
+    );
+    assert_eq!(held(&mut client).await, acked);
+    store.stop().await;
+    assert_survives_a_restart(db, &faults, &acked).await;
+}
+on_both_backends!(a_failure_after_a_held_id_sent_the_group_back_stores_nothing);
+
 /// What SQLite does on a COMMIT that cannot write (the transaction rolled
 /// back under the driver), then a second failure: a connection reused after
 /// that would run every later "transaction" inside a savepoint that never
