@@ -111,8 +111,6 @@ where
         let mut firsts = 0;
         let mut readings_removed = 0;
         for chunk in &chunks {
-            unindex_readings::<DB>(&mut tx, chunk, "").await?;
-
             // Versions pulled from the cloud are not on this site's books.
             let mut pulled = SqlBuilder::<DB>::default();
             pulled.push("SELECT COUNT(*) FROM reading_versions WHERE remote AND ");
@@ -132,10 +130,7 @@ where
             let (implicit,): (i64,) = implicit.query_as()?.fetch_one(&mut *tx).await?;
             firsts += implicit;
 
-            let mut readings = SqlBuilder::<DB>::default();
-            readings.push("DELETE FROM readings WHERE ");
-            readings.id_filter("seq", chunk);
-            readings_removed += DB::rows_affected(&readings.query()?.execute(&mut *tx).await?);
+            readings_removed += remove_readings::<DB>(&mut tx, chunk, "").await?;
         }
         removed += u64::try_from(firsts).unwrap_or(0);
         self.forget_first_runs(&mut tx).await?;
@@ -426,13 +421,7 @@ where
         let mut readings_removed = 0;
         for (first, last) in id_runs(&seqs) {
             let chunk = IdChunk::Run(first, last);
-            unindex_readings::<DB>(&mut tx, &chunk, orphan).await?;
-
-            let mut readings = SqlBuilder::<DB>::default();
-            readings.push("DELETE FROM readings WHERE ");
-            readings.id_filter("seq", &chunk);
-            readings.push(orphan);
-            readings_removed += DB::rows_affected(&readings.query()?.execute(&mut *tx).await?);
+            readings_removed += remove_readings::<DB>(&mut tx, &chunk, orphan).await?;
         }
         sqlx::query(
             "UPDATE site_state SET dropped_versions = dropped_versions + $1, \
@@ -533,4 +522,24 @@ impl Store<Postgres> {
             .await?;
         Ok(0)
     }
+}
+
+/// Deletes the readings `chunk` names (those that also meet `condition`,
+/// SQL on `readings` starting ` AND`, or all of them when it is empty) with
+/// their rows in the by-sensor index; returns how many readings went, for
+/// `site_state.readings_held`.
+#[edge_sql::sql_bounds]
+async fn remove_readings<DB: Backend>(
+    conn: &mut DB::Connection,
+    chunk: &IdChunk,
+    condition: &str,
+) -> Result<u64, DbError> {
+    unindex_readings::<DB>(conn, chunk, condition).await?;
+    let mut readings = SqlBuilder::<DB>::default();
+    readings.push("DELETE FROM readings WHERE ");
+    readings.id_filter("seq", chunk);
+    readings.push(condition);
+    Ok(DB::rows_affected(
+        &readings.query()?.execute(&mut *conn).await?,
+    ))
 }
