@@ -79,6 +79,29 @@ async fn assert_survives_a_restart(
     store.stop().await;
 }
 
+/// A write failing after its BEGIN, each way, with the code it is answered
+/// by: a statement on a full disk, a COMMIT that loses the connection, and
+/// a COMMIT rolled back underneath the driver.
+fn failures_after_begin(db: &TestDatabase) -> [(FaultPoint, Fault, Code); 3] {
+    [
+        (
+            FaultPoint::Statement,
+            Fault::Error(disk_full(db)),
+            Code::ResourceExhausted,
+        ),
+        (
+            FaultPoint::Commit,
+            Fault::Error(connection_lost(db)),
+            Code::Unavailable,
+        ),
+        (
+            FaultPoint::Commit,
+            Fault::RolledBackUnderneath,
+            Code::ResourceExhausted,
+        ),
+    ]
+}
+
 async fn storage(client: &mut StoreClients) -> pb::StorageStatus {
     stats(client).await.storage.expect("storage status")
 }
@@ -200,23 +223,7 @@ async fn a_failure_after_a_held_id_sent_the_group_back_stores_nothing(db: &TestD
     mixed.push(batch(1, 1).remove(0));
     // The first try fails on the held id before these points: each fault
     // strikes the second try, the one with its ids looked up.
-    let cases = [
-        (
-            FaultPoint::Statement,
-            Fault::Error(disk_full(db)),
-            Code::ResourceExhausted,
-        ),
-        (
-            FaultPoint::Commit,
-            Fault::Error(connection_lost(db)),
-            Code::Unavailable,
-        ),
-        (
-            FaultPoint::Commit,
-            Fault::RolledBackUnderneath,
-            Code::ResourceExhausted,
-        ),
-    ];
+    let cases = failures_after_begin(db);
     for (case, (point, fault, code)) in (0u32..).zip(cases) {
         store_new(&mut client, &mut acked, 10 + case, 1).await;
         faults.arm(WriteOp::Append, point, fault, 1);
@@ -677,28 +684,12 @@ async fn failed_token_writes_change_nothing(db: &TestDatabase) {
         listed
     }
     let before = names(&mut tokens).await;
-    for (point, fault, code) in [
-        (
-            FaultPoint::Begin,
-            Fault::Error(connection_lost(db)),
-            Code::Unavailable,
-        ),
-        (
-            FaultPoint::Statement,
-            Fault::Error(disk_full(db)),
-            Code::ResourceExhausted,
-        ),
-        (
-            FaultPoint::Commit,
-            Fault::Error(connection_lost(db)),
-            Code::Unavailable,
-        ),
-        (
-            FaultPoint::Commit,
-            Fault::RolledBackUnderneath,
-            Code::ResourceExhausted,
-        ),
-    ] {
+    let begin = (
+        FaultPoint::Begin,
+        Fault::Error(connection_lost(db)),
+        Code::Unavailable,
+    );
+    for (point, fault, code) in std::iter::once(begin).chain(failures_after_begin(db)) {
         faults.arm(WriteOp::Identities, point, fault, 1);
         let failed = tokens
             .create_token(create("gw-f"))
